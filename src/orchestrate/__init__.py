@@ -1,0 +1,113 @@
+"""orchestrate: AI workflows that survive production.
+
+Every step with a timeout, a retry policy and a fallback; crash-proof checkpoints;
+people approving what must not be automated; embedded on SQLite or scaled out on
+PostgreSQL.
+"""
+
+from __future__ import annotations
+
+from orchestrate._engine.clock import Clock, SystemClock
+from orchestrate._engine.context import RunContext, StepContext
+from orchestrate._engine.runner import Engine
+from orchestrate.client import Client, RunDetail
+from orchestrate.decorators import AgentWorkflow, branch, fallback, gate, parallel, reduce
+from orchestrate.errors import (
+    ApprovalRequired,
+    ConflictError,
+    DeadlineExceededError,
+    DefinitionError,
+    InvalidInputError,
+    NonDeterminismError,
+    NonRetryableError,
+    OrchestrateError,
+    RejectedError,
+    RunFailedError,
+    RunNotFoundError,
+    StepFailedError,
+    StepTimeoutError,
+    WorkflowVersionNotFoundError,
+)
+from orchestrate.policies import (
+    MISSING,
+    Cache,
+    ExponentialBackoff,
+    Fallback,
+    FixedRetry,
+    Retry,
+    StepPolicy,
+    Timeout,
+)
+from orchestrate.review import HumanReviewGate, approval
+from orchestrate.store import open_store
+from orchestrate.types import RunId, RunStatus, StepKey, StepStatus
+from orchestrate.workflow import (
+    Branch,
+    DurableFunction,
+    Loop,
+    Map,
+    Orchestrator,
+    Parallel,
+    Step,
+    SubWorkflow,
+    Workflow,
+    workflow,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "MISSING",
+    "AgentWorkflow",
+    "ApprovalRequired",
+    "Branch",
+    "Cache",
+    "Client",
+    "Clock",
+    "ConflictError",
+    "DeadlineExceededError",
+    "DefinitionError",
+    "DurableFunction",
+    "Engine",
+    "ExponentialBackoff",
+    "Fallback",
+    "FixedRetry",
+    "HumanReviewGate",
+    "InvalidInputError",
+    "Loop",
+    "Map",
+    "NonDeterminismError",
+    "NonRetryableError",
+    "OrchestrateError",
+    "Orchestrator",
+    "Parallel",
+    "RejectedError",
+    "Retry",
+    "RunContext",
+    "RunDetail",
+    "RunFailedError",
+    "RunId",
+    "RunNotFoundError",
+    "RunStatus",
+    "Step",
+    "StepContext",
+    "StepFailedError",
+    "StepKey",
+    "StepPolicy",
+    "StepStatus",
+    "StepTimeoutError",
+    "SubWorkflow",
+    "SystemClock",
+    "Timeout",
+    "Workflow",
+    "WorkflowVersionNotFoundError",
+    "__version__",
+    "approval",
+    "branch",
+    "fallback",
+    "gate",
+    "open_store",
+    "parallel",
+    "reduce",
+    "workflow",
+]

@@ -1,0 +1,1 @@
+"""The durable engine (private): replay core, step execution, graph interpreter, runner."""

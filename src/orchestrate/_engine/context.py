@@ -1,0 +1,313 @@
+"""Per-run state during execution, and the public ``RunContext`` of durable functions."""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from orchestrate import _serde
+from orchestrate.errors import NonDeterminismError, StepFailedError, StepTimeoutError
+from orchestrate.policies import MISSING, Fallback, StepPolicy
+from orchestrate.store.base import AttemptState, Event, RunRecord, StepRecord
+from orchestrate.types import StepStatus
+from orchestrate.workflow import CallPlan
+
+if TYPE_CHECKING:
+    from orchestrate._engine.runner import Engine
+
+
+current_run: contextvars.ContextVar[RunContext | None] = contextvars.ContextVar("orchestrate_run", default=None)
+"""The run being executed by this task (inherited by tasks it creates)."""
+
+
+class Suspend(BaseException):  # noqa: N818 - a control signal, not an error
+    """Unwinds a run that must park: on a timer (``wake_at``) or for a signal."""
+
+    def __init__(self, *, wake_at: float | None, reason: str, signal: str | None = None) -> None:
+        super().__init__(reason)
+        self.wake_at = wake_at
+        self.reason = reason
+        self.signal = signal
+
+
+@dataclass(frozen=True)
+class StepSpec:
+    """What the engine needs to run one step: name, call plan, policy, options."""
+
+    name: str
+    plan: CallPlan
+    policy: StepPolicy
+    gate: Any = None
+    options: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def cache_prefix(self) -> str:
+        """Cache keys: step name and a fingerprint of its code."""
+        return f"{self.name}:{_code_fingerprint(self.plan.fn)}"
+
+
+_FINGERPRINTS: dict[Any, str] = {}
+
+
+def _code_fingerprint(fn: Any) -> str:
+    found = _FINGERPRINTS.get(fn)
+    if found is None:
+        from orchestrate.workflow import _source
+
+        found = _serde.input_hash(_source(fn))[:8]
+        _FINGERPRINTS[fn] = found
+    return found
+
+
+@dataclass
+class StepContext:
+    """Handed to a step function that declares a ``ctx`` parameter.
+
+    Attributes:
+        run_id: the run.
+        step_key: this step's key in the run.
+        attempt: 1 for the first attempt.
+        idempotency_key: stable across attempts and resumes; pass it to external APIs.
+        options: the step's free-form options (``model=``...).
+        missing: keys of steps that were skipped; their outputs are ``MISSING``.
+        deadline_at: the run's deadline (POSIX seconds) or ``None``.
+    """
+
+    run_id: str
+    step_key: str
+    attempt: int
+    idempotency_key: str
+    options: dict[str, Any]
+    missing: frozenset[str]
+    deadline_at: float | None
+
+
+class RunContext:
+    """The handle a durable function uses to run durable steps.
+
+    ``await ctx.step(fn, *args, **policy)`` runs ``fn`` once per run (replayed from the
+    store afterwards); ``await ctx.sleep(seconds)`` and ``await ctx.wait(key)`` park the
+    run without holding a worker.
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        run: RunRecord,
+        recorded: dict[str, StepRecord],
+        attempts: dict[str, AttemptState],
+        *,
+        check_order: bool,
+    ) -> None:
+        self.engine = engine
+        self.run = run
+        self.run_id = run.run_id
+        self.workflow = run.workflow
+        self.version = run.version
+        self.input = run.input
+        self.recorded = recorded
+        self.attempts = attempts
+        self.outputs: dict[str, Any] = {}
+        self.missing: set[str] = set()
+        self.flags: list[str] = []
+        self.jump_targets: set[str] = set()
+        self.last_key: str | None = None
+        self._counts: dict[str, int] = {}
+        # Replays of durable functions must consume the history in order.
+        self._unconsumed = [k for k in recorded if not k.startswith(("wait:", "sleep:"))] if check_order else []
+        self._check_order = check_order
+        self.overrides: dict[str, Any] = dict(run.options.get("overrides", {}))
+
+    # public API ---------------------------------------------------------------------------
+    @property
+    def fence(self) -> int:
+        """The fencing token this execution writes under."""
+        return self.run.fence
+
+    async def step(
+        self,
+        fn: Callable[..., Any],
+        *args: Any,
+        name: str | None = None,
+        key: str | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        """Run ``fn(*args, **kwargs)`` as a durable step and return its output.
+
+        Policy keywords (``retry``, ``timeout``, ``fallback``, ``cache``,
+        ``max_concurrency``, ``isolation``, ``min_budget``) configure the step; other
+        keywords are passed to ``fn``. The step key is ``name`` (default: the function's
+        name), suffixed ``#2``, ``#3``... on repeated calls, unless ``key`` is given.
+        """
+        policy_args = {k: kwargs.pop(k) for k in _POLICY_KEYS if k in kwargs}
+        step_name = name or getattr(fn, "__name__", "step")
+        spec = self.engine.spec_for(fn, step_name, policy_args)
+        step_key = key or self._next_key(step_name)
+        self.last_key = step_key
+        value = _Args(args, kwargs)
+        from orchestrate._engine.steps import run_step
+
+        output, route = await run_step(self, spec, value, step_key)
+        if route is not None:
+            return Fallback(route, output)
+        return output
+
+    async def gather(self, *aws: Awaitable[Any]) -> list[Any]:
+        """Like ``asyncio.gather`` but lets every branch finish or park before parking the run."""
+        return await gather_all(aws)
+
+    async def sleep(self, seconds: float, *, key: str | None = None) -> None:
+        """Durable sleep: survives restarts; long sleeps release the worker."""
+        step_key = f"sleep:{key or self._next_key('sleep')}"
+        if step_key in self.recorded:
+            return
+        now = self.engine.clock.now()
+        state = self.attempts.get(step_key)
+        if state is None:
+            state = AttemptState(self.run_id, step_key, 0, now + seconds, now)
+            await self.engine.store.save_attempts(
+                state, fence=self.fence, event=Event(self.run_id, "timer_set", now, step_key, {"wake_at": state.next_at})
+            )
+            self.attempts[step_key] = state
+        await self.delay_until(state.next_at, reason=f"sleep:{step_key}")
+        await self.record(
+            StepRecord(self.run_id, step_key, step_key, StepStatus.SUCCEEDED, None, started_at=state.first_started_at, finished_at=self.engine.clock.now())
+        )
+
+    async def wait(self, key: str, *, timeout: float | None = None, payload: Any = None) -> Any:
+        """Park until ``Client.signal(run_id, key, value)`` delivers a value; return it.
+
+        Raises:
+            StepTimeoutError: no signal came within ``timeout`` seconds.
+        """
+        step_key = f"wait:{key}"
+        found = self.recorded.get(step_key)
+        if found is not None:
+            return found.output
+        now = self.engine.clock.now()
+        state = self.attempts.get(step_key)
+        if state is None:
+            deadline = now + timeout if timeout is not None else float("inf")
+            state = AttemptState(self.run_id, step_key, 0, deadline if timeout is not None else 0.0, now)
+            await self.engine.store.save_attempts(
+                state,
+                fence=self.fence,
+                event=Event(self.run_id, "wait_started", now, step_key, {"timeout": timeout, "payload": payload}),
+            )
+            self.attempts[step_key] = state
+        if timeout is not None and state.next_at and now >= state.next_at:
+            raise StepTimeoutError(f"no signal {key!r} for run {self.run_id} within {timeout}s")
+        raise Suspend(wake_at=state.next_at or None, reason=f"signal:{key}", signal=step_key)
+
+    # engine internals -----------------------------------------------------------------------
+    def _next_key(self, name: str) -> str:
+        n = self._counts.get(name, 0) + 1
+        self._counts[name] = n
+        return name if n == 1 else f"{name}#{n}"
+
+    def replayed(self, step_key: str, name: str) -> StepRecord | None:
+        """The recorded step for ``step_key``, checking the durable-function order."""
+        record = self.recorded.get(step_key)
+        if not self._check_order:
+            return record
+        if record is not None:
+            if record.name != name:
+                raise NonDeterminismError(
+                    f"run {self.run_id}: step {step_key!r} was recorded as {record.name!r} "
+                    f"but the replay called {name!r}; the workflow's code changed under a running run"
+                )
+            if step_key in self._unconsumed:
+                self._unconsumed.remove(step_key)
+            return record
+        if self._unconsumed:
+            raise NonDeterminismError(
+                f"run {self.run_id}: the replay called new step {step_key!r} while recorded "
+                f"steps {self._unconsumed[:3]} were not replayed yet; the workflow's code changed "
+                "under a running run"
+            )
+        return None
+
+    async def record(self, record: StepRecord, *, event: Event | None = None) -> StepRecord:
+        """Write a step record under this run's fence; the stored one wins."""
+        stored = await self.engine.store.record_step(
+            record, fence=self.fence, now=record.finished_at, event=event
+        )
+        self.recorded[record.step_key] = stored
+        return stored
+
+    async def delay_until(self, at: float, *, reason: str) -> None:
+        """Sleep until ``at`` if it is near; park the run (release the worker) if not."""
+        remaining = at - self.engine.clock.now()
+        if remaining <= 0:
+            return
+        if remaining > self.engine.park_after_seconds:
+            raise Suspend(wake_at=at, reason=reason)
+        await self.engine.clock.sleep(remaining)
+
+    def step_context(self, step_key: str, attempt: int, spec: StepSpec) -> StepContext:
+        """The :class:`StepContext` for one attempt."""
+        return StepContext(
+            run_id=self.run_id,
+            step_key=step_key,
+            attempt=attempt,
+            idempotency_key=f"{self.run_id}:{step_key}",
+            options=spec.options,
+            missing=frozenset(self.missing),
+            deadline_at=self.run.deadline_at,
+        )
+
+    def output_of(self, record: StepRecord, spec: StepSpec | None) -> Any:
+        """The value a recorded step hands downstream (revived into its return type)."""
+        if record.status is StepStatus.SKIPPED:
+            self.missing.add(record.step_key)
+            return MISSING
+        if record.status is StepStatus.FAILED:
+            error = record.error or {}
+            raise StepFailedError(
+                f"step {record.step_key!r} failed: {error.get('name')}: {error.get('message')}",
+                step=record.step_key,
+                cause_type=str(error.get("type")),
+            )
+        if spec is not None and spec.plan.returns is not None:
+            return _serde.revive(record.output, spec.plan.returns)
+        return record.output
+
+
+_POLICY_KEYS = ("retry", "timeout", "fallback", "cache", "max_concurrency", "isolation", "min_budget")
+
+
+@dataclass(frozen=True)
+class _Args:
+    """Arguments of a ``ctx.step`` call (as opposed to a single flowing value)."""
+
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+
+    def for_hash(self) -> Any:
+        return [list(self.args), self.kwargs]
+
+
+def new_signal_id() -> str:
+    """A unique id written with a signal, to tell whether our write won."""
+    return uuid.uuid4().hex
+
+
+async def gather_all(aws: Any) -> list[Any]:
+    """Run awaitables concurrently; errors win over parking, parking waits for all."""
+    results = await asyncio.gather(*aws, return_exceptions=True)
+    suspends: list[Suspend] = []
+    for result in results:
+        if isinstance(result, Suspend):
+            suspends.append(result)
+        elif isinstance(result, BaseException):
+            raise result
+    if suspends:
+        timed = [s.wake_at for s in suspends if s.wake_at is not None]
+        first = suspends[0]
+        signal = next((s.signal for s in suspends if s.signal), None)
+        raise Suspend(wake_at=min(timed) if timed else None, reason=first.reason, signal=signal)
+    return list(results)

@@ -1,0 +1,596 @@
+"""The engine: starts runs, drives them to the next park or end, and wakes due runs.
+
+A run is driven by replaying its entry point (the graph interpreter or the durable
+function) against the step records in the store: finished steps return their recorded
+outputs, the first unfinished one executes. Parking raises :class:`Suspend`, which the
+engine turns into a ``waiting`` run with a timer or a signal to wait for; nothing is
+held in memory while a run waits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import functools
+import os
+import socket
+import uuid
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from orchestrate.errors import (
+    ApprovalRequired,
+    DeadlineExceededError,
+    InvalidInputError,
+    LeaseLostError,
+    OrchestrateError,
+    RunFailedError,
+    RunNotFoundError,
+    StepFailedError,
+    WorkflowNotFoundError,
+    WorkflowVersionNotFoundError,
+    error_info,
+)
+from orchestrate.observe import get_logger
+from orchestrate.policies import StepPolicy
+from orchestrate.store import InMemoryStore, Store, open_store
+from orchestrate.store.base import Event, RunRecord, RunUpdate
+from orchestrate.types import RunStatus
+from orchestrate.workflow import AnyWorkflow, CallPlan, DurableFunction, Step, Workflow
+
+from orchestrate._engine.clock import Clock, SystemClock
+from orchestrate._engine.context import RunContext, StepSpec, Suspend, current_run
+
+
+def _owner_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def _owner_is_dead(owner: str | None) -> bool:
+    """Whether a lease owner is a process on this host that no longer exists."""
+    if not owner:
+        return False
+    host, _, rest = owner.partition(":")
+    pid_text = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid_text.isdigit():
+        return False
+    pid = int(pid_text)
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+class Engine:
+    """Runs workflows against a store.
+
+    Args:
+        store: where state lives (opened by :meth:`open` if not yet).
+        workflows: workflows (and older versions of them) this engine can run.
+        clock: the time source (``FakeClock`` in tests).
+        lease_seconds: how long a claim holds a run without a heartbeat.
+        park_after_seconds: waits longer than this (retry backoffs, sleeps) park the
+            run and release it instead of sleeping in memory.
+        max_threads: threads for sync steps.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        workflows: Iterable[AnyWorkflow] = (),
+        clock: Clock | None = None,
+        lease_seconds: float = 30.0,
+        park_after_seconds: float = 5.0,
+        max_threads: int = 32,
+    ) -> None:
+        self.store = store
+        self.clock: Clock = clock or SystemClock()
+        self.owner = _owner_id()
+        self.lease_seconds = lease_seconds
+        self.park_after_seconds = park_after_seconds
+        self.log = get_logger()
+        self._workflows: dict[str, dict[str, AnyWorkflow]] = {}
+        self._latest: dict[str, AnyWorkflow] = {}
+        self._specs: dict[int, StepSpec] = {}
+        self._fn_specs: dict[Any, StepSpec] = {}
+        self._plans: dict[Any, CallPlan] = {}
+        self._step_limits: dict[tuple[str, str], asyncio.Semaphore] = {}
+        self._run_limits: dict[str, asyncio.Semaphore] = {}
+        self._pool = concurrent.futures.ThreadPoolExecutor(max_threads, thread_name_prefix="orchestrate-step")
+        self._leased = not isinstance(store, InMemoryStore)
+        self._missing_reported: set[tuple[str, str]] = set()
+        self._opened = False
+        for wf in workflows:
+            self.register(wf)
+
+    # registry ----------------------------------------------------------------------------
+    def register(self, wf: AnyWorkflow) -> AnyWorkflow:
+        """Make ``wf`` (this exact version) runnable here; the last registered is the latest."""
+        if not isinstance(wf, Workflow | DurableFunction):
+            raise InvalidInputError(f"not a workflow: {wf!r}")
+        wf.freeze()
+        self._workflows.setdefault(wf.name, {})[wf.version] = wf
+        self._latest[wf.name] = wf
+        return wf
+
+    def has_version(self, name: str, version: str) -> bool:
+        """Whether this engine can run ``name`` at ``version``."""
+        return version in self._workflows.get(name, {})
+
+    def get_workflow(self, name: str, version: str | None = None) -> AnyWorkflow:
+        """The registered workflow, by default its latest version."""
+        versions = self._workflows.get(name)
+        if not versions:
+            known = ", ".join(sorted(self._workflows)) or "none"
+            raise WorkflowNotFoundError(f"no workflow named {name!r} is registered here (registered: {known})")
+        if version is None:
+            return self._latest[name]
+        found = versions.get(version)
+        if found is None:
+            raise WorkflowVersionNotFoundError(
+                f"workflow {name!r} version {version!r} is not available in this process "
+                f"(it has {', '.join(sorted(versions))}); runs pinned to it must be resumed "
+                "by a process that still has that definition"
+            )
+        return found
+
+    # step plumbing --------------------------------------------------------------------------
+    def plan_for(self, fn: Callable[..., Any]) -> CallPlan:
+        """The cached call plan of ``fn``."""
+        plan = self._plans.get(fn)
+        if plan is None:
+            plan = self._plans[fn] = CallPlan.of(fn, f"step {getattr(fn, '__name__', fn)!r}")
+        return plan
+
+    def spec_of_step(self, step: Step) -> StepSpec:
+        """The cached spec of a graph step."""
+        spec = self._specs.get(id(step))
+        if spec is None:
+            assert step.plan is not None, "steps are bound when their workflow is validated"
+            spec = StepSpec(step.name, step.plan, step.policy, step.gate, step.options)
+            self._specs[id(step)] = spec
+        return spec
+
+    def spec_for(self, fn: Callable[..., Any], name: str, policy_args: dict[str, Any]) -> StepSpec:
+        """The spec of a ``ctx.step`` call (cached when no policy arguments are given)."""
+        if not policy_args:
+            spec = self._fn_specs.get((fn, name))
+            if spec is None:
+                spec = StepSpec(name, self.plan_for(fn), StepPolicy())
+                self._fn_specs[(fn, name)] = spec
+            return spec
+        return StepSpec(name, self.plan_for(fn), StepPolicy.build(**policy_args, where=f"step {name!r}"))
+
+    async def to_thread(self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        """Run a sync function on the engine's thread pool."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._pool, functools.partial(fn, *args, **kwargs))
+
+    def step_semaphore(self, workflow: str, spec: StepSpec) -> asyncio.Semaphore:
+        """The per-process concurrency limit of a step."""
+        key = (workflow, spec.name)
+        sem = self._step_limits.get(key)
+        if sem is None:
+            sem = self._step_limits[key] = asyncio.Semaphore(spec.policy.max_concurrency or 1)
+        return sem
+
+    # lifecycle -------------------------------------------------------------------------------
+    async def open(self) -> Engine:
+        """Open the store."""
+        if not self._opened:
+            await self.store.open()
+            self._opened = True
+        return self
+
+    async def close(self) -> None:
+        """Close the store and the thread pool."""
+        if self._opened:
+            await self.store.close()
+            self._opened = False
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    async def __aenter__(self) -> Engine:
+        return await self.open()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # starting ----------------------------------------------------------------------------------
+    async def start(
+        self,
+        wf: AnyWorkflow | str,
+        input: Any = None,
+        *,
+        run_id: str | None = None,
+        options: dict[str, Any] | None = None,
+        parent_run_id: str | None = None,
+        queue: str = "default",
+        claim: bool = False,
+    ) -> str:
+        """Create a run (``pending``, or ``running`` and held by this engine with ``claim``)."""
+        run = await self._create(wf, input, run_id=run_id, options=options, parent_run_id=parent_run_id, queue=queue, claim=claim)
+        return run.run_id
+
+    async def _create(
+        self,
+        wf: AnyWorkflow | str,
+        input: Any,
+        *,
+        run_id: str | None = None,
+        options: dict[str, Any] | None = None,
+        parent_run_id: str | None = None,
+        queue: str = "default",
+        claim: bool = False,
+    ) -> RunRecord:
+        """Insert the run; return the stored record (an existing one if the id was taken)."""
+        await self.open()
+        workflow = self.get_workflow(wf) if isinstance(wf, str) else self._ensure(wf)
+        now = self.clock.now()
+        run = RunRecord(
+            run_id=run_id or uuid.uuid4().hex,
+            workflow=workflow.name,
+            version=workflow.version,
+            status=RunStatus.RUNNING if claim else RunStatus.PENDING,
+            input=input,
+            created_at=now,
+            updated_at=now,
+            owner=self.owner if claim else None,
+            lease_expires_at=now + self.lease_seconds if claim else None,
+            fence=1 if claim else 0,
+            deadline_at=now + workflow.timeout if workflow.timeout else None,
+            queue=queue,
+            options=options or {},
+            parent_run_id=parent_run_id,
+        )
+        stored = await self.store.create_run(
+            run, event=Event(run.run_id, "run_created", now, data={"version": run.version, "claimed": claim})
+        )
+        # The store may hand back an existing run (same id): only ours is fresh.
+        return run if stored.fence == run.fence and stored.owner == run.owner and stored.created_at == now else stored
+
+    def _ensure(self, wf: AnyWorkflow) -> AnyWorkflow:
+        if not self.has_version(wf.name, wf.version):
+            self.register(wf)
+        return wf
+
+    async def run(self, wf: AnyWorkflow | str, input: Any = None, *, run_id: str | None = None) -> Any:
+        """Run to the end in this process (sleeping through timers) and return the output.
+
+        Raises:
+            RunFailedError: the run ended failed, dead or cancelled.
+            ApprovalRequired: the run parked waiting for a signal (a person).
+        """
+        record = await self.run_record(wf, input, run_id=run_id)
+        return outcome(record)
+
+    async def run_record(self, wf: AnyWorkflow | str, input: Any = None, *, run_id: str | None = None) -> RunRecord:
+        """Like :meth:`run` but return the final (or parked) record instead of raising."""
+        run = await self._create(wf, input, run_id=run_id, claim=True)
+        if run.owner != self.owner:
+            return await self.settle(run.run_id)  # the id existed: follow that run
+        record = await self._drive(run, fresh=True)
+        if record.status is RunStatus.WAITING and record.wake_at is not None:
+            return await self.settle(run.run_id)
+        return record
+
+    # driving ------------------------------------------------------------------------------------
+    async def execute(self, run_id: str, *, force: bool = False) -> RunRecord | None:
+        """Claim the run if it is due and drive it; ``None`` if it was not claimable here."""
+        await self.open()
+        current = await self.store.get_run(run_id)
+        if current is None:
+            raise RunNotFoundError(f"run {run_id!r} does not exist")
+        if not self.has_version(current.workflow, current.version):
+            self.get_workflow(current.workflow, current.version)  # raises a clear error
+        run = await self.store.claim_run(
+            run_id, owner=self.owner, now=self.clock.now(), lease_seconds=self.lease_seconds, force=force
+        )
+        if run is None:
+            return None
+        return await self._drive(run, fresh=False)
+
+    async def settle(self, run_id: str, *, poll_seconds: float = 0.2) -> RunRecord:
+        """Drive the run until it ends or waits for a signal, sleeping through its timers."""
+        while True:
+            run = await self.store.get_run(run_id)
+            if run is None:
+                raise RunNotFoundError(f"run {run_id!r} does not exist")
+            if run.status.terminal or (run.status is RunStatus.WAITING and run.wake_at is None):
+                return run
+            now = self.clock.now()
+            if run.status is RunStatus.RUNNING and _owner_is_dead(run.owner):
+                await self.execute(run_id, force=True)
+                continue
+            due_at = run.wake_at if run.status is not RunStatus.RUNNING else run.lease_expires_at
+            if due_at is not None and due_at > now:
+                await self.clock.sleep(min(due_at - now, 60.0) if run.status is not RunStatus.RUNNING else poll_seconds)
+                continue
+            if await self.execute(run_id) is None:
+                await self.clock.sleep(poll_seconds)
+
+    async def _heartbeat(self, run: RunRecord, task: asyncio.Task[Any]) -> None:
+        interval = self.lease_seconds / 3
+        while True:
+            await asyncio.sleep(interval)
+            ok = await self.store.renew_lease(
+                run.run_id, owner=self.owner, fence=run.fence, now=self.clock.now(), lease_seconds=self.lease_seconds
+            )
+            if not ok:
+                self.log.warning("lease_lost", run_id=run.run_id, workflow=run.workflow, fence=run.fence)
+                task.cancel()
+                return
+
+    async def _drive(self, run: RunRecord, *, fresh: bool) -> RunRecord:
+        wf = self.get_workflow(run.workflow, run.version)
+        if fresh:
+            recorded: dict[str, Any] = {}
+            attempts: dict[str, Any] = {}
+        else:
+            recorded = {s.step_key: s for s in await self.store.get_steps(run.run_id)}
+            attempts = await self.store.get_attempts(run.run_id)
+            await self.store.append_event(
+                Event(run.run_id, "run_resumed", self.clock.now(), data={"replayed_steps": len(recorded), "fence": run.fence})
+            )
+        ctx = RunContext(self, run, recorded, attempts, check_order=isinstance(wf, DurableFunction))
+        token = current_run.set(ctx)
+        limit = self._run_limit(wf)
+        task = asyncio.current_task()
+        heartbeat = asyncio.create_task(self._heartbeat(run, task)) if self._leased and task else None
+        try:
+            if limit is not None:
+                async with limit:
+                    return await self._body(ctx, wf, run)
+            return await self._body(ctx, wf, run)
+        except asyncio.CancelledError:
+            if heartbeat is not None and heartbeat.done() and not heartbeat.cancelled():
+                # Our lease was taken over: stop quietly, the new holder owns the run.
+                return await self.store.get_run(run.run_id) or run
+            raise
+        finally:
+            current_run.reset(token)
+            if heartbeat is not None:
+                heartbeat.cancel()
+
+    def _run_limit(self, wf: AnyWorkflow) -> asyncio.Semaphore | None:
+        if not wf.max_concurrency:
+            return None
+        sem = self._run_limits.get(wf.name)
+        if sem is None:
+            sem = self._run_limits[wf.name] = asyncio.Semaphore(wf.max_concurrency)
+        return sem
+
+    async def _entry(self, ctx: RunContext, wf: AnyWorkflow, run: RunRecord) -> Any:
+        if isinstance(wf, DurableFunction):
+            return await wf(ctx, run.input)
+        from orchestrate._engine.interpreter import run_graph
+
+        return await run_graph(ctx, wf, run.input)
+
+    async def _body(self, ctx: RunContext, wf: AnyWorkflow, run: RunRecord) -> RunRecord:
+        store = self.store
+        try:
+            if run.deadline_at is not None:
+                remaining = run.deadline_at - self.clock.now()
+                if remaining <= 0:
+                    raise DeadlineExceededError(f"run {run.run_id} passed its deadline")
+                try:
+                    async with asyncio.timeout(remaining):
+                        output = await self._entry(ctx, wf, run)
+                except TimeoutError as exc:
+                    if isinstance(exc, OrchestrateError):
+                        raise
+                    raise DeadlineExceededError(
+                        f"run {run.run_id} exceeded its time budget of {wf.timeout:g}s"
+                    ) from None
+            else:
+                output = await self._entry(ctx, wf, run)
+        except Suspend as suspend:
+            return await self._park(ctx, run, suspend)
+        except LeaseLostError as exc:
+            self.log.warning("lease_lost", run_id=run.run_id, workflow=run.workflow, error=str(exc))
+            return await store.get_run(run.run_id) or run
+        except StepFailedError as exc:
+            return await self._fail(ctx, wf, run, exc, RunStatus.DEAD, step=exc.step)
+        except Exception as exc:  # noqa: BLE001 - any other error fails the run, recorded
+            return await self._fail(ctx, wf, run, exc, RunStatus.FAILED, step=None)
+        now = self.clock.now()
+        try:
+            await store.update_run(
+                run.run_id,
+                fence=run.fence,
+                now=now,
+                update=RunUpdate(RunStatus.SUCCEEDED, output=output),
+                event=Event(run.run_id, "run_succeeded", now),
+            )
+        except LeaseLostError:
+            return await store.get_run(run.run_id) or run
+        self.log.info("run_succeeded", workflow=run.workflow, run_id=run.run_id, version=run.version)
+        return _with(run, status=RunStatus.SUCCEEDED, output=output, updated_at=now)
+
+    async def _park(self, ctx: RunContext, run: RunRecord, suspend: Suspend) -> RunRecord:
+        now = self.clock.now()
+        update = RunUpdate(RunStatus.WAITING, wake_at=suspend.wake_at, wait_reason=suspend.reason)
+        try:
+            await self.store.update_run(
+                run.run_id, fence=run.fence, now=now, update=update,
+                event=Event(run.run_id, "run_waiting", now, data={"reason": suspend.reason, "wake_at": suspend.wake_at}),
+            )
+        except LeaseLostError:
+            return await self.store.get_run(run.run_id) or run
+        if suspend.signal is not None:
+            # A signal may have landed between the step that asked for it and this write.
+            if any(s.step_key == suspend.signal for s in await self.store.get_steps(run.run_id)):
+                await self.store.wake_run(run.run_id, now=now)
+                update.wake_at = now
+        self.log.info("run_waiting", workflow=run.workflow, run_id=run.run_id, reason=suspend.reason, wake_at=suspend.wake_at)
+        return _with(run, status=RunStatus.WAITING, wake_at=update.wake_at, wait_reason=suspend.reason, owner=None)
+
+    async def _fail(
+        self, ctx: RunContext, wf: AnyWorkflow, run: RunRecord, exc: BaseException, status: RunStatus, *, step: str | None
+    ) -> RunRecord:
+        info = error_info(exc)
+        if step is not None:
+            info["step"] = step
+        handler = wf.error_handler
+        if handler is not None:
+            from orchestrate._engine.steps import run_step
+
+            report = {"run_id": run.run_id, "workflow": run.workflow, "step": step, "error": info, "input": run.input}
+            try:
+                await run_step(ctx, self.spec_of_step(handler), report, "error_handler")
+            except (StepFailedError, Suspend) as handler_exc:
+                self.log.error("error_handler_failed", run_id=run.run_id, error=str(handler_exc))
+            except LeaseLostError:
+                return await self.store.get_run(run.run_id) or run
+        now = self.clock.now()
+        try:
+            await self.store.update_run(
+                run.run_id, fence=run.fence, now=now, update=RunUpdate(status, error=info),
+                event=Event(run.run_id, f"run_{status.value}", now, step, {"error": info}),
+            )
+        except LeaseLostError:
+            return await self.store.get_run(run.run_id) or run
+        self.log.error(f"run_{status.value}", workflow=run.workflow, run_id=run.run_id, step=step,
+                       error_class=info["name"], error=info["message"])
+        return _with(run, status=status, error=info, updated_at=now)
+
+    # working -------------------------------------------------------------------------------------
+    async def recover_orphans(self) -> int:
+        """Claim and drive runs held by processes of this host that died; return how many."""
+        await self.open()
+        count = 0
+        for run in await self.store.list_runs(status=[RunStatus.RUNNING], limit=1000):
+            if _owner_is_dead(run.owner) and self.has_version(run.workflow, run.version):
+                if await self.execute(run.run_id, force=True) is not None:
+                    count += 1
+        return count
+
+    async def work(
+        self,
+        *,
+        concurrency: int = 10,
+        poll_seconds: float = 0.5,
+        until_idle: bool = False,
+        stop: asyncio.Event | None = None,
+    ) -> int:
+        """Run due runs until ``stop`` is set (or, with ``until_idle``, none is left).
+
+        Runs of versions this engine lacks are not claimed; each is reported once.
+        Returns the number of runs driven.
+        """
+        await self.open()
+        driven = 0
+        limit = asyncio.Semaphore(concurrency)
+        tasks: set[asyncio.Task[Any]] = set()
+        driven += await self.recover_orphans()
+        while stop is None or not stop.is_set():
+            due = await self.store.due_runs(now=self.clock.now(), limit=concurrency * 2)
+            runnable = [r for r in due if self._runnable(r)]
+            for run in runnable:
+                await limit.acquire()
+                task = asyncio.create_task(self._work_one(run.run_id, limit))
+                tasks.add(task)
+                task.add_done_callback(tasks.discard)
+                driven += 1
+            if not runnable:
+                if until_idle and not tasks and not await self._pending_timers():
+                    break
+                if stop is not None:
+                    try:
+                        await asyncio.wait_for(stop.wait(), poll_seconds)
+                    except TimeoutError:
+                        pass
+                else:
+                    await self.clock.sleep(poll_seconds)
+            elif tasks:
+                await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+        return driven
+
+    async def _pending_timers(self) -> bool:
+        runs = await self.store.list_runs(status=[RunStatus.WAITING, RunStatus.PENDING, RunStatus.RUNNING], limit=1000)
+        return any(
+            (r.status is not RunStatus.WAITING or r.wake_at is not None) and self.has_version(r.workflow, r.version)
+            for r in runs
+        )
+
+    def _runnable(self, run: RunRecord) -> bool:
+        if self.has_version(run.workflow, run.version):
+            return True
+        key = (run.workflow, run.version)
+        if key not in self._missing_reported:
+            self._missing_reported.add(key)
+            self.log.warning(
+                "workflow_version_missing", workflow=run.workflow, version=run.version, run_id=run.run_id,
+                message="not claiming runs of a workflow version this worker does not have",
+            )
+        return False
+
+    async def _work_one(self, run_id: str, limit: asyncio.Semaphore) -> None:
+        try:
+            await self.execute(run_id)
+        except Exception as exc:  # noqa: BLE001 - a worker keeps going; the error is logged
+            self.log.error("run_execution_error", run_id=run_id, error=str(exc), error_class=type(exc).__qualname__)
+        finally:
+            limit.release()
+
+
+def _with(run: RunRecord, **changes: Any) -> RunRecord:
+    copy = run.copy()
+    for key, value in changes.items():
+        setattr(copy, key, value)
+    return copy
+
+
+def outcome(record: RunRecord) -> Any:
+    """The output of a finished run, or the matching exception."""
+    if record.status is RunStatus.SUCCEEDED:
+        return record.output
+    if record.status is RunStatus.WAITING:
+        raise ApprovalRequired(
+            f"run {record.run_id} is waiting ({record.wait_reason}); decide with the client or "
+            f"`orchestrate signal`, then it resumes",
+            run=record,
+        )
+    error = record.error or {}
+    where = f" at step {error['step']!r}" if error.get("step") else ""
+    raise RunFailedError(
+        f"run {record.run_id} {record.status.value}{where}: {error.get('name', '')}: {error.get('message', '')}",
+        run=record,
+    )
+
+
+_DEFAULT_ENGINES: dict[str, Engine] = {}
+
+_SHORTHANDS = {
+    "sqlite": "sqlite:///.orchestrate/orchestrate.db",
+    "memory": "memory://",
+    "postgresql": "postgresql:///orchestrate",
+    "postgres": "postgresql:///orchestrate",
+}
+
+
+async def default_engine(state_store: Any = None) -> Engine:
+    """The process-wide engine for a store URL (shorthands ``sqlite``, ``memory``, ``postgresql``).
+
+    ``ORCHESTRATE_STORE`` overrides the default URL.
+    """
+    if state_store is not None and not isinstance(state_store, str):
+        key = f"object:{id(state_store)}"
+        engine = _DEFAULT_ENGINES.get(key)
+        if engine is None:
+            engine = _DEFAULT_ENGINES[key] = Engine(state_store)
+        return await engine.open()
+    url = state_store or os.environ.get("ORCHESTRATE_STORE") or "sqlite"
+    url = _SHORTHANDS.get(url, url)
+    engine = _DEFAULT_ENGINES.get(url)
+    if engine is None:
+        engine = _DEFAULT_ENGINES[url] = Engine(open_store(url))
+    return await engine.open()

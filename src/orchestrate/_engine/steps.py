@@ -1,0 +1,267 @@
+"""Executing one step under its policy: cache, budget, attempts, retries, fallbacks, gate."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+
+from orchestrate import _serde
+from orchestrate.errors import (
+    DeadlineExceededError,
+    RejectedError,
+    StepFailedError,
+    StepTimeoutError,
+    error_info,
+)
+from orchestrate.policies import MISSING, Fallback
+from orchestrate.store.base import AttemptState, Event, StepRecord
+from orchestrate.types import StepStatus
+
+from orchestrate._engine.context import RunContext, StepSpec, _Args
+
+
+async def run_step(ctx: RunContext, spec: StepSpec, value: Any, key: str) -> tuple[Any, str | None]:
+    """Run (or replay) the step ``key``; return ``(output, route target or None)``."""
+    record = ctx.replayed(key, spec.name)
+    if record is None:
+        if key in ctx.overrides:
+            value = ctx.overrides[key]
+        record = await _execute(ctx, spec, value, key)
+    output = ctx.output_of(record, spec)
+    ctx.outputs[key] = output
+    if spec.gate is not None and record.status is StepStatus.SUCCEEDED:
+        output = await _gate(ctx, spec, key, output)
+        ctx.outputs[key] = output
+    route = record.meta.get("route") if record.fallback else None
+    return output, route
+
+
+async def _gate(ctx: RunContext, spec: StepSpec, key: str, output: Any) -> Any:
+    """Park until a person decides on the step's output (``review:<key>`` signal)."""
+    gate = spec.gate
+    timeout = None if getattr(gate, "escalate_on_timeout", False) else getattr(gate, "timeout", None)
+    decision = await ctx.wait(f"review:{key}", timeout=timeout, payload={"step": key, "output": output})
+    return apply_decision(key, decision, output)
+
+
+def apply_decision(key: str, decision: Any, output: Any) -> Any:
+    """Continue with the output (or the edited payload) if approved; raise if rejected."""
+    if not isinstance(decision, dict) or not decision.get("approved", False):
+        reason = decision.get("reason") if isinstance(decision, dict) else None
+        raise RejectedError(f"step {key!r} was rejected by a reviewer: {reason or 'no reason given'}")
+    return decision.get("payload", output)
+
+
+async def _invoke(ctx: RunContext, spec: StepSpec, fn_plan: Any, value: Any, key: str, attempt: int, timeout: float | None) -> Any:
+    plan = fn_plan
+    if isinstance(value, _Args):
+        args, kwargs = value.args, dict(value.kwargs)
+    else:
+        args, kwargs = plan.arguments(value)
+    if plan.wants_ctx:
+        kwargs["ctx"] = ctx.step_context(key, attempt, spec)
+    engine = ctx.engine
+    if plan.is_async:
+        call = plan.fn(*args, **kwargs)
+    elif spec.policy.isolation == "inline":
+        return plan.fn(*args, **kwargs) if timeout is None else await _in_thread(engine, plan.fn, args, kwargs, timeout)
+    elif spec.policy.isolation == "process":
+        from orchestrate._engine.isolation import call_in_process
+
+        call = call_in_process(plan.fn, args, kwargs)
+    else:
+        call = engine.to_thread(plan.fn, args, kwargs)
+    if timeout is None:
+        return await call
+    try:
+        async with asyncio.timeout(timeout):
+            return await call
+    except TimeoutError:
+        raise StepTimeoutError(f"step {key!r} attempt {attempt} timed out after {timeout:g}s") from None
+
+
+async def _in_thread(engine: Any, fn: Any, args: Any, kwargs: Any, timeout: float) -> Any:
+    try:
+        async with asyncio.timeout(timeout):
+            return await engine.to_thread(fn, args, kwargs)
+    except TimeoutError:
+        raise StepTimeoutError(f"inline step timed out after {timeout:g}s") from None
+
+
+def _attempt_timeout(ctx: RunContext, spec: StepSpec, now: float, first_started: float) -> float | None:
+    limits = []
+    policy = spec.policy.timeout
+    if policy.attempt is not None:
+        limits.append(policy.attempt)
+    if policy.total is not None:
+        limits.append(policy.total - (now - first_started))
+    if ctx.run.deadline_at is not None:
+        limits.append(ctx.run.deadline_at - now)
+    if not limits:
+        return None
+    return max(min(limits), 0.001)
+
+
+async def _execute(ctx: RunContext, spec: StepSpec, value: Any, key: str) -> StepRecord:
+    engine = ctx.engine
+    clock = engine.clock
+    policy = spec.policy
+    hashed = _serde.input_hash(value.for_hash() if isinstance(value, _Args) else value)
+    now = clock.now()
+    if ctx.run.deadline_at is not None and now >= ctx.run.deadline_at:
+        raise DeadlineExceededError(f"run {ctx.run_id} passed its deadline before step {key!r}")
+    cache_key = f"{spec.cache_prefix}:{hashed}" if (policy.cache or _wants_cache(policy)) else None
+    if policy.cache is not None and cache_key is not None:
+        entry = await engine.store.cache_get(cache_key)
+        if entry is not None and now - entry.stored_at <= policy.cache.ttl:
+            return await ctx.record(
+                StepRecord(ctx.run_id, key, spec.name, StepStatus.SUCCEEDED, entry.value, attempts=0,
+                           started_at=now, finished_at=now, input_hash=hashed, meta={"cached": True, "latency_ms": 0.0})
+            )
+    semaphore = engine.step_semaphore(ctx.workflow, spec) if policy.max_concurrency else None
+    async with semaphore or contextlib.nullcontext():
+        return await _attempts(ctx, spec, value, key, hashed, cache_key)
+
+
+def _wants_cache(policy: Any) -> bool:
+    return any(f.kind == "cached" for f in policy.fallback)
+
+
+async def _attempts(ctx: RunContext, spec: StepSpec, value: Any, key: str, hashed: str, cache_key: str | None) -> StepRecord:
+    engine = ctx.engine
+    clock = engine.clock
+    policy = spec.policy
+    log = engine.log
+    state = ctx.attempts.pop(key, None)
+    attempt = state.attempts + 1 if state else 1
+    first_started = state.first_started_at if state else clock.now()
+    attempt_log: list[dict[str, Any]] = []
+    if state is not None:
+        await ctx.delay_until(state.next_at, reason=f"retry:{key}")
+    last_error: BaseException | None = None
+    reason = None
+    remaining = None if ctx.run.deadline_at is None else ctx.run.deadline_at - clock.now()
+    if policy.min_budget is not None and remaining is not None and remaining < policy.min_budget and policy.fallback:
+        reason = "budget"
+        last_error = DeadlineExceededError(f"{remaining:.3f}s of budget left, step needs {policy.min_budget:g}s")
+    while reason is None:
+        started = clock.now()
+        if policy.timeout.total is not None and started - first_started >= policy.timeout.total:
+            last_error = StepTimeoutError(f"step {key!r} exceeded its total timeout of {policy.timeout.total:g}s")
+            break
+        timeout = _attempt_timeout(ctx, spec, started, first_started)
+        try:
+            output = await _invoke(ctx, spec, spec.plan, value, key, attempt, timeout)
+        except Exception as exc:  # noqa: BLE001 - every step error goes through the policy
+            finished = clock.now()
+            attempt_log.append({"attempt": attempt, "error": error_info(exc)["name"], "ms": round((finished - started) * 1000, 3)})
+            delay = policy.retry.next_delay(attempt, exc)
+            if delay is not None and policy.timeout.total is not None and finished + delay - first_started >= policy.timeout.total:
+                delay = None
+            if delay is not None and ctx.run.deadline_at is not None and finished + delay >= ctx.run.deadline_at:
+                delay = None
+            log.warning("step_attempt_failed", workflow=ctx.workflow, run_id=ctx.run_id, step=key,
+                        attempt=attempt, error_class=type(exc).__qualname__, error=str(exc), retry_in=delay)
+            if delay is None:
+                last_error = exc
+                break
+            next_at = finished + delay
+            info = error_info(exc)
+            new_state = AttemptState(ctx.run_id, key, attempt, next_at, first_started, info)
+            await engine.store.save_attempts(
+                new_state,
+                fence=ctx.fence,
+                event=Event(ctx.run_id, "step_retry", finished, key, {"attempt": attempt, "error": info, "delay": round(delay, 3)}),
+            )
+            ctx.attempts[key] = new_state
+            await ctx.delay_until(next_at, reason=f"retry:{key}")
+            ctx.attempts.pop(key, None)
+            attempt += 1
+            continue
+        finished = clock.now()
+        meta: dict[str, Any] = {"latency_ms": round((finished - first_started) * 1000, 3)}
+        if attempt_log:
+            meta["attempt_log"] = attempt_log
+        route = None
+        if isinstance(output, Fallback):
+            route, output = output.target, output.value
+            meta["route"] = route
+        if cache_key is not None and route is None:
+            await engine.store.cache_put(cache_key, output, now=finished)
+        record = StepRecord(ctx.run_id, key, spec.name, StepStatus.SUCCEEDED, output, attempts=attempt,
+                            started_at=first_started, finished_at=finished, input_hash=hashed,
+                            fallback=f"route:{route}" if route else None, meta=meta)
+        event = Event(ctx.run_id, "step_routed", finished, key, {"target": route}) if route else None
+        stored = await ctx.record(record, event=event)
+        log.info("step_succeeded", workflow=ctx.workflow, run_id=ctx.run_id, step=key, attempts=attempt,
+                 latency_ms=meta["latency_ms"], input_hash=hashed, fallback=record.fallback)
+        return stored
+    assert last_error is not None
+    return await _fallbacks(ctx, spec, value, key, hashed, cache_key, attempt, first_started, last_error, attempt_log, reason)
+
+
+async def _fallbacks(ctx: RunContext, spec: StepSpec, value: Any, key: str, hashed: str, cache_key: str | None,
+                     attempts: int, first_started: float, error: BaseException, attempt_log: list[dict[str, Any]],
+                     reason: str | None) -> StepRecord:
+    engine = ctx.engine
+    clock = engine.clock
+    info = error_info(error)
+    tried: list[dict[str, Any]] = []
+    for fallback in spec.policy.fallback:
+        status = StepStatus.SUCCEEDED
+        try:
+            if fallback.kind == "cached":
+                entry = await engine.store.cache_get(cache_key) if cache_key else None
+                if entry is None or (fallback.max_age is not None and clock.now() - entry.stored_at > fallback.max_age):
+                    tried.append({"fallback": "cached", "error": "no cached output"})
+                    continue
+                output = entry.value
+            elif fallback.kind == "call":
+                from orchestrate._engine.context import StepSpec as _Spec
+
+                plan = engine.plan_for(fallback.fn)
+                backup = _Spec(spec.name, plan, spec.policy, options=spec.options)
+                output = await _invoke(ctx, backup, plan, value, key, attempts, _attempt_timeout(ctx, spec, clock.now(), clock.now()))
+            elif fallback.kind == "value":
+                output = fallback.value
+            else:
+                output, status = MISSING, StepStatus.SKIPPED
+        except Exception as exc:  # noqa: BLE001 - a failing fallback hands over to the next
+            tried.append({"fallback": fallback.label, "error": f"{type(exc).__qualname__}: {exc}"})
+            continue
+        finished = clock.now()
+        meta: dict[str, Any] = {
+            "latency_ms": round((finished - first_started) * 1000, 3),
+            "fallback_reason": reason or info["name"],
+            "error_class": info["name"],
+        }
+        if fallback.flag:
+            meta["flag"] = fallback.flag
+        if attempt_log:
+            meta["attempt_log"] = attempt_log
+        if tried:
+            meta["fallbacks_failed"] = tried
+        record = StepRecord(ctx.run_id, key, spec.name, status, None if status is StepStatus.SKIPPED else output,
+                            error=info, attempts=attempts, started_at=first_started, finished_at=finished,
+                            input_hash=hashed, fallback=fallback.label, meta=meta)
+        data = {"fallback": fallback.label, "reason": meta["fallback_reason"], "error": info}
+        if fallback.flag:
+            data["flag"] = fallback.flag
+        stored = await ctx.record(record, event=Event(ctx.run_id, "step_fallback", finished, key, data))
+        engine.log.warning("step_fallback", workflow=ctx.workflow, run_id=ctx.run_id, step=key, attempts=attempts,
+                           error_class=info["name"], fallback=fallback.label, flag=fallback.flag, input_hash=hashed)
+        return stored
+    finished = clock.now()
+    meta = {"latency_ms": round((finished - first_started) * 1000, 3), "error_class": info["name"]}
+    if attempt_log:
+        meta["attempt_log"] = attempt_log
+    if tried:
+        meta["fallbacks_failed"] = tried
+    record = StepRecord(ctx.run_id, key, spec.name, StepStatus.FAILED, None, error=info, attempts=attempts,
+                        started_at=first_started, finished_at=finished, input_hash=hashed, meta=meta)
+    await ctx.record(record, event=Event(ctx.run_id, "step_failed", finished, key, {"error": info, "attempts": attempts}))
+    engine.log.error("step_failed", workflow=ctx.workflow, run_id=ctx.run_id, step=key, attempts=attempts,
+                     error_class=info["name"], error=info["message"], input_hash=hashed)
+    raise StepFailedError(f"step {key!r} failed after {attempts} attempt(s): {info['name']}: {info['message']}",
+                          step=key, cause_type=info["type"])

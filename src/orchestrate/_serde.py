@@ -1,0 +1,65 @@
+"""JSON serialisation of step inputs and outputs, and input hashing.
+
+Values are stored as JSON so that the store stays inspectable from SQL and from other
+languages. Dataclasses and pydantic models are stored as objects and, on replay,
+rebuilt into the type named by the step's return annotation.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import hashlib
+import json
+from typing import Any
+
+from orchestrate.errors import SerializationError
+
+
+def _default(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.asdict(value)
+    dump = getattr(value, "model_dump", None)
+    if callable(dump):  # pydantic models, without importing pydantic
+        return dump(mode="json")
+    if isinstance(value, dt.datetime | dt.date):
+        return value.isoformat()
+    if isinstance(value, set | frozenset):
+        return sorted(value, key=repr)
+    if isinstance(value, bytes):
+        raise TypeError("bytes are not stored inline; encode them (base64) or offload them")
+    raise TypeError(f"{type(value).__qualname__} is not JSON serialisable")
+
+
+def dumps(value: Any, *, what: str = "value") -> str:
+    """Serialise ``value`` to compact JSON; raise :class:`SerializationError` naming ``what``."""
+    try:
+        return json.dumps(value, default=_default, separators=(",", ":"), allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise SerializationError(f"{what} cannot be stored as JSON: {exc}") from None
+
+
+def loads(text: str | None) -> Any:
+    """Parse JSON written by :func:`dumps`; ``None`` stays ``None``."""
+    return None if text is None else json.loads(text)
+
+
+def input_hash(value: Any) -> str:
+    """A short, stable hash of a value (sorted keys), for logs, caching and idempotency."""
+    try:
+        text = json.dumps(value, default=_default, sort_keys=True, separators=(",", ":"))
+    except (TypeError, ValueError):
+        text = repr(value)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def revive(value: Any, annotation: Any) -> Any:
+    """Rebuild a replayed value into ``annotation`` when it names a dataclass or pydantic model."""
+    if value is None or not isinstance(annotation, type) or not isinstance(value, dict):
+        return value
+    if dataclasses.is_dataclass(annotation):
+        return annotation(**value)
+    validate = getattr(annotation, "model_validate", None)
+    if callable(validate):
+        return validate(value)
+    return value

@@ -1,0 +1,204 @@
+"""``Client``: the one façade over the store and the engine.
+
+The CLI (and later the HTTP server and the dashboard) are thin layers over it. A client
+needs only a store URL to inspect runs; to start, resume or replay runs it needs the
+workflows too (``Client(url, workflows=[...])``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from orchestrate._engine.context import new_signal_id
+from orchestrate._engine.runner import Engine, outcome
+from orchestrate.errors import ConflictError, InvalidInputError, RunNotFoundError, RunStateError
+from orchestrate.store import Store, open_store
+from orchestrate.store.base import Event, RunRecord, StepRecord
+from orchestrate.types import RunStatus, StepStatus
+from orchestrate.workflow import AnyWorkflow
+
+
+@dataclass
+class RunDetail:
+    """A run with its step records and its history (what ``runs show`` prints)."""
+
+    run: RunRecord
+    steps: list[StepRecord]
+    events: list[Event]
+
+
+class Client:
+    """Start, inspect, signal, cancel and replay runs.
+
+    Args:
+        store: a store URL or an opened/unopened store.
+        workflows: workflows this client may start or resume in-process.
+        engine: an engine to share (its store is used).
+    """
+
+    def __init__(
+        self,
+        store: str | Store | None = None,
+        *,
+        workflows: Iterable[AnyWorkflow] = (),
+        engine: Engine | None = None,
+    ) -> None:
+        if engine is None:
+            engine = Engine(open_store(store) if isinstance(store, str) or store is None else store, workflows=workflows)
+        else:
+            for wf in workflows:
+                engine.register(wf)
+        self.engine = engine
+        self.store = engine.store
+
+    async def __aenter__(self) -> Client:
+        await self.engine.open()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.engine.close()
+
+    # runs ------------------------------------------------------------------------------
+    async def start(self, workflow: AnyWorkflow | str, input: Any = None, *, run_id: str | None = None, options: dict[str, Any] | None = None) -> str:
+        """Create a pending run for a worker (or :meth:`resume`) to execute."""
+        return await self.engine.start(workflow, input, run_id=run_id, options=options)
+
+    async def run(self, workflow: AnyWorkflow | str, input: Any = None, *, run_id: str | None = None) -> RunRecord:
+        """Run in this process until it ends or waits for a person; return its record."""
+        return await self.engine.run_record(workflow, input, run_id=run_id)
+
+    async def resume(self, run_id: str) -> RunRecord:
+        """Drive a run in this process until it ends or waits for a person."""
+        return await self.engine.settle(run_id)
+
+    async def get(self, run_id: str) -> RunRecord:
+        """The run's record.
+
+        Raises:
+            RunNotFoundError: no such run.
+        """
+        await self.engine.open()
+        run = await self.store.get_run(run_id)
+        if run is None:
+            raise RunNotFoundError(f"run {run_id!r} does not exist")
+        return run
+
+    async def result(self, run_id: str) -> Any:
+        """The output of a succeeded run; raises ``RunFailedError``/``ApprovalRequired`` otherwise."""
+        return outcome(await self.get(run_id))
+
+    async def list(self, *, status: Sequence[RunStatus | str] | None = None, workflow: str | None = None, limit: int = 50) -> list[RunRecord]:
+        """Runs, newest first."""
+        await self.engine.open()
+        statuses = [_status(s) for s in status] if status else None
+        return await self.store.list_runs(status=statuses, workflow=workflow, limit=limit)
+
+    async def detail(self, run_id: str) -> RunDetail:
+        """The run with its steps and events."""
+        run = await self.get(run_id)
+        return RunDetail(run, await self.store.get_steps(run_id), await self.store.list_events(run_id))
+
+    async def cancel(self, run_id: str, *, reason: str = "cancelled by request") -> RunRecord:
+        """Cancel a run that has not ended; its worker stops at its next write."""
+        await self.engine.open()
+        return await self.store.cancel_run(run_id, now=self.engine.clock.now(), reason=reason)
+
+    async def signal(self, run_id: str, key: str, value: Any = None, *, by: str | None = None) -> None:
+        """Deliver ``value`` to ``ctx.wait(key)`` of a run, exactly once.
+
+        Raises:
+            ConflictError: the signal was already delivered (the first delivery stands).
+            RunStateError: the run has ended.
+        """
+        run = await self.get(run_id)
+        if run.status.terminal:
+            raise RunStateError(f"run {run_id!r} is {run.status.value}; it takes no more signals")
+        now = self.engine.clock.now()
+        marker = new_signal_id()
+        step_key = f"wait:{key}"
+        record = StepRecord(run_id, step_key, step_key, StepStatus.SUCCEEDED, value, attempts=1,
+                            started_at=now, finished_at=now, meta={"signal_id": marker, "by": by})
+        stored = await self.store.record_step(
+            record, fence=None, now=now, event=Event(run_id, "signal_received", now, step_key, {"by": by})
+        )
+        if stored.meta.get("signal_id") != marker:
+            raise ConflictError(f"run {run_id!r} already received signal {key!r}")
+        await self.store.wake_run(run_id, now=now)
+
+    async def decide(self, run_id: str, step: str, *, approved: bool, payload: Any = None, reason: str | None = None, by: str | None = None) -> None:
+        """Approve (optionally with an edited ``payload``) or reject a gated step's output."""
+        decision: dict[str, Any] = {"approved": approved, "by": by}
+        if payload is not None:
+            decision["payload"] = payload
+        if reason is not None:
+            decision["reason"] = reason
+        if not approved and not reason:
+            raise InvalidInputError("a rejection needs a reason")
+        await self.signal(run_id, f"review:{step}", decision, by=by)
+
+    # dead-letter queue ------------------------------------------------------------------
+    async def dead_letters(self, *, workflow: str | None = None, limit: int = 50) -> list[RunRecord]:
+        """Runs in the dead-letter queue, newest first."""
+        return await self.list(status=[RunStatus.DEAD], workflow=workflow, limit=limit)
+
+    async def replay(
+        self,
+        run_id: str,
+        *,
+        from_step: str | None = None,
+        input: Any = None,
+        version: str | None = None,
+        execute: bool = True,
+    ) -> RunRecord:
+        """Start a new run from a finished one, reusing its recorded steps.
+
+        Without ``from_step`` every succeeded step is reused and execution resumes at the
+        failure. With ``from_step`` the steps recorded before it are reused and it runs
+        again, with ``input`` (if given) as its input. Without ``from_step``, ``input``
+        replaces the run's input and nothing is reused.
+
+        Args:
+            version: the workflow version to use (default: the latest registered here).
+            execute: drive the new run in this process before returning.
+        """
+        source = await self.get(run_id)
+        if not source.status.terminal:
+            raise RunStateError(f"run {run_id!r} is {source.status.value}; only ended runs can be replayed")
+        workflow = self.engine.get_workflow(source.workflow, version)
+        steps = await self.store.get_steps(run_id)
+        keys: list[str] = []
+        options: dict[str, Any] = {"replay_of": run_id}
+        if from_step is not None:
+            names = [s.step_key for s in steps]
+            if from_step not in names:
+                raise InvalidInputError(
+                    f"run {run_id!r} has no recorded step {from_step!r} (recorded: {', '.join(names) or 'none'})"
+                )
+            keys = [s.step_key for s in steps[: names.index(from_step)] if s.status is StepStatus.SUCCEEDED]
+            if input is not None:
+                options["overrides"] = {from_step: input}
+            new_input = source.input
+        elif input is not None:
+            new_input = input
+        else:
+            keys = [s.step_key for s in steps if s.status is StepStatus.SUCCEEDED and not s.step_key.startswith("wait:")]
+            new_input = source.input
+        new_id = await self.engine.start(workflow, new_input, options=options, parent_run_id=run_id)
+        await self.store.copy_steps(run_id, new_id, keys)
+        await self.store.append_event(Event(new_id, "replay_started", self.engine.clock.now(), from_step, {"source": run_id, "reused": keys}))
+        if execute:
+            return await self.engine.settle(new_id)
+        return await self.get(new_id)
+
+
+def _status(value: RunStatus | str) -> RunStatus:
+    if isinstance(value, RunStatus):
+        return value
+    try:
+        return RunStatus(value)
+    except ValueError:
+        raise InvalidInputError(
+            f"unknown run status {value!r}; use one of {', '.join(s.value for s in RunStatus)}"
+        ) from None

@@ -1,0 +1,158 @@
+"""The exception tree of orchestrate.
+
+Every error the library raises derives from :class:`OrchestrateError`::
+
+    OrchestrateError
+    ├── DefinitionError            a workflow definition is invalid (names the place)
+    ├── InvalidInputError          bad input given to a run, a CLI command or the client
+    ├── WorkflowNotFoundError      no workflow of that name is registered
+    │   └── WorkflowVersionNotFoundError   the run's pinned version is not available here
+    ├── RunNotFoundError           no run with that id in the store
+    ├── RunStateError              the operation does not fit the run's status
+    ├── RunFailedError             a run awaited by the caller ended failed, dead or cancelled
+    ├── ApprovalRequired           (control signal) the awaited run parked, waiting for a person
+    ├── ConflictError              a write lost a race (e.g. a second decision on a signal)
+    ├── NonDeterminismError        a durable function's replay diverged from its history
+    ├── StepError                  base of errors raised while running a step
+    │   ├── StepTimeoutError       an attempt or the step's total time ran out
+    │   ├── NonRetryableError      raise it (or subclass it) to skip the remaining retries
+    │   ├── StepFailedError        retries and fallbacks are exhausted
+    │   └── IsolatedProcessError   a process-isolated step died or could not be pickled
+    ├── RejectedError              a reviewer rejected a gated step
+    ├── DeadlineExceededError      the run's deadline or time budget ran out
+    ├── SerializationError         a value could not be stored as JSON
+    └── StoreError                 the store failed; driver errors are wrapped in it
+        ├── SchemaVersionError     the database schema is newer or older than this code
+        └── LeaseLostError         another worker took over the run; this worker must stop
+
+Control signals that are not errors (``Suspend``) derive from ``BaseException``
+and live in the private engine.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class OrchestrateError(Exception):
+    """Root of every error raised by orchestrate."""
+
+
+class DefinitionError(OrchestrateError):
+    """A workflow definition is invalid. The message names the workflow and the place."""
+
+
+class InvalidInputError(OrchestrateError):
+    """Input given to a run, the client or the CLI is malformed."""
+
+
+class WorkflowNotFoundError(OrchestrateError):
+    """No workflow of that name is registered in this process."""
+
+
+class WorkflowVersionNotFoundError(WorkflowNotFoundError):
+    """A run is pinned to a workflow version that this process does not have."""
+
+
+class RunNotFoundError(OrchestrateError):
+    """No run with that id exists in the store."""
+
+
+class RunStateError(OrchestrateError):
+    """The requested operation does not fit the run's current status."""
+
+
+class RunFailedError(OrchestrateError):
+    """A run that the caller awaited ended failed, dead or cancelled.
+
+    Attributes:
+        run: the run's record, with its status and error.
+    """
+
+    def __init__(self, message: str, *, run: Any) -> None:
+        super().__init__(message)
+        self.run = run
+
+
+class ApprovalRequired(OrchestrateError):  # noqa: N818 - a control signal, not an error
+    """The awaited run parked waiting for a person (or an external signal).
+
+    Attributes:
+        run: the run's record (status ``waiting``, ``wait_reason`` says for what).
+    """
+
+    def __init__(self, message: str, *, run: Any) -> None:
+        super().__init__(message)
+        self.run = run
+
+
+class ConflictError(OrchestrateError):
+    """A write lost a race: the record already exists with another value."""
+
+
+class NonDeterminismError(OrchestrateError):
+    """A durable function called its steps in another order than its recorded history."""
+
+
+class StepError(OrchestrateError):
+    """Base of the errors raised while executing a step."""
+
+
+class StepTimeoutError(StepError, TimeoutError):
+    """An attempt, or the step as a whole, exceeded its timeout."""
+
+
+class NonRetryableError(StepError):
+    """Raise this (or a subclass) from a step to fail it without further retries."""
+
+
+class StepFailedError(StepError):
+    """A step failed after its retries and fallbacks were exhausted.
+
+    Attributes:
+        step: the step key.
+        cause_type: qualified name of the last error's class.
+    """
+
+    def __init__(self, message: str, *, step: str, cause_type: str) -> None:
+        super().__init__(message)
+        self.step = step
+        self.cause_type = cause_type
+
+
+class IsolatedProcessError(StepError):
+    """A process-isolated step could not be started, was killed, or returned garbage."""
+
+
+class RejectedError(OrchestrateError):
+    """A reviewer rejected the output of a gated step."""
+
+
+class DeadlineExceededError(OrchestrateError):
+    """The run's deadline (or time budget) ran out."""
+
+
+class SerializationError(OrchestrateError):
+    """A value could not be serialised to JSON for the store."""
+
+
+class StoreError(OrchestrateError):
+    """The store failed. Driver errors are wrapped in this with ``raise ... from``."""
+
+
+class SchemaVersionError(StoreError):
+    """The database schema version does not match what this code understands."""
+
+
+class LeaseLostError(StoreError):
+    """The run's lease was taken over by another worker; this worker's writes are refused."""
+
+
+def error_info(exc: BaseException) -> dict[str, Any]:
+    """Describe an exception as a JSON-friendly dict that round-trips through the store."""
+    cls = type(exc)
+    return {
+        "type": f"{cls.__module__}.{cls.__qualname__}",
+        "name": cls.__qualname__,
+        "message": str(exc),
+    }

@@ -1,0 +1,70 @@
+"""Stores: where runs, step records, events and timers live.
+
+Pick one by URL with :func:`open_store`:
+
+* ``memory://`` — :class:`InMemoryStore`, nothing survives the process;
+* ``sqlite:///path/to.db`` — :class:`~orchestrate.store.sqlite.SQLiteStore`, embedded
+  and durable (the default is ``sqlite:///.orchestrate/orchestrate.db``);
+* ``postgresql://…`` — the PostgreSQL store for many workers on many machines.
+
+Backends are imported lazily so that a missing optional driver only matters when used.
+"""
+
+from __future__ import annotations
+
+from orchestrate.errors import InvalidInputError
+from orchestrate.store.base import (
+    SCHEMA_VERSION,
+    AttemptState,
+    CacheEntry,
+    Event,
+    RunRecord,
+    RunUpdate,
+    StepRecord,
+    Store,
+)
+from orchestrate.store.memory import InMemoryStore
+
+DEFAULT_URL = "sqlite:///.orchestrate/orchestrate.db"
+
+__all__ = [
+    "DEFAULT_URL",
+    "SCHEMA_VERSION",
+    "AttemptState",
+    "CacheEntry",
+    "Event",
+    "InMemoryStore",
+    "RunRecord",
+    "RunUpdate",
+    "StepRecord",
+    "Store",
+    "open_store",
+]
+
+
+def open_store(url: str | None = None) -> Store:
+    """Build the store for ``url`` (not yet opened: ``await store.open()``).
+
+    Raises:
+        InvalidInputError: the URL's scheme is unknown.
+    """
+    url = url or DEFAULT_URL
+    scheme = url.split(":", 1)[0].lower()
+    if scheme == "memory":
+        return InMemoryStore(url)
+    if scheme == "sqlite":
+        from orchestrate.store.sqlite import SQLiteStore
+
+        return SQLiteStore(url)
+    if scheme in ("postgresql", "postgres"):
+        try:
+            from orchestrate.store.postgres import PostgresStore  # type: ignore[import-not-found,unused-ignore]
+        except ImportError as exc:
+            raise InvalidInputError(
+                f"store URL {url!r} needs the PostgreSQL backend: pip install 'orchestrate-ai[postgres]'"
+            ) from exc
+        store: Store = PostgresStore(url)
+        return store
+    raise InvalidInputError(
+        f"unknown store URL {url!r}: use memory://, sqlite:///path or postgresql://..."
+    )

@@ -1,0 +1,249 @@
+"""The ``Store`` protocol and the records it keeps.
+
+One async protocol at the domain level: runs, step records, attempt counters, events,
+the step cache and signals. Every write is idempotent or compare-and-set, because a
+write may be retried after its acknowledgement was lost:
+
+* step records are insert-if-absent under ``(run_id, step_key)``: the first write wins
+  and a repeated write returns the stored record;
+* writes made on behalf of a worker carry the run's *fencing token*; once the run was
+  claimed again (lease expired, cancelled), the old holder's writes raise
+  :class:`~orchestrate.errors.LeaseLostError` and change nothing.
+
+Times are POSIX seconds (floats) from the engine's clock.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+from orchestrate.types import RunStatus, StepStatus
+
+SCHEMA_VERSION = 1
+"""Version of the schema this code reads and writes."""
+
+
+@dataclass
+class RunRecord:
+    """A run as stored.
+
+    Attributes:
+        run_id: the run's id.
+        workflow: workflow name.
+        version: the workflow version the run is pinned to.
+        status: where the run stands.
+        input: the run's input (JSON).
+        output: the run's output once succeeded.
+        error: ``{"type", "name", "message", "step"?}`` once failed or dead.
+        wake_at: when a waiting run becomes due again (``None``: only a signal wakes it).
+        wait_reason: what a waiting run waits for (``"timer"``, ``"signal:review:x"``...).
+        owner: the worker holding the lease while running.
+        lease_expires_at: when the lease ends unless renewed.
+        fence: fencing token, incremented by every claim and by cancellation.
+        deadline_at: the run's deadline (time budget), if any.
+        options: replay overrides and other run options (JSON object).
+        parent_run_id: the run this one replays, if any.
+    """
+
+    run_id: str
+    workflow: str
+    version: str
+    status: RunStatus = RunStatus.PENDING
+    input: Any = None
+    output: Any = None
+    error: dict[str, Any] | None = None
+    created_at: float = 0.0
+    updated_at: float = 0.0
+    wake_at: float | None = None
+    wait_reason: str | None = None
+    owner: str | None = None
+    lease_expires_at: float | None = None
+    fence: int = 0
+    deadline_at: float | None = None
+    queue: str = "default"
+    options: dict[str, Any] = field(default_factory=dict)
+    parent_run_id: str | None = None
+
+    def copy(self) -> RunRecord:
+        """A shallow copy (stores hand out copies, never their own objects)."""
+        return dataclasses.replace(self, options=dict(self.options))
+
+
+@dataclass
+class StepRecord:
+    """The recorded outcome of one step execution (exactly one per ``(run_id, step_key)``).
+
+    Attributes:
+        meta: quality metadata: ``latency_ms``, ``error_class``, ``fallback_reason``,
+            ``flag``, ``cached``, ``idempotency_key``, ``attempt_log``...
+    """
+
+    run_id: str
+    step_key: str
+    name: str
+    status: StepStatus
+    output: Any = None
+    error: dict[str, Any] | None = None
+    attempts: int = 1
+    started_at: float = 0.0
+    finished_at: float = 0.0
+    input_hash: str | None = None
+    fallback: str | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class AttemptState:
+    """Progress of a step that failed and waits for its next attempt (a durable timer)."""
+
+    run_id: str
+    step_key: str
+    attempts: int
+    next_at: float
+    first_started_at: float
+    error: dict[str, Any] | None = None
+
+
+@dataclass
+class Event:
+    """One entry of a run's history: its audit trail and its timeline."""
+
+    run_id: str
+    kind: str
+    at: float
+    step_key: str | None = None
+    data: dict[str, Any] = field(default_factory=dict)
+    id: int = 0
+
+
+@dataclass
+class RunUpdate:
+    """A status transition written together with a step record or on its own.
+
+    Only the fields set are changed; ``release`` drops the lease.
+    """
+
+    status: RunStatus
+    output: Any = None
+    error: dict[str, Any] | None = None
+    wake_at: float | None = None
+    wait_reason: str | None = None
+    release: bool = True
+
+
+@dataclass
+class CacheEntry:
+    """A cached step output."""
+
+    key: str
+    value: Any
+    stored_at: float
+
+
+@runtime_checkable
+class Store(Protocol):
+    """Durable state of orchestrate: the one interface every backend implements.
+
+    Run the conformance suite in :mod:`orchestrate.testing.store_suite` against a new
+    backend before trusting it.
+    """
+
+    url: str
+
+    async def open(self) -> None:
+        """Connect and migrate the schema to :data:`SCHEMA_VERSION` (idempotent)."""
+
+    async def close(self) -> None:
+        """Release connections and threads."""
+
+    async def schema_version(self) -> int:
+        """The schema version recorded in the store."""
+
+    # runs ---------------------------------------------------------------------------
+    async def create_run(self, run: RunRecord, *, event: Event | None = None) -> RunRecord:
+        """Insert the run unless its id exists; return the stored run either way."""
+
+    async def get_run(self, run_id: str) -> RunRecord | None:
+        """The run, or ``None``."""
+
+    async def list_runs(
+        self,
+        *,
+        status: Sequence[RunStatus] | None = None,
+        workflow: str | None = None,
+        limit: int = 100,
+    ) -> list[RunRecord]:
+        """Runs, newest first, optionally filtered."""
+
+    async def due_runs(self, *, now: float, limit: int = 100) -> list[RunRecord]:
+        """Runs that a worker may claim now: pending, waiting and due, or lease expired."""
+
+    async def claim_run(
+        self, run_id: str, *, owner: str, now: float, lease_seconds: float, force: bool = False
+    ) -> RunRecord | None:
+        """Take the run's lease if it is claimable (or ``force`` for a dead owner).
+
+        Increments the fence and sets the status to running. Returns the claimed run, or
+        ``None`` when someone else holds it or it is not due.
+        """
+
+    async def renew_lease(
+        self, run_id: str, *, owner: str, fence: int, now: float, lease_seconds: float
+    ) -> bool:
+        """Extend the lease; ``False`` when the lease was lost."""
+
+    async def update_run(
+        self, run_id: str, *, fence: int, now: float, update: RunUpdate, event: Event | None
+    ) -> None:
+        """Fenced status transition. Raises ``LeaseLostError`` if the fence moved."""
+
+    async def cancel_run(self, run_id: str, *, now: float, reason: str) -> RunRecord:
+        """Cancel a non-terminal run; bumps the fence so its worker stops at its next write."""
+
+    async def wake_run(self, run_id: str, *, now: float) -> None:
+        """Make a waiting run due now (used after a signal is delivered)."""
+
+    # steps --------------------------------------------------------------------------
+    async def record_step(
+        self,
+        step: StepRecord,
+        *,
+        fence: int | None,
+        now: float,
+        event: Event | None = None,
+        run_update: RunUpdate | None = None,
+    ) -> StepRecord:
+        """Insert-if-absent; return the stored record (the first write wins).
+
+        With ``fence`` the write is refused (``LeaseLostError``) unless the run is running
+        under that fence. ``run_update`` is applied in the same transaction when the step
+        was newly recorded.
+        """
+
+    async def get_steps(self, run_id: str) -> list[StepRecord]:
+        """The run's step records in the order they finished."""
+
+    async def copy_steps(self, source_run_id: str, target_run_id: str, keys: Sequence[str]) -> int:
+        """Copy step records to another run (replay); returns how many were copied."""
+
+    async def save_attempts(self, state: AttemptState, *, fence: int, event: Event | None) -> None:
+        """Upsert the retry progress of a step (fenced)."""
+
+    async def get_attempts(self, run_id: str) -> dict[str, AttemptState]:
+        """Retry progress of the run's unfinished steps, by step key."""
+
+    # events, cache ------------------------------------------------------------------
+    async def append_event(self, event: Event) -> None:
+        """Append to a run's history."""
+
+    async def list_events(self, run_id: str) -> list[Event]:
+        """The run's history, oldest first."""
+
+    async def cache_get(self, key: str) -> CacheEntry | None:
+        """A cached value, or ``None``."""
+
+    async def cache_put(self, key: str, value: Any, *, now: float) -> None:
+        """Store or replace a cached value."""

@@ -1,0 +1,256 @@
+"""``InMemoryStore``: the store for tests and for runs that need no durability.
+
+Same semantics as the SQL stores (the conformance suite checks it). Reads hand out
+copies; written records are kept by reference, so values must not be mutated after
+they were written (the engine never does).
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from collections.abc import Sequence
+from typing import Any
+
+from orchestrate.errors import LeaseLostError, RunNotFoundError, RunStateError
+from orchestrate.store.base import (
+    SCHEMA_VERSION,
+    AttemptState,
+    CacheEntry,
+    Event,
+    RunRecord,
+    RunUpdate,
+    StepRecord,
+)
+from orchestrate.types import RunStatus
+
+
+class InMemoryStore:
+    """A store kept in this process's memory (``memory://``)."""
+
+    def __init__(self, url: str = "memory://") -> None:
+        self.url = url
+        self._runs: dict[str, RunRecord] = {}
+        self._steps: dict[str, dict[str, StepRecord]] = {}
+        self._attempts: dict[str, dict[str, AttemptState]] = {}
+        self._events: dict[str, list[Event]] = {}
+        self._cache: dict[str, CacheEntry] = {}
+        self._event_id = 0
+
+    async def open(self) -> None:
+        """Nothing to connect to."""
+
+    async def close(self) -> None:
+        """Nothing to release."""
+
+    async def schema_version(self) -> int:
+        """Always the current version."""
+        return SCHEMA_VERSION
+
+    # helpers ----------------------------------------------------------------------------
+    def _add_event(self, event: Event | None) -> None:
+        if event is None:
+            return
+        self._event_id += 1
+        event.id = self._event_id
+        self._events.setdefault(event.run_id, []).append(event)
+
+    def _fenced(self, run_id: str, fence: int) -> RunRecord:
+        run = self._runs.get(run_id)
+        if run is None:
+            raise RunNotFoundError(f"run {run_id!r} does not exist")
+        if run.fence != fence or run.status is not RunStatus.RUNNING:
+            raise LeaseLostError(
+                f"run {run_id!r} is no longer held under fence {fence} "
+                f"(now fence {run.fence}, status {run.status.value})"
+            )
+        return run
+
+    @staticmethod
+    def _apply(run: RunRecord, update: RunUpdate, now: float) -> None:
+        run.status = update.status
+        run.updated_at = now
+        if update.output is not None:
+            run.output = copy.deepcopy(update.output)
+        if update.error is not None:
+            run.error = dict(update.error)
+        run.wake_at = update.wake_at
+        run.wait_reason = update.wait_reason
+        if update.release:
+            run.owner = None
+            run.lease_expires_at = None
+
+    # runs -------------------------------------------------------------------------------
+    async def create_run(self, run: RunRecord, *, event: Event | None = None) -> RunRecord:
+        """Insert unless present."""
+        existing = self._runs.get(run.run_id)
+        if existing is not None:
+            return existing.copy()
+        stored = copy.deepcopy(run)
+        self._runs[run.run_id] = stored
+        self._add_event(event)
+        return stored.copy()
+
+    async def get_run(self, run_id: str) -> RunRecord | None:
+        """The run or ``None``."""
+        run = self._runs.get(run_id)
+        return None if run is None else copy.deepcopy(run)
+
+    async def list_runs(
+        self,
+        *,
+        status: Sequence[RunStatus] | None = None,
+        workflow: str | None = None,
+        limit: int = 100,
+    ) -> list[RunRecord]:
+        """Newest first."""
+        runs = [
+            r
+            for r in self._runs.values()
+            if (status is None or r.status in status) and (workflow is None or r.workflow == workflow)
+        ]
+        runs.sort(key=lambda r: (r.created_at, r.run_id), reverse=True)
+        return [copy.deepcopy(r) for r in runs[:limit]]
+
+    @staticmethod
+    def _claimable(run: RunRecord, now: float) -> bool:
+        if run.status is RunStatus.PENDING:
+            return run.wake_at is None or run.wake_at <= now
+        if run.status is RunStatus.WAITING:
+            return run.wake_at is not None and run.wake_at <= now
+        if run.status is RunStatus.RUNNING:
+            return run.lease_expires_at is not None and run.lease_expires_at <= now
+        return False
+
+    async def due_runs(self, *, now: float, limit: int = 100) -> list[RunRecord]:
+        """Claimable runs, oldest first."""
+        due = [r for r in self._runs.values() if self._claimable(r, now)]
+        due.sort(key=lambda r: (r.wake_at or r.created_at, r.run_id))
+        return [copy.deepcopy(r) for r in due[:limit]]
+
+    async def claim_run(
+        self, run_id: str, *, owner: str, now: float, lease_seconds: float, force: bool = False
+    ) -> RunRecord | None:
+        """Compare-and-set claim."""
+        run = self._runs.get(run_id)
+        if run is None:
+            return None
+        if not self._claimable(run, now) and not (force and run.status is RunStatus.RUNNING):
+            return None
+        run.status = RunStatus.RUNNING
+        run.owner = owner
+        run.lease_expires_at = now + lease_seconds
+        run.fence += 1
+        run.updated_at = now
+        return copy.deepcopy(run)
+
+    async def renew_lease(
+        self, run_id: str, *, owner: str, fence: int, now: float, lease_seconds: float
+    ) -> bool:
+        """Extend if still held."""
+        run = self._runs.get(run_id)
+        if run is None or run.fence != fence or run.status is not RunStatus.RUNNING:
+            return False
+        run.lease_expires_at = now + lease_seconds
+        return True
+
+    async def update_run(
+        self, run_id: str, *, fence: int, now: float, update: RunUpdate, event: Event | None
+    ) -> None:
+        """Fenced transition."""
+        run = self._fenced(run_id, fence)
+        self._apply(run, update, now)
+        self._add_event(event)
+
+    async def cancel_run(self, run_id: str, *, now: float, reason: str) -> RunRecord:
+        """Cancel a non-terminal run."""
+        run = self._runs.get(run_id)
+        if run is None:
+            raise RunNotFoundError(f"run {run_id!r} does not exist")
+        if run.status.terminal:
+            raise RunStateError(f"run {run_id!r} is already {run.status.value}")
+        run.fence += 1
+        self._apply(
+            run,
+            RunUpdate(RunStatus.CANCELLED, error={"type": "cancelled", "message": reason}),
+            now,
+        )
+        self._add_event(Event(run_id, "run_cancelled", now, data={"reason": reason}))
+        return copy.deepcopy(run)
+
+    async def wake_run(self, run_id: str, *, now: float) -> None:
+        """Make a waiting run due."""
+        run = self._runs.get(run_id)
+        if run is not None and run.status is RunStatus.WAITING:
+            run.wake_at = now
+
+    # steps ------------------------------------------------------------------------------
+    async def record_step(
+        self,
+        step: StepRecord,
+        *,
+        fence: int | None,
+        now: float,
+        event: Event | None = None,
+        run_update: RunUpdate | None = None,
+    ) -> StepRecord:
+        """Insert-if-absent, fenced when ``fence`` is given."""
+        run = self._fenced(step.run_id, fence) if fence is not None else None
+        steps = self._steps.setdefault(step.run_id, {})
+        existing = steps.get(step.step_key)
+        if existing is not None:
+            return copy.deepcopy(existing)
+        # Stored by reference on the hot path: the engine never mutates a record after
+        # writing it, and reads hand out deep copies.
+        steps[step.step_key] = step
+        attempts = self._attempts.get(step.run_id)
+        if attempts:
+            attempts.pop(step.step_key, None)
+        self._add_event(event)
+        if run_update is not None:
+            target = run or self._runs[step.run_id]
+            self._apply(target, run_update, now)
+        return step
+
+    async def get_steps(self, run_id: str) -> list[StepRecord]:
+        """In finishing order."""
+        return [copy.deepcopy(s) for s in self._steps.get(run_id, {}).values()]
+
+    async def copy_steps(self, source_run_id: str, target_run_id: str, keys: Sequence[str]) -> int:
+        """Copy records for a replay."""
+        source = self._steps.get(source_run_id, {})
+        target = self._steps.setdefault(target_run_id, {})
+        copied = 0
+        for key in keys:
+            if key in source and key not in target:
+                target[key] = dataclasses.replace(copy.deepcopy(source[key]), run_id=target_run_id)
+                copied += 1
+        return copied
+
+    async def save_attempts(self, state: AttemptState, *, fence: int, event: Event | None) -> None:
+        """Upsert retry progress."""
+        self._fenced(state.run_id, fence)
+        self._attempts.setdefault(state.run_id, {})[state.step_key] = copy.deepcopy(state)
+        self._add_event(event)
+
+    async def get_attempts(self, run_id: str) -> dict[str, AttemptState]:
+        """Retry progress by step key."""
+        return copy.deepcopy(self._attempts.get(run_id, {}))
+
+    # events, cache ------------------------------------------------------------------------
+    async def append_event(self, event: Event) -> None:
+        """Append."""
+        self._add_event(event)
+
+    async def list_events(self, run_id: str) -> list[Event]:
+        """Oldest first."""
+        return copy.deepcopy(self._events.get(run_id, []))
+
+    async def cache_get(self, key: str) -> CacheEntry | None:
+        """Lookup."""
+        entry = self._cache.get(key)
+        return None if entry is None else copy.deepcopy(entry)
+
+    async def cache_put(self, key: str, value: Any, *, now: float) -> None:
+        """Replace."""
+        self._cache[key] = CacheEntry(key, copy.deepcopy(value), now)

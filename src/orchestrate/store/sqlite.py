@@ -1,0 +1,476 @@
+"""``SQLiteStore``: the embedded, zero-infrastructure store (``sqlite:///path``).
+
+One connection lives on a dedicated writer thread. Operations queue up; the thread
+drains whatever is queued and runs it in *one* transaction with one commit (group
+commit), each operation inside its own savepoint so that one refused write does not
+undo its neighbours. A single run pays about one commit per step; a hundred concurrent
+runs share their commits.
+
+Pragmas: WAL journal, ``synchronous=FULL`` by default so that a step reported as
+recorded survives a power loss, not only a process crash. ``?synchronous=normal`` in
+the URL trades that for speed (WAL with NORMAL can lose the last commits on power
+loss, never on a process crash).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import queue
+import sqlite3
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+from urllib.parse import parse_qs, urlsplit
+
+from orchestrate.errors import (
+    InvalidInputError,
+    LeaseLostError,
+    RunNotFoundError,
+    RunStateError,
+    SchemaVersionError,
+    StoreError,
+)
+from orchestrate.store import _sql
+from orchestrate.store.base import (
+    SCHEMA_VERSION,
+    AttemptState,
+    CacheEntry,
+    Event,
+    RunRecord,
+    RunUpdate,
+    StepRecord,
+)
+from orchestrate.types import RunStatus
+
+T = TypeVar("T")
+Op = Callable[[sqlite3.Connection], Any]
+
+_SELECT_STEPS = _sql.SELECT_STEPS.format(order="rowid")
+_SYNC_MODES = {"full": "FULL", "normal": "NORMAL", "extra": "EXTRA", "off": "OFF"}
+
+
+@dataclass
+class _Job:
+    op: Op
+    write: bool
+    future: asyncio.Future[Any]
+    loop: asyncio.AbstractEventLoop
+
+
+def _resolve(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
+    if future.done():
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(result)
+
+
+def parse_url(url: str) -> tuple[str, str]:
+    """Return ``(path, synchronous)`` from ``sqlite:///relative`` or ``sqlite:////absolute``."""
+    parts = urlsplit(url)
+    if parts.scheme != "sqlite":
+        raise InvalidInputError(f"not a sqlite URL: {url!r}")
+    path = parts.path[1:] if parts.path.startswith("/") else parts.path
+    if parts.netloc:
+        raise InvalidInputError(
+            f"sqlite URL {url!r} has a host part; write sqlite:///relative.db or sqlite:////abs.db"
+        )
+    if not path:
+        raise InvalidInputError(f"sqlite URL {url!r} names no database file")
+    sync = parse_qs(parts.query).get("synchronous", ["full"])[-1].lower()
+    if sync not in _SYNC_MODES:
+        raise InvalidInputError(
+            f"sqlite URL {url!r}: synchronous must be one of {sorted(_SYNC_MODES)}, got {sync!r}"
+        )
+    return path, _SYNC_MODES[sync]
+
+
+class SQLiteStore:
+    """A store in one SQLite file, safe for several processes on one machine."""
+
+    def __init__(self, url: str, *, busy_timeout_ms: int = 30_000, max_batch: int = 512) -> None:
+        self.url = url
+        self.path, self.synchronous = parse_url(url)
+        self._busy_timeout_ms = busy_timeout_ms
+        self._max_batch = max_batch
+        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._conn: sqlite3.Connection | None = None
+        self.commits = 0  # transactions committed, for benchmarks and tests
+
+    # thread -------------------------------------------------------------------------------
+    def _connect(self) -> sqlite3.Connection:
+        directory = os.path.dirname(os.path.abspath(self.path))
+        os.makedirs(directory, exist_ok=True)
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        conn.execute(f"PRAGMA busy_timeout = {self._busy_timeout_ms}")
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute(f"PRAGMA synchronous = {self.synchronous}")
+        return conn
+
+    def _serve(self) -> None:
+        conn = self._conn
+        assert conn is not None
+        while True:
+            job = self._jobs.get()
+            if job is None:
+                break
+            batch = [job]
+            stop = False
+            while len(batch) < self._max_batch:
+                try:
+                    nxt = self._jobs.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is None:
+                    stop = True
+                    break
+                batch.append(nxt)
+            self._run_batch(conn, batch)
+            if stop:
+                break
+        conn.close()
+
+    def _run_batch(self, conn: sqlite3.Connection, batch: list[_Job]) -> None:
+        results: list[tuple[Any, BaseException | None]] = []
+        writes = any(job.write for job in batch)
+        try:
+            conn.execute("BEGIN IMMEDIATE" if writes else "BEGIN")
+            for job in batch:
+                conn.execute("SAVEPOINT op")
+                try:
+                    results.append((job.op(conn), None))
+                    conn.execute("RELEASE op")
+                except Exception as exc:  # noqa: BLE001 - handed to the caller
+                    conn.execute("ROLLBACK TO op")
+                    conn.execute("RELEASE op")
+                    results.append((None, exc))
+            conn.execute("COMMIT")
+            self.commits += 1
+        except sqlite3.Error as exc:
+            try:
+                conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
+            error = StoreError(f"SQLite store {self.path!r}: {exc}")
+            error.__cause__ = exc
+            results = [(None, error) for _ in batch]
+        for job, (result, err) in zip(batch, results, strict=True):
+            if isinstance(err, sqlite3.Error):
+                wrapped = StoreError(f"SQLite store {self.path!r}: {err}")
+                wrapped.__cause__ = err
+                err = wrapped
+            job.loop.call_soon_threadsafe(_resolve, job.future, result, err)
+
+    async def _call(self, op: Op, *, write: bool = True) -> Any:
+        if self._thread is None:
+            raise StoreError(f"store {self.url!r} is not open; call `await store.open()` first")
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        self._jobs.put(_Job(op, write, future, loop))
+        return await future
+
+    # lifecycle ----------------------------------------------------------------------------
+    async def open(self) -> None:
+        """Open the file (creating it) and migrate the schema."""
+        if self._thread is not None:
+            return
+        try:
+            self._conn = await asyncio.to_thread(self._connect)
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open SQLite database {self.path!r}: {exc}") from exc
+        self._thread = threading.Thread(target=self._serve, name="orchestrate-sqlite", daemon=True)
+        self._thread.start()
+        await self._call(_migrate)
+
+    async def close(self) -> None:
+        """Finish queued work and stop the writer thread."""
+        if self._thread is None:
+            return
+        self._jobs.put(None)
+        await asyncio.to_thread(self._thread.join)
+        self._thread = None
+
+    async def schema_version(self) -> int:
+        """The recorded schema version."""
+        return int(await self._call(_read_version, write=False))
+
+    # runs -----------------------------------------------------------------------------------
+    async def create_run(self, run: RunRecord, *, event: Event | None = None) -> RunRecord:
+        """Insert unless present; return the stored run."""
+        params = _sql.run_params(run)
+        ev = _sql.event_params(event) if event else None
+
+        def op(conn: sqlite3.Connection) -> RunRecord:
+            if conn.execute(_sql.INSERT_RUN, params).rowcount and ev:
+                conn.execute(_sql.INSERT_EVENT, ev)
+            return _sql.run_from_row(conn.execute(_sql.SELECT_RUN, (run.run_id,)).fetchone())
+
+        result: RunRecord = await self._call(op)
+        return result
+
+    async def get_run(self, run_id: str) -> RunRecord | None:
+        """The run or ``None``."""
+
+        def op(conn: sqlite3.Connection) -> RunRecord | None:
+            row = conn.execute(_sql.SELECT_RUN, (run_id,)).fetchone()
+            return None if row is None else _sql.run_from_row(row)
+
+        result: RunRecord | None = await self._call(op, write=False)
+        return result
+
+    async def list_runs(
+        self,
+        *,
+        status: Sequence[RunStatus] | None = None,
+        workflow: str | None = None,
+        limit: int = 100,
+    ) -> list[RunRecord]:
+        """Newest first."""
+        sql, params = _sql.list_runs_sql(status, workflow)
+
+        def op(conn: sqlite3.Connection) -> list[RunRecord]:
+            return [_sql.run_from_row(r) for r in conn.execute(sql, (*params, limit))]
+
+        result: list[RunRecord] = await self._call(op, write=False)
+        return result
+
+    async def due_runs(self, *, now: float, limit: int = 100) -> list[RunRecord]:
+        """Claimable runs."""
+
+        def op(conn: sqlite3.Connection) -> list[RunRecord]:
+            rows = conn.execute(_sql.DUE_RUNS, (now, now, now, limit))
+            return [_sql.run_from_row(r) for r in rows]
+
+        result: list[RunRecord] = await self._call(op, write=False)
+        return result
+
+    async def claim_run(
+        self, run_id: str, *, owner: str, now: float, lease_seconds: float, force: bool = False
+    ) -> RunRecord | None:
+        """Compare-and-set claim."""
+        condition = "(status = 'running' OR " + _sql.CLAIMABLE + ")" if force else _sql.CLAIMABLE
+
+        def op(conn: sqlite3.Connection) -> RunRecord | None:
+            cur = conn.execute(
+                _sql.CLAIM_RUN + condition,
+                (owner, now + lease_seconds, now, run_id, now, now, now),
+            )
+            if not cur.rowcount:
+                return None
+            return _sql.run_from_row(conn.execute(_sql.SELECT_RUN, (run_id,)).fetchone())
+
+        result: RunRecord | None = await self._call(op)
+        return result
+
+    async def renew_lease(
+        self, run_id: str, *, owner: str, fence: int, now: float, lease_seconds: float
+    ) -> bool:
+        """Extend if still held."""
+
+        def op(conn: sqlite3.Connection) -> bool:
+            return bool(conn.execute(_sql.RENEW_LEASE, (now + lease_seconds, run_id, fence)).rowcount)
+
+        return bool(await self._call(op))
+
+    async def update_run(
+        self, run_id: str, *, fence: int, now: float, update: RunUpdate, event: Event | None
+    ) -> None:
+        """Fenced transition."""
+        sql, params = _update_sql(run_id, fence, now, update)
+        ev = _sql.event_params(event) if event else None
+
+        def op(conn: sqlite3.Connection) -> None:
+            if not conn.execute(sql, params).rowcount:
+                _raise_fence(conn, run_id, fence)
+            if ev:
+                conn.execute(_sql.INSERT_EVENT, ev)
+
+        await self._call(op)
+
+    async def cancel_run(self, run_id: str, *, now: float, reason: str) -> RunRecord:
+        """Cancel a non-terminal run."""
+        error = _sql.to_json({"type": "cancelled", "message": reason}, "cancel reason")
+        ev = _sql.event_params(Event(run_id, "run_cancelled", now, data={"reason": reason}))
+
+        def op(conn: sqlite3.Connection) -> RunRecord:
+            if conn.execute(_sql.CANCEL_RUN, (error, now, run_id)).rowcount:
+                conn.execute(_sql.INSERT_EVENT, ev)
+                return _sql.run_from_row(conn.execute(_sql.SELECT_RUN, (run_id,)).fetchone())
+            row = conn.execute(_sql.SELECT_RUN, (run_id,)).fetchone()
+            if row is None:
+                raise RunNotFoundError(f"run {run_id!r} does not exist")
+            raise RunStateError(f"run {run_id!r} is already {row[3]}")
+
+        result: RunRecord = await self._call(op)
+        return result
+
+    async def wake_run(self, run_id: str, *, now: float) -> None:
+        """Make a waiting run due."""
+        await self._call(lambda conn: conn.execute(_sql.WAKE_RUN, (now, run_id)))
+
+    # steps ------------------------------------------------------------------------------
+    async def record_step(
+        self,
+        step: StepRecord,
+        *,
+        fence: int | None,
+        now: float,
+        event: Event | None = None,
+        run_update: RunUpdate | None = None,
+    ) -> StepRecord:
+        """Insert-if-absent, fenced."""
+        params = _sql.step_params(step)
+        ev = _sql.event_params(event) if event else None
+        update = _update_sql(step.run_id, fence, now, run_update) if run_update else None
+
+        def op(conn: sqlite3.Connection) -> StepRecord:
+            if fence is not None:
+                _check_fence(conn, step.run_id, fence)
+            if not conn.execute(_sql.INSERT_STEP, params).rowcount:
+                row = conn.execute(_sql.SELECT_STEP, (step.run_id, step.step_key)).fetchone()
+                return _sql.step_from_row(row)
+            conn.execute(_sql.DELETE_ATTEMPTS, (step.run_id, step.step_key))
+            if ev:
+                conn.execute(_sql.INSERT_EVENT, ev)
+            if update:
+                conn.execute(*update)
+            return step
+
+        result: StepRecord = await self._call(op)
+        return result
+
+    async def get_steps(self, run_id: str) -> list[StepRecord]:
+        """In recording order."""
+
+        def op(conn: sqlite3.Connection) -> list[StepRecord]:
+            return [_sql.step_from_row(r) for r in conn.execute(_SELECT_STEPS, (run_id,))]
+
+        result: list[StepRecord] = await self._call(op, write=False)
+        return result
+
+    async def copy_steps(self, source_run_id: str, target_run_id: str, keys: Sequence[str]) -> int:
+        """Copy records for a replay."""
+
+        def op(conn: sqlite3.Connection) -> int:
+            copied = 0
+            for key in keys:
+                row = conn.execute(_sql.SELECT_STEP, (source_run_id, key)).fetchone()
+                if row is not None:
+                    params = (target_run_id, *row[1:])
+                    copied += conn.execute(_sql.INSERT_STEP, params).rowcount
+            return copied
+
+        return int(await self._call(op))
+
+    async def save_attempts(self, state: AttemptState, *, fence: int, event: Event | None) -> None:
+        """Upsert retry progress (fenced)."""
+        params = _sql.attempts_params(state)
+        ev = _sql.event_params(event) if event else None
+
+        def op(conn: sqlite3.Connection) -> None:
+            _check_fence(conn, state.run_id, fence)
+            conn.execute(_sql.UPSERT_ATTEMPTS, params)
+            if ev:
+                conn.execute(_sql.INSERT_EVENT, ev)
+
+        await self._call(op)
+
+    async def get_attempts(self, run_id: str) -> dict[str, AttemptState]:
+        """Retry progress by step key."""
+
+        def op(conn: sqlite3.Connection) -> dict[str, AttemptState]:
+            rows = conn.execute(_sql.SELECT_ATTEMPTS, (run_id,))
+            return {s.step_key: s for s in map(_sql.attempts_from_row, rows)}
+
+        result: dict[str, AttemptState] = await self._call(op, write=False)
+        return result
+
+    # events, cache ------------------------------------------------------------------------
+    async def append_event(self, event: Event) -> None:
+        """Append."""
+        params = _sql.event_params(event)
+        await self._call(lambda conn: conn.execute(_sql.INSERT_EVENT, params))
+
+    async def list_events(self, run_id: str) -> list[Event]:
+        """Oldest first."""
+
+        def op(conn: sqlite3.Connection) -> list[Event]:
+            return [_sql.event_from_row(r) for r in conn.execute(_sql.SELECT_EVENTS, (run_id,))]
+
+        result: list[Event] = await self._call(op, write=False)
+        return result
+
+    async def cache_get(self, key: str) -> CacheEntry | None:
+        """Lookup."""
+
+        def op(conn: sqlite3.Connection) -> CacheEntry | None:
+            row = conn.execute(_sql.CACHE_GET, (key,)).fetchone()
+            return None if row is None else _sql.cache_from_row(row)
+
+        result: CacheEntry | None = await self._call(op, write=False)
+        return result
+
+    async def cache_put(self, key: str, value: Any, *, now: float) -> None:
+        """Replace."""
+        params = (key, _sql.to_json(value, f"cached value {key!r}"), now)
+        await self._call(lambda conn: conn.execute(_sql.CACHE_PUT, params))
+
+
+# helpers run on the writer thread ------------------------------------------------------
+
+
+def _read_version(conn: sqlite3.Connection) -> int:
+    conn.execute(_sql.META_DDL)
+    row = conn.execute(_sql.GET_VERSION).fetchone()
+    return 0 if row is None else int(row[0])
+
+
+def _migrate(conn: sqlite3.Connection) -> None:
+    current = _read_version(conn)
+    if current > SCHEMA_VERSION:
+        raise SchemaVersionError(
+            f"database schema version {current} is newer than this orchestrate understands "
+            f"({SCHEMA_VERSION}); upgrade orchestrate"
+        )
+    for version, statements in _sql.MIGRATIONS:
+        if version <= current:
+            continue
+        for statement in statements:
+            conn.execute(statement.format(real="REAL", serial="INTEGER"))
+        conn.execute(_sql.SET_VERSION, (str(version),))
+
+
+def _check_fence(conn: sqlite3.Connection, run_id: str, fence: int) -> None:
+    row = conn.execute(_sql.FENCE_OF, (run_id,)).fetchone()
+    if row is None:
+        raise RunNotFoundError(f"run {run_id!r} does not exist")
+    if row[0] != fence or row[1] != RunStatus.RUNNING.value:
+        raise LeaseLostError(
+            f"run {run_id!r} is no longer held under fence {fence} (now fence {row[0]}, status {row[1]})"
+        )
+
+
+def _raise_fence(conn: sqlite3.Connection, run_id: str, fence: int) -> None:
+    _check_fence(conn, run_id, fence)
+    raise StoreError(f"run {run_id!r}: update matched no row")  # pragma: no cover - defensive
+
+
+def _update_sql(
+    run_id: str, fence: int | None, now: float, update: RunUpdate
+) -> tuple[str, tuple[Any, ...]]:
+    sql = _sql.UPDATE_RUN + (_sql.RELEASE if update.release else "")
+    params: tuple[Any, ...] = (
+        update.status.value,
+        _sql.to_json(update.output, "run output"),
+        _sql.to_json(update.error, "run error"),
+        update.wake_at,
+        update.wait_reason,
+        now,
+    )
+    if fence is None:
+        return sql + " WHERE run_id = ?", (*params, run_id)
+    return sql + _sql.FENCED, (*params, run_id, fence)
