@@ -65,9 +65,16 @@ class Client:
         """Create a pending run for a worker (or :meth:`resume`) to execute."""
         return await self.engine.start(workflow, input, run_id=run_id, options=options)
 
-    async def run(self, workflow: AnyWorkflow | str, input: Any = None, *, run_id: str | None = None) -> RunRecord:
+    async def run(
+        self,
+        workflow: AnyWorkflow | str,
+        input: Any = None,
+        *,
+        run_id: str | None = None,
+        options: dict[str, Any] | None = None,
+    ) -> RunRecord:
         """Run in this process until it ends or waits for a person; return its record."""
-        return await self.engine.run_record(workflow, input, run_id=run_id)
+        return await self.engine.run_record(workflow, input, run_id=run_id, options=options)
 
     async def resume(self, run_id: str) -> RunRecord:
         """Drive a run in this process until it ends or waits for a person."""
@@ -151,6 +158,7 @@ class Client:
         input: Any = None,
         version: str | None = None,
         execute: bool = True,
+        options: dict[str, Any] | None = None,
     ) -> RunRecord:
         """Start a new run from a finished one, reusing its recorded steps.
 
@@ -162,6 +170,7 @@ class Client:
         Args:
             version: the workflow version to use (default: the latest registered here).
             execute: drive the new run in this process before returning.
+            options: extra run options recorded on the new run (e.g. the CLI's ``target``).
         """
         source = await self.get(run_id)
         if not source.status.terminal:
@@ -169,7 +178,7 @@ class Client:
         workflow = self.engine.get_workflow(source.workflow, version)
         steps = await self.store.get_steps(run_id)
         keys: list[str] = []
-        options: dict[str, Any] = {"replay_of": run_id}
+        options: dict[str, Any] = {**(options or {}), "replay_of": run_id}
         if from_step is not None:
             names = [s.step_key for s in steps]
             if from_step not in names:

@@ -269,9 +269,16 @@ class Engine:
         record = await self.run_record(wf, input, run_id=run_id)
         return outcome(record)
 
-    async def run_record(self, wf: AnyWorkflow | str, input: Any = None, *, run_id: str | None = None) -> RunRecord:
+    async def run_record(
+        self,
+        wf: AnyWorkflow | str,
+        input: Any = None,
+        *,
+        run_id: str | None = None,
+        options: dict[str, Any] | None = None,
+    ) -> RunRecord:
         """Like :meth:`run` but return the final (or parked) record instead of raising."""
-        run = await self._create(wf, input, run_id=run_id, claim=True)
+        run = await self._create(wf, input, run_id=run_id, options=options, claim=True)
         if run.owner != self.owner:
             return await self.settle(run.run_id)  # the id existed: follow that run
         record = await self._drive(run, fresh=True)
