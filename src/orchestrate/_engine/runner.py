@@ -442,6 +442,9 @@ class Engine:
         self, ctx: RunContext, wf: AnyWorkflow, run: RunRecord, exc: BaseException, status: RunStatus, *, step: str | None
     ) -> RunRecord:
         info = error_info(exc)
+        if isinstance(exc, StepFailedError):
+            # The run's error names the step's own error class, not the wrapper.
+            info.update(type=exc.cause_type, name=exc.cause_type.rsplit(".", 1)[-1])
         if step is not None:
             info["step"] = step
         handler = wf.error_handler

@@ -1,0 +1,45 @@
+# One entry per task. `make demo` and `make test` set everything up from nothing.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install demo test unit lint typecheck bench soak clean services
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+$(STAMP): $(BIN)/python pyproject.toml scripts/install.sh
+	bash scripts/install.sh $(BIN)
+	touch $(STAMP)
+
+install: $(STAMP)  ## create .venv and install orchestrate with its test and model extras
+
+demo: install  ## the customer-support demo on the embedded SQLite store, ending with its timeline
+	$(BIN)/python examples/support_demo.py
+
+services:  ## start the local services the tests use if they are down
+	bash scripts/services.sh
+
+lint: install  ## ruff
+	$(BIN)/ruff check src tests examples bench
+	$(BIN)/ruff format --check src tests examples bench
+
+typecheck: install  ## mypy --strict
+	$(BIN)/mypy
+
+unit: install
+	$(BIN)/pytest -q tests/unit
+
+test: install services lint typecheck  ## lint, types and the whole test suite
+	$(BIN)/pytest -q
+
+soak: install services  ## long-running variants
+	$(BIN)/pytest -q -m soak
+
+bench: install  ## the benchmark suite (ratios to floors measured in the same run)
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf $(VENV) .orchestrate .pytest_cache .mypy_cache .ruff_cache bench/results
