@@ -20,6 +20,16 @@ Every error the library raises derives from :class:`OrchestrateError`::
     │   └── IsolatedProcessError   a process-isolated step died or could not be pickled
     ├── RejectedError              a reviewer rejected a gated step
     ├── DeadlineExceededError      the run's deadline or time budget ran out
+    ├── ModelError                 a model call failed; provider SDK errors are mapped into these
+    │   ├── RateLimitedError       429 / quota; ``retry_after`` seconds when the server said
+    │   ├── ModelTimeoutError      the call timed out (also a ``TimeoutError``)
+    │   ├── ServerError            5xx, overload, lost connection, malformed response
+    │   ├── BadRequestError        the server refuses this request as sent (never retried)
+    │   ├── ContentFilteredError   the provider refused or filtered the content (never retried)
+    │   ├── CircuitOpenError       a circuit breaker is open; ``retry_after`` until it half-opens
+    │   ├── InvalidOutputError     the output failed validation after its repair attempts
+    │   └── BudgetExceededError    the run's cost budget is spent (never retried)
+    ├── AgentError                 an agent broke a rule: step limit, unknown tool, refused approval
     ├── SerializationError         a value could not be stored as JSON
     └── StoreError                 the store failed; driver errors are wrapped in it
         ├── SchemaVersionError     the database schema is newer or older than this code
@@ -130,6 +140,86 @@ class RejectedError(OrchestrateError):
 
 class DeadlineExceededError(OrchestrateError):
     """The run's deadline (or time budget) ran out."""
+
+
+class ModelError(OrchestrateError):
+    """A model call failed. Provider SDK errors are mapped into its subclasses.
+
+    Attributes:
+        model: id of the model that failed, when known.
+        status_code: the HTTP status, when there was one.
+        retry_after: seconds the caller should wait before trying again, or ``None``;
+            :class:`~orchestrate.policies.Retry` waits at least this long.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        model: str | None = None,
+        status_code: int | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.model = model
+        self.status_code = status_code
+        self.retry_after = retry_after
+
+
+class RateLimitedError(ModelError):
+    """The provider rate-limited the call (HTTP 429); ``retry_after`` carries its Retry-After."""
+
+
+class ModelTimeoutError(ModelError, TimeoutError):
+    """The model did not answer in time."""
+
+
+class ServerError(ModelError):
+    """The provider failed: a 5xx, an overload, a lost connection or a malformed response."""
+
+
+class BadRequestError(ModelError, NonRetryableError):
+    """The provider refuses the request as sent (4xx other than 429); retrying cannot help."""
+
+
+class ContentFilteredError(ModelError, NonRetryableError):
+    """The provider refused the prompt or filtered the answer."""
+
+
+class CircuitOpenError(ModelError):
+    """A circuit breaker is open and no fallback was given; ``retry_after`` is when it half-opens."""
+
+
+class InvalidOutputError(ModelError):
+    """A model's output failed validation after its repair attempts.
+
+    Attributes:
+        errors: the validation message of each attempt, oldest first.
+        output: the last invalid output text.
+    """
+
+    def __init__(self, message: str, *, errors: list[str], output: str, model: str | None = None) -> None:
+        super().__init__(message, model=model)
+        self.errors = errors
+        self.output = output
+
+
+class BudgetExceededError(ModelError, NonRetryableError):
+    """The run's cost budget is spent and the budget says to stop.
+
+    Attributes:
+        spent: cost so far, in the price table's currency.
+        limit: the budget.
+    """
+
+    def __init__(self, message: str, *, spent: float, limit: float) -> None:
+        super().__init__(message)
+        self.spent = spent
+        self.limit = limit
+
+
+class AgentError(OrchestrateError):
+    """An agent broke one of its rules: step limit reached, unknown tool, approval refused."""
 
 
 class SerializationError(OrchestrateError):
