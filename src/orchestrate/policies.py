@@ -44,7 +44,8 @@ class Retry:
         max_attempts: attempts in total, the first included (1 means no retry).
         initial_delay: seconds before the second attempt.
         backoff: multiplier applied to the delay after each failed attempt (1 = fixed).
-        max_delay: ceiling of a single delay, before jitter.
+        max_delay: ceiling of a single delay, before jitter (default: 60 s, or
+            ``initial_delay`` when that is longer).
         jitter: spread of the random jitter as a fraction of the delay (0.2 → ±20 %),
             so that many runs failing together do not retry in lock-step.
         retry_on: only errors of these types are retried.
@@ -58,18 +59,25 @@ class Retry:
     max_attempts: int = 3
     initial_delay: float = 1.0
     backoff: float = 2.0
-    max_delay: float = 60.0
+    max_delay: float | None = None
     jitter: float = 0.2
     retry_on: tuple[type[BaseException], ...] = (Exception,)
     give_up_on: tuple[type[BaseException], ...] = ()
 
     def __post_init__(self) -> None:
+        if self.max_delay is None:
+            object.__setattr__(self, "max_delay", max(60.0, float(self.initial_delay)))
         if isinstance(self.max_attempts, bool) or not isinstance(self.max_attempts, int):
             raise DefinitionError(f"Retry.max_attempts must be an int, got {self.max_attempts!r}")
         if self.max_attempts < 1:
             raise DefinitionError(f"Retry.max_attempts must be >= 1, got {self.max_attempts}")
+        assert self.max_delay is not None
         if self.initial_delay < 0 or self.max_delay < 0:
             raise DefinitionError("Retry delays must be >= 0")
+        if self.max_delay < self.initial_delay:
+            raise DefinitionError(
+                f"Retry.max_delay ({self.max_delay:g}) is below initial_delay ({self.initial_delay:g})"
+            )
         if self.backoff < 1:
             raise DefinitionError(f"Retry.backoff must be >= 1, got {self.backoff}")
         if not 0 <= self.jitter <= 1:
@@ -93,7 +101,8 @@ class Retry:
         """Seconds to wait before the attempt after ``attempt`` (1-based), or ``None`` to give up."""
         if attempt >= self.max_attempts or not self.should_retry(error):
             return None
-        base = min(self.initial_delay * self.backoff ** (attempt - 1), self.max_delay)
+        cap = self.max_delay if self.max_delay is not None else 60.0
+        base = min(self.initial_delay * self.backoff ** (attempt - 1), cap)
         if self.jitter:
             base *= 1 + (rng or random).uniform(-self.jitter, self.jitter)
         retry_after = getattr(error, "retry_after", None)
@@ -110,7 +119,7 @@ def ExponentialBackoff(  # noqa: N802 - reads as a policy name, as in the seeds
     *,
     initial_delay: float = 1.0,
     backoff: float = 2.0,
-    max_delay: float = 60.0,
+    max_delay: float | None = None,
     jitter: float = 0.2,
     retry_on: tuple[type[BaseException], ...] = (Exception,),
     give_up_on: tuple[type[BaseException], ...] = (),

@@ -54,6 +54,10 @@ def test_filters_and_non_retryable():
     assert Retry(max_attempts=3).next_delay(1, NonRetryableError("no")) is None
 
 
+def test_default_cap_follows_a_long_initial_delay():
+    assert Retry(max_attempts=2, initial_delay=600, jitter=0).next_delay(1, ValueError()) == 600
+
+
 def test_retry_after_is_honoured():
     policy = Retry(max_attempts=3, initial_delay=1.0, jitter=0.0)
     assert policy.next_delay(1, RateLimited(retry_after=30.0)) == 30.0
@@ -67,6 +71,7 @@ def test_retry_after_is_honoured():
         ({"backoff": 0.5}, "backoff must be >= 1"),
         ({"jitter": 2}, "jitter must be within"),
         ({"initial_delay": -1}, "delays must be >= 0"),
+        ({"initial_delay": 10, "max_delay": 5}, "max_delay \\(5\\) is below initial_delay \\(10\\)"),
         ({"retry_on": (int,)}, "retry_on must be a tuple of exception types"),
     ],
 )
