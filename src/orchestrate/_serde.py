@@ -14,9 +14,12 @@ import json
 from typing import Any
 
 from orchestrate.errors import SerializationError
+from orchestrate.policies import MISSING
 
 
 def _default(value: Any) -> Any:
+    if value is MISSING:  # a skipped step's output: stored as null
+        return None
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return dataclasses.asdict(value)
     dump = getattr(value, "model_dump", None)

@@ -7,6 +7,7 @@ workflows too (``Client(url, workflows=[...])``).
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -46,7 +47,9 @@ class Client:
         engine: Engine | None = None,
     ) -> None:
         if engine is None:
-            engine = Engine(open_store(store) if isinstance(store, str) or store is None else store, workflows=workflows)
+            engine = Engine(
+                open_store(store) if isinstance(store, str) or store is None else store, workflows=workflows
+            )
         else:
             for wf in workflows:
                 engine.register(wf)
@@ -61,7 +64,14 @@ class Client:
         await self.engine.close()
 
     # runs ------------------------------------------------------------------------------
-    async def start(self, workflow: AnyWorkflow | str, input: Any = None, *, run_id: str | None = None, options: dict[str, Any] | None = None) -> str:
+    async def start(
+        self,
+        workflow: AnyWorkflow | str,
+        input: Any = None,
+        *,
+        run_id: str | None = None,
+        options: dict[str, Any] | None = None,
+    ) -> str:
         """Create a pending run for a worker (or :meth:`resume`) to execute."""
         return await self.engine.start(workflow, input, run_id=run_id, options=options)
 
@@ -96,7 +106,9 @@ class Client:
         """The output of a succeeded run; raises ``RunFailedError``/``ApprovalRequired`` otherwise."""
         return outcome(await self.get(run_id))
 
-    async def list(self, *, status: Sequence[RunStatus | str] | None = None, workflow: str | None = None, limit: int = 50) -> list[RunRecord]:
+    async def list(
+        self, *, status: Sequence[RunStatus | str] | None = None, workflow: str | None = None, limit: int = 50
+    ) -> list[RunRecord]:
         """Runs, newest first."""
         await self.engine.open()
         statuses = [_status(s) for s in status] if status else None
@@ -125,8 +137,17 @@ class Client:
         now = self.engine.clock.now()
         marker = new_signal_id()
         step_key = f"wait:{key}"
-        record = StepRecord(run_id, step_key, step_key, StepStatus.SUCCEEDED, value, attempts=1,
-                            started_at=now, finished_at=now, meta={"signal_id": marker, "by": by})
+        record = StepRecord(
+            run_id,
+            step_key,
+            step_key,
+            StepStatus.SUCCEEDED,
+            value,
+            attempts=1,
+            started_at=now,
+            finished_at=now,
+            meta={"signal_id": marker, "by": by},
+        )
         stored = await self.store.record_step(
             record, fence=None, now=now, event=Event(run_id, "signal_received", now, step_key, {"by": by})
         )
@@ -134,7 +155,16 @@ class Client:
             raise ConflictError(f"run {run_id!r} already received signal {key!r}")
         await self.store.wake_run(run_id, now=now)
 
-    async def decide(self, run_id: str, step: str, *, approved: bool, payload: Any = None, reason: str | None = None, by: str | None = None) -> None:
+    async def decide(
+        self,
+        run_id: str,
+        step: str,
+        *,
+        approved: bool,
+        payload: Any = None,
+        reason: str | None = None,
+        by: str | None = None,
+    ) -> None:
         """Approve (optionally with an edited ``payload``) or reject a gated step's output."""
         decision: dict[str, Any] = {"approved": approved, "by": by}
         if payload is not None:
@@ -146,7 +176,7 @@ class Client:
         await self.signal(run_id, f"review:{step}", decision, by=by)
 
     # dead-letter queue ------------------------------------------------------------------
-    async def dead_letters(self, *, workflow: str | None = None, limit: int = 50) -> list[RunRecord]:
+    async def dead_letters(self, *, workflow: str | None = None, limit: int = 50) -> builtins.list[RunRecord]:
         """Runs in the dead-letter queue, newest first."""
         return await self.list(status=[RunStatus.DEAD], workflow=workflow, limit=limit)
 
@@ -178,7 +208,7 @@ class Client:
         workflow = self.engine.get_workflow(source.workflow, version)
         steps = await self.store.get_steps(run_id)
         keys: list[str] = []
-        options: dict[str, Any] = {**(options or {}), "replay_of": run_id}
+        run_options: dict[str, Any] = {**(options or {}), "replay_of": run_id}
         if from_step is not None:
             names = [s.step_key for s in steps]
             if from_step not in names:
@@ -187,16 +217,20 @@ class Client:
                 )
             keys = [s.step_key for s in steps[: names.index(from_step)] if s.status is StepStatus.SUCCEEDED]
             if input is not None:
-                options["overrides"] = {from_step: input}
+                run_options["overrides"] = {from_step: input}
             new_input = source.input
         elif input is not None:
             new_input = input
         else:
-            keys = [s.step_key for s in steps if s.status is StepStatus.SUCCEEDED and not s.step_key.startswith("wait:")]
+            keys = [
+                s.step_key for s in steps if s.status is StepStatus.SUCCEEDED and not s.step_key.startswith("wait:")
+            ]
             new_input = source.input
-        new_id = await self.engine.start(workflow, new_input, options=options, parent_run_id=run_id)
+        new_id = await self.engine.start(workflow, new_input, options=run_options, parent_run_id=run_id)
         await self.store.copy_steps(run_id, new_id, keys)
-        await self.store.append_event(Event(new_id, "replay_started", self.engine.clock.now(), from_step, {"source": run_id, "reused": keys}))
+        await self.store.append_event(
+            Event(new_id, "replay_started", self.engine.clock.now(), from_step, {"source": run_id, "reused": keys})
+        )
         if execute:
             return await self.engine.settle(new_id)
         return await self.get(new_id)

@@ -123,7 +123,9 @@ class ParallelFunction:
         return Map(Step(self.fn.__name__, self.fn, **self.policy), max_workers=self.max_workers)
 
 
-def parallel(*, max_workers: int = 4, retry: int | Retry | None = None, timeout: Seconds | None = None) -> Callable[[Callable[..., Any]], ParallelFunction]:
+def parallel(
+    *, max_workers: int = 4, retry: int | Retry | None = None, timeout: Seconds | None = None
+) -> Callable[[Callable[..., Any]], ParallelFunction]:
     """Make a per-item function fan out with ``await fn.map(items)`` (seed 001)."""
     if not isinstance(max_workers, int) or max_workers < 1:
         raise DefinitionError(f"parallel(max_workers=...) must be >= 1, got {max_workers!r}")
@@ -203,13 +205,15 @@ def fallback(
         raise DefinitionError(f"fallback strategy must be one of {', '.join(_STRATEGIES)}, got {strategy!r}")
     if strategy in ("model_switch", "local_model") and to is None:
         raise DefinitionError(f"fallback(strategy={strategy!r}) needs to=<backup function>")
-    chain = {
-        "model_switch": lambda: Fallback.call(to),  # type: ignore[arg-type]
-        "local_model": lambda: Fallback.call(to),  # type: ignore[arg-type]
-        "cached": Fallback.cached,
-        "default": lambda: Fallback.value(value),
-        "skip": Fallback.skip,
-    }[strategy]()
+    if strategy in ("model_switch", "local_model"):
+        assert to is not None
+        chain = Fallback.call(to)
+    elif strategy == "cached":
+        chain = Fallback.cached()
+    elif strategy == "default":
+        chain = Fallback.value(value)
+    else:
+        chain = Fallback.skip()
     policy: dict[str, Any] = {"retry": Retry(max_attempts=max_retries + 1, initial_delay=0.2), "fallback": chain}
     if strategy == "cached":
         policy["cache"] = 365 * 24 * 3600.0
@@ -269,7 +273,9 @@ def _routes_version(branch: BranchFunction) -> str:
     from orchestrate import _serde
     from orchestrate.workflow import _source
 
-    parts = [_source(branch.fn)] + [f"{k}={_source(getattr(h, 'fn', h))}" for k, h in sorted(branch.routes.items(), key=str)]
+    parts = [_source(branch.fn)] + [
+        f"{k}={_source(getattr(h, 'fn', h))}" for k, h in sorted(branch.routes.items(), key=str)
+    ]
     return _serde.input_hash(parts)[:12]
 
 
@@ -294,12 +300,15 @@ class GateFunction:
     async def __call__(self, *args: Any) -> Any:
         ctx = current_run.get()
         if ctx is None:
-            raise DefinitionError(
-                f"gate {self.fn.__name__!r} needs a run to park: use it as a step of a workflow"
-            )
+            raise DefinitionError(f"gate {self.fn.__name__!r} needs a run to park: use it as a step of a workflow")
         output = await ctx.step(self.fn, *args)
         key = ctx.last_key
-        decision = await ctx.wait(f"review:{key}", timeout=None if self.review.escalate_on_timeout else self.review.timeout, payload={"step": key, "output": output})
+        assert key is not None  # set by the ctx.step just above
+        decision = await ctx.wait(
+            f"review:{key}",
+            timeout=None if self.review.escalate_on_timeout else self.review.timeout,
+            payload={"step": key, "output": output},
+        )
         from orchestrate._engine.steps import apply_decision
 
         return apply_decision(key, decision, output)

@@ -95,9 +95,7 @@ class Retry:
             return False
         return isinstance(error, self.retry_on)
 
-    def next_delay(
-        self, attempt: int, error: BaseException, *, rng: random.Random | None = None
-    ) -> float | None:
+    def next_delay(self, attempt: int, error: BaseException, *, rng: random.Random | None = None) -> float | None:
         """Seconds to wait before the attempt after ``attempt`` (1-based), or ``None`` to give up."""
         if attempt >= self.max_attempts or not self.should_retry(error):
             return None
@@ -172,11 +170,11 @@ class Fallback:
 
     Args:
         target: for a returned decision, the step or queue to go to.
-        value: for a returned decision, the value handed over.
+        payload: for a returned decision, the value handed over.
     """
 
     target: str | None = None
-    value: Any = None
+    payload: Any = None
     kind: FallbackKind = "route"
     fn: Callable[..., Any] | None = None
     max_age: float | None = None
@@ -207,7 +205,7 @@ class Fallback:
     @classmethod
     def value(cls, value: Any, *, flag: str | None = None) -> Fallback:
         """Use ``value`` as the step's output; ``flag`` marks the run for attention."""
-        return cls(kind="value", value=value, flag=flag)
+        return cls(kind="value", payload=value, flag=flag)
 
     @classmethod
     def skip(cls, *, flag: str | None = None) -> Fallback:
@@ -294,21 +292,16 @@ class StepPolicy:
                 chain = tuple(fallback)
             for item in chain:
                 if not isinstance(item, Fallback) or item.kind == "route":
-                    raise DefinitionError(
-                        "fallback must be built with Fallback.cached/call/value/skip, "
-                        f"got {item!r}"
-                    )
-            cache_policy = cache if isinstance(cache, Cache) or cache is None else Cache(cache)
+                    raise DefinitionError(f"fallback must be built with Fallback.cached/call/value/skip, got {item!r}")
+            cache_policy = (
+                cache if isinstance(cache, Cache) or cache is None else Cache(to_seconds(cache, what="cache") or 0.0)
+            )
             if max_concurrency is not None and (
-                isinstance(max_concurrency, bool)
-                or not isinstance(max_concurrency, int)
-                or max_concurrency < 1
+                isinstance(max_concurrency, bool) or not isinstance(max_concurrency, int) or max_concurrency < 1
             ):
                 raise DefinitionError(f"max_concurrency must be >= 1, got {max_concurrency!r}")
             if isolation not in ("thread", "process", "inline"):
-                raise DefinitionError(
-                    f"isolation must be 'thread', 'process' or 'inline', got {isolation!r}"
-                )
+                raise DefinitionError(f"isolation must be 'thread', 'process' or 'inline', got {isolation!r}")
             return cls(
                 retry=retry_policy,
                 timeout=timeout_policy,

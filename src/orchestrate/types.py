@@ -15,7 +15,7 @@ JSON = Any
 """A value that can be stored as JSON."""
 
 
-class RunStatus(str, enum.Enum):
+class RunStatus(enum.StrEnum):
     """Where a run stands. Terminal: succeeded, failed, cancelled, dead."""
 
     PENDING = "pending"  # created, not yet claimed by a worker
@@ -32,12 +32,10 @@ class RunStatus(str, enum.Enum):
         return self in _TERMINAL
 
 
-_TERMINAL = frozenset(
-    {RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED, RunStatus.DEAD}
-)
+_TERMINAL = frozenset({RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED, RunStatus.DEAD})
 
 
-class StepStatus(str, enum.Enum):
+class StepStatus(enum.StrEnum):
     """Outcome recorded for a step execution."""
 
     SUCCEEDED = "succeeded"  # the step (or one of its fallbacks) produced the output

@@ -22,10 +22,11 @@ from __future__ import annotations
 import hashlib
 import inspect
 import re
+import types
 import typing
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal, Union
+from typing import TYPE_CHECKING, Any, Literal, Union, overload
 
 from orchestrate.errors import DefinitionError, InvalidInputError
 from orchestrate.policies import (
@@ -49,8 +50,7 @@ _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.:-]*$")
 def _check_name(name: Any, where: str) -> str:
     if not isinstance(name, str) or not _NAME.match(name):
         raise DefinitionError(
-            f"{where}: name must be a non-empty identifier-like string "
-            f"(letters, digits, _ . : -), got {name!r}"
+            f"{where}: name must be a non-empty identifier-like string (letters, digits, _ . : -), got {name!r}"
         )
     return name
 
@@ -64,6 +64,8 @@ class CallPlan:
     params: tuple[str, ...]
     wants_ctx: bool
     returns: Any
+    ctx_index: int | None = None  # position of a positional ``ctx`` parameter (else passed by keyword)
+    first_type: Any = None  # annotation of a lone parameter: tells a whole dict from fields to spread
 
     @classmethod
     def of(cls, fn: Callable[..., Any], where: str) -> CallPlan:
@@ -76,17 +78,21 @@ class CallPlan:
             return cls(fn, _is_async(fn), ("value",), False, None)
         params: list[str] = []
         wants_ctx = False
+        ctx_index: int | None = None
         for p in sig.parameters.values():
             if p.name == "ctx":
                 wants_ctx = True
+                if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD):
+                    ctx_index = len(params)
             elif p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY):
                 if p.default is p.empty or p.kind is not p.KEYWORD_ONLY:
                     params.append(p.name)
         try:
-            returns = typing.get_type_hints(fn).get("return")
+            hints = typing.get_type_hints(fn)
         except Exception:  # noqa: BLE001 - unresolvable annotations just disable revival
-            returns = None
-        return cls(fn, _is_async(fn), tuple(params), wants_ctx, returns)
+            hints = {}
+        first = hints.get(params[0]) if len(params) == 1 else None
+        return cls(fn, _is_async(fn), tuple(params), wants_ctx, hints.get("return"), ctx_index, first)
 
     def arguments(self, value: Any) -> tuple[tuple[Any, ...], dict[str, Any]]:
         """Positional and keyword arguments for ``value``.
@@ -94,12 +100,33 @@ class CallPlan:
         A dict whose keys include every parameter name is spread as keyword arguments
         (so ``run(form_id=...)`` reaches ``def extract(form_id)``); otherwise the value
         is the single positional argument; a function with no parameters gets none.
+        A lone parameter annotated to accept the whole dict (``def f(diagnosis: dict)``)
+        gets the whole dict even when it has a field of the parameter's name.
         """
         if not self.params:
             return (), {}
-        if isinstance(value, dict) and all(p in value for p in self.params):
+        if (
+            isinstance(value, dict)
+            and all(p in value for p in self.params)
+            and (len(self.params) > 1 or len(value) == 1 or not _accepts(self.first_type, value))
+        ):
             return (), {p: value[p] for p in self.params}
         return (value,), {}
+
+
+def _accepts(annotation: Any, value: Any) -> bool:
+    """Whether ``value`` fits ``annotation`` (unannotated: no, so fields are spread as before)."""
+    if annotation is None:
+        return False
+    if annotation is Any:
+        return True
+    origin = typing.get_origin(annotation) or annotation
+    if origin is Union or origin is types.UnionType:
+        return any(_accepts(arg, value) for arg in typing.get_args(annotation))
+    try:
+        return isinstance(origin, type) and isinstance(value, origin)
+    except TypeError:  # TypedDict and other classes that refuse isinstance
+        return isinstance(value, dict)
 
 
 def _is_async(fn: Any) -> bool:
@@ -218,15 +245,13 @@ class Step(Node):
         if self.failover_model is not None:
             backup = components.get(self.failover_model)
             if backup is None:
-                raise DefinitionError(
-                    f"{where}: failover_model {self.failover_model!r} is not a component"
-                )
+                raise DefinitionError(f"{where}: failover_model {self.failover_model!r} is not a component")
             if not any(f.kind == "call" and f.fn is backup for f in self.policy.fallback):
                 chain = (*self.policy.fallback, Fallback.call(backup))
                 self.policy = self.policy.replace(fallback=chain)
 
 
-Route = Union[Node, Sequence[Node], str, Callable[..., Any]]
+Route = Node | Sequence[Node] | str | Callable[..., Any]
 
 
 @dataclass(eq=False)
@@ -329,7 +354,7 @@ class Parallel(Node):
         merge: ``"list"`` (in order) or ``"dict"`` (by node name).
     """
 
-    nodes: Sequence[Node | Callable[..., Any]]
+    nodes: Sequence[Node]
     max_workers: int | None = None
     merge: Literal["list", "dict"] = "list"
     name: str = "parallel"
@@ -420,12 +445,13 @@ class Loop(Node):
         if not callable(until):
             raise DefinitionError(f"Loop {name!r}: until must be a function of the output")
         self.until = until
-        if max_iterations is None or isinstance(max_iterations, bool) or not isinstance(
-            max_iterations, int
-        ) or max_iterations < 1:
-            raise DefinitionError(
-                f"Loop {name!r} is unbounded: give max_iterations >= 1 (got {max_iterations!r})"
-            )
+        if (
+            max_iterations is None
+            or isinstance(max_iterations, bool)
+            or not isinstance(max_iterations, int)
+            or max_iterations < 1
+        ):
+            raise DefinitionError(f"Loop {name!r} is unbounded: give max_iterations >= 1 (got {max_iterations!r})")
         self.max_iterations = max_iterations
         if on_exhausted not in ("continue", "fail"):
             raise DefinitionError(f"Loop {name!r}: on_exhausted must be 'continue' or 'fail'")
@@ -494,20 +520,15 @@ class Workflow:
         self._fingerprint: str | None = None
         self.components = dict(components or {})
         self.timeout = to_seconds(timeout, what=f"workflow {name!r}: timeout")
-        if max_concurrency is not None and (
-            not isinstance(max_concurrency, int) or max_concurrency < 1
-        ):
+        if max_concurrency is not None and (not isinstance(max_concurrency, int) or max_concurrency < 1):
             raise DefinitionError(f"workflow {name!r}: max_concurrency must be >= 1")
         self.max_concurrency = max_concurrency
         self.state_store = state_store
         self.nodes: list[Node] = [as_node(s, f"workflow {name!r}") for s in steps or []]
-        self.error_handler = (
-            as_node(error_handler, f"workflow {name!r}: error_handler")
-            if error_handler is not None
-            else None
-        )
-        if self.error_handler is not None and not isinstance(self.error_handler, Step):
+        handler = as_node(error_handler, f"workflow {name!r}: error_handler") if error_handler is not None else None
+        if handler is not None and not isinstance(handler, Step):
             raise DefinitionError(f"workflow {name!r}: error_handler must be a Step")
+        self.error_handler: Step | None = handler
         self._frozen = False
         if self.nodes:
             self.validate()
@@ -516,9 +537,7 @@ class Workflow:
     def add_step(self, node: Node | Callable[..., Any]) -> Workflow:
         """Append a node (before the first run); returns the workflow for chaining."""
         if self._frozen:
-            raise DefinitionError(
-                f"workflow {self.name!r} already ran; build a new one (a new version) instead"
-            )
+            raise DefinitionError(f"workflow {self.name!r} already ran; build a new one (a new version) instead")
         self.nodes.append(as_node(node, f"workflow {self.name!r}"))
         self._fingerprint = None
         self.validate()
@@ -638,7 +657,31 @@ class DurableFunction:
         return f"<DurableFunction {self.name!r} version={self.version!r}>"
 
 
-AnyWorkflow = Union[Workflow, DurableFunction]
+AnyWorkflow = Workflow | DurableFunction
+
+
+@overload
+def workflow(
+    fn: Callable[..., Awaitable[Any]],
+    *,
+    name: str | None = None,
+    version: str | None = None,
+    timeout: Seconds | None = None,
+    max_concurrency: int | None = None,
+    state_store: str | Store | None = None,
+) -> DurableFunction: ...
+
+
+@overload
+def workflow(
+    fn: None = None,
+    *,
+    name: str | None = None,
+    version: str | None = None,
+    timeout: Seconds | None = None,
+    max_concurrency: int | None = None,
+    state_store: str | Store | None = None,
+) -> Callable[[Callable[..., Awaitable[Any]]], DurableFunction]: ...
 
 
 def workflow(
@@ -652,10 +695,10 @@ def workflow(
 ) -> Any:
     """Declare a durable-function workflow::
 
-        @workflow(version="1")
-        async def support(ctx: RunContext, message: str) -> dict:
-            intent = await ctx.step(classify, message, retry=3, timeout=5)
-            ...
+    @workflow(version="1")
+    async def support(ctx: RunContext, message: str) -> dict:
+        intent = await ctx.step(classify, message, retry=3, timeout=5)
+        ...
     """
 
     def wrap(f: Callable[..., Awaitable[Any]]) -> DurableFunction:
@@ -702,11 +745,7 @@ def _describe(obj: Any, depth: int = 0) -> str:
         return "[" + ",".join(_describe(v, depth + 1) for v in obj) + "]"
     fields = getattr(obj, "__dataclass_fields__", None)
     if fields is not None:
-        parts = [
-            f"{k}={_describe(getattr(obj, k), depth + 1)}"
-            for k in fields
-            if k not in ("plan",)
-        ]
+        parts = [f"{k}={_describe(getattr(obj, k), depth + 1)}" for k in fields if k not in ("plan",)]
         return f"{type(obj).__name__}({';'.join(parts)})"
     return type(obj).__name__
 
@@ -787,17 +826,24 @@ class _Validator:
     def branch(self, node: Branch, where: str, position: int | None) -> None:
         if isinstance(node.on, str):
             head = node.on.split(".", 1)[0]
-            if head not in self.order and head != "input":
-                raise self.fail(
-                    where, f"decides on {node.on!r} but no step named {head!r} is in its scope"
-                )
+            if head not in self.order and head not in self.names and head != "input":
+                raise self.fail(where, f"decides on {node.on!r} but no step named {head!r} is in its scope")
         elif node.on is not None and not callable(node.on):
             raise self.fail(where, f"on must be a path string or a function, got {node.on!r}")
         cases = [(label, route) for label, _, route in node.cases]
         if node.default_route is not None:
             cases.append(("default", node.default_route))
+        # Routes are exclusive (one runs), so the same step may appear in several of them
+        # (seed 003: Step("auto_block") on two routes); names stay unique within a route
+        # and against everything outside the branch.
+        before = dict(self.names)
+        merged = dict(before)
         for label, route in cases:
+            self.names = dict(before)
             self.route(route, f"{where} route {label}", position)
+            for name, place in self.names.items():
+                merged.setdefault(name, place)
+        self.names = merged
 
     def route(self, route: str | list[Node], where: str, position: int | None) -> None:
         if isinstance(route, str):
@@ -807,8 +853,7 @@ class _Validator:
             if position is None or target <= position:
                 raise self.fail(
                     where,
-                    f"routes back to {route!r}; jumps may only go forward "
-                    "(use Loop with max_iterations to repeat)",
+                    f"routes back to {route!r}; jumps may only go forward (use Loop with max_iterations to repeat)",
                 )
             return
         self.seq(route, where)

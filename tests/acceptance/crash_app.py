@@ -49,7 +49,10 @@ def make_step(name: str):
 
 FIVE = Workflow(
     "five",
-    [Step(f"s{i}", make_step(f"s{i}"), retry=Retry(max_attempts=3, initial_delay=3.0, jitter=0.0)) for i in range(1, 6)],
+    [
+        Step(f"s{i}", make_step(f"s{i}"), retry=Retry(max_attempts=3, initial_delay=3.0, jitter=0.0))
+        for i in range(1, 6)
+    ],
     version="1",
 )
 

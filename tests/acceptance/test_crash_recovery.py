@@ -64,7 +64,7 @@ def test_sigkill_in_step_3_resumes_without_rerunning_steps_1_and_2(tmp_path: Pat
     assert [s.step_key for s in detail.steps] == ["s1", "s2"]
 
     second = _spawn(url, tmp_path, "resume")
-    out, err = second.communicate(timeout=120)
+    _out, err = second.communicate(timeout=120)
     assert second.returncode == 0, err
 
     detail = asyncio.run(_steps(url, "crash-run"))
@@ -120,7 +120,9 @@ async def test_ten_minute_backoff_survives_a_restart(tmp_path: Path) -> None:
             raise ConnectionError("model endpoint reset")
         return x * 2
 
-    wf = Workflow("slow_retry", [Step("call", flaky, retry=Retry(max_attempts=2, initial_delay=600, jitter=0))], version="1")
+    wf = Workflow(
+        "slow_retry", [Step("call", flaky, retry=Retry(max_attempts=2, initial_delay=600, jitter=0))], version="1"
+    )
     async with Engine(open_store(url), workflows=[wf], clock=clock) as first:
         run_id = await first.start(wf, 21)
         parked = await first.execute(run_id)
@@ -149,7 +151,7 @@ def test_paused_worker_loses_its_lease_and_its_late_write_is_rejected(tmp_path: 
         assert second.returncode == 0, err
     finally:
         os.kill(first.pid, signal.SIGCONT)
-    first_out, first_err = first.communicate(timeout=60)
+    _first_out, first_err = first.communicate(timeout=60)
     detail = asyncio.run(_steps(url, "paused-run"))
     assert detail.run.status is RunStatus.SUCCEEDED and detail.run.output == 5
     by_step = {s.step_key: s for s in detail.steps}

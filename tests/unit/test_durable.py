@@ -11,9 +11,9 @@ from orchestrate import (
     NonDeterminismError,
     RunContext,
     RunStatus,
+    Step,
     Workflow,
     WorkflowVersionNotFoundError,
-    Step,
     workflow,
 )
 from orchestrate.store import InMemoryStore
@@ -195,7 +195,9 @@ async def test_dead_letter_replay_from_a_step_with_patched_input():
         executed.append("store")
         return f"stored {data['amount']}"
 
-    wf = Workflow("invoice", [Step("extract", extract), Step("validate", validate), Step("store", store_it)], version="1")
+    wf = Workflow(
+        "invoice", [Step("extract", extract), Step("validate", validate), Step("store", store_it)], version="1"
+    )
     async with Engine(store, workflows=[wf]) as eng:
         client = Client(engine=eng)
         dead = await client.run(wf, {"amount": -5})

@@ -166,7 +166,12 @@ async def test_total_timeout_across_attempts(engine):
     async def always_slow(x):
         await asyncio.sleep(1)
 
-    step = Step("s", always_slow, timeout=Timeout(attempt=0.05, total=0.12), retry=Retry(max_attempts=50, initial_delay=0.01, jitter=0))
+    step = Step(
+        "s",
+        always_slow,
+        timeout=Timeout(attempt=0.05, total=0.12),
+        retry=Retry(max_attempts=50, initial_delay=0.01, jitter=0),
+    )
     record = await engine.run_record(Workflow("tt", [step]), 1)
     assert record.status is RunStatus.DEAD
     assert (await steps_of(engine, record.run_id))["s"].attempts < 10
@@ -184,7 +189,10 @@ async def test_fallback_chain_order(engine):
     assert record.output == "default"
     step = (await steps_of(engine, record.run_id))["gen"]
     assert step.fallback == "value"
-    assert [f["fallback"] for f in step.meta["fallbacks_failed"]] == ["cached", "call:test_fallback_chain_order.<locals>.secondary"]
+    assert [f["fallback"] for f in step.meta["fallbacks_failed"]] == [
+        "cached",
+        "call:test_fallback_chain_order.<locals>.secondary",
+    ]
     assert step.meta["error_class"] == "RuntimeError"
 
 
@@ -238,7 +246,11 @@ async def test_branch_on_path_value_and_default(engine):
         "support",
         [
             Step("classify", lambda m: {"result": "refund" if "money" in m else "other"}),
-            Branch("classify.result", {"refund": Step("refund", lambda m: "refunded")}, default=Step("human", lambda m: "escalated")),
+            Branch(
+                "classify.result",
+                {"refund": Step("refund", lambda m: "refunded")},
+                default=Step("human", lambda m: "escalated"),
+            ),
             Step("reply", lambda v: f"reply:{v}"),
         ],
     )
@@ -336,11 +348,15 @@ async def test_loop_until_threshold_and_bound(engine):
     def improve(draft):
         return {"text": draft["text"] + "+", "quality": draft["quality"] + 0.3}
 
-    wf = Workflow("loop", [Loop([Step("improve", improve)], until=lambda d: d["quality"] >= 0.8, max_iterations=5, name="revise")])
+    wf = Workflow(
+        "loop", [Loop([Step("improve", improve)], until=lambda d: d["quality"] >= 0.8, max_iterations=5, name="revise")]
+    )
     record = await engine.run_record(wf, {"text": "d", "quality": 0.0})
     assert record.output["text"] == "d+++"
     assert set(await steps_of(engine, record.run_id)) == {"revise#0/improve", "revise#1/improve", "revise#2/improve"}
-    bounded = Workflow("loop2", [Loop([Step("improve", improve)], until=lambda d: False, max_iterations=2, on_exhausted="fail")])
+    bounded = Workflow(
+        "loop2", [Loop([Step("improve", improve)], until=lambda d: False, max_iterations=2, on_exhausted="fail")]
+    )
     failed = await engine.run_record(bounded, {"text": "", "quality": 0})
     assert failed.status is RunStatus.FAILED and "did not meet its exit condition in 2" in failed.error["message"]
 
@@ -451,7 +467,14 @@ async def test_returned_fallback_routes_to_a_step(engine):
     def check(doc):
         return Fallback("manual", doc) if doc["confidence"] < 0.85 else doc
 
-    wf = Workflow("route", [Step("check", check), Step("auto", lambda d: {"id": d["id"] * 10}), Step("manual", lambda d: f"manual:{d['id']}")])
+    wf = Workflow(
+        "route",
+        [
+            Step("check", check),
+            Step("auto", lambda d: {"id": d["id"] * 10}),
+            Step("manual", lambda d: f"manual:{d['id']}"),
+        ],
+    )
     assert await engine.run(wf, {"id": 1, "confidence": 0.5}) == "manual:1"
     assert await engine.run(wf, {"id": 2, "confidence": 0.9}) == "manual:20"  # no route: auto runs and flows on
 
@@ -471,7 +494,10 @@ async def test_returned_fallback_to_a_queue_parks_until_a_person_decides(engine)
 
 
 async def test_gate_parks_then_edit_and_reject(engine):
-    wf = Workflow("gated", [Step("summary", lambda x: {"text": x}, gate=HumanReviewGate()), Step("update", lambda s: s["text"].upper())])
+    wf = Workflow(
+        "gated",
+        [Step("summary", lambda x: {"text": x}, gate=HumanReviewGate()), Step("update", lambda s: s["text"].upper())],
+    )
     client = Client(engine=engine)
     parked = await client.run(wf, "draft")
     assert parked.status is RunStatus.WAITING and parked.wait_reason == "signal:review:summary"

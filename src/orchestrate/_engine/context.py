@@ -24,7 +24,7 @@ current_run: contextvars.ContextVar[RunContext | None] = contextvars.ContextVar(
 """The run being executed by this task (inherited by tasks it creates)."""
 
 
-class Suspend(BaseException):  # noqa: N818 - a control signal, not an error
+class Suspend(BaseException):
     """Unwinds a run that must park: on a timer (``wake_at``) or for a signal."""
 
     def __init__(self, *, wake_at: float | None, reason: str, signal: str | None = None) -> None:
@@ -144,7 +144,7 @@ class RunContext:
         name), suffixed ``#2``, ``#3``... on repeated calls, unless ``key`` is given.
         """
         policy_args = {k: kwargs.pop(k) for k in _POLICY_KEYS if k in kwargs}
-        step_name = name or getattr(fn, "__name__", "step")
+        step_name = name or str(getattr(fn, "__name__", "step"))
         spec = self.engine.spec_for(fn, step_name, policy_args)
         step_key = key or self._next_key(step_name)
         self.last_key = step_key
@@ -170,12 +170,22 @@ class RunContext:
         if state is None:
             state = AttemptState(self.run_id, step_key, 0, now + seconds, now)
             await self.engine.store.save_attempts(
-                state, fence=self.fence, event=Event(self.run_id, "timer_set", now, step_key, {"wake_at": state.next_at})
+                state,
+                fence=self.fence,
+                event=Event(self.run_id, "timer_set", now, step_key, {"wake_at": state.next_at}),
             )
             self.attempts[step_key] = state
         await self.delay_until(state.next_at, reason=f"sleep:{step_key}")
         await self.record(
-            StepRecord(self.run_id, step_key, step_key, StepStatus.SUCCEEDED, None, started_at=state.first_started_at, finished_at=self.engine.clock.now())
+            StepRecord(
+                self.run_id,
+                step_key,
+                step_key,
+                StepStatus.SUCCEEDED,
+                None,
+                started_at=state.first_started_at,
+                finished_at=self.engine.clock.now(),
+            )
         )
 
     async def wait(self, key: str, *, timeout: float | None = None, payload: Any = None) -> Any:
@@ -233,9 +243,7 @@ class RunContext:
 
     async def record(self, record: StepRecord, *, event: Event | None = None) -> StepRecord:
         """Write a step record under this run's fence; the stored one wins."""
-        stored = await self.engine.store.record_step(
-            record, fence=self.fence, now=record.finished_at, event=event
-        )
+        stored = await self.engine.store.record_step(record, fence=self.fence, now=record.finished_at, event=event)
         self.recorded[record.step_key] = stored
         return stored
 

@@ -11,12 +11,11 @@ import asyncio
 from collections.abc import Sequence
 from typing import Any
 
+from orchestrate._engine.context import RunContext, gather_all
+from orchestrate._engine.steps import run_step
 from orchestrate.errors import RejectedError, RunFailedError
 from orchestrate.policies import MISSING
 from orchestrate.workflow import Branch, Loop, Map, Node, Parallel, Step, SubWorkflow, Workflow
-
-from orchestrate._engine.context import RunContext, gather_all
-from orchestrate._engine.steps import run_step
 
 
 class RouteError(RunFailedError):
@@ -38,7 +37,9 @@ async def run_graph(ctx: RunContext, wf: Workflow, value: Any) -> Any:
     try:
         return await _sequence(ctx, wf.nodes, value, "")
     except _Jump as jump:
-        raise RouteError(f"route to {jump.target!r} goes backwards or out of its scope; jumps only go forward") from None
+        raise RouteError(
+            f"route to {jump.target!r} goes backwards or out of its scope; jumps only go forward"
+        ) from None
 
 
 def _names(nodes: Sequence[Node]) -> set[str]:
@@ -97,7 +98,9 @@ async def _step(ctx: RunContext, node: Step, value: Any, key: str) -> Any:
     decision = await ctx.wait(f"queue:{route}:{key}", payload={"queue": route, "step": key, "value": output})
     if isinstance(decision, dict) and "approved" in decision:
         if not decision["approved"]:
-            raise RejectedError(f"{route}: item from step {key!r} was rejected: {decision.get('reason') or 'no reason given'}")
+            raise RejectedError(
+                f"{route}: item from step {key!r} was rejected: {decision.get('reason') or 'no reason given'}"
+            )
         return decision.get("payload", output)
     return decision
 
@@ -142,7 +145,9 @@ async def _branch(ctx: RunContext, node: Branch, value: Any, prefix: str) -> Any
         route = node.default_route
     if route is None:
         labels = [label for label, _, _ in node.cases]
-        raise RouteError(f"branch {node.name!r}: value {decided!r} matches no route ({', '.join(labels)}) and there is no default")
+        raise RouteError(
+            f"branch {node.name!r}: value {decided!r} matches no route ({', '.join(labels)}) and there is no default"
+        )
     ctx.outputs[prefix + node.name] = decided
     if isinstance(route, str):
         raise _Jump(route, value)

@@ -19,7 +19,9 @@ from typing import Any
 from orchestrate.errors import IsolatedProcessError
 
 
-def _child(conn: multiprocessing.connection.Connection, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+def _child(
+    conn: multiprocessing.connection.Connection, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> None:
     try:
         result: tuple[bool, Any] = (True, fn(*args, **kwargs))
     except BaseException as exc:  # noqa: BLE001 - sent back to the parent

@@ -10,17 +10,15 @@ from __future__ import annotations
 
 import logging
 import sys
-from typing import IO, Any
+from typing import Any, TextIO
 
 import structlog
 
 _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
 
 
-def _build(level: int, stream: IO[str], json: bool) -> Any:
-    renderer: Any = (
-        structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer(colors=False)
-    )
+def _build(level: int, stream: TextIO, json: bool) -> Any:
+    renderer: Any = structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer(colors=False)
     return structlog.wrap_logger(
         structlog.PrintLogger(stream),
         wrapper_class=structlog.make_filtering_bound_logger(level),
@@ -44,7 +42,7 @@ _current: Any = _build(logging.WARNING, sys.stderr, True)
 _proxy = _Proxy()
 
 
-def configure_logging(level: str = "info", *, stream: IO[str] | None = None, json: bool = True) -> None:
+def configure_logging(level: str = "info", *, stream: TextIO | None = None, json: bool = True) -> None:
     """Set the level (``debug``, ``info``, ``warning``, ``error``), the stream and the format."""
     global _current
     if level.lower() not in _LEVELS:

@@ -64,8 +64,8 @@ APPROVERS: dict[str, Callable[..., Any]] = {}
 def approval(*, role: str) -> Callable[[F], F]:
     """Register ``fn`` as the approval handler of ``role``::
 
-        @approval(role="medical_reviewer")
-        def reviewer_approve(diagnosis: dict) -> bool: ...
+    @approval(role="medical_reviewer")
+    def reviewer_approve(diagnosis: dict) -> bool: ...
     """
     if not isinstance(role, str) or not role:
         raise DefinitionError("approval(role=...) needs a role name")

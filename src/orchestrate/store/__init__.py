@@ -65,6 +65,4 @@ def open_store(url: str | None = None) -> Store:
             ) from exc
         store: Store = PostgresStore(url)
         return store
-    raise InvalidInputError(
-        f"unknown store URL {url!r}: use memory://, sqlite:///path or postgresql://..."
-    )
+    raise InvalidInputError(f"unknown store URL {url!r}: use memory://, sqlite:///path or postgresql://...")

@@ -40,10 +40,8 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
                 options TEXT NOT NULL DEFAULT '{{}}',
                 parent_run_id TEXT
             )""",
-            "CREATE INDEX IF NOT EXISTS orchestrate_runs_due"
-            " ON orchestrate_runs (status, wake_at)",
-            "CREATE INDEX IF NOT EXISTS orchestrate_runs_created"
-            " ON orchestrate_runs (created_at)",
+            "CREATE INDEX IF NOT EXISTS orchestrate_runs_due ON orchestrate_runs (status, wake_at)",
+            "CREATE INDEX IF NOT EXISTS orchestrate_runs_created ON orchestrate_runs (created_at)",
             """CREATE TABLE IF NOT EXISTS orchestrate_steps (
                 run_id TEXT NOT NULL,
                 step_key TEXT NOT NULL,
@@ -119,10 +117,7 @@ CLAIM_RUN = (
     "UPDATE orchestrate_runs SET status = 'running', owner = ?, lease_expires_at = ?,"
     " fence = fence + 1, updated_at = ? WHERE run_id = ? AND "
 )
-RENEW_LEASE = (
-    "UPDATE orchestrate_runs SET lease_expires_at = ?"
-    " WHERE run_id = ? AND fence = ? AND status = 'running'"
-)
+RENEW_LEASE = "UPDATE orchestrate_runs SET lease_expires_at = ? WHERE run_id = ? AND fence = ? AND status = 'running'"
 FENCE_OF = "SELECT fence, status FROM orchestrate_runs WHERE run_id = ?"
 UPDATE_RUN = (
     "UPDATE orchestrate_runs SET status = ?, output = COALESCE(?, output),"
@@ -138,8 +133,7 @@ CANCEL_RUN = (
 WAKE_RUN = "UPDATE orchestrate_runs SET wake_at = ? WHERE run_id = ? AND status = 'waiting'"
 
 STEP_COLUMNS = (
-    "run_id, step_key, name, status, output, error, attempts, started_at, finished_at,"
-    " input_hash, fallback, meta"
+    "run_id, step_key, name, status, output, error, attempts, started_at, finished_at, input_hash, fallback, meta"
 )
 INSERT_STEP = (
     f"INSERT INTO orchestrate_steps ({STEP_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
@@ -155,14 +149,10 @@ UPSERT_ATTEMPTS = (
     " attempts = excluded.attempts, next_at = excluded.next_at, error = excluded.error"
 )
 SELECT_ATTEMPTS = (
-    "SELECT run_id, step_key, attempts, next_at, first_started_at, error"
-    " FROM orchestrate_attempts WHERE run_id = ?"
+    "SELECT run_id, step_key, attempts, next_at, first_started_at, error FROM orchestrate_attempts WHERE run_id = ?"
 )
 INSERT_EVENT = "INSERT INTO orchestrate_events (run_id, kind, at, step_key, data) VALUES (?, ?, ?, ?, ?)"
-SELECT_EVENTS = (
-    "SELECT id, run_id, kind, at, step_key, data FROM orchestrate_events"
-    " WHERE run_id = ? ORDER BY id"
-)
+SELECT_EVENTS = "SELECT id, run_id, kind, at, step_key, data FROM orchestrate_events WHERE run_id = ? ORDER BY id"
 CACHE_GET = "SELECT key, value, stored_at FROM orchestrate_cache WHERE key = ?"
 CACHE_PUT = (
     "INSERT INTO orchestrate_cache (key, value, stored_at) VALUES (?, ?, ?)"
@@ -314,9 +304,7 @@ def event_params(event: Event) -> tuple[Any, ...]:
 
 def event_from_row(row: Sequence[Any]) -> Event:
     """Map a row of :data:`SELECT_EVENTS`."""
-    return Event(
-        id=row[0], run_id=row[1], kind=row[2], at=row[3], step_key=row[4], data=json.loads(row[5])
-    )
+    return Event(id=row[0], run_id=row[1], kind=row[2], at=row[3], step_key=row[4], data=json.loads(row[5]))
 
 
 def cache_from_row(row: Sequence[Any]) -> CacheEntry:

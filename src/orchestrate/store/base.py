@@ -190,14 +190,10 @@ class Store(Protocol):
         ``None`` when someone else holds it or it is not due.
         """
 
-    async def renew_lease(
-        self, run_id: str, *, owner: str, fence: int, now: float, lease_seconds: float
-    ) -> bool:
+    async def renew_lease(self, run_id: str, *, owner: str, fence: int, now: float, lease_seconds: float) -> bool:
         """Extend the lease; ``False`` when the lease was lost."""
 
-    async def update_run(
-        self, run_id: str, *, fence: int, now: float, update: RunUpdate, event: Event | None
-    ) -> None:
+    async def update_run(self, run_id: str, *, fence: int, now: float, update: RunUpdate, event: Event | None) -> None:
         """Fenced status transition. Raises ``LeaseLostError`` if the fence moved."""
 
     async def cancel_run(self, run_id: str, *, now: float, reason: str) -> RunRecord:

@@ -2,7 +2,8 @@
 
 Same semantics as the SQL stores (the conformance suite checks it). Reads hand out
 copies; written records are kept by reference, so values must not be mutated after
-they were written (the engine never does).
+they were written (the engine never does). User values are still checked to be JSON
+serialisable, so that what works here does not fail on a durable store.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
+from orchestrate import _serde
 from orchestrate.errors import LeaseLostError, RunNotFoundError, RunStateError
 from orchestrate.store.base import (
     SCHEMA_VERSION,
@@ -48,6 +50,13 @@ class InMemoryStore:
         return SCHEMA_VERSION
 
     # helpers ----------------------------------------------------------------------------
+    @staticmethod
+    def _check_step(step: StepRecord) -> None:
+        # The same checks (and messages) as the SQL stores' serialisation.
+        _serde.dumps(step.output, what=f"output of step {step.step_key!r}")
+        _serde.dumps(step.error, what=f"error of step {step.step_key!r}")
+        _serde.dumps(step.meta, what=f"metadata of step {step.step_key!r}")
+
     def _add_event(self, event: Event | None) -> None:
         if event is None:
             return
@@ -86,6 +95,7 @@ class InMemoryStore:
         existing = self._runs.get(run.run_id)
         if existing is not None:
             return existing.copy()
+        _serde.dumps(run.input, what=f"input of run {run.run_id}")
         stored = copy.deepcopy(run)
         self._runs[run.run_id] = stored
         self._add_event(event)
@@ -144,9 +154,7 @@ class InMemoryStore:
         run.updated_at = now
         return copy.deepcopy(run)
 
-    async def renew_lease(
-        self, run_id: str, *, owner: str, fence: int, now: float, lease_seconds: float
-    ) -> bool:
+    async def renew_lease(self, run_id: str, *, owner: str, fence: int, now: float, lease_seconds: float) -> bool:
         """Extend if still held."""
         run = self._runs.get(run_id)
         if run is None or run.fence != fence or run.status is not RunStatus.RUNNING:
@@ -154,10 +162,9 @@ class InMemoryStore:
         run.lease_expires_at = now + lease_seconds
         return True
 
-    async def update_run(
-        self, run_id: str, *, fence: int, now: float, update: RunUpdate, event: Event | None
-    ) -> None:
+    async def update_run(self, run_id: str, *, fence: int, now: float, update: RunUpdate, event: Event | None) -> None:
         """Fenced transition."""
+        _serde.dumps(update.output, what="run output")
         run = self._fenced(run_id, fence)
         self._apply(run, update, now)
         self._add_event(event)
@@ -195,6 +202,9 @@ class InMemoryStore:
         run_update: RunUpdate | None = None,
     ) -> StepRecord:
         """Insert-if-absent, fenced when ``fence`` is given."""
+        self._check_step(step)
+        if run_update is not None:
+            _serde.dumps(run_update.output, what="run output")
         run = self._fenced(step.run_id, fence) if fence is not None else None
         steps = self._steps.setdefault(step.run_id, {})
         existing = steps.get(step.step_key)
@@ -230,7 +240,12 @@ class InMemoryStore:
     async def save_attempts(self, state: AttemptState, *, fence: int, event: Event | None) -> None:
         """Upsert retry progress."""
         self._fenced(state.run_id, fence)
-        self._attempts.setdefault(state.run_id, {})[state.step_key] = copy.deepcopy(state)
+        states = self._attempts.setdefault(state.run_id, {})
+        stored = copy.deepcopy(state)
+        previous = states.get(state.step_key)
+        if previous is not None:  # an upsert keeps when the step first started
+            stored.first_started_at = previous.first_started_at
+        states[state.step_key] = stored
         self._add_event(event)
 
     async def get_attempts(self, run_id: str) -> dict[str, AttemptState]:
@@ -253,4 +268,5 @@ class InMemoryStore:
 
     async def cache_put(self, key: str, value: Any, *, now: float) -> None:
         """Replace."""
+        _serde.dumps(value, what=f"cached value {key!r}")
         self._cache[key] = CacheEntry(key, copy.deepcopy(value), now)

@@ -75,16 +75,12 @@ def parse_url(url: str) -> tuple[str, str]:
         raise InvalidInputError(f"not a sqlite URL: {url!r}")
     path = parts.path[1:] if parts.path.startswith("/") else parts.path
     if parts.netloc:
-        raise InvalidInputError(
-            f"sqlite URL {url!r} has a host part; write sqlite:///relative.db or sqlite:////abs.db"
-        )
+        raise InvalidInputError(f"sqlite URL {url!r} has a host part; write sqlite:///relative.db or sqlite:////abs.db")
     if not path:
         raise InvalidInputError(f"sqlite URL {url!r} names no database file")
     sync = parse_qs(parts.query).get("synchronous", ["full"])[-1].lower()
     if sync not in _SYNC_MODES:
-        raise InvalidInputError(
-            f"sqlite URL {url!r}: synchronous must be one of {sorted(_SYNC_MODES)}, got {sync!r}"
-        )
+        raise InvalidInputError(f"sqlite URL {url!r}: synchronous must be one of {sorted(_SYNC_MODES)}, got {sync!r}")
     return path, _SYNC_MODES[sync]
 
 
@@ -184,7 +180,11 @@ class SQLiteStore:
             raise StoreError(f"cannot open SQLite database {self.path!r}: {exc}") from exc
         self._thread = threading.Thread(target=self._serve, name="orchestrate-sqlite", daemon=True)
         self._thread.start()
-        await self._call(_migrate)
+        try:
+            await self._call(_migrate)
+        except BaseException:
+            await self.close()  # a refused schema must not leave a half-open store
+            raise
 
     async def close(self) -> None:
         """Finish queued work and stop the writer thread."""
@@ -266,9 +266,7 @@ class SQLiteStore:
         result: RunRecord | None = await self._call(op)
         return result
 
-    async def renew_lease(
-        self, run_id: str, *, owner: str, fence: int, now: float, lease_seconds: float
-    ) -> bool:
+    async def renew_lease(self, run_id: str, *, owner: str, fence: int, now: float, lease_seconds: float) -> bool:
         """Extend if still held."""
 
         def op(conn: sqlite3.Connection) -> bool:
@@ -276,9 +274,7 @@ class SQLiteStore:
 
         return bool(await self._call(op))
 
-    async def update_run(
-        self, run_id: str, *, fence: int, now: float, update: RunUpdate, event: Event | None
-    ) -> None:
+    async def update_run(self, run_id: str, *, fence: int, now: float, update: RunUpdate, event: Event | None) -> None:
         """Fenced transition."""
         sql, params = _update_sql(run_id, fence, now, update)
         ev = _sql.event_params(event) if event else None
@@ -459,9 +455,7 @@ def _raise_fence(conn: sqlite3.Connection, run_id: str, fence: int) -> None:
     raise StoreError(f"run {run_id!r}: update matched no row")  # pragma: no cover - defensive
 
 
-def _update_sql(
-    run_id: str, fence: int | None, now: float, update: RunUpdate
-) -> tuple[str, tuple[Any, ...]]:
+def _update_sql(run_id: str, fence: int | None, now: float, update: RunUpdate) -> tuple[str, tuple[Any, ...]]:
     sql = _sql.UPDATE_RUN + (_sql.RELEASE if update.release else "")
     params: tuple[Any, ...] = (
         update.status.value,
