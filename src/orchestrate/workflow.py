@@ -26,7 +26,7 @@ import types
 import typing
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal, Union
+from typing import TYPE_CHECKING, Any, Literal, Union, overload
 
 from orchestrate.errors import DefinitionError, InvalidInputError
 from orchestrate.policies import (
@@ -50,8 +50,7 @@ _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.:-]*$")
 def _check_name(name: Any, where: str) -> str:
     if not isinstance(name, str) or not _NAME.match(name):
         raise DefinitionError(
-            f"{where}: name must be a non-empty identifier-like string "
-            f"(letters, digits, _ . : -), got {name!r}"
+            f"{where}: name must be a non-empty identifier-like string (letters, digits, _ . : -), got {name!r}"
         )
     return name
 
@@ -246,15 +245,13 @@ class Step(Node):
         if self.failover_model is not None:
             backup = components.get(self.failover_model)
             if backup is None:
-                raise DefinitionError(
-                    f"{where}: failover_model {self.failover_model!r} is not a component"
-                )
+                raise DefinitionError(f"{where}: failover_model {self.failover_model!r} is not a component")
             if not any(f.kind == "call" and f.fn is backup for f in self.policy.fallback):
                 chain = (*self.policy.fallback, Fallback.call(backup))
                 self.policy = self.policy.replace(fallback=chain)
 
 
-Route = Union[Node, Sequence[Node], str, Callable[..., Any]]
+Route = Node | Sequence[Node] | str | Callable[..., Any]
 
 
 @dataclass(eq=False)
@@ -357,7 +354,7 @@ class Parallel(Node):
         merge: ``"list"`` (in order) or ``"dict"`` (by node name).
     """
 
-    nodes: Sequence[Node | Callable[..., Any]]
+    nodes: Sequence[Node]
     max_workers: int | None = None
     merge: Literal["list", "dict"] = "list"
     name: str = "parallel"
@@ -448,12 +445,13 @@ class Loop(Node):
         if not callable(until):
             raise DefinitionError(f"Loop {name!r}: until must be a function of the output")
         self.until = until
-        if max_iterations is None or isinstance(max_iterations, bool) or not isinstance(
-            max_iterations, int
-        ) or max_iterations < 1:
-            raise DefinitionError(
-                f"Loop {name!r} is unbounded: give max_iterations >= 1 (got {max_iterations!r})"
-            )
+        if (
+            max_iterations is None
+            or isinstance(max_iterations, bool)
+            or not isinstance(max_iterations, int)
+            or max_iterations < 1
+        ):
+            raise DefinitionError(f"Loop {name!r} is unbounded: give max_iterations >= 1 (got {max_iterations!r})")
         self.max_iterations = max_iterations
         if on_exhausted not in ("continue", "fail"):
             raise DefinitionError(f"Loop {name!r}: on_exhausted must be 'continue' or 'fail'")
@@ -522,20 +520,15 @@ class Workflow:
         self._fingerprint: str | None = None
         self.components = dict(components or {})
         self.timeout = to_seconds(timeout, what=f"workflow {name!r}: timeout")
-        if max_concurrency is not None and (
-            not isinstance(max_concurrency, int) or max_concurrency < 1
-        ):
+        if max_concurrency is not None and (not isinstance(max_concurrency, int) or max_concurrency < 1):
             raise DefinitionError(f"workflow {name!r}: max_concurrency must be >= 1")
         self.max_concurrency = max_concurrency
         self.state_store = state_store
         self.nodes: list[Node] = [as_node(s, f"workflow {name!r}") for s in steps or []]
-        self.error_handler = (
-            as_node(error_handler, f"workflow {name!r}: error_handler")
-            if error_handler is not None
-            else None
-        )
-        if self.error_handler is not None and not isinstance(self.error_handler, Step):
+        handler = as_node(error_handler, f"workflow {name!r}: error_handler") if error_handler is not None else None
+        if handler is not None and not isinstance(handler, Step):
             raise DefinitionError(f"workflow {name!r}: error_handler must be a Step")
+        self.error_handler: Step | None = handler
         self._frozen = False
         if self.nodes:
             self.validate()
@@ -544,9 +537,7 @@ class Workflow:
     def add_step(self, node: Node | Callable[..., Any]) -> Workflow:
         """Append a node (before the first run); returns the workflow for chaining."""
         if self._frozen:
-            raise DefinitionError(
-                f"workflow {self.name!r} already ran; build a new one (a new version) instead"
-            )
+            raise DefinitionError(f"workflow {self.name!r} already ran; build a new one (a new version) instead")
         self.nodes.append(as_node(node, f"workflow {self.name!r}"))
         self._fingerprint = None
         self.validate()
@@ -666,7 +657,31 @@ class DurableFunction:
         return f"<DurableFunction {self.name!r} version={self.version!r}>"
 
 
-AnyWorkflow = Union[Workflow, DurableFunction]
+AnyWorkflow = Workflow | DurableFunction
+
+
+@overload
+def workflow(
+    fn: Callable[..., Awaitable[Any]],
+    *,
+    name: str | None = None,
+    version: str | None = None,
+    timeout: Seconds | None = None,
+    max_concurrency: int | None = None,
+    state_store: str | Store | None = None,
+) -> DurableFunction: ...
+
+
+@overload
+def workflow(
+    fn: None = None,
+    *,
+    name: str | None = None,
+    version: str | None = None,
+    timeout: Seconds | None = None,
+    max_concurrency: int | None = None,
+    state_store: str | Store | None = None,
+) -> Callable[[Callable[..., Awaitable[Any]]], DurableFunction]: ...
 
 
 def workflow(
@@ -680,10 +695,10 @@ def workflow(
 ) -> Any:
     """Declare a durable-function workflow::
 
-        @workflow(version="1")
-        async def support(ctx: RunContext, message: str) -> dict:
-            intent = await ctx.step(classify, message, retry=3, timeout=5)
-            ...
+    @workflow(version="1")
+    async def support(ctx: RunContext, message: str) -> dict:
+        intent = await ctx.step(classify, message, retry=3, timeout=5)
+        ...
     """
 
     def wrap(f: Callable[..., Awaitable[Any]]) -> DurableFunction:
@@ -730,11 +745,7 @@ def _describe(obj: Any, depth: int = 0) -> str:
         return "[" + ",".join(_describe(v, depth + 1) for v in obj) + "]"
     fields = getattr(obj, "__dataclass_fields__", None)
     if fields is not None:
-        parts = [
-            f"{k}={_describe(getattr(obj, k), depth + 1)}"
-            for k in fields
-            if k not in ("plan",)
-        ]
+        parts = [f"{k}={_describe(getattr(obj, k), depth + 1)}" for k in fields if k not in ("plan",)]
         return f"{type(obj).__name__}({';'.join(parts)})"
     return type(obj).__name__
 
@@ -816,9 +827,7 @@ class _Validator:
         if isinstance(node.on, str):
             head = node.on.split(".", 1)[0]
             if head not in self.order and head not in self.names and head != "input":
-                raise self.fail(
-                    where, f"decides on {node.on!r} but no step named {head!r} is in its scope"
-                )
+                raise self.fail(where, f"decides on {node.on!r} but no step named {head!r} is in its scope")
         elif node.on is not None and not callable(node.on):
             raise self.fail(where, f"on must be a path string or a function, got {node.on!r}")
         cases = [(label, route) for label, _, route in node.cases]
@@ -844,8 +853,7 @@ class _Validator:
             if position is None or target <= position:
                 raise self.fail(
                     where,
-                    f"routes back to {route!r}; jumps may only go forward "
-                    "(use Loop with max_iterations to repeat)",
+                    f"routes back to {route!r}; jumps may only go forward (use Loop with max_iterations to repeat)",
                 )
             return
         self.seq(route, where)

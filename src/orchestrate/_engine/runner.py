@@ -18,6 +18,8 @@ import uuid
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from orchestrate._engine.clock import Clock, SystemClock
+from orchestrate._engine.context import RunContext, StepSpec, Suspend, current_run
 from orchestrate.errors import (
     ApprovalRequired,
     DeadlineExceededError,
@@ -37,9 +39,6 @@ from orchestrate.store import InMemoryStore, Store, open_store
 from orchestrate.store.base import Event, RunRecord, RunUpdate
 from orchestrate.types import RunStatus
 from orchestrate.workflow import AnyWorkflow, CallPlan, DurableFunction, Step, Workflow
-
-from orchestrate._engine.clock import Clock, SystemClock
-from orchestrate._engine.context import RunContext, StepSpec, Suspend, current_run
 
 
 def _owner_id() -> str:
@@ -214,7 +213,9 @@ class Engine:
         claim: bool = False,
     ) -> str:
         """Create a run (``pending``, or ``running`` and held by this engine with ``claim``)."""
-        run = await self._create(wf, input, run_id=run_id, options=options, parent_run_id=parent_run_id, queue=queue, claim=claim)
+        run = await self._create(
+            wf, input, run_id=run_id, options=options, parent_run_id=parent_run_id, queue=queue, claim=claim
+        )
         return run.run_id
 
     async def _create(
@@ -311,7 +312,11 @@ class Engine:
             now = self.clock.now()
             if run.status.terminal or (run.status is RunStatus.WAITING and run.wake_at is None):
                 return run
-            if run.status is RunStatus.WAITING and (run.wait_reason or "").startswith("signal:") and run.wake_at > now:
+            if (
+                run.status is RunStatus.WAITING
+                and (run.wait_reason or "").startswith("signal:")
+                and (run.wake_at or 0) > now
+            ):
                 # Waiting for a person whose decision has a deadline (a review SLA): that is
                 # still waiting for a person; a worker wakes the run if the deadline passes.
                 return run
@@ -346,7 +351,12 @@ class Engine:
             recorded = {s.step_key: s for s in await self.store.get_steps(run.run_id)}
             attempts = await self.store.get_attempts(run.run_id)
             await self.store.append_event(
-                Event(run.run_id, "run_resumed", self.clock.now(), data={"replayed_steps": len(recorded), "fence": run.fence})
+                Event(
+                    run.run_id,
+                    "run_resumed",
+                    self.clock.now(),
+                    data={"replayed_steps": len(recorded), "fence": run.fence},
+                )
             )
         ctx = RunContext(self, run, recorded, attempts, check_order=isinstance(wf, DurableFunction))
         token = current_run.set(ctx)
@@ -429,8 +439,13 @@ class Engine:
         update = RunUpdate(RunStatus.WAITING, wake_at=suspend.wake_at, wait_reason=suspend.reason)
         try:
             await self.store.update_run(
-                run.run_id, fence=run.fence, now=now, update=update,
-                event=Event(run.run_id, "run_waiting", now, data={"reason": suspend.reason, "wake_at": suspend.wake_at}),
+                run.run_id,
+                fence=run.fence,
+                now=now,
+                update=update,
+                event=Event(
+                    run.run_id, "run_waiting", now, data={"reason": suspend.reason, "wake_at": suspend.wake_at}
+                ),
             )
         except LeaseLostError:
             return await self.store.get_run(run.run_id) or run
@@ -439,11 +454,20 @@ class Engine:
             if any(s.step_key == suspend.signal for s in await self.store.get_steps(run.run_id)):
                 await self.store.wake_run(run.run_id, now=now)
                 update.wake_at = now
-        self.log.info("run_waiting", workflow=run.workflow, run_id=run.run_id, reason=suspend.reason, wake_at=suspend.wake_at)
+        self.log.info(
+            "run_waiting", workflow=run.workflow, run_id=run.run_id, reason=suspend.reason, wake_at=suspend.wake_at
+        )
         return _with(run, status=RunStatus.WAITING, wake_at=update.wake_at, wait_reason=suspend.reason, owner=None)
 
     async def _fail(
-        self, ctx: RunContext, wf: AnyWorkflow, run: RunRecord, exc: BaseException, status: RunStatus, *, step: str | None
+        self,
+        ctx: RunContext,
+        wf: AnyWorkflow,
+        run: RunRecord,
+        exc: BaseException,
+        status: RunStatus,
+        *,
+        step: str | None,
     ) -> RunRecord:
         info = error_info(exc)
         if isinstance(exc, StepFailedError):
@@ -465,13 +489,22 @@ class Engine:
         now = self.clock.now()
         try:
             await self.store.update_run(
-                run.run_id, fence=run.fence, now=now, update=RunUpdate(status, error=info),
+                run.run_id,
+                fence=run.fence,
+                now=now,
+                update=RunUpdate(status, error=info),
                 event=Event(run.run_id, f"run_{status.value}", now, step, {"error": info}),
             )
         except LeaseLostError:
             return await self.store.get_run(run.run_id) or run
-        self.log.error(f"run_{status.value}", workflow=run.workflow, run_id=run.run_id, step=step,
-                       error_class=info["name"], error=info["message"])
+        self.log.error(
+            f"run_{status.value}",
+            workflow=run.workflow,
+            run_id=run.run_id,
+            step=step,
+            error_class=info["name"],
+            error=info["message"],
+        )
         return _with(run, status=status, error=info, updated_at=now)
 
     # working -------------------------------------------------------------------------------------
@@ -542,7 +575,10 @@ class Engine:
         if key not in self._missing_reported:
             self._missing_reported.add(key)
             self.log.warning(
-                "workflow_version_missing", workflow=run.workflow, version=run.version, run_id=run.run_id,
+                "workflow_version_missing",
+                workflow=run.workflow,
+                version=run.version,
+                run_id=run.run_id,
                 message="not claiming runs of a workflow version this worker does not have",
             )
         return False

@@ -7,6 +7,7 @@ import contextlib
 from typing import Any
 
 from orchestrate import _serde
+from orchestrate._engine.context import RunContext, StepSpec, _Args
 from orchestrate.errors import (
     DeadlineExceededError,
     RejectedError,
@@ -17,8 +18,6 @@ from orchestrate.errors import (
 from orchestrate.policies import MISSING, Fallback
 from orchestrate.store.base import AttemptState, Event, StepRecord
 from orchestrate.types import StepStatus
-
-from orchestrate._engine.context import RunContext, StepSpec, _Args
 
 
 async def run_step(ctx: RunContext, spec: StepSpec, value: Any, key: str) -> tuple[Any, str | None]:
@@ -53,7 +52,9 @@ def apply_decision(key: str, decision: Any, output: Any) -> Any:
     return decision.get("payload", output)
 
 
-async def _invoke(ctx: RunContext, spec: StepSpec, fn_plan: Any, value: Any, key: str, attempt: int, timeout: float | None) -> Any:
+async def _invoke(
+    ctx: RunContext, spec: StepSpec, fn_plan: Any, value: Any, key: str, attempt: int, timeout: float | None
+) -> Any:
     plan = fn_plan
     if isinstance(value, _Args):
         args, kwargs = value.args, dict(value.kwargs)
@@ -121,8 +122,18 @@ async def _execute(ctx: RunContext, spec: StepSpec, value: Any, key: str) -> Ste
         entry = await engine.store.cache_get(cache_key)
         if entry is not None and now - entry.stored_at <= policy.cache.ttl:
             return await ctx.record(
-                StepRecord(ctx.run_id, key, spec.name, StepStatus.SUCCEEDED, entry.value, attempts=0,
-                           started_at=now, finished_at=now, input_hash=hashed, meta={"cached": True, "latency_ms": 0.0})
+                StepRecord(
+                    ctx.run_id,
+                    key,
+                    spec.name,
+                    StepStatus.SUCCEEDED,
+                    entry.value,
+                    attempts=0,
+                    started_at=now,
+                    finished_at=now,
+                    input_hash=hashed,
+                    meta={"cached": True, "latency_ms": 0.0},
+                )
             )
     semaphore = engine.step_semaphore(ctx.workflow, spec) if policy.max_concurrency else None
     async with semaphore or contextlib.nullcontext():
@@ -133,7 +144,9 @@ def _wants_cache(policy: Any) -> bool:
     return any(f.kind == "cached" for f in policy.fallback)
 
 
-async def _attempts(ctx: RunContext, spec: StepSpec, value: Any, key: str, hashed: str, cache_key: str | None) -> StepRecord:
+async def _attempts(
+    ctx: RunContext, spec: StepSpec, value: Any, key: str, hashed: str, cache_key: str | None
+) -> StepRecord:
     engine = ctx.engine
     clock = engine.clock
     policy = spec.policy
@@ -160,14 +173,28 @@ async def _attempts(ctx: RunContext, spec: StepSpec, value: Any, key: str, hashe
             output = await _invoke(ctx, spec, spec.plan, value, key, attempt, timeout)
         except Exception as exc:  # noqa: BLE001 - every step error goes through the policy
             finished = clock.now()
-            attempt_log.append({"attempt": attempt, "error": error_info(exc)["name"], "ms": round((finished - started) * 1000, 3)})
+            attempt_log.append(
+                {"attempt": attempt, "error": error_info(exc)["name"], "ms": round((finished - started) * 1000, 3)}
+            )
             delay = policy.retry.next_delay(attempt, exc)
-            if delay is not None and policy.timeout.total is not None and finished + delay - first_started >= policy.timeout.total:
+            if (
+                delay is not None
+                and policy.timeout.total is not None
+                and finished + delay - first_started >= policy.timeout.total
+            ):
                 delay = None
             if delay is not None and ctx.run.deadline_at is not None and finished + delay >= ctx.run.deadline_at:
                 delay = None
-            log.warning("step_attempt_failed", workflow=ctx.workflow, run_id=ctx.run_id, step=key,
-                        attempt=attempt, error_class=type(exc).__qualname__, error=str(exc), retry_in=delay)
+            log.warning(
+                "step_attempt_failed",
+                workflow=ctx.workflow,
+                run_id=ctx.run_id,
+                step=key,
+                attempt=attempt,
+                error_class=type(exc).__qualname__,
+                error=str(exc),
+                retry_in=delay,
+            )
             if delay is None:
                 last_error = exc
                 break
@@ -177,7 +204,13 @@ async def _attempts(ctx: RunContext, spec: StepSpec, value: Any, key: str, hashe
             await engine.store.save_attempts(
                 new_state,
                 fence=ctx.fence,
-                event=Event(ctx.run_id, "step_retry", finished, key, {"attempt": attempt, "error": info, "delay": round(delay, 3)}),
+                event=Event(
+                    ctx.run_id,
+                    "step_retry",
+                    finished,
+                    key,
+                    {"attempt": attempt, "error": info, "delay": round(delay, 3)},
+                ),
             )
             ctx.attempts[key] = new_state
             await ctx.delay_until(next_at, reason=f"retry:{key}")
@@ -190,25 +223,55 @@ async def _attempts(ctx: RunContext, spec: StepSpec, value: Any, key: str, hashe
             meta["attempt_log"] = attempt_log
         route = None
         if isinstance(output, Fallback):
-            route, output = output.target, output.value
+            route, output = output.target, output.payload
             meta["route"] = route
         if cache_key is not None and route is None:
             await engine.store.cache_put(cache_key, output, now=finished)
-        record = StepRecord(ctx.run_id, key, spec.name, StepStatus.SUCCEEDED, output, attempts=attempt,
-                            started_at=first_started, finished_at=finished, input_hash=hashed,
-                            fallback=f"route:{route}" if route else None, meta=meta)
+        record = StepRecord(
+            ctx.run_id,
+            key,
+            spec.name,
+            StepStatus.SUCCEEDED,
+            output,
+            attempts=attempt,
+            started_at=first_started,
+            finished_at=finished,
+            input_hash=hashed,
+            fallback=f"route:{route}" if route else None,
+            meta=meta,
+        )
         event = Event(ctx.run_id, "step_routed", finished, key, {"target": route}) if route else None
         stored = await ctx.record(record, event=event)
-        log.info("step_succeeded", workflow=ctx.workflow, run_id=ctx.run_id, step=key, attempts=attempt,
-                 latency_ms=meta["latency_ms"], input_hash=hashed, fallback=record.fallback)
+        log.info(
+            "step_succeeded",
+            workflow=ctx.workflow,
+            run_id=ctx.run_id,
+            step=key,
+            attempts=attempt,
+            latency_ms=meta["latency_ms"],
+            input_hash=hashed,
+            fallback=record.fallback,
+        )
         return stored
     assert last_error is not None
-    return await _fallbacks(ctx, spec, value, key, hashed, cache_key, attempt, first_started, last_error, attempt_log, reason)
+    return await _fallbacks(
+        ctx, spec, value, key, hashed, cache_key, attempt, first_started, last_error, attempt_log, reason
+    )
 
 
-async def _fallbacks(ctx: RunContext, spec: StepSpec, value: Any, key: str, hashed: str, cache_key: str | None,
-                     attempts: int, first_started: float, error: BaseException, attempt_log: list[dict[str, Any]],
-                     reason: str | None) -> StepRecord:
+async def _fallbacks(
+    ctx: RunContext,
+    spec: StepSpec,
+    value: Any,
+    key: str,
+    hashed: str,
+    cache_key: str | None,
+    attempts: int,
+    first_started: float,
+    error: BaseException,
+    attempt_log: list[dict[str, Any]],
+    reason: str | None,
+) -> StepRecord:
     engine = ctx.engine
     clock = engine.clock
     info = error_info(error)
@@ -225,11 +288,14 @@ async def _fallbacks(ctx: RunContext, spec: StepSpec, value: Any, key: str, hash
             elif fallback.kind == "call":
                 from orchestrate._engine.context import StepSpec as _Spec
 
+                assert fallback.fn is not None  # validated by Fallback.call
                 plan = engine.plan_for(fallback.fn)
                 backup = _Spec(spec.name, plan, spec.policy, options=spec.options)
-                output = await _invoke(ctx, backup, plan, value, key, attempts, _attempt_timeout(ctx, spec, clock.now(), clock.now()))
+                output = await _invoke(
+                    ctx, backup, plan, value, key, attempts, _attempt_timeout(ctx, spec, clock.now(), clock.now())
+                )
             elif fallback.kind == "value":
-                output = fallback.value
+                output = fallback.payload
             else:
                 output, status = MISSING, StepStatus.SKIPPED
         except Exception as exc:  # noqa: BLE001 - a failing fallback hands over to the next
@@ -247,15 +313,35 @@ async def _fallbacks(ctx: RunContext, spec: StepSpec, value: Any, key: str, hash
             meta["attempt_log"] = attempt_log
         if tried:
             meta["fallbacks_failed"] = tried
-        record = StepRecord(ctx.run_id, key, spec.name, status, None if status is StepStatus.SKIPPED else output,
-                            error=info, attempts=attempts, started_at=first_started, finished_at=finished,
-                            input_hash=hashed, fallback=fallback.label, meta=meta)
+        record = StepRecord(
+            ctx.run_id,
+            key,
+            spec.name,
+            status,
+            None if status is StepStatus.SKIPPED else output,
+            error=info,
+            attempts=attempts,
+            started_at=first_started,
+            finished_at=finished,
+            input_hash=hashed,
+            fallback=fallback.label,
+            meta=meta,
+        )
         data = {"fallback": fallback.label, "reason": meta["fallback_reason"], "error": info}
         if fallback.flag:
             data["flag"] = fallback.flag
         stored = await ctx.record(record, event=Event(ctx.run_id, "step_fallback", finished, key, data))
-        engine.log.warning("step_fallback", workflow=ctx.workflow, run_id=ctx.run_id, step=key, attempts=attempts,
-                           error_class=info["name"], fallback=fallback.label, flag=fallback.flag, input_hash=hashed)
+        engine.log.warning(
+            "step_fallback",
+            workflow=ctx.workflow,
+            run_id=ctx.run_id,
+            step=key,
+            attempts=attempts,
+            error_class=info["name"],
+            fallback=fallback.label,
+            flag=fallback.flag,
+            input_hash=hashed,
+        )
         return stored
     finished = clock.now()
     meta = {"latency_ms": round((finished - first_started) * 1000, 3), "error_class": info["name"]}
@@ -263,10 +349,34 @@ async def _fallbacks(ctx: RunContext, spec: StepSpec, value: Any, key: str, hash
         meta["attempt_log"] = attempt_log
     if tried:
         meta["fallbacks_failed"] = tried
-    record = StepRecord(ctx.run_id, key, spec.name, StepStatus.FAILED, None, error=info, attempts=attempts,
-                        started_at=first_started, finished_at=finished, input_hash=hashed, meta=meta)
-    await ctx.record(record, event=Event(ctx.run_id, "step_failed", finished, key, {"error": info, "attempts": attempts}))
-    engine.log.error("step_failed", workflow=ctx.workflow, run_id=ctx.run_id, step=key, attempts=attempts,
-                     error_class=info["name"], error=info["message"], input_hash=hashed)
-    raise StepFailedError(f"step {key!r} failed after {attempts} attempt(s): {info['name']}: {info['message']}",
-                          step=key, cause_type=info["type"])
+    record = StepRecord(
+        ctx.run_id,
+        key,
+        spec.name,
+        StepStatus.FAILED,
+        None,
+        error=info,
+        attempts=attempts,
+        started_at=first_started,
+        finished_at=finished,
+        input_hash=hashed,
+        meta=meta,
+    )
+    await ctx.record(
+        record, event=Event(ctx.run_id, "step_failed", finished, key, {"error": info, "attempts": attempts})
+    )
+    engine.log.error(
+        "step_failed",
+        workflow=ctx.workflow,
+        run_id=ctx.run_id,
+        step=key,
+        attempts=attempts,
+        error_class=info["name"],
+        error=info["message"],
+        input_hash=hashed,
+    )
+    raise StepFailedError(
+        f"step {key!r} failed after {attempts} attempt(s): {info['name']}: {info['message']}",
+        step=key,
+        cause_type=info["type"],
+    )
