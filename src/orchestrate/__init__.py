@@ -57,7 +57,6 @@ from orchestrate.workflow import (
 __version__ = "0.1.0"
 
 __all__ = [
-    "MISSING",
     "AgentWorkflow",
     "ApprovalRequired",
     "Branch",
@@ -75,6 +74,7 @@ __all__ = [
     "HumanReviewGate",
     "InvalidInputError",
     "Loop",
+    "MISSING",
     "Map",
     "NonDeterminismError",
     "NonRetryableError",
