@@ -34,7 +34,10 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from orchestrate import Client, Fallback, Retry, RunContext, RunDetail, RunStatus, workflow
+from rich.console import Console
+
+from orchestrate import Client, Fallback, Retry, RunContext, RunDetail, RunStatus, StepContext, workflow
+from orchestrate.cli.timeline import render_timeline
 from orchestrate.observe import configure_logging
 
 MESSAGE = "My order #4829 was supposed to arrive yesterday but tracking says it's in Memphis. What's happening?"
@@ -155,7 +158,7 @@ async def send_reply(reply: str) -> dict[str, Any]:
     return {"sent": True, "chars": len(reply)}
 
 
-def log_metrics(ctx: Any, outcome: dict[str, Any]) -> dict[str, Any]:
+def log_metrics(ctx: StepContext, outcome: dict[str, Any]) -> dict[str, Any]:
     """Success metrics for the observation layer (the step records carry the rest)."""
     return {"run_id": ctx.run_id, **outcome}
 
@@ -210,7 +213,7 @@ async def support(ctx: RunContext, message: str) -> dict[str, Any]:
 # --- running it ------------------------------------------------------------------------------
 
 
-async def run_demo(store: str, *, console: Any = None) -> tuple[RunDetail, RunDetail]:
+async def run_demo(store: str) -> tuple[RunDetail, RunDetail]:
     """Yesterday's question (carrier healthy), then today's (carrier and loyalty down).
 
     Returns the details of both runs.
@@ -224,7 +227,7 @@ async def run_demo(store: str, *, console: Any = None) -> tuple[RunDetail, RunDe
         return await client.detail(earlier.run_id), await client.detail(today.run_id)
 
 
-def _print_story(earlier: RunDetail, today: RunDetail, console: Any) -> None:
+def _print_story(earlier: RunDetail, today: RunDetail, console: Console) -> None:
     console.print(f"[bold]earlier[/]  customer: {EARLIER_MESSAGE}")
     console.print(f"         run {earlier.run.run_id}: {earlier.run.status.value} (carrier location cached)")
     console.print()
@@ -244,12 +247,6 @@ def _print_story(earlier: RunDetail, today: RunDetail, console: Any) -> None:
     console.print()
 
 
-def _console() -> Any:
-    from rich.console import Console
-
-    return Console(highlight=False)
-
-
 async def main(argv: list[str] | None = None) -> RunDetail:
     """Run the demo and print the live run's timeline; return that run's detail."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -258,11 +255,9 @@ async def main(argv: list[str] | None = None) -> RunDetail:
     args = parser.parse_args(argv)
     if args.logs:
         configure_logging("info")
-    console = _console()
+    console = Console(highlight=False)
     earlier, today = await run_demo(args.store)
     _print_story(earlier, today, console)
-    from orchestrate.cli.timeline import render_timeline
-
     render_timeline(today, console)
     if not args.store.startswith("memory:"):
         console.print(f"\ninspect it again with: orchestrate runs show {today.run.run_id} --store {args.store}")
