@@ -1,0 +1,160 @@
+"""Pieces shared by the commands: options, exit codes, the console, the client."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
+from typing import Any, TextIO, TypeVar, cast
+
+import click
+from rich.console import Console
+
+from orchestrate.cli.loading import canonical_target, load_workflow
+from orchestrate.client import Client
+from orchestrate.errors import InvalidInputError
+from orchestrate.observe import configure_logging
+from orchestrate.store import DEFAULT_URL
+from orchestrate.store.base import RunRecord
+from orchestrate.types import RunStatus
+from orchestrate.workflow import AnyWorkflow
+
+T = TypeVar("T")
+F = TypeVar("F", bound=Callable[..., Any])
+
+EXIT_OK = 0
+"""The command did what was asked (a run it drove succeeded)."""
+EXIT_RUN_FAILED = 1
+"""A run the command drove ended failed, dead or cancelled."""
+EXIT_USAGE = 2
+"""Bad arguments, bad input, an unknown run, or any other orchestrate error."""
+EXIT_WAITING = 3
+"""A run the command drove is waiting for a person or an external signal."""
+EXIT_INTERRUPTED = 130
+"""Interrupted by Ctrl-C."""
+
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+STATUS_STYLES: dict[RunStatus, str] = {
+    RunStatus.PENDING: "dim",
+    RunStatus.RUNNING: "bold blue",
+    RunStatus.WAITING: "bold yellow",
+    RunStatus.SUCCEEDED: "bold green",
+    RunStatus.FAILED: "bold red",
+    RunStatus.CANCELLED: "magenta",
+    RunStatus.DEAD: "bold red",
+}
+
+
+def store_option(fn: F) -> F:
+    """``--store URL`` (else ``$ORCHESTRATE_STORE``, else the SQLite file in ``.orchestrate/``)."""
+    return click.option(
+        "--store",
+        "store",
+        envvar="ORCHESTRATE_STORE",
+        default=DEFAULT_URL,
+        show_default=True,
+        metavar="URL",
+        help="Store URL: sqlite:///path.db, postgresql://..., memory:// (env ORCHESTRATE_STORE).",
+    )(fn)
+
+
+def log_level_option(default: str = "warning") -> Callable[[F], F]:
+    """``--log-level`` for the JSON logs written to stderr."""
+
+    def decorate(fn: F) -> F:
+        return click.option(
+            "--log-level",
+            type=click.Choice(LOG_LEVELS, case_sensitive=False),
+            default=default,
+            show_default=True,
+            help="Level of the JSON logs written to stderr.",
+        )(fn)
+
+    return decorate
+
+
+def json_option(fn: F) -> F:
+    """``--json``: print machine-readable JSON instead of tables."""
+    return click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")(fn)
+
+
+class _Stderr:
+    """Writes to whatever ``sys.stderr`` is at the time of the write (tests swap it)."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
+_STDERR = cast(TextIO, _Stderr())
+
+
+def setup_logging(level: str) -> None:
+    """Send the library's JSON logs at ``level`` to stderr (stdout stays for results)."""
+    configure_logging(level, stream=_STDERR)
+
+
+def console() -> Console:
+    """A console on the current stdout; 120 columns when stdout is not a terminal."""
+    out = Console(highlight=False)
+    if not out.is_terminal and "COLUMNS" not in os.environ:
+        out.width = 120
+    return out
+
+
+def run_async(coro: Coroutine[Any, Any, T]) -> T:
+    """Run one coroutine to completion on a fresh event loop."""
+    return asyncio.run(coro)
+
+
+async def with_client(store: str, fn: Callable[[Client], Awaitable[T]], *, workflows: Iterable[AnyWorkflow] = ()) -> T:
+    """Open a client on ``store``, call ``fn`` with it, close it."""
+    async with Client(store, workflows=workflows) as client:
+        return await fn(client)
+
+
+def exit_code_for(run: RunRecord) -> int:
+    """The exit code of a command that drove ``run``: 0 succeeded, 3 waiting, else 1."""
+    if run.status is RunStatus.SUCCEEDED:
+        return EXIT_OK
+    if run.status in (RunStatus.WAITING, RunStatus.PENDING, RunStatus.RUNNING):
+        return EXIT_WAITING
+    return EXIT_RUN_FAILED
+
+
+def target_for(run: RunRecord, app: str | None) -> str:
+    """The workflow target for an existing run: ``--app``, else the one recorded at start.
+
+    Raises:
+        InvalidInputError: neither is available.
+    """
+    if app:
+        return canonical_target(app)
+    recorded = run.options.get("target")
+    if isinstance(recorded, str) and recorded:
+        return recorded
+    raise InvalidInputError(
+        f"run {run.run_id!r} of workflow {run.workflow!r} was not started by the CLI, so its code "
+        "location is unknown; pass --app path/to/file.py:NAME"
+    )
+
+
+def load_for(run: RunRecord, app: str | None) -> tuple[str, AnyWorkflow]:
+    """The target and the loaded workflow for an existing run (see :func:`target_for`)."""
+    target = target_for(run, app)
+    wf = load_workflow(target)
+    if wf.name != run.workflow:
+        raise InvalidInputError(
+            f"target {target!r} is workflow {wf.name!r}, but run {run.run_id!r} belongs to {run.workflow!r}"
+        )
+    return target, wf
+
+
+def dump_json(value: Any) -> None:
+    """Print ``value`` as indented JSON on stdout."""
+    click.echo(json.dumps(value, indent=2, default=str, ensure_ascii=False))

@@ -1,0 +1,266 @@
+"""The ``orchestrate`` command: ``run``, ``signal``, ``worker``, and the ``runs``/``dlq`` groups.
+
+Every command is a thin layer over :class:`orchestrate.Client`. Exit codes:
+
+* 0 — done; a run the command drove succeeded;
+* 1 — a run the command drove ended failed, dead or cancelled;
+* 2 — bad arguments or input, an unknown run, or any other orchestrate error: one
+  ``error: …`` line on stderr, never a traceback;
+* 3 — a run the command drove is waiting for a person or an external signal;
+* 130 — interrupted (Ctrl-C).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import click
+
+from orchestrate import __version__
+from orchestrate.cli._common import (
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_USAGE,
+    console,
+    exit_code_for,
+    log_level_option,
+    run_async,
+    setup_logging,
+    store_option,
+    with_client,
+)
+from orchestrate.cli.dlq import dlq
+from orchestrate.cli.loading import JSON_VALUE, canonical_target, load_workflow
+from orchestrate.cli.runs import drive_and_show, print_next_steps, runs
+from orchestrate.cli.timeline import render_timeline
+from orchestrate.client import Client, RunDetail
+from orchestrate.errors import OrchestrateError
+from orchestrate.workflow import AnyWorkflow
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _fail(message: str, code: int) -> int:
+    click.echo(f"error: {_one_line(message)}", err=True)
+    return code
+
+
+class OrchestrateGroup(click.Group):
+    """The root group: turns every expected error into one ``error: …`` line and an exit code."""
+
+    def main(
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> Any:
+        """Run the command line; exit (or, with ``standalone_mode=False``, return) its code."""
+        try:
+            rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+            code = rv if isinstance(rv, int) else EXIT_OK
+        except click.UsageError as exc:
+            hint = f" (see '{exc.ctx.command_path} --help')" if exc.ctx is not None else ""
+            code = _fail(exc.format_message() + hint, exc.exit_code)
+        except click.ClickException as exc:
+            code = _fail(exc.format_message(), exc.exit_code)
+        except click.Abort:
+            code = _fail("interrupted", EXIT_INTERRUPTED)
+        except OrchestrateError as exc:
+            code = _fail(str(exc) or type(exc).__name__, EXIT_USAGE)
+        if standalone_mode:
+            sys.exit(code)
+        return code
+
+
+@click.group(cls=OrchestrateGroup, invoke_without_command=True)
+@click.version_option(__version__, prog_name="orchestrate")
+@click.pass_context
+def cli(ctx: click.Context) -> None:
+    """Run and inspect durable AI workflows.
+
+    Exit codes: 0 success, 1 a run failed/dead/cancelled, 2 usage or input error,
+    3 a run waits for a person, 130 interrupted.
+    """
+    if ctx.invoked_subcommand is None:
+        click.echo(ctx.get_help())
+
+
+cli.add_command(runs)
+cli.add_command(dlq)
+
+
+def main() -> None:
+    """Entry point of the ``orchestrate`` command."""
+    cli.main(prog_name="orchestrate")
+
+
+# run ------------------------------------------------------------------------------------------
+
+
+@cli.command("run", short_help="Run a workflow and show its timeline.")
+@click.argument("target")
+@click.option(
+    "--input",
+    "input_",
+    type=JSON_VALUE,
+    default=None,
+    metavar="JSON",
+    help="The run's input as JSON (@file.json reads a file). Default: null.",
+)
+@store_option
+@click.option("--detach", is_flag=True, help="Only create the run (pending) for a worker, and print its id.")
+@click.option("--run-id", metavar="ID", help="The run's id (default: a new UUID); an existing id is followed.")
+@log_level_option()
+def run_command(target: str, input_: Any, store: str, detach: bool, run_id: str | None, log_level: str) -> int:
+    """Run the workflow TARGET (path/to/file.py:NAME or package.module:NAME).
+
+    Runs in this process until the run ends or waits for a person, then prints its
+    timeline. With --detach, prints the new run's id and leaves it to `orchestrate
+    worker`. Exit codes: 0 succeeded, 1 failed/dead/cancelled, 3 waiting.
+    """
+    setup_logging(log_level)
+    wf = load_workflow(target)
+    options = {"target": canonical_target(target)}
+
+    if detach:
+
+        async def start(client: Client) -> str:
+            return await client.start(wf, input_, run_id=run_id, options=options)
+
+        click.echo(run_async(with_client(store, start, workflows=[wf])))
+        return EXIT_OK
+
+    async def drive(client: Client) -> RunDetail:
+        record = await client.run(wf, input_, run_id=run_id, options=options)
+        return await client.detail(record.run_id)
+
+    detail = run_async(with_client(store, drive, workflows=[wf]))
+    out = console()
+    render_timeline(detail, out)
+    print_next_steps(out, detail.run)
+    return exit_code_for(detail.run)
+
+
+# signal ---------------------------------------------------------------------------------------
+
+
+@cli.command("signal", short_help="Deliver a signal or a review decision to a run.")
+@click.argument("run_id", metavar="RUN")
+@click.argument("key")
+@click.option(
+    "--value",
+    type=JSON_VALUE,
+    default=None,
+    metavar="JSON",
+    help="The value `ctx.wait(KEY)` returns, as JSON (@file.json reads a file). Default: null.",
+)
+@click.option("--by", metavar="WHO", help="Who sends it (recorded in the run's history).")
+@click.option("--resume", is_flag=True, help="Then drive the run in this process and print its timeline.")
+@click.option("--app", metavar="TARGET", help="With --resume: the workflow, if not the one recorded at start.")
+@store_option
+@log_level_option()
+def signal_command(
+    run_id: str, key: str, value: Any, by: str | None, resume: bool, app: str | None, store: str, log_level: str
+) -> int:
+    """Deliver --value to run RUN, waiting on `ctx.wait(KEY)` (exactly once).
+
+    A review gate on step S waits for KEY `review:S` with a value like
+    '{"approved": true}'. The run becomes due at once: a worker continues it, or
+    this command with --resume (exit codes then as for `orchestrate run`).
+    """
+    setup_logging(log_level)
+
+    async def deliver(client: Client) -> None:
+        await client.signal(run_id, key, value, by=by)
+
+    run_async(with_client(store, deliver))
+    click.echo(f"signal {key!r} delivered to run {run_id}")
+    if resume:
+        return drive_and_show(store, run_id, app)
+    return EXIT_OK
+
+
+# worker ---------------------------------------------------------------------------------------
+
+
+@cli.command("worker", short_help="Drive due runs of the given workflows.")
+@store_option
+@click.option(
+    "--app",
+    "apps",
+    multiple=True,
+    required=True,
+    metavar="TARGET",
+    help="A workflow to serve, path/to/file.py:NAME or module:NAME (repeat for several).",
+)
+@click.option("--concurrency", type=click.IntRange(min=1), default=10, show_default=True, help="Runs driven at once.")
+@click.option("--until-idle", is_flag=True, help="Stop when no run of these workflows is due or scheduled.")
+@click.option(
+    "--poll",
+    "poll_seconds",
+    type=click.FloatRange(min=0.01),
+    default=0.5,
+    show_default=True,
+    help="Seconds between looks for due runs when idle.",
+)
+@log_level_option("info")
+def worker_command(
+    store: str, apps: tuple[str, ...], concurrency: int, until_idle: bool, poll_seconds: float, log_level: str
+) -> int:
+    """Claim and drive due runs of the given workflows until SIGTERM/SIGINT.
+
+    The first SIGTERM or Ctrl-C stops claiming runs and lets the runs in flight
+    finish; a second one stops at once (those runs are recovered later, by lease).
+    """
+    setup_logging(log_level)
+    workflows = [load_workflow(app) for app in apps]
+    try:
+        driven = run_async(_work(store, workflows, concurrency, until_idle, poll_seconds))
+    except asyncio.CancelledError:
+        click.echo("worker stopped at once; its runs in flight resume when their lease expires", err=True)
+        return EXIT_INTERRUPTED
+    click.echo(f"worker stopped after driving {driven} run(s)", err=True)
+    return EXIT_OK
+
+
+async def _work(
+    store: str, workflows: list[AnyWorkflow], concurrency: int, until_idle: bool, poll_seconds: float
+) -> int:
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    task = asyncio.current_task()
+    received: list[int] = []
+
+    def on_signal(signum: int) -> None:
+        received.append(signum)
+        if len(received) == 1:
+            click.echo(f"{signal.Signals(signum).name}: finishing the runs in flight (again to stop at once)", err=True)
+            stop.set()
+        elif task is not None:
+            task.cancel()
+
+    installed: list[int] = []
+    for wanted in (signal.SIGTERM, signal.SIGINT):
+        try:
+            loop.add_signal_handler(wanted, on_signal, wanted)
+            installed.append(wanted)
+        except (NotImplementedError, RuntimeError, ValueError):
+            pass  # not the main thread, or not supported here: Ctrl-C still interrupts
+    try:
+        async with Client(store, workflows=workflows) as client:
+            names = ", ".join(f"{wf.name} ({wf.version})" for wf in workflows)
+            click.echo(f"worker {client.engine.owner} serving {names} from {store}", err=True)
+            return await client.engine.work(
+                concurrency=concurrency, poll_seconds=poll_seconds, until_idle=until_idle, stop=stop
+            )
+    finally:
+        for signum in installed:
+            loop.remove_signal_handler(signum)

@@ -1,0 +1,235 @@
+"""``orchestrate runs …``: list, show, cancel and resume runs."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+import click
+from rich import box
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from orchestrate.cli._common import (
+    STATUS_STYLES,
+    console,
+    dump_json,
+    exit_code_for,
+    json_option,
+    load_for,
+    log_level_option,
+    run_async,
+    setup_logging,
+    store_option,
+    with_client,
+)
+from orchestrate.cli.timeline import error_summary, render_timeline
+from orchestrate.client import Client, RunDetail
+from orchestrate.errors import RunStateError
+from orchestrate.store.base import RunRecord
+from orchestrate.types import RunStatus
+
+
+@click.group("runs", invoke_without_command=True)
+@click.pass_context
+def runs(ctx: click.Context) -> None:
+    """List, show, cancel and resume runs."""
+    if ctx.invoked_subcommand is None:
+        click.echo(ctx.get_help())
+
+
+# tables -----------------------------------------------------------------------------------------
+
+
+def _when(at: float, since: float | None = None) -> str:
+    moment = datetime.fromtimestamp(at, UTC)
+    if since is not None and moment.date() == datetime.fromtimestamp(since, UTC).date():
+        return moment.strftime("%H:%M:%S")
+    return moment.strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _reason(run: RunRecord) -> Text:
+    if run.status is RunStatus.WAITING:
+        return Text(run.wait_reason or "", style="yellow")
+    if run.error:
+        text = error_summary(run.error)
+        return Text(text if len(text) <= 90 else text[:89] + "…", style="red")
+    return Text("")
+
+
+def runs_table(records: Sequence[RunRecord], *, title: str, width: int = 200) -> Table:
+    """The table of ``runs list`` and ``dlq list``; narrower consoles get fewer columns."""
+    wide = width >= 130
+    dated = width >= 100
+    table = Table(box=box.SIMPLE_HEAD, title=Text(title, style="bold"), title_justify="left", pad_edge=False)
+    table.add_column("run", no_wrap=True, style="cyan", min_width=max((len(r.run_id) for r in records), default=3))
+    table.add_column("workflow", overflow="fold", min_width=8)
+    if wide:
+        table.add_column("version", no_wrap=True, style="dim")
+    table.add_column("status", no_wrap=True, min_width=9)
+    if dated:
+        table.add_column("created (UTC)", no_wrap=True)
+    if wide:
+        table.add_column("updated", no_wrap=True)
+    table.add_column("wait reason / error", overflow="fold", ratio=1, min_width=16)
+    for run in records:
+        cells: list[Text | str] = [Text(run.run_id), Text(run.workflow)]
+        if wide:
+            cells.append(Text(run.version))
+        cells.append(Text(run.status.value, style=STATUS_STYLES.get(run.status, "")))
+        if dated:
+            cells.append(_when(run.created_at) if wide else _when(run.created_at)[5:])
+        if wide:
+            cells.append(_when(run.updated_at, since=run.created_at))
+        cells.append(_reason(run))
+        table.add_row(*cells)
+    return table
+
+
+def print_runs(records: Sequence[RunRecord], *, title: str, empty: str, as_json: bool) -> None:
+    """Print runs as a table (or JSON), or a line saying there are none."""
+    if as_json:
+        dump_json([dataclasses.asdict(r) for r in records])
+        return
+    out = console()
+    if not records:
+        out.print(Text(empty, style="dim"))
+        return
+    out.print(runs_table(records, title=title, width=out.width))
+
+
+def print_detail(detail: RunDetail, *, as_json: bool) -> None:
+    """Print a run's timeline (or its record, steps and events as JSON)."""
+    if as_json:
+        dump_json(dataclasses.asdict(detail))
+        return
+    render_timeline(detail, console())
+
+
+def print_next_steps(out: Console, run: RunRecord) -> None:
+    """One line telling what to do about a run that did not succeed."""
+    if run.status is RunStatus.WAITING and (run.wait_reason or "").startswith("signal:"):
+        key = (run.wait_reason or "")[len("signal:") :]
+        out.print(
+            Text(
+                f"run {run.run_id} is waiting; continue it with: "
+                f"orchestrate signal {run.run_id} {key} --value JSON --resume",
+                style="yellow",
+            ),
+            soft_wrap=True,
+        )
+    elif run.status is RunStatus.DEAD:
+        step = (run.error or {}).get("step")
+        again = f" --from-step {step}" if step else ""
+        out.print(
+            Text(
+                f"run {run.run_id} is in the dead-letter queue; after fixing the cause: "
+                f"orchestrate dlq replay {run.run_id}{again}",
+                style="red",
+            ),
+            soft_wrap=True,
+        )
+
+
+# commands ---------------------------------------------------------------------------------------
+
+
+@runs.command("list")
+@click.option(
+    "--status",
+    "statuses",
+    multiple=True,
+    metavar="STATUS",
+    help="Only runs with this status (repeat, or separate with commas): " + ", ".join(s.value for s in RunStatus) + ".",
+)
+@click.option("--workflow", metavar="NAME", help="Only runs of this workflow.")
+@click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True, help="Newest runs shown.")
+@store_option
+@json_option
+@log_level_option()
+def list_runs(
+    statuses: tuple[str, ...], workflow: str | None, limit: int, store: str, as_json: bool, log_level: str
+) -> int:
+    """List runs, newest first."""
+    setup_logging(log_level)
+    wanted = [part.strip() for text in statuses for part in text.split(",") if part.strip()]
+
+    async def go(client: Client) -> list[RunRecord]:
+        return await client.list(status=wanted or None, workflow=workflow, limit=limit)
+
+    records = run_async(with_client(store, go))
+    print_runs(records, title=f"runs in {store}", empty="no runs match", as_json=as_json)
+    return 0
+
+
+@runs.command("show")
+@click.argument("run_id", metavar="RUN")
+@store_option
+@json_option
+@log_level_option()
+def show_run(run_id: str, store: str, as_json: bool, log_level: str) -> int:
+    """Show a run's timeline: its steps over time, retries, fallbacks, waits and history."""
+    setup_logging(log_level)
+
+    async def go(client: Client) -> RunDetail:
+        return await client.detail(run_id)
+
+    print_detail(run_async(with_client(store, go)), as_json=as_json)
+    return 0
+
+
+@runs.command("cancel")
+@click.argument("run_id", metavar="RUN")
+@click.option("--reason", default="cancelled from the command line", show_default=True, help="Recorded with the run.")
+@store_option
+@log_level_option()
+def cancel_run(run_id: str, reason: str, store: str, log_level: str) -> int:
+    """Cancel a run that has not ended; a worker driving it stops at its next write."""
+    setup_logging(log_level)
+
+    async def go(client: Client) -> RunRecord:
+        return await client.cancel(run_id, reason=reason)
+
+    run = run_async(with_client(store, go))
+    click.echo(f"run {run.run_id} is {run.status.value}")
+    return 0
+
+
+@runs.command("resume")
+@click.argument("run_id", metavar="RUN")
+@click.option(
+    "--app",
+    metavar="TARGET",
+    help="The workflow (path/to/file.py:NAME or module:NAME); default: the target recorded when it started.",
+)
+@store_option
+@log_level_option()
+def resume_run(run_id: str, app: str | None, store: str, log_level: str) -> int:
+    """Drive a run in this process until it ends or waits for a person, then show it.
+
+    Exit codes: 0 succeeded, 1 failed/dead/cancelled, 3 waiting.
+    """
+    setup_logging(log_level)
+    return drive_and_show(store, run_id, app)
+
+
+def drive_and_show(store: str, run_id: str, app: str | None) -> int:
+    """Resume ``run_id`` in this process, print its timeline, return the exit code."""
+
+    async def go(client: Client) -> RunDetail:
+        run = await client.get(run_id)
+        if run.status.terminal:
+            hint = f"; replay it with `orchestrate dlq replay {run_id}`" if run.status is RunStatus.DEAD else ""
+            raise RunStateError(f"run {run_id!r} already ended ({run.status.value}), there is nothing to resume{hint}")
+        _, wf = load_for(run, app)
+        client.engine.register(wf)
+        await client.resume(run_id)
+        return await client.detail(run_id)
+
+    detail = run_async(with_client(store, go))
+    out = console()
+    render_timeline(detail, out)
+    print_next_steps(out, detail.run)
+    return exit_code_for(detail.run)

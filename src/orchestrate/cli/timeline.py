@@ -1,0 +1,456 @@
+"""A run's timeline in the terminal: header, one row per step with a time bar, history.
+
+:func:`render_timeline` is public (the README's demo calls it)::
+
+    from rich.console import Console
+    from orchestrate.cli.timeline import render_timeline
+
+    async with Client("sqlite:///demo.db") as client:
+        render_timeline(await client.detail(run_id), Console())
+
+Every bar is drawn on the run's own time axis, from its creation to its end (or to now
+while it has not ended), so bars are proportional to time and line up across steps.
+Text that comes from the run (inputs, outputs, errors, step keys) is never read as
+markup.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from rich import box
+from rich.console import Console
+from rich.padding import Padding
+from rich.panel import Panel
+from rich.table import Table
+from rich.text import Text
+
+from orchestrate.client import RunDetail
+from orchestrate.policies import MISSING
+from orchestrate.store.base import Event, RunRecord, StepRecord
+from orchestrate.types import RunStatus, StepStatus
+
+__all__ = ["error_summary", "format_duration", "render_timeline", "summarize"]
+
+_STATUS_STYLES = {
+    RunStatus.PENDING: "dim",
+    RunStatus.RUNNING: "bold blue",
+    RunStatus.WAITING: "bold yellow",
+    RunStatus.SUCCEEDED: "bold green",
+    RunStatus.FAILED: "bold red",
+    RunStatus.CANCELLED: "magenta",
+    RunStatus.DEAD: "bold red",
+}
+_RETRY_MARK = "✕"
+"""Drawn on a step's bar where an attempt failed and a retry was scheduled."""
+_STEP_STYLES = {StepStatus.SUCCEEDED: "green", StepStatus.SKIPPED: "yellow", StepStatus.FAILED: "red"}
+
+
+def render_timeline(detail: RunDetail, console: Console) -> None:
+    """Print a run's header, its steps as bars over time, and its history.
+
+    Args:
+        detail: the run, its step records and its events (``Client.detail``).
+        console: where to print.
+    """
+    axis = _Axis.of(detail)
+    console.print(_header(detail, axis))
+    rows = _step_rows(detail, axis)
+    if rows:
+        _render_steps(rows, axis, console)
+    else:
+        console.print(Text("  no steps recorded yet", style="dim"))
+    if detail.events:
+        console.print(_history_table(detail, axis))
+
+
+# time ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Axis:
+    """The run's time axis: from its creation to its end (or now)."""
+
+    start: float
+    end: float
+
+    @classmethod
+    def of(cls, detail: RunDetail) -> _Axis:
+        run = detail.run
+        times = [run.created_at, run.updated_at]
+        times += [s.finished_at for s in detail.steps if s.finished_at >= run.created_at]
+        times += [e.at for e in detail.events]
+        end = max(times)
+        if not run.status.terminal:
+            end = max(end, time.time())
+        return cls(run.created_at, end)
+
+    @property
+    def span(self) -> float:
+        return max(self.end - self.start, 1e-6)
+
+    def column(self, at: float, width: int) -> int:
+        return int((at - self.start) / self.span * width)
+
+    def offset(self, at: float) -> str:
+        return "+" + format_duration(at - self.start)
+
+
+def format_duration(seconds: float) -> str:
+    """``0.4ms``, ``12ms``, ``1.24s``, ``2m05s``, ``1h02m``."""
+    seconds = max(seconds, 0.0)
+    if seconds < 0.001:
+        return f"{seconds * 1000:.1f}ms"
+    if seconds < 1:
+        return f"{seconds * 1000:.0f}ms"
+    if seconds < 60:
+        return f"{seconds:.2f}s"
+    if seconds < 3600:
+        minutes, rest = divmod(int(seconds), 60)
+        return f"{minutes}m{rest:02d}s"
+    hours, rest = divmod(int(seconds), 3600)
+    return f"{hours}h{rest // 60:02d}m"
+
+
+def _clock(at: float) -> str:
+    return datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def summarize(value: Any, size: int = 100) -> str:
+    """A value as compact JSON on one line, clipped to ``size`` characters."""
+    if value is MISSING:
+        return "(missing)"
+    try:
+        text = json.dumps(value, ensure_ascii=False, default=str, separators=(", ", ": "))
+    except (TypeError, ValueError):
+        text = repr(value)
+    text = " ".join(text.split())
+    return text if len(text) <= size else text[: size - 1] + "…"
+
+
+_STEP_FAILED = re.compile(r"^step '.*' failed after \d+ attempt\(s\): (?P<cause>.*)$")
+
+
+def _error_text(error: dict[str, Any] | None) -> str:
+    """``Name: message`` on one line; a run killed by a step shows the step's own error."""
+    if not error:
+        return ""
+    name = error.get("name") or error.get("type") or "error"
+    message = " ".join(str(error.get("message", "")).split())
+    found = _STEP_FAILED.match(message)
+    if found:
+        return found.group("cause")
+    return f"{name}: {message}" if message else str(name)
+
+
+def error_summary(error: dict[str, Any] | None) -> str:
+    """A run's error on one line: ``step: Name: message`` (empty without an error)."""
+    if not error:
+        return ""
+    where = f"{error['step']}: " if error.get("step") else ""
+    return where + _error_text(error)
+
+
+# header -------------------------------------------------------------------------------------
+
+
+def _header(detail: RunDetail, axis: _Axis) -> Panel:
+    run = detail.run
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(style="bold", no_wrap=True)
+    grid.add_column(overflow="fold")
+    grid.add_row("workflow", Text(f"{run.workflow}  (version {run.version})"))
+    grid.add_row("status", Text(run.status.value, style=_STATUS_STYLES.get(run.status, "")))
+    grid.add_row("input", Text(summarize(run.input)))
+    if run.status is RunStatus.SUCCEEDED:
+        grid.add_row("output", Text(summarize(run.output)))
+    if run.error:
+        grid.add_row("error", Text(_run_error(detail), style="red"))
+    if run.status is RunStatus.WAITING:
+        grid.add_row("waiting", Text(_waiting_text(run)))
+    duration = format_duration(axis.end - axis.start)
+    ended = "" if run.status.terminal else " so far"
+    grid.add_row("created", Text(f"{_clock(run.created_at)}   duration {duration}{ended}"))
+    flags = sorted({str(s.meta["flag"]) for s in detail.steps if s.meta.get("flag")})
+    if flags:
+        grid.add_row("flags", Text(", ".join(flags), style="yellow"))
+    if run.parent_run_id:
+        grid.add_row("replay of", Text(run.parent_run_id))
+    title = Text.assemble(("run ", "bold"), (run.run_id, "bold cyan"))
+    return Panel(grid, title=title, title_align="left", border_style=_STATUS_STYLES.get(run.status, ""), expand=False)
+
+
+def _run_error(detail: RunDetail) -> str:
+    """The run's error, told from its failed step's own record when there is one."""
+    error = detail.run.error or {}
+    key = error.get("step")
+    if not key:
+        return _error_text(error)
+    step = next((s for s in detail.steps if s.step_key == key and s.error), None)
+    if step is None:
+        return f"at step {key!r}: {_error_text(error)}"
+    return f"at step {key!r} after {step.attempts} attempt(s): {_error_text(step.error)}"
+
+
+def _waiting_text(run: RunRecord) -> str:
+    reason = run.wait_reason or "unknown"
+    if reason.startswith("signal:"):
+        key = reason[len("signal:") :]
+        text = f"for signal {key!r} (orchestrate signal {run.run_id} {key} --value JSON)"
+    else:
+        text = f"for {reason}"
+    if run.wake_at is not None:
+        text += f"; due at {_clock(run.wake_at)}"
+    return text
+
+
+# steps --------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Row:
+    key: str
+    status: str
+    style: str
+    start: float | None
+    finish: float | None
+    attempts: int | None
+    notes: list[Text] = field(default_factory=list)
+    marks: list[float] = field(default_factory=list)
+
+
+def _step_rows(detail: RunDetail, axis: _Axis) -> list[_Row]:
+    retries: dict[str, list[float]] = {}
+    waits: dict[str, float] = {}
+    for event in detail.events:
+        if event.kind == "step_retry" and event.step_key:
+            retries.setdefault(event.step_key, []).append(event.at)
+        elif event.kind == "wait_started" and event.step_key:
+            waits.setdefault(event.step_key, event.at)
+    source = detail.run.parent_run_id
+    rows: list[_Row] = []
+    recorded: set[str] = set()
+    for step in sorted(detail.steps, key=lambda s: s.started_at):
+        recorded.add(step.step_key)
+        start = waits.get(step.step_key, step.started_at)
+        reused = step.finished_at < axis.start
+        row = _Row(
+            step.step_key,
+            step.status.value,
+            _STEP_STYLES.get(step.status, ""),
+            None if reused else start,
+            None if reused else step.finished_at,
+            step.attempts,
+        )
+        row.marks = retries.get(step.step_key, [])
+        row.notes = _step_notes(step, reused=reused, source=source)
+        if step.fallback and not step.fallback.startswith("route:"):
+            row.style = "yellow"
+        rows.append(row)
+    if not detail.run.status.terminal:
+        for key, at in waits.items():
+            if key not in recorded:
+                row = _Row(key, "waiting", "yellow", at, axis.end, None)
+                row.notes.append(Text("parked until the signal arrives; holds no worker", style="yellow"))
+                rows.append(row)
+        for key, marks in retries.items():
+            if key not in recorded:
+                row = _Row(key, "retrying", "yellow", None, None, len(marks) + 1, marks=marks)
+                row.notes.append(Text(f"{len(marks)} failed attempt(s) so far; next attempt is scheduled"))
+                rows.append(row)
+    return rows
+
+
+def _step_notes(step: StepRecord, *, reused: bool, source: str | None) -> list[Text]:
+    meta = step.meta
+    notes: list[Text] = []
+    if reused:
+        notes.append(Text(f"reused from run {source}" if source else "reused", style="dim"))
+    if meta.get("cached"):
+        notes.append(Text("cache hit", style="cyan"))
+    if step.fallback and step.fallback.startswith("route:"):
+        notes.append(Text(f"routed to {step.fallback[len('route:') :]}", style="cyan"))
+    elif step.fallback:
+        reason = meta.get("fallback_reason") or (step.error or {}).get("name") or "failure"
+        notes.append(Text(f"fallback {step.fallback} after {reason}", style="yellow"))
+    if meta.get("flag"):
+        notes.append(Text(f"flag {meta['flag']}", style="bold yellow"))
+    if step.status is StepStatus.SKIPPED:
+        notes.append(Text("skipped: downstream steps see it as missing", style="yellow"))
+    log = meta.get("attempt_log")
+    if isinstance(log, list) and (len(log) > 1 or (log and not step.fallback)):
+        failed = Counter(str(entry.get("error", "?")) for entry in log if isinstance(entry, dict))
+        counts = ", ".join(name if n == 1 else f"{name} x{n}" for name, n in failed.items())
+        notes.append(Text(f"failed attempts: {counts}"))
+    for tried in meta.get("fallbacks_failed") or []:
+        if isinstance(tried, dict):
+            notes.append(Text(f"fallback {tried.get('fallback')} failed: {tried.get('error')}", style="dim"))
+    if step.status is StepStatus.FAILED or (step.error and not step.fallback):
+        notes.append(Text(_error_text(step.error), style="red"))
+    if step.step_key.startswith("wait:"):
+        by = meta.get("by")
+        notes.append(Text(f"signal {summarize(step.output, 60)}" + (f" by {by}" if by else ""), style="cyan"))
+    return notes
+
+
+def _bar(row: _Row, axis: _Axis, width: int) -> Text:
+    """The step's span on the run's time axis, ``width`` cells between two ticks."""
+    if row.start is None or row.finish is None:
+        label = "" if row.status == "retrying" else "reused"
+        return Text(" " + label.center(width) + " ", style="dim")
+    first = min(max(axis.column(row.start, width), 0), width - 1)
+    last = min(max(math.ceil((row.finish - axis.start) / axis.span * width), first + 1), width)
+    cells = [" "] * width
+    for i in range(first, last):
+        cells[i] = "█"
+    for at in row.marks:
+        cells[min(max(axis.column(at, width), first), last - 1)] = _RETRY_MARK
+    bar = Text("▏", style="dim")
+    for i, cell in enumerate(cells):
+        style = ("bold red" if cell == _RETRY_MARK else row.style) if first <= i < last else ""
+        bar.append(cell, style=style)
+    bar.append("▕", style="dim")
+    return bar
+
+
+def _render_steps(rows: list[_Row], axis: _Axis, console: Console) -> None:
+    """Aligned columns; the notes follow on the line, or below it when the console is narrow."""
+    width = console.width
+    bar_width = max(10, min(40, width // 4))
+    cells = [
+        (
+            axis.offset(row.start) if row.start is not None else "",
+            row.key,
+            row.status,
+            "" if row.attempts is None else str(row.attempts),
+            format_duration(row.finish - row.start) if row.start is not None and row.finish is not None else "",
+        )
+        for row in rows
+    ]
+    titles = ("start", "step", "status", "tries", "took")
+    widths = [max(len(titles[i]), *(len(c[i]) for c in cells)) for i in range(5)]
+    widths[1] = min(widths[1], max(12, width // 4))
+    gap = "  "
+    prefix = sum(widths) + len(gap) * 5 + bar_width + 2
+    inline = width - prefix - len(gap) >= 30
+    head = Text(style="bold")
+    for i, title in enumerate(titles):
+        head.append((title.rjust if i in (0, 3, 4) else title.ljust)(widths[i]) + gap)
+    axis_label = f"0 → {format_duration(axis.span)}"
+    head.append(" " + axis_label.ljust(bar_width + 1))
+    if inline:
+        head.append(gap + "notes")
+    console.print(Text("steps", style="bold"))
+    console.print(head, no_wrap=True, overflow="ellipsis")
+    console.print(Text("─" * min(width, prefix + (len(gap) + 5 if inline else 0)), style="dim"))
+    for row, (offset, key, status, tries, took) in zip(rows, cells, strict=True):
+        if len(key) > widths[1]:
+            key = key[: widths[1] - 1] + "…"
+        line = Text()
+        line.append(offset.rjust(widths[0]) + gap, style="dim")
+        line.append(key.ljust(widths[1]) + gap)
+        line.append(status.ljust(widths[2]), style=row.style)
+        line.append(gap + tries.rjust(widths[3]) + gap + took.rjust(widths[4]) + gap)
+        line.append_text(_bar(row, axis, bar_width))
+        notes = Text("; ").join(row.notes)
+        if inline and row.notes:
+            line.append(gap)
+            line.append_text(notes)
+            console.print(line, overflow="fold")
+            continue
+        console.print(line, no_wrap=True, overflow="ellipsis")
+        if row.notes:
+            indent = widths[0] + len(gap)
+            console.print(Padding(Text("↳ ").append_text(notes), (0, 0, 0, indent)))
+    console.print()
+
+
+# history ------------------------------------------------------------------------------------
+
+
+def _history_table(detail: RunDetail, axis: _Axis) -> Table:
+    table = Table(
+        box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, title_justify="left", title=Text("history", style="bold")
+    )
+    table.add_column("at", justify="right", no_wrap=True, style="dim")
+    table.add_column("event", no_wrap=True)
+    table.add_column("step", overflow="fold")
+    table.add_column("details", overflow="fold", ratio=1)
+    state: str | None = None
+    for event in detail.events:
+        label, style, text, state = _describe(event, state, axis)
+        table.add_row(axis.offset(event.at), Text(label, style=style), Text(event.step_key or ""), Text(text))
+    return table
+
+
+def _describe(event: Event, state: str | None, axis: _Axis) -> tuple[str, str, str, str | None]:
+    """``(label, style, details, run state after the event)`` of one history entry."""
+    data = event.data
+    kind = event.kind
+    if kind == "run_created":
+        claimed = bool(data.get("claimed"))
+        how = "run in this process" if claimed else "pending until a worker claims it"
+        return "created", "bold", f"version {data.get('version', '?')}; {how}", "running" if claimed else "pending"
+    if kind == "run_resumed":
+        replayed = f"replayed {data.get('replayed_steps', 0)} recorded step(s), fence {data.get('fence', '?')}"
+        if state == "running":
+            return "resumed after crash", "bold magenta", f"the previous holder stopped mid-run; {replayed}", "running"
+        label = {"pending": "claimed", "waiting": "woke up"}.get(state or "", "resumed")
+        return label, "blue", replayed, "running"
+    if kind == "step_retry":
+        text = f"attempt {data.get('attempt', '?')} failed: {_error_text(data.get('error'))}"
+        if isinstance(data.get("delay"), int | float):
+            text += f"; next attempt in {format_duration(float(data['delay']))}"
+        return "retry", "yellow", text, state
+    if kind == "step_fallback":
+        text = f"took {data.get('fallback')} after {data.get('reason') or _error_text(data.get('error'))}"
+        if data.get("flag"):
+            text += f"; flag {data['flag']}"
+        return "fallback", "yellow", text, state
+    if kind == "step_failed":
+        return (
+            "step failed",
+            "red",
+            f"{_error_text(data.get('error'))} after {data.get('attempts', '?')} attempt(s)",
+            state,
+        )
+    if kind == "step_routed":
+        return "routed", "cyan", f"to {data.get('target')}", state
+    if kind == "wait_started":
+        timeout = data.get("timeout")
+        text = "waiting for a signal" + (f" (timeout {format_duration(float(timeout))})" if timeout else "")
+        if data.get("payload") is not None:
+            text += f"; payload {summarize(data['payload'], 60)}"
+        return "wait", "yellow", text, state
+    if kind == "signal_received":
+        by = data.get("by")
+        return "signal", "cyan", f"delivered by {by}" if by else "delivered", state
+    if kind == "timer_set":
+        wake = data.get("wake_at")
+        return "timer", "", f"wakes at {axis.offset(float(wake))}" if isinstance(wake, int | float) else "", state
+    if kind == "run_waiting":
+        text = str(data.get("reason") or "")
+        wake = data.get("wake_at")
+        if isinstance(wake, int | float):
+            text += f"; due at {axis.offset(float(wake))}"
+        return "parked", "yellow", text, "waiting"
+    if kind == "replay_started":
+        reused = data.get("reused") or []
+        return "replay", "cyan", f"of run {data.get('source')}; reused {len(reused)} step(s)", state
+    if kind.startswith("run_"):
+        status = kind[len("run_") :]
+        style = {"succeeded": "bold green", "cancelled": "magenta"}.get(status, "bold red")
+        error = data.get("error")
+        text = _error_text(error) if isinstance(error, dict) else ""
+        if data.get("reason") and not text:
+            text = str(data["reason"])
+        return status, style, text, status
+    details = ", ".join(f"{k}={summarize(v, 40)}" for k, v in data.items())
+    return kind.replace("_", " "), "", details, state
