@@ -215,6 +215,7 @@ class Step(Node):
         self.fallback, self.failover_model, self.cache = fallback, failover_model, cache
         self.max_concurrency, self.isolation, self.min_budget = max_concurrency, isolation, min_budget
         self.gate = gate
+        _check_options(options, where)
         self.options = options
         self.policy = StepPolicy.build(
             retry=given[0] if given else None,
@@ -249,6 +250,31 @@ class Step(Node):
             if not any(f.kind == "call" and f.fn is backup for f in self.policy.fallback):
                 chain = (*self.policy.fallback, Fallback.call(backup))
                 self.policy = self.policy.replace(fallback=chain)
+
+
+_POLICY_WORDS = (
+    "timeout",
+    "retries",
+    "retry",
+    "retry_policy",
+    "fallback",
+    "failover_model",
+    "cache",
+    "max_concurrency",
+    "isolation",
+    "min_budget",
+    "gate",
+)
+
+
+def _check_options(options: Mapping[str, Any], where: str) -> None:
+    """Free-form options are allowed, but a near-miss of a policy keyword is a typo."""
+    import difflib
+
+    for key in options:
+        close = difflib.get_close_matches(key, _POLICY_WORDS, n=1, cutoff=0.8)
+        if close:
+            raise DefinitionError(f"{where}: unknown option {key!r}; did you mean {close[0]!r}?")
 
 
 Route = Node | Sequence[Node] | str | Callable[..., Any]

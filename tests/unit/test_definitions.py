@@ -179,3 +179,9 @@ def test_retry_policy_objects_accepted():
     assert step.policy.retry.max_attempts == 5
     assert Step("b", one, retries=2).policy.retry.max_attempts == 3
     assert Step("c", one, retry=3).policy.retry.max_attempts == 4
+
+
+def test_policy_keyword_typos_are_caught():
+    with pytest.raises(DefinitionError, match="unknown option 'retires'; did you mean 'retries'"):
+        Step("a", one, retires=3)
+    assert Step("b", one, model="gpt-4", threshold=0.7).options == {"model": "gpt-4", "threshold": 0.7}
