@@ -336,8 +336,9 @@ def _render_steps(rows: list[_Row], axis: _Axis, console: Console) -> None:
     ]
     titles = ("start", "step", "status", "tries", "took")
     widths = [max(len(titles[i]), *(len(c[i]) for c in cells)) for i in range(5)]
-    widths[1] = min(widths[1], max(12, width // 4))
     gap = "  "
+    others = widths[0] + widths[2] + widths[3] + widths[4] + len(gap) * 5 + bar_width + 2
+    widths[1] = min(widths[1], max(12, width - others))
     prefix = sum(widths) + len(gap) * 5 + bar_width + 2
     inline = width - prefix - len(gap) >= 30
     head = Text(style="bold")
