@@ -1,0 +1,23 @@
+"""Agents: a model with a role, typed tools, scoped credentials and a step limit; supervisors."""
+
+from __future__ import annotations
+
+from orchestrate.agents.agent import Agent, AgentResult, AgentStep, Approver, ToolCall
+from orchestrate.agents.supervisor import Delegation, Supervisor
+from orchestrate.agents.tools import Tool, ToolArgumentError, tool
+from orchestrate.models.secrets import Redactor, Secret
+
+__all__ = [
+    "Agent",
+    "AgentResult",
+    "AgentStep",
+    "Approver",
+    "Delegation",
+    "Redactor",
+    "Secret",
+    "Supervisor",
+    "Tool",
+    "ToolArgumentError",
+    "ToolCall",
+    "tool",
+]

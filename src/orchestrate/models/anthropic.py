@@ -1,0 +1,177 @@
+"""Anthropic's Messages API through the official ``anthropic`` SDK.
+
+Install with ``pip install 'orchestrate-ai[anthropic]'``. The SDK's retries are off
+(``max_retries=0``); errors are mapped like the OpenAI-compatible provider's (429 →
+:class:`~orchestrate.errors.RateLimitedError` with ``retry_after``, 529 "overloaded" and
+5xx → :class:`~orchestrate.errors.ServerError`, a ``refusal`` stop →
+:class:`~orchestrate.errors.ContentFilteredError`...).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+from collections.abc import Mapping
+from typing import Any, cast
+
+import anthropic
+
+from orchestrate.errors import (
+    ContentFilteredError,
+    DefinitionError,
+    ModelError,
+    ModelTimeoutError,
+    ServerError,
+)
+from orchestrate.models._http import status_error
+from orchestrate.models.base import BaseProvider, FinishReason, ModelRequest, ModelResult, ModelSettings, Usage
+from orchestrate.models.secrets import Secret, reveal
+
+_FINISH: dict[str, FinishReason] = {
+    "end_turn": "stop",
+    "stop_sequence": "stop",
+    "max_tokens": "length",
+    "model_context_window_exceeded": "length",
+    "tool_use": "tool_calls",
+    "refusal": "content_filter",
+}
+
+
+class AnthropicModel(BaseProvider):
+    """A Claude model.
+
+    Args:
+        model: e.g. ``claude-3-5-haiku-latest``.
+        api_key: a key or :class:`~orchestrate.models.secrets.Secret`; defaults to
+            ``$ANTHROPIC_API_KEY``.
+        base_url: another API root (a proxy, a gateway).
+        timeout: seconds for one HTTP call.
+        max_tokens: used when a request sets none (the API requires one).
+        settings: default generation settings.
+        http_client: an ``httpx2.AsyncClient`` to use (tests, proxies).
+    """
+
+    provider = "anthropic"
+
+    def __init__(
+        self,
+        model: str,
+        *,
+        api_key: str | Secret | None = None,
+        base_url: str | None = None,
+        timeout: float = 60.0,
+        max_tokens: int = 1024,
+        settings: ModelSettings | None = None,
+        http_client: Any = None,
+    ) -> None:
+        super().__init__(model, settings=settings)
+        key = reveal(api_key) or os.environ.get("ANTHROPIC_API_KEY")
+        if key is None:
+            raise DefinitionError("AnthropicModel needs api_key= or $ANTHROPIC_API_KEY")
+        self._api_key = Secret(key, name="anthropic_api_key")
+        self.base_url = base_url
+        self.timeout = float(timeout)
+        self.max_tokens = max_tokens
+        self._http_client = http_client
+        self._clients: dict[int, anthropic.AsyncAnthropic] = {}
+
+    def _client(self) -> anthropic.AsyncAnthropic:
+        loop_id = id(asyncio.get_running_loop())
+        client = self._clients.get(loop_id)
+        if client is None:
+            client = anthropic.AsyncAnthropic(
+                api_key=self._api_key.reveal(),
+                base_url=self.base_url,
+                timeout=self.timeout,
+                max_retries=0,
+                http_client=self._http_client,
+            )
+            self._clients = {loop_id: client}
+        return client
+
+    async def aclose(self) -> None:
+        """Close the HTTP connections."""
+        clients, self._clients = self._clients, {}
+        for client in clients.values():
+            await client.close()
+
+    async def request(self, request: ModelRequest) -> ModelResult:
+        """Send a Messages API request (a prompt becomes one user message)."""
+        settings = self._settings(request)
+        system = [m.content for m in request.messages if m.role == "system"]
+        if request.kind == "chat":
+            messages = [
+                {"role": "assistant" if m.role == "assistant" else "user", "content": m.content}
+                for m in request.messages
+                if m.role != "system"
+            ]
+        else:
+            messages = [{"role": "user", "content": request.prompt}]
+        if settings.json_schema is not None or settings.json_mode:
+            hint = "Answer with one JSON object and nothing else."
+            if settings.json_schema is not None:
+                hint += f" It must match this JSON schema: {json.dumps(dict(settings.json_schema))}"
+            system.append(hint)
+        params: dict[str, Any] = {"max_tokens": settings.max_tokens or self.max_tokens}
+        if system:
+            params["system"] = "\n\n".join(system)
+        if settings.temperature is not None:
+            params["temperature"] = settings.temperature
+        if settings.stop:
+            params["stop_sequences"] = list(settings.stop)
+        if settings.extra:
+            params["extra_body"] = dict(settings.extra)
+        started = time.perf_counter()
+        try:
+            response: Any = await self._client().messages.create(
+                model=self.model_id, messages=cast(Any, messages), **params
+            )
+        except (anthropic.AnthropicError, ValueError) as exc:
+            raise self._map_error(exc) from exc
+        latency = time.perf_counter() - started
+        try:
+            text = "".join(block.text for block in response.content if getattr(block, "type", None) == "text")
+            reason = response.stop_reason
+            usage = Usage(int(response.usage.input_tokens or 0), int(response.usage.output_tokens or 0))
+        except (AttributeError, TypeError, ValueError) as exc:
+            raise ServerError(f"{self.model_id}: malformed response: {exc}", model=self.model_id) from exc
+        if reason == "refusal":
+            raise ContentFilteredError(f"{self.model_id}: the model refused to answer", model=self.model_id)
+        data = None
+        if settings.json_mode or settings.json_schema is not None:
+            try:
+                data = json.loads(text)
+            except ValueError:
+                data = None
+        return ModelResult(
+            text=text,
+            model=self.model_id,
+            usage=usage,
+            latency_s=latency,
+            version=getattr(response, "model", None),
+            provider=self.provider,
+            finish_reason=_FINISH.get(reason or "", "other") if reason else None,
+            data=data,
+        )
+
+    def _map_error(self, exc: Exception) -> ModelError:
+        name = self.model_id
+        if isinstance(exc, anthropic.APITimeoutError):
+            return ModelTimeoutError(f"{name}: no answer within {self.timeout:g}s", model=name)
+        if isinstance(exc, anthropic.APIStatusError):
+            body = getattr(exc, "body", None)
+            error = body.get("error") if isinstance(body, Mapping) else None
+            message = error.get("message") if isinstance(error, Mapping) else None
+            kind = error.get("type") if isinstance(error, Mapping) else None
+            return status_error(
+                exc.status_code, str(message or exc), model=name, headers=exc.response.headers, code=kind
+            )
+        if isinstance(exc, anthropic.APIConnectionError):
+            cause = exc.__cause__ or exc.__context__
+            detail = f"{type(cause).__name__}: {cause}" if cause else str(exc)
+            return ServerError(f"{name}: connection failed: {detail}", model=name)
+        if isinstance(exc, anthropic.APIResponseValidationError | ValueError):
+            return ServerError(f"{name}: malformed response: {exc}", model=name)
+        return ServerError(f"{name}: {type(exc).__qualname__}: {exc}", model=name)
