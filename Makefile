@@ -38,7 +38,8 @@ test: install services lint typecheck  ## lint, types and the whole test suite
 soak: install services  ## long-running variants
 	$(BIN)/pytest -q -m soak
 
-bench: install  ## the benchmark suite (ratios to floors measured in the same run)
+bench: install  ## the benchmark suite (ratios to floors measured in the same run), peers included
+	EXTRAS=bench bash scripts/install.sh $(BIN)
 	$(BIN)/python -m bench
 
 clean:
