@@ -15,8 +15,11 @@ from typing import Any
 from orchestrate._engine.context import new_signal_id
 from orchestrate._engine.runner import Engine, outcome
 from orchestrate.errors import ConflictError, InvalidInputError, RunNotFoundError, RunStateError
+from orchestrate.review import _decisions
+from orchestrate.review._decisions import ReviewStats
+from orchestrate.review.gate import ReviewNotFoundError
 from orchestrate.store import Store, open_store
-from orchestrate.store.base import Event, RunRecord, StepRecord
+from orchestrate.store.base import Event, ReviewRecord, ReviewStatus, RunRecord, StepRecord
 from orchestrate.types import RunStatus, StepStatus
 from orchestrate.workflow import AnyWorkflow
 
@@ -122,7 +125,9 @@ class Client:
     async def cancel(self, run_id: str, *, reason: str = "cancelled by request") -> RunRecord:
         """Cancel a run that has not ended; its worker stops at its next write."""
         await self.engine.open()
-        return await self.store.cancel_run(run_id, now=self.engine.clock.now(), reason=reason)
+        record = await self.store.cancel_run(run_id, now=self.engine.clock.now(), reason=reason)
+        await _decisions.cancel_items(self.store, run_id, self.engine.clock.now(), reason)
+        return record
 
     async def signal(self, run_id: str, key: str, value: Any = None, *, by: str | None = None) -> None:
         """Deliver ``value`` to ``ctx.wait(key)`` of a run, exactly once.
@@ -164,16 +169,119 @@ class Client:
         payload: Any = None,
         reason: str | None = None,
         by: str | None = None,
+        role: str | None = None,
     ) -> None:
-        """Approve (optionally with an edited ``payload``) or reject a gated step's output."""
-        decision: dict[str, Any] = {"approved": approved, "by": by}
-        if payload is not None:
-            decision["payload"] = payload
-        if reason is not None:
-            decision["reason"] = reason
+        """Approve (optionally with an edited ``payload``) or reject a gated step's output.
+
+        With ``role`` this is a reviewer's decision on the gate's live item, checked like
+        :meth:`approve`, :meth:`edit` and :meth:`reject`. Without it, it is an operator's
+        override that decides the gate as a whole (roles and required approvals aside),
+        recorded as such in the item and the run's history.
+        """
         if not approved and not reason:
             raise InvalidInputError("a rejection needs a reason")
-        await self.signal(run_id, f"review:{step}", decision, by=by)
+        await self.engine.open()
+        item = await _decisions.live_item(self.store, run_id, f"review:{step}")
+        if item is None or item.status.final:
+            decision: dict[str, Any] = {"approved": approved, "by": by}
+            if payload is not None:
+                decision["payload"] = payload
+            if reason is not None:
+                decision["reason"] = reason
+            await self.signal(run_id, f"review:{step}", decision, by=by)
+            return
+        action: _decisions.Action = "reject" if not approved else "edit" if payload is not None else "approve"
+        await _decisions.decide(
+            self.store,
+            self.engine.clock.now(),
+            item.review_id,
+            action=action,
+            by=by or "operator",
+            role=role,
+            reason=reason,
+            payload=payload,
+            override=role is None,
+        )
+
+    # reviews ----------------------------------------------------------------------------
+    async def list_reviews(
+        self,
+        *,
+        role: str | None = None,
+        status: ReviewStatus | str | Sequence[ReviewStatus | str] | None = ReviewStatus.PENDING,
+        run_id: str | None = None,
+        limit: int = 50,
+    ) -> builtins.list[ReviewRecord]:
+        """Review items, most urgent first.
+
+        Args:
+            role: only the items this role may decide (those open to anyone included).
+            status: one status, several, or ``None`` for all (default: pending).
+            run_id: only this run's items.
+        """
+        await self.engine.open()
+        if status is None:
+            statuses = None
+        else:
+            wanted = [status] if isinstance(status, str) else list(status)
+            statuses = [_review_status(s) for s in wanted]
+        return await self.store.list_reviews(status=statuses, role=role, run_id=run_id, limit=limit)
+
+    async def get_review(self, review_id: str) -> ReviewRecord:
+        """The review item.
+
+        Raises:
+            ReviewNotFoundError: no such item.
+        """
+        await self.engine.open()
+        item = await self.store.get_review(review_id)
+        if item is None:
+            raise ReviewNotFoundError(f"review {review_id!r} does not exist")
+        return item
+
+    async def approve(
+        self, review_id: str, *, by: str, role: str | None = None, comment: str | None = None
+    ) -> ReviewRecord:
+        """Approve the item as ``by`` in ``role``; the run resumes once every required approval is in.
+
+        Raises:
+            ReviewPermissionError: ``role`` may not decide this item.
+            ConflictError: it was decided already, or ``by`` (or ``role``) approved it already.
+        """
+        await self.engine.open()
+        now = self.engine.clock.now()
+        return await _decisions.decide(self.store, now, review_id, action="approve", by=by, role=role, comment=comment)
+
+    async def reject(self, review_id: str, *, by: str, reason: str, role: str | None = None) -> ReviewRecord:
+        """Reject the item; the run fails with ``RejectedError`` or goes where the gate routes rejections.
+
+        Raises:
+            ReviewPermissionError: ``role`` may not decide this item.
+            ConflictError: it was decided already.
+        """
+        await self.engine.open()
+        now = self.engine.clock.now()
+        return await _decisions.decide(self.store, now, review_id, action="reject", by=by, role=role, reason=reason)
+
+    async def edit(
+        self, review_id: str, payload: Any, *, by: str, role: str | None = None, comment: str | None = None
+    ) -> ReviewRecord:
+        """Approve with edits: the run continues with ``payload``; the changes are recorded.
+
+        Raises:
+            ReviewPermissionError: ``role`` may not decide this item.
+            ConflictError: it was decided already, or ``by`` (or ``role``) approved it already.
+        """
+        await self.engine.open()
+        now = self.engine.clock.now()
+        return await _decisions.decide(
+            self.store, now, review_id, action="edit", by=by, role=role, payload=payload, comment=comment
+        )
+
+    async def review_stats(self) -> ReviewStats:
+        """Escalation rate, time to decision and counts over the review items."""
+        await self.engine.open()
+        return await _decisions.stats(self.store, self.engine.clock.now())
 
     # dead-letter queue ------------------------------------------------------------------
     async def dead_letters(self, *, workflow: str | None = None, limit: int = 50) -> builtins.list[RunRecord]:
@@ -234,6 +342,17 @@ class Client:
         if execute:
             return await self.engine.settle(new_id)
         return await self.get(new_id)
+
+
+def _review_status(value: ReviewStatus | str) -> ReviewStatus:
+    if isinstance(value, ReviewStatus):
+        return value
+    try:
+        return ReviewStatus(value)
+    except ValueError:
+        raise InvalidInputError(
+            f"unknown review status {value!r}; use one of {', '.join(s.value for s in ReviewStatus)}"
+        ) from None
 
 
 def _status(value: RunStatus | str) -> RunStatus:

@@ -15,7 +15,7 @@ from typing import Any, Literal
 from orchestrate._engine.context import current_run
 from orchestrate.errors import DefinitionError
 from orchestrate.policies import Fallback, Retry, Seconds, Timeout
-from orchestrate.review.gate import HumanReviewGate
+from orchestrate.review.gate import HumanReviewGate, TieredGate
 from orchestrate.workflow import Map, Node, Step, Workflow, workflow
 
 
@@ -57,7 +57,7 @@ class AgentWorkflow(Workflow):
         retry: int | Retry | None = None,
         timeout: Seconds | Timeout | None = None,
         fallback: Fallback | Sequence[Fallback] | None = None,
-        gate: HumanReviewGate | None = None,
+        gate: HumanReviewGate | TieredGate | None = None,
         **options: Any,
     ) -> Any:
         """Append the decorated function as the next step; the function stays callable."""
@@ -304,30 +304,33 @@ class GateFunction:
         output = await ctx.step(self.fn, *args)
         key = ctx.last_key
         assert key is not None  # set by the ctx.step just above
-        decision = await ctx.wait(
-            f"review:{key}",
-            timeout=None if self.review.escalate_on_timeout else self.review.timeout,
-            payload={"step": key, "output": output},
-        )
-        from orchestrate._engine.steps import apply_decision
+        from orchestrate.review._runtime import continue_with
 
-        return apply_decision(key, decision, output)
+        outcome = await ctx.review(output, gate=self.review, key=key, step=key)
+        value, route = continue_with(outcome, rejected=f"step {key!r} was rejected by a reviewer")
+        return value if route is None else Fallback(route, value)
 
 
 def gate(
     *,
     timeout: Seconds | None = None,
     escalate_on_timeout: bool = False,
-    required_approvals: Sequence[str] = (),
+    required_approvals: Sequence[str] | int = (),
     roles: Sequence[str] = (),
     priority: str = "normal",
+    **options: Any,
 ) -> Callable[[Callable[..., Any]], GateFunction]:
-    """Gate a step on people (seed 001: ``@gate(timeout=300, required_approvals=[...])``)."""
+    """Gate a step on people (seed 001: ``@gate(timeout=300, required_approvals=[...])``).
+
+    Other keywords (``escalate_to``, ``on_timeout``, ``on_reject``, ``warn_before``,
+    ``notify``...) are those of :class:`~orchestrate.review.HumanReviewGate`.
+    """
     review = HumanReviewGate(
         roles=roles,
         required_approvals=required_approvals,
         timeout=timeout,
         escalate_on_timeout=escalate_on_timeout,
         priority=priority,
+        **options,
     )
     return lambda fn: GateFunction(fn, review)

@@ -18,6 +18,7 @@ from orchestrate.workflow import CallPlan
 
 if TYPE_CHECKING:
     from orchestrate._engine.runner import Engine
+    from orchestrate.review.gate import ReviewOutcome
 
 
 current_run: contextvars.ContextVar[RunContext | None] = contextvars.ContextVar("orchestrate_run", default=None)
@@ -90,8 +91,8 @@ class RunContext:
     """The handle a durable function uses to run durable steps.
 
     ``await ctx.step(fn, *args, **policy)`` runs ``fn`` once per run (replayed from the
-    store afterwards); ``await ctx.sleep(seconds)`` and ``await ctx.wait(key)`` park the
-    run without holding a worker.
+    store afterwards); ``await ctx.sleep(seconds)``, ``await ctx.wait(key)`` and
+    ``await ctx.review(payload, ...)`` park the run without holding a worker.
     """
 
     def __init__(
@@ -212,6 +213,39 @@ class RunContext:
         if timeout is not None and state.next_at and now >= state.next_at:
             raise StepTimeoutError(f"no signal {key!r} for run {self.run_id} within {timeout}s")
         raise Suspend(wake_at=state.next_at or None, reason=f"signal:{key}", signal=step_key)
+
+    async def review(
+        self,
+        payload: Any,
+        *,
+        gate: Any = None,
+        key: str | None = None,
+        step: str | None = None,
+        **options: Any,
+    ) -> ReviewOutcome:
+        """Park until people decide on ``payload``; return how they decided.
+
+        ``gate`` is a :class:`~orchestrate.review.HumanReviewGate` or a
+        :class:`~orchestrate.review.TieredGate`; without it the keywords build a
+        ``HumanReviewGate`` (``roles=``, ``required_approvals=``, ``timeout=``,
+        ``priority=``...). The review's key is ``key`` (default ``review``, numbered
+        ``review#2``... on repeated calls); the run waits for ``review:<key>``.
+
+        Returns:
+            the outcome: ``approved``, the (possibly edited) ``payload``, ``reason``,
+            ``route`` when a rejection or a timeout routes elsewhere, ``timed_out``.
+        """
+        from orchestrate.review._runtime import await_review
+        from orchestrate.review.gate import HumanReviewGate
+
+        if gate is None:
+            gate = HumanReviewGate(**options)
+        elif options:
+            raise TypeError(f"ctx.review: give gate= or gate options, not both ({', '.join(sorted(options))})")
+        review_key = key or self._next_key("review")
+        return await await_review(
+            self, gate, key=f"review:{review_key}", step_key=step or self.last_key or review_key, payload=payload
+        )
 
     # engine internals -----------------------------------------------------------------------
     def _next_key(self, name: str) -> str:

@@ -13,7 +13,7 @@ from typing import Any
 
 from orchestrate._engine.context import RunContext, gather_all
 from orchestrate._engine.steps import run_step
-from orchestrate.errors import RejectedError, RunFailedError
+from orchestrate.errors import RunFailedError
 from orchestrate.policies import MISSING
 from orchestrate.workflow import Branch, Loop, Map, Node, Parallel, Step, SubWorkflow, Workflow
 
@@ -94,15 +94,21 @@ async def _step(ctx: RunContext, node: Step, value: Any, key: str) -> Any:
         return output
     if route in ctx.jump_targets:
         raise _Jump(route, output)
-    # Not a step: a queue of people. Park until someone decides, then go on with their value.
-    decision = await ctx.wait(f"queue:{route}:{key}", payload={"queue": route, "step": key, "value": output})
-    if isinstance(decision, dict) and "approved" in decision:
-        if not decision["approved"]:
-            raise RejectedError(
-                f"{route}: item from step {key!r} was rejected: {decision.get('reason') or 'no reason given'}"
-            )
-        return decision.get("payload", output)
-    return decision
+    # Not a step: a queue of people. Park on a review item until someone decides.
+    from orchestrate.review._runtime import await_review, continue_with
+    from orchestrate.review.gate import queue_gate
+
+    outcome = await await_review(
+        ctx, queue_gate(route), key=f"queue:{route}:{key}", step_key=key, payload=output, queue=route
+    )
+    if outcome.outcome == "signal":
+        return outcome.value  # a raw signal's value goes on as it is
+    value, then = continue_with(outcome, rejected=f"{route}: item from step {key!r} was rejected")
+    if then is None:
+        return value
+    if then in ctx.jump_targets:
+        raise _Jump(then, value)
+    raise RouteError(f"{route}: the item from step {key!r} routes to {then!r}, which is no step of this workflow")
 
 
 def _resolve(ctx: RunContext, on: Any, value: Any, prefix: str) -> Any:

@@ -10,7 +10,6 @@ from orchestrate import _serde
 from orchestrate._engine.context import RunContext, StepSpec, _Args
 from orchestrate.errors import (
     DeadlineExceededError,
-    RejectedError,
     StepFailedError,
     StepTimeoutError,
     error_info,
@@ -29,27 +28,20 @@ async def run_step(ctx: RunContext, spec: StepSpec, value: Any, key: str) -> tup
         record = await _execute(ctx, spec, value, key)
     output = ctx.output_of(record, spec)
     ctx.outputs[key] = output
-    if spec.gate is not None and record.status is StepStatus.SUCCEEDED:
-        output = await _gate(ctx, spec, key, output)
-        ctx.outputs[key] = output
     route = record.meta.get("route") if record.fallback else None
+    if spec.gate is not None and record.status is StepStatus.SUCCEEDED:
+        output, gate_route = await _gate(ctx, spec, key, output)
+        ctx.outputs[key] = output
+        route = gate_route or route
     return output, route
 
 
-async def _gate(ctx: RunContext, spec: StepSpec, key: str, output: Any) -> Any:
-    """Park until a person decides on the step's output (``review:<key>`` signal)."""
-    gate = spec.gate
-    timeout = None if getattr(gate, "escalate_on_timeout", False) else getattr(gate, "timeout", None)
-    decision = await ctx.wait(f"review:{key}", timeout=timeout, payload={"step": key, "output": output})
-    return apply_decision(key, decision, output)
+async def _gate(ctx: RunContext, spec: StepSpec, key: str, output: Any) -> tuple[Any, str | None]:
+    """Park until people decide on the step's output (a review item on ``review:<key>``)."""
+    from orchestrate.review._runtime import await_review, continue_with
 
-
-def apply_decision(key: str, decision: Any, output: Any) -> Any:
-    """Continue with the output (or the edited payload) if approved; raise if rejected."""
-    if not isinstance(decision, dict) or not decision.get("approved", False):
-        reason = decision.get("reason") if isinstance(decision, dict) else None
-        raise RejectedError(f"step {key!r} was rejected by a reviewer: {reason or 'no reason given'}")
-    return decision.get("payload", output)
+    outcome = await await_review(ctx, spec.gate, key=f"review:{key}", step_key=key, payload=output)
+    return continue_with(outcome, rejected=f"step {key!r} was rejected by a reviewer", returns=spec.plan.returns)
 
 
 async def _invoke(

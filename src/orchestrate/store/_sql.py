@@ -11,7 +11,16 @@ from collections.abc import Sequence
 from typing import Any
 
 from orchestrate import _serde
-from orchestrate.store.base import AttemptState, CacheEntry, Event, RunRecord, StepRecord
+from orchestrate.store.base import (
+    PRIORITY_RANKS,
+    AttemptState,
+    CacheEntry,
+    Event,
+    ReviewRecord,
+    ReviewStatus,
+    RunRecord,
+    StepRecord,
+)
 from orchestrate.types import RunStatus, StepStatus
 
 # Each migration is (version, statements); ``{real}`` and ``{serial}`` are filled in by
@@ -81,6 +90,47 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
                 value TEXT,
                 stored_at {real} NOT NULL
             )""",
+        ],
+    ),
+    (
+        2,
+        [
+            # Review items (people in the loop). ``role_index`` is ``|a|b|`` over the roles
+            # that may decide ('' for anyone) so that "the items role R may decide" is one
+            # LIKE; ``priority_rank`` orders the queue.
+            """CREATE TABLE IF NOT EXISTS orchestrate_reviews (
+                review_id TEXT PRIMARY KEY,
+                run_id TEXT NOT NULL,
+                workflow TEXT NOT NULL,
+                step_key TEXT NOT NULL,
+                gate_key TEXT NOT NULL,
+                queue TEXT NOT NULL,
+                status TEXT NOT NULL,
+                payload TEXT,
+                roles TEXT NOT NULL DEFAULT '[]',
+                required_roles TEXT NOT NULL DEFAULT '[]',
+                min_approvals INTEGER NOT NULL DEFAULT 1,
+                role_index TEXT NOT NULL DEFAULT '',
+                priority TEXT NOT NULL,
+                priority_rank INTEGER NOT NULL,
+                sla_seconds {real},
+                due_at {real},
+                warn_at {real},
+                warned_at {real},
+                level INTEGER NOT NULL DEFAULT 0,
+                parent_id TEXT,
+                escalated_to TEXT,
+                approvals TEXT NOT NULL DEFAULT '[]',
+                decision TEXT,
+                created_at {real} NOT NULL,
+                updated_at {real} NOT NULL,
+                decided_at {real},
+                meta TEXT NOT NULL DEFAULT '{{}}',
+                version BIGINT NOT NULL DEFAULT 0
+            )""",
+            "CREATE INDEX IF NOT EXISTS orchestrate_reviews_queue"
+            " ON orchestrate_reviews (status, priority_rank, due_at, created_at)",
+            "CREATE INDEX IF NOT EXISTS orchestrate_reviews_run ON orchestrate_reviews (run_id)",
         ],
     ),
 ]
@@ -158,6 +208,28 @@ CACHE_PUT = (
     "INSERT INTO orchestrate_cache (key, value, stored_at) VALUES (?, ?, ?)"
     " ON CONFLICT (key) DO UPDATE SET value = excluded.value, stored_at = excluded.stored_at"
 )
+
+REVIEW_COLUMNS = (
+    "review_id, run_id, workflow, step_key, gate_key, queue, status, payload, roles, required_roles,"
+    " min_approvals, priority, sla_seconds, due_at, warn_at, warned_at, level, parent_id, escalated_to,"
+    " approvals, decision, created_at, updated_at, decided_at, meta, version"
+)
+INSERT_REVIEW = (
+    f"INSERT INTO orchestrate_reviews ({REVIEW_COLUMNS}, role_index, priority_rank)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " ON CONFLICT (review_id) DO NOTHING"
+)
+SELECT_REVIEW = f"SELECT {REVIEW_COLUMNS} FROM orchestrate_reviews WHERE review_id = ?"
+# Compare-and-set on ``version``: only the fields a decision, a warning or a timeout changes.
+UPDATE_REVIEW = (
+    "UPDATE orchestrate_reviews SET status = ?, payload = ?, due_at = ?, warn_at = ?, warned_at = ?,"
+    " escalated_to = ?, approvals = ?, decision = ?, decided_at = ?, meta = ?, updated_at = ?, version = ?"
+    " WHERE review_id = ? AND version = ?"
+)
+
+
+# Claiming in one go: ``{where}`` takes the version and queue filter of ``claim_filter``.
+# ``{orphans}`` adds runs held by dead owners (``orphans_condition``).
 
 
 def placeholders(sql: str, style: str) -> str:
@@ -310,3 +382,125 @@ def event_from_row(row: Sequence[Any]) -> Event:
 def cache_from_row(row: Sequence[Any]) -> CacheEntry:
     """Map a row of :data:`CACHE_GET`."""
     return CacheEntry(row[0], _serde.loads(row[1]), row[2])
+
+
+def role_index(roles: Sequence[str]) -> str:
+    """``|a|b|`` over the roles that may decide; ``''`` when anyone may."""
+    return f"|{'|'.join(roles)}|" if roles else ""
+
+
+def _like_literal(text: str) -> str:
+    # ``!`` escapes LIKE's wildcards, so a role named ``qa_%`` matches only itself.
+    return text.replace("!", "!!").replace("%", "!%").replace("_", "!_")
+
+
+def list_reviews_sql(
+    status: Sequence[ReviewStatus] | None, role: str | None, run_id: str | None
+) -> tuple[str, list[Any]]:
+    """SELECT for ``Store.list_reviews`` with its parameters (limit appended by the caller)."""
+    where: list[str] = []
+    params: list[Any] = []
+    if status:
+        where.append(f"status IN ({', '.join('?' for _ in status)})")
+        params.extend(s.value for s in status)
+    if role is not None:
+        where.append("(role_index = '' OR role_index LIKE ? ESCAPE '!')")
+        params.append(f"%|{_like_literal(role)}|%")
+    if run_id is not None:
+        where.append("run_id = ?")
+        params.append(run_id)
+    clause = f" WHERE {' AND '.join(where)}" if where else ""
+    sql = (
+        f"SELECT {REVIEW_COLUMNS} FROM orchestrate_reviews{clause}"
+        " ORDER BY priority_rank, CASE WHEN due_at IS NULL THEN 1 ELSE 0 END, due_at, created_at, review_id"
+        " LIMIT ?"
+    )
+    return sql, params
+
+
+def review_params(review: ReviewRecord) -> tuple[Any, ...]:
+    """Parameters of :data:`INSERT_REVIEW`."""
+    what = f"review {review.review_id!r}"
+    return (
+        review.review_id,
+        review.run_id,
+        review.workflow,
+        review.step_key,
+        review.gate_key,
+        review.queue,
+        review.status.value,
+        to_json(review.payload, f"payload of {what}"),
+        _serde.dumps(review.roles, what=f"roles of {what}"),
+        _serde.dumps(review.required_roles, what=f"required roles of {what}"),
+        review.min_approvals,
+        review.priority,
+        review.sla_seconds,
+        review.due_at,
+        review.warn_at,
+        review.warned_at,
+        review.level,
+        review.parent_id,
+        review.escalated_to,
+        _serde.dumps(review.approvals, what=f"approvals of {what}"),
+        to_json(review.decision, f"decision of {what}"),
+        review.created_at,
+        review.updated_at,
+        review.decided_at,
+        _serde.dumps(review.meta, what=f"metadata of {what}"),
+        review.version,
+        role_index(review.allowed_roles),
+        PRIORITY_RANKS.get(review.priority, len(PRIORITY_RANKS)),
+    )
+
+
+def review_update_params(review: ReviewRecord, *, expected_version: int, now: float) -> tuple[Any, ...]:
+    """Parameters of :data:`UPDATE_REVIEW`."""
+    what = f"review {review.review_id!r}"
+    return (
+        review.status.value,
+        to_json(review.payload, f"payload of {what}"),
+        review.due_at,
+        review.warn_at,
+        review.warned_at,
+        review.escalated_to,
+        _serde.dumps(review.approvals, what=f"approvals of {what}"),
+        to_json(review.decision, f"decision of {what}"),
+        review.decided_at,
+        _serde.dumps(review.meta, what=f"metadata of {what}"),
+        now,
+        expected_version + 1,
+        review.review_id,
+        expected_version,
+    )
+
+
+def review_from_row(row: Sequence[Any]) -> ReviewRecord:
+    """Map a row of :data:`REVIEW_COLUMNS` to a record."""
+    return ReviewRecord(
+        review_id=row[0],
+        run_id=row[1],
+        workflow=row[2],
+        step_key=row[3],
+        gate_key=row[4],
+        queue=row[5],
+        status=ReviewStatus(row[6]),
+        payload=_serde.loads(row[7]),
+        roles=json.loads(row[8]),
+        required_roles=json.loads(row[9]),
+        min_approvals=row[10],
+        priority=row[11],
+        sla_seconds=row[12],
+        due_at=row[13],
+        warn_at=row[14],
+        warned_at=row[15],
+        level=row[16],
+        parent_id=row[17],
+        escalated_to=row[18],
+        approvals=json.loads(row[19]),
+        decision=_serde.loads(row[20]),
+        created_at=row[21],
+        updated_at=row[22],
+        decided_at=row[23],
+        meta=json.loads(row[24]),
+        version=row[25],
+    )

@@ -1,7 +1,7 @@
 """The ``Store`` protocol and the records it keeps.
 
 One async protocol at the domain level: runs, step records, attempt counters, events,
-the step cache and signals. Every write is idempotent or compare-and-set, because a
+the step cache, signals and review items. Every write is idempotent or compare-and-set, because a
 write may be retried after its acknowledgement was lost:
 
 * step records are insert-if-absent under ``(run_id, step_key)``: the first write wins
@@ -15,15 +15,17 @@ Times are POSIX seconds (floats) from the engine's clock.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+import enum
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 from orchestrate.types import RunStatus, StepStatus
 
-SCHEMA_VERSION = 1
-"""Version of the schema this code reads and writes."""
+SCHEMA_VERSION = 2
+"""Version of the schema this code reads and writes (2: review items)."""
 
 
 @dataclass
@@ -143,6 +145,99 @@ class CacheEntry:
     stored_at: float
 
 
+class ReviewStatus(enum.StrEnum):
+    """Where a review item stands. Every status but ``pending`` is final."""
+
+    PENDING = "pending"  # waiting for decisions; the run is parked on it
+    APPROVED = "approved"  # every required approval is in (edits included); the run goes on
+    REJECTED = "rejected"  # a permitted reviewer rejected it, with a reason
+    ESCALATED = "escalated"  # its SLA passed and a new item for another role replaced it
+    EXPIRED = "expired"  # its SLA passed and the gate's default (approve/reject/route/fail) was taken
+    CANCELLED = "cancelled"  # the run was cancelled before anyone decided
+
+    @property
+    def final(self) -> bool:
+        """Whether the item takes no more decisions."""
+        return self is not ReviewStatus.PENDING
+
+
+PRIORITY_RANKS: dict[str, int] = {"urgent": 0, "high": 1, "normal": 2, "low": 3}
+"""Queue order of review priorities (lower first)."""
+
+
+@dataclass
+class ReviewRecord:
+    """A review item: what people are asked to decide while a run waits at a gate.
+
+    Attributes:
+        review_id: the item's id (deterministic: a replay finds the same item).
+        run_id: the parked run.
+        workflow: the run's workflow.
+        step_key: the step whose output is under review.
+        gate_key: what the run waits for (``review:<step>`` or ``queue:<name>:<step>``).
+        queue: the gate's or queue's name.
+        payload: what the reviewer sees; an edit replaces it.
+        status: where the item stands.
+        roles: roles allowed to decide (empty with no ``required_roles``: anyone).
+        required_roles: roles that must each approve before the run resumes.
+        min_approvals: approvals from distinct reviewers needed at least.
+        priority: ``urgent``, ``high``, ``normal`` or ``low``.
+        sla_seconds: how long reviewers have; ``None``: no deadline.
+        due_at: when the SLA passes.
+        warn_at: when the warning before the deadline is due.
+        warned_at: when that warning was given.
+        level: 0 for the gate's item, n for its n-th escalation.
+        parent_id: the item this one escalated from.
+        escalated_to: the item that replaced this one.
+        approvals: ``{"by", "role", "at", "outcome", "changes"?, "comment"?}`` per approval.
+        decision: the final decision: ``{"outcome", "by", "role", "at", "reason"?, ...}``.
+        meta: the tier chosen, the timeout policy, who created it...
+        version: compare-and-set counter, incremented by every update.
+    """
+
+    review_id: str
+    run_id: str
+    workflow: str
+    step_key: str
+    gate_key: str
+    payload: Any = None
+    status: ReviewStatus = ReviewStatus.PENDING
+    queue: str = "review"
+    roles: list[str] = field(default_factory=list)
+    required_roles: list[str] = field(default_factory=list)
+    min_approvals: int = 1
+    priority: str = "normal"
+    sla_seconds: float | None = None
+    due_at: float | None = None
+    warn_at: float | None = None
+    warned_at: float | None = None
+    level: int = 0
+    parent_id: str | None = None
+    escalated_to: str | None = None
+    approvals: list[dict[str, Any]] = field(default_factory=list)
+    decision: dict[str, Any] | None = None
+    created_at: float = 0.0
+    updated_at: float = 0.0
+    decided_at: float | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+    version: int = 0
+
+    @property
+    def allowed_roles(self) -> list[str]:
+        """Roles that may decide (``roles`` and ``required_roles``); empty: anyone."""
+        return list(dict.fromkeys([*self.roles, *self.required_roles]))
+
+    def copy(self) -> ReviewRecord:
+        """A deep copy (stores hand out copies, never their own objects)."""
+        return copy.deepcopy(self)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The item as a JSON-ready dict (webhooks, the CLI's ``--json``)."""
+        data = dataclasses.asdict(self)
+        data["status"] = self.status.value
+        return data
+
+
 @runtime_checkable
 class Store(Protocol):
     """Durable state of orchestrate: the one interface every backend implements.
@@ -243,3 +338,46 @@ class Store(Protocol):
 
     async def cache_put(self, key: str, value: Any, *, now: float) -> None:
         """Store or replace a cached value."""
+
+    # reviews ------------------------------------------------------------------------
+    async def create_review(self, review: ReviewRecord, *, event: Event | None = None) -> ReviewRecord:
+        """Insert the item unless its id exists; return the stored one (the first write wins).
+
+        ``event`` is appended only when the item was newly inserted.
+        """
+
+    async def get_review(self, review_id: str) -> ReviewRecord | None:
+        """The item, or ``None``."""
+
+    async def list_reviews(
+        self,
+        *,
+        status: Sequence[ReviewStatus] | None = None,
+        role: str | None = None,
+        run_id: str | None = None,
+        limit: int = 100,
+    ) -> list[ReviewRecord]:
+        """Items, most urgent first: by priority, then earliest deadline, then oldest.
+
+        ``role`` keeps the items that role may decide (those open to anyone included).
+        """
+
+    async def update_review(
+        self,
+        review: ReviewRecord,
+        *,
+        expected_version: int,
+        now: float,
+        events: Sequence[Event] = (),
+        signal: StepRecord | None = None,
+    ) -> bool:
+        """Compare-and-set: write the item's mutable fields if its stored version is ``expected_version``.
+
+        The stored version becomes ``expected_version + 1`` and ``updated_at`` becomes
+        ``now``. With ``signal`` (the decision the run waits for) the step record is
+        inserted and the run woken in the same transaction; if that step key is recorded
+        already, nothing is written. ``events`` are appended only when the write happens.
+
+        Returns:
+            whether the write happened (``False``: another writer won; nothing changed).
+        """

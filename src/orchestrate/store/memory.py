@@ -16,10 +16,13 @@ from typing import Any
 from orchestrate import _serde
 from orchestrate.errors import LeaseLostError, RunNotFoundError, RunStateError
 from orchestrate.store.base import (
+    PRIORITY_RANKS,
     SCHEMA_VERSION,
     AttemptState,
     CacheEntry,
     Event,
+    ReviewRecord,
+    ReviewStatus,
     RunRecord,
     RunUpdate,
     StepRecord,
@@ -37,6 +40,7 @@ class InMemoryStore:
         self._attempts: dict[str, dict[str, AttemptState]] = {}
         self._events: dict[str, list[Event]] = {}
         self._cache: dict[str, CacheEntry] = {}
+        self._reviews: dict[str, ReviewRecord] = {}
         self._event_id = 0
 
     async def open(self) -> None:
@@ -270,3 +274,89 @@ class InMemoryStore:
         """Replace."""
         _serde.dumps(value, what=f"cached value {key!r}")
         self._cache[key] = CacheEntry(key, copy.deepcopy(value), now)
+
+    # reviews ------------------------------------------------------------------------------
+    @staticmethod
+    def _check_review(review: ReviewRecord) -> None:
+        what = f"review {review.review_id!r}"
+        _serde.dumps(review.payload, what=f"payload of {what}")
+        _serde.dumps(review.decision, what=f"decision of {what}")
+        _serde.dumps(review.approvals, what=f"approvals of {what}")
+        _serde.dumps(review.meta, what=f"metadata of {what}")
+
+    async def create_review(self, review: ReviewRecord, *, event: Event | None = None) -> ReviewRecord:
+        """Insert unless present."""
+        existing = self._reviews.get(review.review_id)
+        if existing is not None:
+            return existing.copy()
+        self._check_review(review)
+        self._reviews[review.review_id] = review.copy()
+        self._add_event(event)
+        return review.copy()
+
+    async def get_review(self, review_id: str) -> ReviewRecord | None:
+        """The item or ``None``."""
+        review = self._reviews.get(review_id)
+        return None if review is None else review.copy()
+
+    async def list_reviews(
+        self,
+        *,
+        status: Sequence[ReviewStatus] | None = None,
+        role: str | None = None,
+        run_id: str | None = None,
+        limit: int = 100,
+    ) -> list[ReviewRecord]:
+        """Most urgent first."""
+        found = [
+            r
+            for r in self._reviews.values()
+            if (status is None or not status or r.status in status)
+            and (role is None or not r.allowed_roles or role in r.allowed_roles)
+            and (run_id is None or r.run_id == run_id)
+        ]
+        found.sort(
+            key=lambda r: (
+                PRIORITY_RANKS.get(r.priority, len(PRIORITY_RANKS)),
+                r.due_at is None,
+                r.due_at or 0.0,
+                r.created_at,
+                r.review_id,
+            )
+        )
+        return [r.copy() for r in found[:limit]]
+
+    async def update_review(
+        self,
+        review: ReviewRecord,
+        *,
+        expected_version: int,
+        now: float,
+        events: Sequence[Event] = (),
+        signal: StepRecord | None = None,
+    ) -> bool:
+        """Compare-and-set on the version; with ``signal``, record it and wake the run too."""
+        self._check_review(review)
+        if signal is not None:
+            self._check_step(signal)
+        stored = self._reviews.get(review.review_id)
+        if stored is None or stored.version != expected_version:
+            return False
+        if signal is not None and signal.step_key in self._steps.get(signal.run_id, {}):
+            return False
+        updated = review.copy()
+        # Only the mutable fields change, as in the SQL stores.
+        for name in ("status", "payload", "due_at", "warn_at", "warned_at", "escalated_to", "approvals"):
+            setattr(stored, name, getattr(updated, name))
+        stored.decision, stored.decided_at, stored.meta = updated.decision, updated.decided_at, updated.meta
+        stored.updated_at = now
+        stored.version = expected_version + 1
+        if signal is not None:
+            self._steps.setdefault(signal.run_id, {})[signal.step_key] = copy.deepcopy(signal)
+            attempts = self._attempts.get(signal.run_id)
+            if attempts:
+                attempts.pop(signal.step_key, None)
+            await self.wake_run(signal.run_id, now=now)
+        for event in events:
+            self._add_event(copy.deepcopy(event))
+        return True

@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
 from orchestrate.errors import (
+    ConflictError,
     InvalidInputError,
     LeaseLostError,
     RunNotFoundError,
@@ -38,6 +39,8 @@ from orchestrate.store.base import (
     AttemptState,
     CacheEntry,
     Event,
+    ReviewRecord,
+    ReviewStatus,
     RunRecord,
     RunUpdate,
     StepRecord,
@@ -414,6 +417,79 @@ class SQLiteStore:
         """Replace."""
         params = (key, _sql.to_json(value, f"cached value {key!r}"), now)
         await self._call(lambda conn: conn.execute(_sql.CACHE_PUT, params))
+
+    # reviews ----------------------------------------------------------------------------
+    async def create_review(self, review: ReviewRecord, *, event: Event | None = None) -> ReviewRecord:
+        """Insert unless present; return the stored item."""
+        params = _sql.review_params(review)
+        ev = _sql.event_params(event) if event else None
+
+        def op(conn: sqlite3.Connection) -> ReviewRecord:
+            if conn.execute(_sql.INSERT_REVIEW, params).rowcount and ev:
+                conn.execute(_sql.INSERT_EVENT, ev)
+            return _sql.review_from_row(conn.execute(_sql.SELECT_REVIEW, (review.review_id,)).fetchone())
+
+        result: ReviewRecord = await self._call(op)
+        return result
+
+    async def get_review(self, review_id: str) -> ReviewRecord | None:
+        """The item or ``None``."""
+
+        def op(conn: sqlite3.Connection) -> ReviewRecord | None:
+            row = conn.execute(_sql.SELECT_REVIEW, (review_id,)).fetchone()
+            return None if row is None else _sql.review_from_row(row)
+
+        result: ReviewRecord | None = await self._call(op, write=False)
+        return result
+
+    async def list_reviews(
+        self,
+        *,
+        status: Sequence[ReviewStatus] | None = None,
+        role: str | None = None,
+        run_id: str | None = None,
+        limit: int = 100,
+    ) -> list[ReviewRecord]:
+        """Most urgent first."""
+        sql, params = _sql.list_reviews_sql(status, role, run_id)
+
+        def op(conn: sqlite3.Connection) -> list[ReviewRecord]:
+            return [_sql.review_from_row(r) for r in conn.execute(sql, (*params, limit))]
+
+        result: list[ReviewRecord] = await self._call(op, write=False)
+        return result
+
+    async def update_review(
+        self,
+        review: ReviewRecord,
+        *,
+        expected_version: int,
+        now: float,
+        events: Sequence[Event] = (),
+        signal: StepRecord | None = None,
+    ) -> bool:
+        """Compare-and-set on the version; with ``signal``, record it and wake the run too."""
+        params = _sql.review_update_params(review, expected_version=expected_version, now=now)
+        evs = [_sql.event_params(e) for e in events]
+        step = _sql.step_params(signal) if signal is not None else None
+
+        def op(conn: sqlite3.Connection) -> bool:
+            if not conn.execute(_sql.UPDATE_REVIEW, params).rowcount:
+                return False
+            if step is not None and signal is not None:
+                if not conn.execute(_sql.INSERT_STEP, step).rowcount:
+                    # Raising rolls the savepoint back: the item update is undone too.
+                    raise ConflictError(f"run {signal.run_id!r} already received {signal.step_key!r}")
+                conn.execute(_sql.DELETE_ATTEMPTS, (signal.run_id, signal.step_key))
+                conn.execute(_sql.WAKE_RUN, (now, signal.run_id))
+            for ev in evs:
+                conn.execute(_sql.INSERT_EVENT, ev)
+            return True
+
+        try:
+            return bool(await self._call(op))
+        except ConflictError:
+            return False
 
 
 # helpers run on the writer thread ------------------------------------------------------

@@ -1,0 +1,397 @@
+"""The engine's side of review gates: park a run on a review item and act on its SLA.
+
+A gate on a run waits for the step record ``wait:<key>`` (``key`` is ``review:<step>``
+or ``queue:<name>:<step>``). Reviewers never touch the run: a final decision updates the
+item and inserts that record *in one transaction* (:meth:`Store.update_review`), and
+wakes the run. While the item is pending the run is ``waiting`` with its ``wake_at`` on
+the item's next timer (the warning, then the deadline): a worker wakes it then, this
+module sees the timer due and acts, with a compare-and-set on the item, so an
+escalation or a default fires exactly once however many workers and restarts there are.
+
+Item ids are derived from ``(run, key, escalation level)``: a replay, or a worker that
+crashed between two writes, finds the item it (or another worker) created.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from typing import Any
+
+from orchestrate import _serde
+from orchestrate._engine.context import RunContext, Suspend
+from orchestrate.errors import RejectedError, StepTimeoutError
+from orchestrate.review import _notify
+from orchestrate.review.gate import (
+    AnyGate,
+    Escalate,
+    HumanReviewGate,
+    ReviewOutcome,
+    RouteTo,
+    TieredGate,
+    describe_action,
+)
+from orchestrate.store.base import Event, ReviewRecord, ReviewStatus, StepRecord
+from orchestrate.types import StepStatus
+
+_MAX_PASSES = 16  # each pass parks, returns, or saw the item move on; more means a livelock
+
+
+def review_id_for(run_id: str, key: str, level: int) -> str:
+    """The id of the item of gate ``key`` of a run at escalation ``level``."""
+    digest = hashlib.sha256(f"{run_id}\x00{key}\x00{level}".encode()).hexdigest()[:16]
+    return f"rv-{digest}"
+
+
+def signal_record(run_id: str, wait_key: str, value: Any, now: float, *, review_id: str | None) -> StepRecord:
+    """The step record that hands a decision to the waiting run."""
+    meta: dict[str, Any] = {"review_id": review_id, "signal_id": uuid.uuid4().hex}
+    if isinstance(value, dict) and value.get("by"):
+        meta["by"] = value["by"]
+    return StepRecord(
+        run_id, wait_key, wait_key, StepStatus.SUCCEEDED, value, attempts=1, started_at=now, finished_at=now, meta=meta
+    )
+
+
+def outcome_of(value: Any, payload: Any, *, reject_route: str | None = None) -> ReviewOutcome:
+    """Read a delivered decision: ``{"approved": bool, "payload"?, "reason"?, ...}``."""
+    if not isinstance(value, dict) or "approved" not in value:
+        return ReviewOutcome(approved=False, payload=payload, outcome="signal", value=value)
+    approved = bool(value["approved"])
+    timed_out = bool(value.get("timed_out"))
+    edited = approved and "payload" in value
+    if timed_out:
+        outcome = "expired"
+        route = value.get("route") or (reject_route if value.get("action") == "reject" else None)
+    else:
+        outcome = "auto" if value.get("auto") else "edited" if edited else "approved" if approved else "rejected"
+        route = None if approved else reject_route
+    return ReviewOutcome(
+        approved=approved,
+        payload=value["payload"] if edited else payload,
+        outcome=outcome,
+        reason=value.get("reason"),
+        by=value.get("by"),
+        role=value.get("role"),
+        review_id=value.get("review_id"),
+        route=route,
+        timed_out=timed_out,
+        tier=value.get("tier"),
+        value=value,
+    )
+
+
+def continue_with(outcome: ReviewOutcome, *, rejected: str, returns: Any = None) -> tuple[Any, str | None]:
+    """What a gated step hands on: ``(payload, None)``, or ``(payload, step)`` to route there.
+
+    Args:
+        outcome: the review's outcome.
+        rejected: the start of the ``RejectedError`` message.
+        returns: the gated function's return annotation (edited payloads are revived into it).
+
+    Raises:
+        RejectedError: rejected, with no route configured.
+        StepTimeoutError: the SLA passed and the gate's default is to fail.
+    """
+    if outcome.approved:
+        if outcome.outcome == "edited" and returns is not None:
+            return _serde.revive(outcome.payload, returns), None
+        return outcome.payload, None
+    if outcome.route is not None:
+        return outcome.payload, outcome.route
+    if outcome.timed_out and isinstance(outcome.value, dict) and outcome.value.get("action") == "fail":
+        raise StepTimeoutError(f"{rejected.replace('was rejected', 'got no decision')}: {outcome.reason}")
+    raise RejectedError(f"{rejected}: {outcome.reason or 'no reason given'}")
+
+
+async def await_review(
+    ctx: RunContext,
+    gate: AnyGate,
+    *,
+    key: str,
+    step_key: str,
+    payload: Any,
+    queue: str | None = None,
+) -> ReviewOutcome:
+    """Return the decision on ``payload``, or park the run until there is one.
+
+    Args:
+        ctx: the run.
+        gate: the gate's rules (a tiered gate picks them from ``payload``).
+        key: what the run waits for: ``review:<step>`` or ``queue:<name>:<step>``.
+        step_key: the step whose output is reviewed.
+        payload: the value under review (stored as JSON on the item).
+        queue: the queue's name for items of a human queue.
+    """
+    wait_key = f"wait:{key}"
+    chosen, tier = gate.choose(payload) if isinstance(gate, TieredGate) else (gate, None)
+    reject_route = chosen.on_reject.step if chosen is not None and chosen.on_reject is not None else None
+    found = ctx.recorded.get(wait_key)
+    if found is not None:
+        if "review_id" not in found.meta and not found.meta.get("auto"):
+            await _close_after_signal(ctx, key, found)
+        return outcome_of(found.output, payload, reject_route=reject_route)
+    if chosen is None:
+        return await _auto(ctx, wait_key, step_key, payload, tier)
+    shown = json.loads(_serde.dumps(payload, what=f"the payload reviewed at step {step_key!r}"))
+    clock = ctx.engine.clock
+    item = await _current(ctx, chosen, key=key, step_key=step_key, shown=shown, tier=tier, queue=queue)
+    for _ in range(_MAX_PASSES):
+        if item.status is ReviewStatus.PENDING:
+            now = clock.now()
+            if item.due_at is not None and now >= item.due_at:
+                await _expire(ctx, chosen, item, now)
+            elif item.warn_at is not None and item.warned_at is None and now >= item.warn_at:
+                await _warn(ctx, chosen, item, now)
+            else:
+                wake = item.warn_at if item.warn_at is not None and item.warned_at is None else item.due_at
+                raise Suspend(wake_at=wake, reason=f"signal:{key}", signal=wait_key)
+            item = await _current(ctx, chosen, key=key, step_key=step_key, shown=shown, tier=tier, queue=queue)
+            continue
+        # Final: its decision was recorded in the same transaction (after our steps were read).
+        record = await _recorded(ctx, wait_key)
+        if record is not None:
+            return outcome_of(record.output, payload, reject_route=reject_route)
+        raise Suspend(wake_at=None, reason=f"signal:{key}", signal=wait_key)
+    raise Suspend(wake_at=clock.now() + 1.0, reason=f"signal:{key}", signal=wait_key)
+
+
+async def _recorded(ctx: RunContext, wait_key: str) -> StepRecord | None:
+    for record in await ctx.engine.store.get_steps(ctx.run_id):
+        if record.step_key == wait_key:
+            ctx.recorded[wait_key] = record
+            return record
+    return None
+
+
+async def _auto(ctx: RunContext, wait_key: str, step_key: str, payload: Any, tier: str | None) -> ReviewOutcome:
+    """A tier without review: record the automatic approval (once) and go on."""
+    now = ctx.engine.clock.now()
+    value = {"approved": True, "auto": True, "tier": tier, "by": "auto"}
+    record = StepRecord(
+        ctx.run_id,
+        wait_key,
+        wait_key,
+        StepStatus.SUCCEEDED,
+        value,
+        started_at=now,
+        finished_at=now,
+        meta={"auto": True, "tier": tier},
+    )
+    stored = await ctx.record(record, event=Event(ctx.run_id, "review_auto_approved", now, step_key, {"tier": tier}))
+    return outcome_of(stored.output, payload)
+
+
+async def _current(
+    ctx: RunContext,
+    gate: HumanReviewGate,
+    *,
+    key: str,
+    step_key: str,
+    shown: Any,
+    tier: str | None,
+    queue: str | None,
+) -> ReviewRecord:
+    """The gate's live item: created if missing, following escalations to the last one."""
+    store = ctx.engine.store
+    item = await store.get_review(review_id_for(ctx.run_id, key, 0))
+    if item is None:
+        item = await _create(ctx, gate, level=0, key=key, step_key=step_key, shown=shown, tier=tier, queue=queue)
+    while item.status is ReviewStatus.ESCALATED and item.escalated_to is not None:
+        child = await store.get_review(item.escalated_to)
+        if child is None:  # the escalating worker died between its two writes
+            child = await _create(
+                ctx,
+                gate,
+                level=item.level + 1,
+                key=key,
+                step_key=step_key,
+                shown=item.payload,
+                tier=tier,
+                queue=item.queue,
+                parent=item,
+            )
+        item = child
+    return item
+
+
+async def _create(
+    ctx: RunContext,
+    gate: HumanReviewGate,
+    *,
+    level: int,
+    key: str,
+    step_key: str,
+    shown: Any,
+    tier: str | None,
+    queue: str | None,
+    parent: ReviewRecord | None = None,
+) -> ReviewRecord:
+    engine = ctx.engine
+    rules = gate.level(level)
+    now = engine.clock.now()
+    due = now + rules.timeout if rules.timeout is not None else None
+    warn = due - rules.warn_before if due is not None and rules.warn_before else None
+    marker = uuid.uuid4().hex
+    record = ReviewRecord(
+        review_id=review_id_for(ctx.run_id, key, level),
+        run_id=ctx.run_id,
+        workflow=ctx.workflow,
+        step_key=step_key,
+        gate_key=key,
+        payload=shown,
+        queue=queue or gate.queue,
+        roles=list(rules.roles),
+        required_roles=list(rules.required_roles),
+        min_approvals=rules.min_approvals,
+        priority=rules.priority,
+        sla_seconds=rules.timeout,
+        due_at=due,
+        warn_at=warn,
+        level=level,
+        parent_id=parent.review_id if parent is not None else None,
+        created_at=now,
+        updated_at=now,
+        meta={
+            "tier": tier,
+            "on_timeout": describe_action(rules.on_timeout) if rules.timeout is not None else None,
+            "on_reject": gate.on_reject.step if gate.on_reject is not None else "fail",
+            "created_by": marker,
+        },
+    )
+    data = {
+        "review_id": record.review_id,
+        "roles": record.roles,
+        "required_roles": record.required_roles,
+        "priority": record.priority,
+        "due_at": due,
+        "level": level,
+        "tier": tier,
+    }
+    stored = await engine.store.create_review(record, event=Event(ctx.run_id, "review_created", now, step_key, data))
+    if stored.meta.get("created_by") == marker:
+        engine.log.info(
+            "review_created",
+            workflow=ctx.workflow,
+            run_id=ctx.run_id,
+            step=step_key,
+            review_id=stored.review_id,
+            roles=stored.allowed_roles,
+            priority=stored.priority,
+            level=level,
+        )
+        event = "review_escalated" if level else "review_created"
+        await _notify.notify(engine.store, engine.log, gate.notify, event=event, review=stored, now=now)
+    return stored
+
+
+async def _expire(ctx: RunContext, gate: HumanReviewGate, item: ReviewRecord, now: float) -> None:
+    """The SLA passed: escalate or take the default, unless someone else got there first."""
+    engine = ctx.engine
+    action = gate.level(item.level).on_timeout
+    label = describe_action(action)
+    updated = item.copy()
+    updated.decided_at = now
+    if isinstance(action, Escalate):
+        child_id = review_id_for(ctx.run_id, item.gate_key, item.level + 1)
+        updated.status = ReviewStatus.ESCALATED
+        updated.escalated_to = child_id
+        updated.decision = {"outcome": "escalated", "by": "sla", "at": now, "to": action.to, "review_id": child_id}
+        event = Event(
+            ctx.run_id,
+            "review_escalated",
+            now,
+            item.step_key,
+            {
+                "review_id": item.review_id,
+                "to_review_id": child_id,
+                "role": action.to,
+                "sla_seconds": action.timeout,
+                "level": item.level + 1,
+            },
+        )
+        if await engine.store.update_review(updated, expected_version=item.version, now=now, events=[event]):
+            engine.log.warning(
+                "review_escalated", run_id=ctx.run_id, review_id=item.review_id, to=action.to, to_review_id=child_id
+            )
+            await _create(
+                ctx,
+                gate,
+                level=item.level + 1,
+                key=item.gate_key,
+                step_key=item.step_key,
+                shown=item.payload,
+                tier=item.meta.get("tier"),
+                queue=item.queue,
+                parent=updated,
+            )
+        return
+    kind = "route" if isinstance(action, RouteTo) else str(action)
+    sla = f"{item.sla_seconds:g}s" if item.sla_seconds is not None else "its deadline"
+    value: dict[str, Any] = {
+        "approved": kind == "approve",
+        "timed_out": True,
+        "action": kind,
+        "by": "sla",
+        "review_id": item.review_id,
+        "reason": f"no decision within the SLA of {sla}; took the default: {label}",
+    }
+    if isinstance(action, RouteTo):
+        value["route"] = action.step
+    updated.status = ReviewStatus.EXPIRED
+    updated.decision = {"outcome": "expired", "action": label, "by": "sla", "at": now}
+    signal = signal_record(ctx.run_id, f"wait:{item.gate_key}", value, now, review_id=item.review_id)
+    event = Event(ctx.run_id, "review_expired", now, item.step_key, {"review_id": item.review_id, "action": label})
+    if await engine.store.update_review(updated, expected_version=item.version, now=now, events=[event], signal=signal):
+        engine.log.warning("review_expired", run_id=ctx.run_id, review_id=item.review_id, action=label)
+
+
+async def _warn(ctx: RunContext, gate: HumanReviewGate, item: ReviewRecord, now: float) -> None:
+    engine = ctx.engine
+    updated = item.copy()
+    updated.warned_at = now
+    left = (item.due_at or now) - now
+    event = Event(
+        ctx.run_id,
+        "review_sla_warning",
+        now,
+        item.step_key,
+        {"review_id": item.review_id, "due_at": item.due_at, "seconds_left": round(left, 3)},
+    )
+    if await engine.store.update_review(updated, expected_version=item.version, now=now, events=[event]):
+        engine.log.warning("review_sla_warning", run_id=ctx.run_id, review_id=item.review_id, seconds_left=left)
+        await _notify.notify(engine.store, engine.log, gate.notify, event="review_sla_warning", review=updated, now=now)
+
+
+async def _close_after_signal(ctx: RunContext, key: str, record: StepRecord) -> None:
+    """A raw ``Client.signal`` decided the gate: close its item so that queues stay true."""
+    store = ctx.engine.store
+    item = await store.get_review(review_id_for(ctx.run_id, key, 0))
+    while item is not None and item.status is ReviewStatus.ESCALATED and item.escalated_to is not None:
+        item = await store.get_review(item.escalated_to)
+    if item is None or item.status is not ReviewStatus.PENDING:
+        return
+    value = record.output
+    rejected = isinstance(value, dict) and "approved" in value and not value["approved"]
+    by = (value.get("by") if isinstance(value, dict) else None) or record.meta.get("by")
+    updated = item.copy()
+    updated.status = ReviewStatus.REJECTED if rejected else ReviewStatus.APPROVED
+    updated.decided_at = record.finished_at
+    updated.decision = {
+        "outcome": "rejected" if rejected else "approved",
+        "by": by,
+        "role": None,
+        "at": record.finished_at,
+        "via": "signal",
+    }
+    if isinstance(value, dict) and value.get("reason"):
+        updated.decision["reason"] = value["reason"]
+    now = ctx.engine.clock.now()
+    data = {"review_id": item.review_id, "outcome": updated.decision["outcome"], "by": by, "via": "signal"}
+    await store.update_review(
+        updated,
+        expected_version=item.version,
+        now=now,
+        events=[Event(ctx.run_id, "review_decided", now, item.step_key, data)],
+    )
