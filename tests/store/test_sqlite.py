@@ -1,0 +1,228 @@
+"""The store conformance suite against ``SQLiteStore``, plus what only SQLite has."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from orchestrate.errors import InvalidInputError, SchemaVersionError, StoreError
+from orchestrate.store import SCHEMA_VERSION, open_store
+from orchestrate.store.sqlite import SQLiteStore
+from orchestrate.testing.store_suite import LEASE, T0, StoreConformance, claimed, make_run, make_step
+
+
+class TestSQLiteStore(StoreConformance):
+    @pytest.fixture
+    async def store(self, tmp_path: Path) -> AsyncIterator[SQLiteStore]:
+        store = SQLiteStore(f"sqlite:///{tmp_path / 'conformance.db'}")
+        await store.open()
+        yield store
+        await store.close()
+
+
+@pytest.fixture
+def url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'orchestrate.db'}"
+
+
+@pytest.fixture
+async def store(url: str) -> AsyncIterator[SQLiteStore]:
+    store = SQLiteStore(url)
+    await store.open()
+    yield store
+    await store.close()
+
+
+async def _pragma(store: SQLiteStore, name: str) -> object:
+    # Asks the store's own connection: synchronous is a per-connection setting.
+    return await store._call(lambda conn: conn.execute(f"PRAGMA {name}").fetchone()[0], write=False)
+
+
+def test_open_store_picks_sqlite(url: str) -> None:
+    assert isinstance(open_store(url), SQLiteStore)
+
+
+async def test_the_file_is_in_wal_mode(store: SQLiteStore) -> None:
+    assert await _pragma(store, "journal_mode") == "wal"
+    # WAL is a property of the file: a foreign connection sees it too.
+    with sqlite3.connect(store.path) as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+async def test_synchronous_defaults_to_full(store: SQLiteStore) -> None:
+    assert await _pragma(store, "synchronous") == 2  # FULL
+
+
+@pytest.mark.parametrize(("option", "level"), [("normal", 1), ("NORMAL", 1), ("full", 2), ("extra", 3)])
+async def test_synchronous_from_the_url(tmp_path: Path, option: str, level: int) -> None:
+    store = SQLiteStore(f"sqlite:///{tmp_path / 'x.db'}?synchronous={option}")
+    await store.open()
+    try:
+        assert await _pragma(store, "synchronous") == level
+        await store.create_run(make_run("r1"))
+        assert await store.get_run("r1") is not None
+    finally:
+        await store.close()
+
+
+def test_relative_and_absolute_paths() -> None:
+    assert SQLiteStore("sqlite:///data/o.db").path == "data/o.db"
+    assert SQLiteStore("sqlite:////var/lib/o.db").path == "/var/lib/o.db"
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "sqlite://",
+        "sqlite:///",
+        "sqlite://host/o.db",
+        "sqlite:///o.db?synchronous=sometimes",
+        "postgresql:///o.db",
+    ],
+)
+def test_bad_urls_name_the_url(bad: str) -> None:
+    with pytest.raises(InvalidInputError) as info:
+        SQLiteStore(bad)
+    assert repr(bad) in str(info.value)
+
+
+async def test_migrations_are_recorded(store: SQLiteStore) -> None:
+    assert await store.schema_version() == SCHEMA_VERSION
+    with sqlite3.connect(store.path) as conn:
+        row = conn.execute("SELECT value FROM orchestrate_meta WHERE key = 'schema_version'").fetchone()
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert int(row[0]) == SCHEMA_VERSION
+    assert {"orchestrate_runs", "orchestrate_steps", "orchestrate_events", "orchestrate_cache"} <= tables
+
+
+async def test_reopening_keeps_the_data(url: str) -> None:
+    first = SQLiteStore(url)
+    await first.open()
+    run = await claimed(first, "r1")
+    step = await first.record_step(make_step("r1", "a", {"v": "é"}), fence=run.fence, now=T0)
+    await first.close()
+    second = SQLiteStore(url)
+    await second.open()
+    try:
+        assert await second.schema_version() == SCHEMA_VERSION
+        assert await second.get_run("r1") == run
+        assert await second.get_steps("r1") == [step]
+    finally:
+        await second.close()
+
+
+async def test_a_newer_schema_is_refused(url: str, tmp_path: Path) -> None:
+    store = SQLiteStore(url)
+    await store.open()
+    await store.close()
+    with sqlite3.connect(tmp_path / "orchestrate.db") as conn:
+        conn.execute("UPDATE orchestrate_meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION + 1),))
+    newer = SQLiteStore(url)
+    with pytest.raises(SchemaVersionError, match="upgrade orchestrate") as info:
+        await newer.open()
+    assert str(SCHEMA_VERSION + 1) in str(info.value)
+    # A refused open leaves the store closed, not half open.
+    with pytest.raises(StoreError, match="not open"):
+        await newer.get_run("r1")
+    await newer.close()
+
+
+async def test_calls_before_open_raise(url: str) -> None:
+    with pytest.raises(StoreError, match="not open"):
+        await SQLiteStore(url).get_run("r1")
+
+
+async def test_two_stores_on_one_file_share_state(url: str) -> None:
+    one, two = SQLiteStore(url), SQLiteStore(url)
+    await one.open()
+    await two.open()
+    try:
+        await one.create_run(make_run("r1"))
+        assert await two.get_run("r1") == await one.get_run("r1")
+        run = await two.claim_run("r1", owner="two", now=T0, lease_seconds=LEASE)
+        assert run is not None
+        assert await one.claim_run("r1", owner="one", now=T0 + 1, lease_seconds=LEASE) is None
+        step = make_step("r1", "a", "from two")
+        await two.record_step(step, fence=run.fence, now=T0)
+        assert await one.get_steps("r1") == [step]
+        # One took over after the lease expired: two's fenced writes are refused.
+        taken = await one.claim_run("r1", owner="one", now=T0 + LEASE, lease_seconds=LEASE)
+        assert taken is not None
+        with pytest.raises(StoreError):
+            await two.record_step(make_step("r1", "b"), fence=run.fence, now=T0 + LEASE)
+        assert [s.step_key for s in await one.get_steps("r1")] == ["a"]
+    finally:
+        await one.close()
+        await two.close()
+
+
+async def test_claims_across_two_stores_are_exclusive(url: str) -> None:
+    one, two = SQLiteStore(url), SQLiteStore(url)
+    await one.open()
+    await two.open()
+    try:
+        for i in range(20):
+            await one.create_run(make_run(f"r{i}"))
+        attempts = [
+            store.claim_run(f"r{i}", owner=name, now=T0, lease_seconds=LEASE)
+            for i in range(20)
+            for store, name in ((one, "one"), (two, "two"), (one, "one-b"), (two, "two-b"))
+        ]
+        results = await asyncio.gather(*attempts)
+        winners = [r for r in results if r is not None]
+        assert sorted(r.run_id for r in winners) == sorted(f"r{i}" for i in range(20))
+        for run in winners:
+            stored = await two.get_run(run.run_id)
+            assert stored is not None and (stored.owner, stored.fence) == (run.owner, 1)
+    finally:
+        await one.close()
+        await two.close()
+
+
+async def test_group_commit_shares_commits(store: SQLiteStore) -> None:
+    runs = [await claimed(store, f"r{i}") for i in range(100)]
+    before = store.commits
+    recorded = await asyncio.gather(
+        *(store.record_step(make_step(run.run_id, "a", i), fence=run.fence, now=T0) for i, run in enumerate(runs))
+    )
+    commits = store.commits - before
+    assert 1 <= commits < 100
+    assert [r.output for r in recorded] == list(range(100))
+    for i, run in enumerate(runs):
+        assert [s.output for s in await store.get_steps(run.run_id)] == [i]
+
+
+async def test_a_refused_write_does_not_undo_its_batch(store: SQLiteStore) -> None:
+    good = await claimed(store, "good")
+    stale = await claimed(store, "stale")
+    await store.claim_run("stale", owner="w2", now=T0, lease_seconds=LEASE, force=True)
+    results = await asyncio.gather(
+        store.record_step(make_step("good", "a", 1), fence=good.fence, now=T0),
+        store.record_step(make_step("stale", "a", 2), fence=stale.fence, now=T0),
+        store.record_step(make_step("good", "b", 3), fence=good.fence, now=T0),
+        return_exceptions=True,
+    )
+    assert [type(r).__name__ for r in results] == ["StepRecord", "LeaseLostError", "StepRecord"]
+    assert [s.step_key for s in await store.get_steps("good")] == ["a", "b"]
+    assert await store.get_steps("stale") == []
+
+
+async def test_close_finishes_queued_writes(url: str) -> None:
+    store = SQLiteStore(url)
+    await store.open()
+    await store.create_run(make_run("r1"))
+    pending = [asyncio.ensure_future(store.cache_put(f"k{i}", i, now=T0)) for i in range(50)]
+    await asyncio.sleep(0)
+    await store.close()
+    await asyncio.gather(*pending)
+    reopened = SQLiteStore(url)
+    await reopened.open()
+    try:
+        entry = await reopened.cache_get("k49")
+        assert entry is not None and entry.value == 49
+    finally:
+        await reopened.close()
