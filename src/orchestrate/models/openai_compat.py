@@ -28,7 +28,7 @@ import json
 import os
 import time
 from collections.abc import Mapping, Sequence
-from typing import Any, cast
+from typing import Any, Literal, cast
 
 import openai
 
@@ -78,6 +78,9 @@ class OpenAICompatModel(BaseProvider):
         default_headers: extra HTTP headers.
         http_client: an ``httpx2.AsyncClient`` to use (tests, proxies).
         provider: the label recorded on results.
+        json_schema_mode: how a JSON schema is asked for: ``"json_schema"`` (OpenAI,
+            vLLM) or ``"json_object"`` (``{"type": "json_object", "schema": ...}``, what
+            llama.cpp's Python server accepts).
     """
 
     provider = "openai"
@@ -94,6 +97,7 @@ class OpenAICompatModel(BaseProvider):
         default_headers: Mapping[str, str] | None = None,
         http_client: Any = None,
         provider: str | None = None,
+        json_schema_mode: Literal["json_schema", "json_object"] = "json_schema",
     ) -> None:
         super().__init__(model, settings=settings)
         key = reveal(api_key) or os.environ.get("OPENAI_API_KEY")
@@ -110,6 +114,9 @@ class OpenAICompatModel(BaseProvider):
         if provider is not None:
             self.provider = provider
         self._clients: dict[int, openai.AsyncOpenAI] = {}
+        if json_schema_mode not in ("json_schema", "json_object"):
+            raise DefinitionError(f"json_schema_mode must be 'json_schema' or 'json_object', got {json_schema_mode!r}")
+        self.json_schema_mode = json_schema_mode
 
     def _client(self) -> openai.AsyncOpenAI:
         # An HTTP connection pool belongs to one event loop; keep one client per loop.
@@ -149,7 +156,9 @@ class OpenAICompatModel(BaseProvider):
                     if request.kind == "chat"
                     else [{"role": "user", "content": request.prompt}]
                 )
-                if settings.json_schema is not None:
+                if settings.json_schema is not None and self.json_schema_mode == "json_object":
+                    params["response_format"] = {"type": "json_object", "schema": dict(settings.json_schema)}
+                elif settings.json_schema is not None:
                     params["response_format"] = {
                         "type": "json_schema",
                         "json_schema": {"name": "output", "schema": dict(settings.json_schema)},

@@ -11,7 +11,7 @@ the router takes its cheap route, or stops with
     router = Router(
         {"small": mini, "large": gpt4o},
         rules=[Rule("large", contains=["refund", "legal"])],
-        complexity=ComplexityRoute(threshold=0.5, low="small", high="large"),
+        complexity=ComplexityRoute(threshold=0.4, low="small", high="large"),
         default="small",
         cheap="small",
         prices=prices,
@@ -220,17 +220,17 @@ _CLAUSE = re.compile(r"\b(and|but|because|although|however|unless|while|whereas|
 def complexity_score(text: str) -> float:
     """A cheap 0..1 estimate of how hard a request is, with no model call.
 
-    It adds up: length (up to 0.35 at ~300 words), questions asked (0.1 each after the
-    first, up to 0.2), reasoning words such as *why*, *explain*, *compare* (0.15 each, up
-    to 0.3), code or tracebacks (0.2), clause connectives (up to 0.1) and numbers (up to
-    0.05). A one-line "where is my order" scores ~0.02; a multi-part request asking to
-    compare and explain scores > 0.5.
+    It adds up: reasoning words such as *why*, *explain*, *compare*, *debug* (0.15 each,
+    up to 0.45), code or a traceback (0.25), length (up to 0.3 at ~300 words), questions
+    after the first (0.1 each, up to 0.2), clause connectives (0.02 each, up to 0.1) and
+    numbers (0.01 each, up to 0.05). "Where is my order?" scores ~0.005; a request asking
+    why, to explain and to compare scores ~0.5. Route at a threshold of about 0.4.
     """
     words = len(text.split())
-    score = min(words / 300.0, 1.0) * 0.35
+    score = min(len(_REASONING.findall(text)) * 0.15, 0.45)
+    score += 0.25 if _CODE.search(text) else 0.0
+    score += min(words / 300.0, 1.0) * 0.3
     score += min(max(text.count("?") - 1, 0) * 0.1, 0.2)
-    score += min(len(_REASONING.findall(text)) * 0.15, 0.3)
-    score += 0.2 if _CODE.search(text) else 0.0
     score += min(len(_CLAUSE.findall(text)) * 0.02, 0.1)
     score += min(len(re.findall(r"\d+(?:\.\d+)?", text)) * 0.01, 0.05)
     return round(min(score, 1.0), 4)

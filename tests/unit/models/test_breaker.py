@@ -6,7 +6,7 @@ import pytest
 
 from orchestrate.errors import BadRequestError, CircuitOpenError, DefinitionError, ModelTimeoutError, ServerError
 from orchestrate.models import BreakerState, CircuitBreaker, CircuitBreakerModel
-from orchestrate.testing.models import FakeModel, Fail, Reply, ServerFailure, Timeout
+from orchestrate.testing.models import Fail, FakeModel, Reply, ServerFailure, Timeout
 
 
 def breaker(clock, **options) -> CircuitBreaker:
