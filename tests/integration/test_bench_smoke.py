@@ -1,0 +1,89 @@
+"""``python -m bench --quick`` runs and writes its results (orchestrate only, no peers).
+
+No timing is asserted here: timing belongs to the benchmark run itself. This checks that
+the suite runs end to end and that its results file has the shape the docs and the
+targets are read from.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+OUR_KEYS = {
+    "ours.memory.async",
+    "ours.memory.durable_fn",
+    "ours.memory.sync_inline",
+    "ours.memory.sync_thread",
+    "ours.sqlite.full",
+    "ours.sqlite.normal",
+    "ours.sqlite.full.concurrent",
+    "ours.sqlite.normal.concurrent",
+    "ours.memory.map",
+}
+ROW_FIELDS = {
+    "key",
+    "group",
+    "system",
+    "label",
+    "floor",
+    "per_step_us",
+    "floor_per_step_us",
+    "overhead_per_step_us",
+    "ratio",
+    "runs",
+    "repeats",
+    "samples_us",
+    "floor_samples_us",
+    "extra",
+    "note",
+    "skipped",
+}
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_quick_bench_writes_results_for_our_engine(tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "--quick", "--no-peers", "--results", str(tmp_path)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=280,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "targets:" in done.stdout
+
+    document = json.loads((tmp_path / "results.json").read_text(encoding="utf-8"))
+    assert set(document) >= {"meta", "machine", "results", "comparisons", "targets"}
+    assert document["meta"]["quick"] is True
+    assert set(document["meta"]["groups"]) == {"overhead", "sqlite", "throughput", "map"}
+    assert {"cpu", "cores", "memory_gib", "disk", "python", "sqlite", "packages"} <= set(document["machine"])
+
+    rows = {row["key"]: row for row in document["results"]}
+    assert set(rows) == OUR_KEYS, "every measurement of our engine ran (and no peer did)"
+    for key, row in rows.items():
+        assert set(row) == ROW_FIELDS, key
+        assert row["skipped"] is None, f"{key}: {row['skipped']}"
+        assert row["per_step_us"] > 0 and row["floor_per_step_us"] > 0, key
+        assert row["ratio"] == pytest.approx(row["per_step_us"] / row["floor_per_step_us"], rel=0.01, abs=0.001), key
+        assert len(row["samples_us"]) == len(row["floor_samples_us"]) == row["repeats"] >= 1, key
+    assert rows["ours.sqlite.full"]["extra"]["commits_per_run"] > 0
+    assert rows["ours.sqlite.full.concurrent"]["extra"]["steps_per_batch"] == 1000
+
+    targets = {t["name"]: t for t in document["targets"]}
+    assert len(targets) == 5
+    # Without peers, the comparisons cannot be made; the targets on our own ratios can.
+    assert [t["met"] for t in targets.values()].count(None) == 2
+    assert all(t["value"] is not None for t in targets.values() if t["met"] is not None)
+    assert (tmp_path / "results.md").read_text(encoding="utf-8").startswith("# Benchmark results (quick smoke")
