@@ -4,7 +4,7 @@
 
     model = FakeModel([
         RateLimited(retry_after=2),          # a 429 with Retry-After: 2
-        Timeout(),                           # the provider timed out
+        TimedOut(),                          # the provider timed out
         Reply("<xml>not json</xml>"),        # garbage
         '{"intent": "refund"}',              # a plain string is a reply
         Duplicate(),                         # the previous answer again
@@ -56,7 +56,7 @@ __all__ = [
     "RateLimited",
     "Reply",
     "ServerFailure",
-    "Timeout",
+    "TimedOut",
     "call_counts_per_window",
 ]
 
@@ -95,7 +95,7 @@ class RateLimited:
 
 
 @dataclass(frozen=True)
-class Timeout:
+class TimedOut:
     """The call hangs for ``latency`` seconds, then times out."""
 
     latency: float = 0.0
@@ -124,7 +124,7 @@ class Duplicate:
     latency: float = 0.0
 
 
-ScriptItem = str | dict[str, Any] | Reply | RateLimited | Timeout | ServerFailure | Fail | Duplicate
+ScriptItem = str | dict[str, Any] | Reply | RateLimited | TimedOut | ServerFailure | Fail | Duplicate
 
 
 class _FakeBase(_ModelAPI):
@@ -250,7 +250,7 @@ class FakeModel(_FakeBase):
                 raise RateLimitedError(
                     f"{name}: HTTP 429: rate limited", model=name, status_code=429, retry_after=item.retry_after
                 )
-            if isinstance(item, Timeout):
+            if isinstance(item, TimedOut):
                 raise ModelTimeoutError(f"{name}: no answer in time", model=name)
             if isinstance(item, ServerFailure):
                 if item.status is None:

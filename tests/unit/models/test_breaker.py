@@ -6,7 +6,7 @@ import pytest
 
 from orchestrate.errors import BadRequestError, CircuitOpenError, DefinitionError, ModelTimeoutError, ServerError
 from orchestrate.models import BreakerState, CircuitBreaker, CircuitBreakerModel
-from orchestrate.testing.models import Fail, FakeModel, Reply, ServerFailure, Timeout
+from orchestrate.testing.models import Fail, FakeModel, Reply, ServerFailure, TimedOut
 
 
 def breaker(clock, **options) -> CircuitBreaker:
@@ -93,7 +93,7 @@ def test_invalid_configuration_is_refused(clock, options) -> None:
 async def test_three_errors_in_a_minute_send_traffic_to_the_cheaper_model_for_ten_minutes(clock) -> None:
     # Seed 001: "if the LLM returns errors three times in one minute, it routes to a
     # cheaper fallback model for 10 minutes".
-    primary = FakeModel([ServerFailure(500), Timeout(latency=5), ServerFailure(503), Reply("big again")], clock=clock)
+    primary = FakeModel([ServerFailure(500), TimedOut(latency=5), ServerFailure(503), Reply("big again")], clock=clock)
     cheap = FakeModel(["cheap"], repeat_last=True, model_id="cheap", clock=clock)
     transitions = []
     cb = breaker(clock, on_change=lambda _, old, new: transitions.append((old.value, new.value)))

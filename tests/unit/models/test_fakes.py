@@ -16,7 +16,7 @@ from orchestrate.testing.models import (
     RateLimited,
     Reply,
     ServerFailure,
-    Timeout,
+    TimedOut,
 )
 
 
@@ -24,7 +24,7 @@ async def test_script_plays_in_order_with_every_fault_kind(clock) -> None:
     model = FakeModel(
         [
             RateLimited(retry_after=2.5),
-            Timeout(latency=3),
+            TimedOut(latency=3),
             ServerFailure(503),
             ServerFailure(None),
             Fail(BadRequestError("context too long")),

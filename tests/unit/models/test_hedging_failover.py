@@ -14,7 +14,7 @@ from orchestrate.errors import (
     ServerError,
 )
 from orchestrate.models import CircuitBreaker, CircuitBreakerModel, FailoverModel, HedgedModel
-from orchestrate.testing.models import Fail, FakeModel, RateLimited, Reply, ServerFailure, Timeout
+from orchestrate.testing.models import Fail, FakeModel, RateLimited, Reply, ServerFailure, TimedOut
 
 
 async def test_a_slow_primary_gets_a_backup_and_the_backup_wins(clock) -> None:
@@ -52,7 +52,7 @@ async def test_an_error_before_the_hedge_is_raised_without_a_backup(clock) -> No
 
 
 async def test_both_failing_raises_the_error_of_the_call_that_failed_last(clock) -> None:
-    primary = FakeModel([Timeout(latency=10)], clock=clock)
+    primary = FakeModel([TimedOut(latency=10)], clock=clock)
     backup = FakeModel([ServerFailure(503, latency=1)], clock=clock)
     with pytest.raises(ModelTimeoutError):
         await HedgedModel(primary, delay=2, backup=backup, clock=clock).chat("q")
