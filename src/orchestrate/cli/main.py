@@ -35,6 +35,7 @@ from orchestrate.cli._common import (
 )
 from orchestrate.cli.dlq import dlq
 from orchestrate.cli.loading import JSON_VALUE, canonical_target, load_workflow
+from orchestrate.cli.reviews import reviews
 from orchestrate.cli.runs import drive_and_show, print_next_steps, runs
 from orchestrate.cli.timeline import render_timeline
 from orchestrate.client import Client, RunDetail
@@ -95,6 +96,7 @@ def cli(ctx: click.Context) -> None:
 
 cli.add_command(runs)
 cli.add_command(dlq)
+cli.add_command(reviews)
 
 
 def main() -> None:
