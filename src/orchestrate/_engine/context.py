@@ -105,6 +105,10 @@ class RunContext:
         check_order: bool,
     ) -> None:
         self.engine = engine
+        # The logger as configured when the run started, resolved once: the engine's
+        # logger looks the configuration up on every call, a cost the per-step path
+        # should not pay.
+        self.log: Any = engine.log.bind()
         self.run = run
         self.run_id = run.run_id
         self.workflow = run.workflow

@@ -16,7 +16,7 @@ import os
 import socket
 import uuid
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, cast
 
 from orchestrate._engine.clock import Clock, SystemClock
 from orchestrate._engine.context import RunContext, StepSpec, Suspend, current_run
@@ -29,6 +29,7 @@ from orchestrate.errors import (
     RunFailedError,
     RunNotFoundError,
     StepFailedError,
+    StoreError,
     WorkflowNotFoundError,
     WorkflowVersionNotFoundError,
     error_info,
@@ -37,6 +38,7 @@ from orchestrate.observe import get_logger
 from orchestrate.policies import StepPolicy
 from orchestrate.store import InMemoryStore, Store, open_store
 from orchestrate.store.base import Event, RunRecord, RunUpdate
+from orchestrate.store.retrying import RetryingStore
 from orchestrate.types import RunStatus
 from orchestrate.workflow import AnyWorkflow, CallPlan, DurableFunction, Step, Workflow
 
@@ -76,6 +78,7 @@ class Engine:
         park_after_seconds: waits longer than this (retry backoffs, sleeps) park the
             run and release it instead of sleeping in memory.
         max_threads: threads for sync steps.
+        store_retry_seconds: how long a store call is retried on transient errors.
     """
 
     def __init__(
@@ -87,8 +90,11 @@ class Engine:
         lease_seconds: float = 30.0,
         park_after_seconds: float = 5.0,
         max_threads: int = 32,
+        store_retry_seconds: float = 30.0,
     ) -> None:
-        self.store = store
+        # Transient failures (a dropped connection, a lost acknowledgement) are retried:
+        # every store write is idempotent or compare-and-set.
+        self.store: Store = cast(Store, RetryingStore(store, total_seconds=store_retry_seconds))
         self.clock: Clock = clock or SystemClock()
         self.owner = _owner_id()
         self.lease_seconds = lease_seconds
@@ -413,9 +419,14 @@ class Engine:
                 output = await self._entry(ctx, wf, run)
         except Suspend as suspend:
             return await self._park(ctx, run, suspend)
-        except LeaseLostError as exc:
-            self.log.warning("lease_lost", run_id=run.run_id, workflow=run.workflow, error=str(exc))
-            return await store.get_run(run.run_id) or run
+        except StoreError as exc:
+            if isinstance(exc, LeaseLostError):
+                self.log.warning("lease_lost", run_id=run.run_id, workflow=run.workflow, error=str(exc))
+                return await store.get_run(run.run_id) or run
+            # The store stayed unreachable past the retries: record nothing (it would not
+            # land either); the run keeps its lease, which expires, and a worker resumes it.
+            self.log.error("store_unavailable", run_id=run.run_id, workflow=run.workflow, error=str(exc))
+            raise
         except StepFailedError as exc:
             return await self._fail(ctx, wf, run, exc, RunStatus.DEAD, step=exc.step)
         except Exception as exc:  # noqa: BLE001 - any other error fails the run, recorded

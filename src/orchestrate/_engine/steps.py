@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from typing import Any
 
 from orchestrate import _serde
@@ -88,8 +87,10 @@ async def _in_thread(engine: Any, fn: Any, args: Any, kwargs: Any, timeout: floa
 
 
 def _attempt_timeout(ctx: RunContext, spec: StepSpec, now: float, first_started: float) -> float | None:
-    limits = []
     policy = spec.policy.timeout
+    if policy.attempt is None and policy.total is None and ctx.run.deadline_at is None:
+        return None  # the common case, without building a list
+    limits = []
     if policy.attempt is not None:
         limits.append(policy.attempt)
     if policy.total is not None:
@@ -127,13 +128,14 @@ async def _execute(ctx: RunContext, spec: StepSpec, value: Any, key: str) -> Ste
                     meta={"cached": True, "latency_ms": 0.0},
                 )
             )
-    semaphore = engine.step_semaphore(ctx.workflow, spec) if policy.max_concurrency else None
-    async with semaphore or contextlib.nullcontext():
+    if not policy.max_concurrency:
+        return await _attempts(ctx, spec, value, key, hashed, cache_key)
+    async with engine.step_semaphore(ctx.workflow, spec):
         return await _attempts(ctx, spec, value, key, hashed, cache_key)
 
 
 def _wants_cache(policy: Any) -> bool:
-    return any(f.kind == "cached" for f in policy.fallback)
+    return bool(policy.fallback) and any(f.kind == "cached" for f in policy.fallback)
 
 
 async def _attempts(
@@ -142,7 +144,7 @@ async def _attempts(
     engine = ctx.engine
     clock = engine.clock
     policy = spec.policy
-    log = engine.log
+    log = ctx.log
     state = ctx.attempts.pop(key, None)
     attempt = state.attempts + 1 if state else 1
     first_started = state.first_started_at if state else clock.now()

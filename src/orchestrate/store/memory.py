@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import enum
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -28,6 +30,37 @@ from orchestrate.store.base import (
     StepRecord,
 )
 from orchestrate.types import RunStatus
+
+_SCALARS = frozenset({str, int, bool, type(None)})
+_ATOMS = (str, int, float, bool, type(None), enum.Enum)
+
+
+def _storable(value: Any) -> bool:
+    """Whether ``value`` certainly encodes as JSON: a scalar, or a flat dict of scalars.
+
+    A cheap test that spares the hot path a trial encoding; anything else is checked
+    by encoding it, which raises the error the SQL stores would.
+    """
+    kind = type(value)
+    if kind in _SCALARS:
+        return True
+    if kind is float:
+        return math.isfinite(value)
+    if kind is dict:
+        for k, v in value.items():
+            if type(k) is not str or not (type(v) in _SCALARS or (type(v) is float and math.isfinite(v))):
+                return False
+        return True
+    return False
+
+
+def _deep_copy(record: RunRecord) -> RunRecord:
+    """``copy.deepcopy(record)``, deep-copying only the fields that are not immutable atoms."""
+    clone = copy.copy(record)
+    for name, value in vars(record).items():
+        if not isinstance(value, _ATOMS):
+            setattr(clone, name, copy.deepcopy(value))
+    return clone
 
 
 class InMemoryStore:
@@ -57,9 +90,12 @@ class InMemoryStore:
     @staticmethod
     def _check_step(step: StepRecord) -> None:
         # The same checks (and messages) as the SQL stores' serialisation.
-        _serde.dumps(step.output, what=f"output of step {step.step_key!r}")
-        _serde.dumps(step.error, what=f"error of step {step.step_key!r}")
-        _serde.dumps(step.meta, what=f"metadata of step {step.step_key!r}")
+        if not _storable(step.output):
+            _serde.dumps(step.output, what=f"output of step {step.step_key!r}")
+        if not _storable(step.error):
+            _serde.dumps(step.error, what=f"error of step {step.step_key!r}")
+        if not _storable(step.meta):
+            _serde.dumps(step.meta, what=f"metadata of step {step.step_key!r}")
 
     def _add_event(self, event: Event | None) -> None:
         if event is None:
@@ -99,8 +135,9 @@ class InMemoryStore:
         existing = self._runs.get(run.run_id)
         if existing is not None:
             return existing.copy()
-        _serde.dumps(run.input, what=f"input of run {run.run_id}")
-        stored = copy.deepcopy(run)
+        if not _storable(run.input):
+            _serde.dumps(run.input, what=f"input of run {run.run_id}")
+        stored = _deep_copy(run)
         self._runs[run.run_id] = stored
         self._add_event(event)
         return stored.copy()
@@ -168,7 +205,8 @@ class InMemoryStore:
 
     async def update_run(self, run_id: str, *, fence: int, now: float, update: RunUpdate, event: Event | None) -> None:
         """Fenced transition."""
-        _serde.dumps(update.output, what="run output")
+        if not _storable(update.output):
+            _serde.dumps(update.output, what="run output")
         run = self._fenced(run_id, fence)
         self._apply(run, update, now)
         self._add_event(event)
