@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -77,7 +76,7 @@ async def main() -> None:
         review_id, action, by, role = sys.argv[4:8]
         async with Client(url) as client:
             while not (WORKDIR / "go").exists():
-                time.sleep(0.001)
+                await asyncio.sleep(0.001)
             try:
                 if action == "approve":
                     await client.approve(review_id, by=by, role=role)
