@@ -457,3 +457,18 @@ async def test_review_stats(client: Client, clock: FakeClock) -> None:
     assert stats.time_to_decision is not None
     assert (stats.time_to_decision["mean"], stats.time_to_decision["max"]) == (60.0, 90.0)
     assert stats.escalation_rate == 0.0
+
+
+async def test_a_decision_whose_acknowledgement_was_lost_is_not_a_conflict(clock: FakeClock) -> None:
+    from orchestrate.testing import FaultyStore
+
+    store = FaultyStore(InMemoryStore(), fail_on={"update_review": [1]}, mode="lost_ack")
+    async with Client(engine=Engine(store, clock=clock)) as client:
+        parked = await client.run(_intake(HumanReviewGate(roles=["doctor"])), {"patient": "P-4"})
+        (item,) = await client.list_reviews(run_id=parked.run_id)
+        decided = await client.approve(item.review_id, by="dr_a", role="doctor")  # committed, then "failed"
+        assert store.injected and decided.status is ReviewStatus.APPROVED
+        assert decided.decision["by"] == "dr_a"
+        assert (await client.resume(parked.run_id)).status is RunStatus.SUCCEEDED
+        kinds = [e.kind for e in (await client.detail(parked.run_id)).events]
+        assert kinds.count("review_decided") == 1

@@ -50,6 +50,14 @@ def _final_message(item: ReviewRecord) -> str:
     return f"review {item.review_id} was already {item.status.value}{by}; the first decision stands"
 
 
+def _ours(stored: ReviewRecord, read: ReviewRecord, by: str, now: float) -> bool:
+    """Whether ``stored`` is the write this decision made on top of ``read``."""
+    if stored.version != read.version + 1 or stored.updated_at != now:
+        return False
+    last = stored.approvals[-1] if len(stored.approvals) > len(read.approvals) else (stored.decision or {})
+    return last.get("by") == by and last.get("at") == now
+
+
 def _complete(item: ReviewRecord, approvals: list[dict[str, Any]]) -> bool:
     roles = {a.get("role") for a in approvals}
     people = {a.get("by") for a in approvals}
@@ -119,6 +127,8 @@ async def decide(
         if written is not None:
             return written
         again = await store.get_review(review_id)
+        if again is not None and _ours(again, item, by, now):
+            return again  # our write committed; only its acknowledgement was lost (a retried call)
         if again is not None and again.version == item.version and not again.status.final:
             raise ConflictError(f"run {item.run_id} already received a decision for {item.gate_key!r}")
     raise ConflictError(f"review {review_id} changed too often while deciding; try again")
