@@ -42,6 +42,10 @@ def _group(name: str) -> Callable[[Plan], list[Row]]:
         from bench.fanout import run as fanout
 
         return fanout
+    if name == "reviews":
+        from bench.reviews import run as reviews
+
+        return reviews
     from bench import peers
 
     found: Callable[[Plan], list[Row]] = getattr(peers, name)
@@ -50,12 +54,14 @@ def _group(name: str) -> Callable[[Plan], list[Row]]:
 
 OURS = ("overhead", "sqlite", "throughput", "map")
 PEERS = ("langgraph", "burr", "dbos")
-GROUPS = OURS + PEERS
+OPT_IN = ("reviews",)  # slow groups run only when named with --only
+GROUPS = OURS + PEERS + OPT_IN
 DESCRIPTIONS = {
     "overhead": "engine overhead per step, in memory (async, durable function, sync inline, sync threads)",
     "sqlite": "durable cost per step on SQLite vs bare insert+commit (FULL and NORMAL)",
     "throughput": "100 concurrent runs on SQLite: aggregate cost per step vs the per-commit floor",
     "map": "1,000-way Map vs asyncio.gather",
+    "reviews": "review gates: decision -> resumed latency, worker memory with 10 vs 10,000 parked runs (opt-in)",
     "langgraph": "LangGraph StateGraph: no checkpointer, InMemorySaver, SqliteSaver",
     "burr": "Burr Application: in memory and SQLitePersister",
     "dbos": "DBOS workflow of steps, SQLite system database",
@@ -94,7 +100,7 @@ def _selected(args: argparse.Namespace) -> list[str]:
                     raise SystemExit(f"unknown group {n!r}; choose from {', '.join(GROUPS)}, peers, ours")
                 if n not in names:
                     names.append(n)
-    names = names or list(GROUPS)
+    names = names or list(OURS + PEERS)
     if args.no_peers:
         names = [n for n in names if n not in PEERS]
     return names
