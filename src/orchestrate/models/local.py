@@ -561,6 +561,16 @@ class FewShotPrompt:
         return ("\n", f"{self.input_label}:")
 
 
+def _round_robin(examples: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
+    groups: dict[str, list[tuple[str, str]]] = {}
+    for example in examples:
+        groups.setdefault(example[1], []).append(example)
+    out: list[tuple[str, str]] = []
+    for index in range(max((len(g) for g in groups.values()), default=0)):
+        out.extend(g[index] for g in groups.values() if index < len(g))
+    return out
+
+
 def _flat(text: str) -> str:
     return re.sub(r"\s+", " ", text).strip()
 
@@ -577,6 +587,8 @@ class FewShotClassifier:
         examples: ``(text, label)`` pairs shown in the prompt.
         instruction: the task sentence.
         fallback_label: the label of unparseable answers.
+        interleave: reorder the examples round-robin by label (small base models copy
+            the label of the last examples they saw; grouped examples bias them badly).
     """
 
     def __init__(
@@ -587,13 +599,14 @@ class FewShotClassifier:
         *,
         instruction: str | None = None,
         fallback_label: str = "other",
+        interleave: bool = True,
     ) -> None:
         self.model = model
         self.labels = list(labels)
         self.fallback_label = fallback_label
         self.prompt = FewShotPrompt(
             instruction or "Classify each customer message into one of: " + ", ".join(self.labels) + ".",
-            examples,
+            _round_robin(examples) if interleave else list(examples),
             input_label="Message",
             output_label="Intent",
         )
