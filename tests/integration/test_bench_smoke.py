@@ -28,6 +28,15 @@ OUR_KEYS = {
     "ours.sqlite.normal.concurrent",
     "ours.memory.map",
 }
+OUR_TARGETS = (
+    "SQLite (synchronous=FULL) cost per step / bare insert+commit",
+    "100 concurrent runs: aggregate cost per step / per-commit floor",
+    "1,000-way map: time per child / asyncio.gather",
+)
+PEER_TARGETS = (
+    "in-memory overhead per step lower than LangGraph's",
+    "in-memory overhead per step lower than Burr's",
+)
 ROW_FIELDS = {
     "key",
     "group",
@@ -67,12 +76,16 @@ def test_quick_bench_writes_results_for_our_engine(tmp_path: Path) -> None:
     document = json.loads((tmp_path / "results.json").read_text(encoding="utf-8"))
     assert set(document) >= {"meta", "machine", "results", "comparisons", "targets"}
     assert document["meta"]["quick"] is True
-    assert set(document["meta"]["groups"]) == {"overhead", "sqlite", "throughput", "map"}
+    groups = set(document["meta"]["groups"])
+    assert groups >= {"overhead", "sqlite", "throughput", "map"}
+    assert not groups & {"langgraph", "burr", "dbos"}
     assert {"cpu", "cores", "memory_gib", "disk", "python", "sqlite", "packages"} <= set(document["machine"])
 
     rows = {row["key"]: row for row in document["results"]}
-    assert set(rows) == OUR_KEYS, "every measurement of our engine ran (and no peer did)"
-    for key, row in rows.items():
+    assert set(rows) >= OUR_KEYS, "every measurement of our engine ran"
+    assert not {row["system"] for row in rows.values()} & {"LangGraph", "Burr", "DBOS"}, "no peer ran"
+    for key in OUR_KEYS:
+        row = rows[key]
         assert set(row) == ROW_FIELDS, key
         assert row["skipped"] is None, f"{key}: {row['skipped']}"
         assert row["per_step_us"] > 0 and row["floor_per_step_us"] > 0, key
@@ -82,8 +95,8 @@ def test_quick_bench_writes_results_for_our_engine(tmp_path: Path) -> None:
     assert rows["ours.sqlite.full.concurrent"]["extra"]["steps_per_batch"] == 1000
 
     targets = {t["name"]: t for t in document["targets"]}
-    assert len(targets) == 5
-    # Without peers, the comparisons cannot be made; the targets on our own ratios can.
-    assert [t["met"] for t in targets.values()].count(None) == 2
-    assert all(t["value"] is not None for t in targets.values() if t["met"] is not None)
+    ours = [targets[name] for name in OUR_TARGETS]
+    assert all(t["value"] is not None and t["met"] is not None for t in ours), ours
+    # Without peers, the comparisons with them cannot be made.
+    assert all(targets[name]["met"] is None for name in PEER_TARGETS)
     assert (tmp_path / "results.md").read_text(encoding="utf-8").startswith("# Benchmark results (quick smoke")

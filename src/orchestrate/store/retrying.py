@@ -49,8 +49,12 @@ class RetryingStore:
 
         @functools.wraps(attr)
         async def call(*args: Any, **kwargs: Any) -> Any:
-            return await self._retry(name, attr, args, kwargs)
+            return await self._retry(name, getattr(self.inner, name), args, kwargs)
 
+        # Kept on the instance: later lookups skip ``__getattr__`` (and the wrapping), a
+        # cost every store call of every step would pay. The inner method is still looked
+        # up at call time.
+        self.__dict__[name] = call
         return call
 
     async def _retry(self, name: str, fn: Callable[..., Awaitable[Any]], args: Any, kwargs: Any) -> Any:
