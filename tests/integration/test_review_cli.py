@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
 
 from orchestrate.cli import cli
+from orchestrate.review import APPROVERS
 
 APP = """
 from orchestrate import Step, Workflow
@@ -29,6 +31,17 @@ intake = Workflow(
     version="1",
 )
 """
+
+
+@pytest.fixture(autouse=True)
+def _no_approval_checks_from_elsewhere() -> Iterator[None]:
+    # Approval checks are process-wide per role: an example imported by another test may
+    # have registered one for a role used here.
+    saved = dict(APPROVERS)
+    APPROVERS.clear()
+    yield
+    APPROVERS.clear()
+    APPROVERS.update(saved)
 
 
 @pytest.fixture

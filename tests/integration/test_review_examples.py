@@ -12,9 +12,20 @@ from types import ModuleType
 import pytest
 
 from orchestrate import RunStatus
-from orchestrate.review import ReviewStatus
+from orchestrate.review import APPROVERS, ReviewStatus
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+
+@pytest.fixture(autouse=True)
+def _no_approval_checks_from_elsewhere() -> Iterator[None]:
+    # Approval checks are process-wide per role: an example imported by another test may
+    # have registered one for a role used here.
+    saved = dict(APPROVERS)
+    APPROVERS.clear()
+    yield
+    APPROVERS.clear()
+    APPROVERS.update(saved)
 
 
 @pytest.fixture

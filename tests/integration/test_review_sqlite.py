@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from orchestrate import Client, Engine, RunStatus, Step, Workflow
-from orchestrate.review import Escalate, HumanReviewGate, ReviewStatus
+from orchestrate.review import APPROVERS, Escalate, HumanReviewGate, ReviewStatus
 from orchestrate.review._notify import WEBHOOK_ENV
 from orchestrate.store import open_store
 from orchestrate.testing import FakeClock
@@ -45,6 +45,17 @@ class Hooks:
 
     def events(self) -> list[str]:
         return [b["event"] for b in self.bodies]
+
+
+@pytest.fixture(autouse=True)
+def _no_approval_checks_from_elsewhere() -> Iterator[None]:
+    # Approval checks are process-wide per role: an example imported by another test may
+    # have registered one for a role used here.
+    saved = dict(APPROVERS)
+    APPROVERS.clear()
+    yield
+    APPROVERS.clear()
+    APPROVERS.update(saved)
 
 
 @pytest.fixture

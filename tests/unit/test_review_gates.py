@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,6 +38,17 @@ from orchestrate.testing import FakeClock
 @pytest.fixture
 def clock() -> FakeClock:
     return FakeClock()
+
+
+@pytest.fixture(autouse=True)
+def _no_approval_checks_from_elsewhere() -> Iterator[None]:
+    # Approval checks are process-wide per role: an example imported by another test may
+    # have registered one for a role used here.
+    saved = dict(APPROVERS)
+    APPROVERS.clear()
+    yield
+    APPROVERS.clear()
+    APPROVERS.update(saved)
 
 
 @pytest.fixture
@@ -472,3 +484,17 @@ async def test_a_decision_whose_acknowledgement_was_lost_is_not_a_conflict(clock
         assert (await client.resume(parked.run_id)).status is RunStatus.SUCCEEDED
         kinds = [e.kind for e in (await client.detail(parked.run_id)).events]
         assert kinds.count("review_decided") == 1
+
+
+async def test_an_approval_check_that_breaks_refuses_the_approval(client: Client) -> None:
+    @approval(role="doctor")
+    def needs_confidence(payload: dict[str, Any]) -> bool:
+        return payload["confidence"] > 0.5
+
+    parked = await client.run(_intake(HumanReviewGate(roles=["doctor", "nurse"])), {"patient": "P-6"})
+    item = await _only_item(client, parked.run_id)
+    with pytest.raises(ReviewPermissionError, match="failed on review .*KeyError: 'confidence'"):
+        await client.approve(item.review_id, by="dr_a", role="doctor")
+    assert (await client.get_review(item.review_id)).approvals == []
+    await client.approve(item.review_id, by="n_b", role="nurse")  # other roles have no check
+    assert (await client.resume(parked.run_id)).status is RunStatus.SUCCEEDED

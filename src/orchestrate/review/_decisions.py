@@ -68,13 +68,18 @@ async def _check(role: str | None, payload: Any, review_id: str) -> None:
     check = APPROVERS.get(role) if role else None
     if check is None:
         return
-    verdict = check(payload)
-    if inspect.isawaitable(verdict):
-        verdict = await verdict
+    name = getattr(check, "__qualname__", repr(check))
+    try:
+        verdict = check(payload)
+        if inspect.isawaitable(verdict):
+            verdict = await verdict
+    except Exception as exc:  # a broken check refuses; it does not crash the decision
+        raise ReviewPermissionError(
+            f"the approval check of role {role!r} ({name}) failed on review {review_id}: {type(exc).__name__}: {exc}"
+        ) from exc
     if not verdict:
         raise ReviewPermissionError(
-            f"the approval check of role {role!r} ({getattr(check, '__qualname__', check)}) "
-            f"refused to approve review {review_id}"
+            f"the approval check of role {role!r} ({name}) refused to approve review {review_id}"
         )
 
 
