@@ -14,6 +14,7 @@ from orchestrate import _serde
 from orchestrate.store.base import (
     PRIORITY_RANKS,
     AttemptState,
+    BreakerRecord,
     CacheEntry,
     Event,
     ReviewRecord,
@@ -133,6 +134,35 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
             "CREATE INDEX IF NOT EXISTS orchestrate_reviews_run ON orchestrate_reviews (run_id)",
         ],
     ),
+    (
+        3,
+        [
+            # Workers claim by lease expiry as well as by timer.
+            "CREATE INDEX IF NOT EXISTS orchestrate_runs_lease ON orchestrate_runs (status, lease_expires_at)",
+            # Shared rate limits: one lock row per resource, one log row per grant.
+            """CREATE TABLE IF NOT EXISTS orchestrate_rate_limits (
+                resource TEXT PRIMARY KEY,
+                touched_at {real}
+            )""",
+            """CREATE TABLE IF NOT EXISTS orchestrate_rate_log (
+                id {serial} PRIMARY KEY,
+                resource TEXT NOT NULL,
+                at {real} NOT NULL,
+                cost {real} NOT NULL
+            )""",
+            "CREATE INDEX IF NOT EXISTS orchestrate_rate_log_window ON orchestrate_rate_log (resource, at)",
+            # Shared circuit breakers, written with compare-and-set on ``version``.
+            """CREATE TABLE IF NOT EXISTS orchestrate_breakers (
+                resource TEXT PRIMARY KEY,
+                state TEXT NOT NULL,
+                failures TEXT NOT NULL DEFAULT '[]',
+                opened_at {real},
+                trials INTEGER NOT NULL DEFAULT 0,
+                successes INTEGER NOT NULL DEFAULT 0,
+                version BIGINT NOT NULL
+            )""",
+        ],
+    ),
 ]
 
 META_DDL = "CREATE TABLE IF NOT EXISTS orchestrate_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)"
@@ -230,6 +260,79 @@ UPDATE_REVIEW = (
 
 # Claiming in one go: ``{where}`` takes the version and queue filter of ``claim_filter``.
 # ``{orphans}`` adds runs held by dead owners (``orphans_condition``).
+DUE_IDS = (
+    f"SELECT run_id FROM orchestrate_runs WHERE ({CLAIMABLE}{{orphans}}){{where}}"
+    " ORDER BY COALESCE(wake_at, created_at), run_id LIMIT ?"
+)
+# When the next run becomes claimable: a pending run at once (or at its scheduled
+# time), a waiting run at its timer, a running run when its lease expires.
+NEXT_DUE = (
+    "SELECT MIN(CASE WHEN status = 'running' THEN lease_expires_at"
+    " WHEN status = 'pending' THEN COALESCE(wake_at, 0) ELSE wake_at END)"
+    " FROM orchestrate_runs WHERE status IN ('pending', 'waiting', 'running'){where}"
+)
+
+RATE_PRUNE = "DELETE FROM orchestrate_rate_log WHERE resource = ? AND at <= ?"
+RATE_WINDOW = "SELECT at, cost FROM orchestrate_rate_log WHERE resource = ? AND at > ? ORDER BY at, id"
+RATE_INSERT = "INSERT INTO orchestrate_rate_log (resource, at, cost) VALUES (?, ?, ?)"
+
+BREAKER_COLUMNS = "resource, state, failures, opened_at, trials, successes, version"
+BREAKER_GET = f"SELECT {BREAKER_COLUMNS} FROM orchestrate_breakers WHERE resource = ?"
+BREAKER_INSERT = (
+    f"INSERT INTO orchestrate_breakers ({BREAKER_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)"
+    " ON CONFLICT (resource) DO NOTHING"
+)
+BREAKER_UPDATE = (
+    "UPDATE orchestrate_breakers SET state = ?, failures = ?, opened_at = ?, trials = ?, successes = ?,"
+    " version = ? WHERE resource = ? AND version = ?"
+)
+
+
+def claim_filter(versions: Sequence[tuple[str, str]] | None, queues: Sequence[str] | None) -> tuple[str, list[Any]]:
+    """The ``AND ...`` restricting claims to workflow versions and queues, with its parameters."""
+    if (versions is not None and not versions) or (queues is not None and not queues):
+        return " AND 1 = 0", []
+    sql = ""
+    params: list[Any] = []
+    if versions is not None:
+        sql += " AND (" + " OR ".join("(workflow = ? AND version = ?)" for _ in versions) + ")"
+        for name, version in versions:
+            params.extend((name, version))
+    if queues is not None:
+        sql += f" AND queue IN ({', '.join('?' for _ in queues)})"
+        params.extend(queues)
+    return sql, params
+
+
+def orphans_condition(owners: Sequence[str]) -> str:
+    """`` OR ...`` making runs held by ``owners`` claimable (empty without owners)."""
+    if not owners:
+        return ""
+    return f" OR (status = 'running' AND owner IN ({', '.join('?' for _ in owners)}))"
+
+
+def breaker_params(record: BreakerRecord, version: int) -> tuple[Any, ...]:
+    """Parameters of :data:`BREAKER_INSERT` for ``record`` saved as ``version``."""
+    return (
+        record.resource,
+        record.state,
+        json.dumps(record.failures),
+        record.opened_at,
+        record.trials,
+        record.successes,
+        version,
+    )
+
+
+def breaker_update_params(record: BreakerRecord, expected_version: int) -> tuple[Any, ...]:
+    """Parameters of :data:`BREAKER_UPDATE`."""
+    resource, *values, version = breaker_params(record, expected_version + 1)
+    return (*values, version, resource, expected_version)
+
+
+def breaker_from_row(row: Sequence[Any]) -> BreakerRecord:
+    """Map a row of :data:`BREAKER_GET`."""
+    return BreakerRecord(row[0], row[1], json.loads(row[2]), row[3], row[4], row[5], row[6])
 
 
 def placeholders(sql: str, style: str) -> str:

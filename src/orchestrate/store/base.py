@@ -24,8 +24,8 @@ from typing import Any, Protocol, runtime_checkable
 
 from orchestrate.types import RunStatus, StepStatus
 
-SCHEMA_VERSION = 2
-"""Version of the schema this code reads and writes (2: review items)."""
+SCHEMA_VERSION = 3
+"""Version of the schema this code reads and writes (3: shared rate limits and breakers)."""
 
 
 @dataclass
@@ -238,6 +238,75 @@ class ReviewRecord:
         return data
 
 
+@dataclass
+class RateGrant:
+    """The answer of :meth:`LimitsStore.acquire_rate`.
+
+    Attributes:
+        granted: whether the cost was taken from the window.
+        at: the store's time of the decision (the database clock on PostgreSQL): when
+            granted, the time the grant counts at.
+        wait_seconds: when refused, how long until the cost would fit (0 when granted).
+    """
+
+    granted: bool
+    at: float
+    wait_seconds: float = 0.0
+
+
+def decide_rate(
+    window: Sequence[tuple[float, float]], *, limit: float, per_seconds: float, cost: float, now: float
+) -> RateGrant:
+    """Decide a sliding-window rate request; every store applies this one rule.
+
+    Args:
+        window: ``(at, cost)`` of the grants with ``at > now - per_seconds``, oldest first.
+        limit: what the grants of one window may sum to.
+        per_seconds: the window's length.
+        cost: what this call takes.
+        now: the store's time.
+
+    A call costing more than ``limit`` is granted once the window is empty, so that it
+    waits instead of waiting forever.
+    """
+    used = sum(c for _, c in window)
+    if used + cost <= limit or not window:
+        return RateGrant(True, now)
+    excess = used + cost - limit
+    freed = 0.0
+    frees_at = window[-1][0]
+    for at, spent in window:
+        freed += spent
+        if freed >= excess:
+            frees_at = at
+            break
+    # The grant at ``frees_at`` leaves the window once ``now - per_seconds >= frees_at``.
+    return RateGrant(False, now, max(frees_at + per_seconds - now, 0.0))
+
+
+@dataclass
+class BreakerRecord:
+    """The shared state of one circuit breaker, written with compare-and-set.
+
+    Attributes:
+        resource: what the breaker guards (e.g. a model endpoint).
+        state: ``"closed"``, ``"open"`` or ``"half_open"``.
+        failures: times of the counted failures inside the window (closed state).
+        opened_at: when the breaker last opened.
+        trials: trial calls granted while half-open.
+        successes: trial calls that succeeded while half-open.
+        version: compare-and-set token; every save increments it (0: never saved).
+    """
+
+    resource: str
+    state: str = "closed"
+    failures: list[float] = field(default_factory=list)
+    opened_at: float | None = None
+    trials: int = 0
+    successes: int = 0
+    version: int = 0
+
+
 @runtime_checkable
 class Store(Protocol):
     """Durable state of orchestrate: the one interface every backend implements.
@@ -380,4 +449,79 @@ class Store(Protocol):
 
         Returns:
             whether the write happened (``False``: another writer won; nothing changed).
+        """
+
+
+@runtime_checkable
+class ClaimingStore(Store, Protocol):
+    """A store that workers claim from in one statement and that can wake idle workers.
+
+    Every built-in store implements it; the engine falls back to :meth:`Store.due_runs`
+    and :meth:`Store.claim_run` for a store that does not (a test wrapper, say).
+    """
+
+    async def claim_due(
+        self,
+        *,
+        owner: str,
+        now: float,
+        lease_seconds: float,
+        limit: int,
+        versions: Sequence[tuple[str, str]] | None = None,
+        queues: Sequence[str] | None = None,
+        orphans_of: Sequence[str] = (),
+    ) -> list[RunRecord]:
+        """Claim up to ``limit`` due runs at once, oldest first, and return them claimed.
+
+        Only runs of the ``(workflow, version)`` pairs in ``versions`` (``None``: any) and
+        in ``queues`` (``None``: any) are considered. Each claim is the compare-and-set of
+        :meth:`Store.claim_run`: a run is handed to exactly one caller. Running runs still
+        held by one of ``orphans_of`` (owners known to be dead) are claimable too, before
+        their lease expires; once someone else took such a run over, it is not.
+        """
+
+    async def seconds_until_due(
+        self,
+        *,
+        now: float,
+        versions: Sequence[tuple[str, str]] | None = None,
+        queues: Sequence[str] | None = None,
+    ) -> float | None:
+        """Seconds until the next run of these versions and queues becomes claimable.
+
+        Counts scheduled runs, timers and held leases; ``0`` when one is due now,
+        ``None`` when nothing is scheduled (only a new run or a signal can make one due).
+        """
+
+    async def wait_for_work(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds for a hint that a run became claimable.
+
+        Returns ``True`` when woken by a hint (a run was created, released, woken or
+        parked on a timer), ``False`` on timeout. Hints may be lost or spurious: callers
+        poll as well.
+        """
+
+
+@runtime_checkable
+class LimitsStore(Protocol):
+    """Rate-limit windows and circuit-breaker state shared by every worker of a store."""
+
+    async def acquire_rate(
+        self, resource: str, *, limit: float, per_seconds: float, cost: float = 1.0, now: float
+    ) -> RateGrant:
+        """Take ``cost`` from ``resource``'s budget of ``limit`` per sliding ``per_seconds``.
+
+        Atomic across workers: the grants of any half-open window of ``per_seconds``
+        never sum above ``limit``. A refused call takes nothing and learns how long to
+        wait. ``now`` is ignored by stores with their own clock (PostgreSQL's).
+        """
+
+    async def load_breaker(self, resource: str, *, now: float) -> tuple[BreakerRecord, float]:
+        """The breaker's state (a fresh closed one if never saved) and the store's time."""
+
+    async def save_breaker(self, record: BreakerRecord, *, expected_version: int) -> bool:
+        """Write ``record`` if the stored version is still ``expected_version``.
+
+        On success the stored version becomes ``expected_version + 1`` (and so does
+        ``record.version``); ``False`` when another worker saved first.
         """

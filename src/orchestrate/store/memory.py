@@ -8,6 +8,7 @@ serialisable, so that what works here does not fail on a durable store.
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import dataclasses
 import enum
@@ -21,13 +22,16 @@ from orchestrate.store.base import (
     PRIORITY_RANKS,
     SCHEMA_VERSION,
     AttemptState,
+    BreakerRecord,
     CacheEntry,
     Event,
+    RateGrant,
     ReviewRecord,
     ReviewStatus,
     RunRecord,
     RunUpdate,
     StepRecord,
+    decide_rate,
 )
 from orchestrate.types import RunStatus
 
@@ -74,6 +78,8 @@ class InMemoryStore:
         self._events: dict[str, list[Event]] = {}
         self._cache: dict[str, CacheEntry] = {}
         self._reviews: dict[str, ReviewRecord] = {}
+        self._rate_log: dict[str, list[tuple[float, float]]] = {}
+        self._breakers: dict[str, BreakerRecord] = {}
         self._event_id = 0
 
     async def open(self) -> None:
@@ -232,6 +238,89 @@ class InMemoryStore:
         run = self._runs.get(run_id)
         if run is not None and run.status is RunStatus.WAITING:
             run.wake_at = now
+
+    # workers ----------------------------------------------------------------------------
+    @staticmethod
+    def _wanted(run: RunRecord, versions: Sequence[tuple[str, str]] | None, queues: Sequence[str] | None) -> bool:
+        return (versions is None or (run.workflow, run.version) in versions) and (queues is None or run.queue in queues)
+
+    async def claim_due(
+        self,
+        *,
+        owner: str,
+        now: float,
+        lease_seconds: float,
+        limit: int,
+        versions: Sequence[tuple[str, str]] | None = None,
+        queues: Sequence[str] | None = None,
+        orphans_of: Sequence[str] = (),
+    ) -> list[RunRecord]:
+        """Claim due runs of these versions and queues (and runs of dead owners), oldest first."""
+        due = [
+            r
+            for r in self._runs.values()
+            if (self._claimable(r, now) or (r.status is RunStatus.RUNNING and r.owner in orphans_of))
+            and self._wanted(r, versions, queues)
+        ]
+        due.sort(key=lambda r: (r.created_at if r.wake_at is None else r.wake_at, r.run_id))
+        claimed = []
+        for run in due[:limit]:
+            got = await self.claim_run(run.run_id, owner=owner, now=now, lease_seconds=lease_seconds, force=True)
+            if got is not None:
+                claimed.append(got)
+        return claimed
+
+    async def seconds_until_due(
+        self,
+        *,
+        now: float,
+        versions: Sequence[tuple[str, str]] | None = None,
+        queues: Sequence[str] | None = None,
+    ) -> float | None:
+        """Until the next timer, scheduled start or lease expiry."""
+        times = []
+        for run in self._runs.values():
+            if not self._wanted(run, versions, queues):
+                continue
+            if run.status is RunStatus.PENDING:
+                times.append(run.wake_at or 0.0)
+            elif run.status is RunStatus.WAITING and run.wake_at is not None:
+                times.append(run.wake_at)
+            elif run.status is RunStatus.RUNNING and run.lease_expires_at is not None:
+                times.append(run.lease_expires_at)
+        return max(min(times) - now, 0.0) if times else None
+
+    async def wait_for_work(self, timeout: float) -> bool:
+        """No hints in memory: sleep (the engine polls)."""
+        await asyncio.sleep(max(timeout, 0.0))
+        return False
+
+    # shared limits ----------------------------------------------------------------------
+    async def acquire_rate(
+        self, resource: str, *, limit: float, per_seconds: float, cost: float = 1.0, now: float
+    ) -> RateGrant:
+        """Sliding-window grant (see :func:`~orchestrate.store.base.decide_rate`)."""
+        log = self._rate_log.setdefault(resource, [])
+        log[:] = [(at, c) for at, c in log if at > now - per_seconds]
+        grant = decide_rate(log, limit=limit, per_seconds=per_seconds, cost=cost, now=now)
+        if grant.granted:
+            log.append((now, cost))
+            log.sort(key=lambda entry: entry[0])
+        return grant
+
+    async def load_breaker(self, resource: str, *, now: float) -> tuple[BreakerRecord, float]:
+        """The breaker's state and ``now``."""
+        record = self._breakers.get(resource)
+        return (copy.deepcopy(record) if record is not None else BreakerRecord(resource)), now
+
+    async def save_breaker(self, record: BreakerRecord, *, expected_version: int) -> bool:
+        """Compare-and-set on the version."""
+        stored = self._breakers.get(record.resource)
+        if (stored.version if stored is not None else 0) != expected_version:
+            return False
+        record.version = expected_version + 1
+        self._breakers[record.resource] = copy.deepcopy(record)
+        return True
 
     # steps ------------------------------------------------------------------------------
     async def record_step(

@@ -37,13 +37,16 @@ from orchestrate.store import _sql
 from orchestrate.store.base import (
     SCHEMA_VERSION,
     AttemptState,
+    BreakerRecord,
     CacheEntry,
     Event,
+    RateGrant,
     ReviewRecord,
     ReviewStatus,
     RunRecord,
     RunUpdate,
     StepRecord,
+    decide_rate,
 )
 from orchestrate.types import RunStatus
 
@@ -310,6 +313,96 @@ class SQLiteStore:
     async def wake_run(self, run_id: str, *, now: float) -> None:
         """Make a waiting run due."""
         await self._call(lambda conn: conn.execute(_sql.WAKE_RUN, (now, run_id)))
+
+    # workers ------------------------------------------------------------------------------
+    async def claim_due(
+        self,
+        *,
+        owner: str,
+        now: float,
+        lease_seconds: float,
+        limit: int,
+        versions: Sequence[tuple[str, str]] | None = None,
+        queues: Sequence[str] | None = None,
+        orphans_of: Sequence[str] = (),
+    ) -> list[RunRecord]:
+        """Claim due runs in one transaction (the write lock makes it atomic across processes)."""
+        where, params = _sql.claim_filter(versions, queues)
+        orphans = _sql.orphans_condition(orphans_of)
+        select = _sql.DUE_IDS.format(where=where, orphans=orphans)
+        claim = f"{_sql.CLAIM_RUN}({_sql.CLAIMABLE}{orphans})"
+
+        def op(conn: sqlite3.Connection) -> list[RunRecord]:
+            ids = [row[0] for row in conn.execute(select, (now, now, now, *orphans_of, *params, limit))]
+            claimed = []
+            for run_id in ids:
+                if conn.execute(claim, (owner, now + lease_seconds, now, run_id, now, now, now, *orphans_of)).rowcount:
+                    claimed.append(_sql.run_from_row(conn.execute(_sql.SELECT_RUN, (run_id,)).fetchone()))
+            return claimed
+
+        result: list[RunRecord] = await self._call(op)
+        return result
+
+    async def seconds_until_due(
+        self,
+        *,
+        now: float,
+        versions: Sequence[tuple[str, str]] | None = None,
+        queues: Sequence[str] | None = None,
+    ) -> float | None:
+        """Until the next timer, scheduled start or lease expiry."""
+        where, params = _sql.claim_filter(versions, queues)
+        sql = _sql.NEXT_DUE.format(where=where)
+
+        def op(conn: sqlite3.Connection) -> float | None:
+            value = conn.execute(sql, params).fetchone()[0]
+            return None if value is None else max(float(value) - now, 0.0)
+
+        result: float | None = await self._call(op, write=False)
+        return result
+
+    async def wait_for_work(self, timeout: float) -> bool:
+        """SQLite sends no hints: sleep (the engine polls)."""
+        await asyncio.sleep(max(timeout, 0.0))
+        return False
+
+    # shared limits ------------------------------------------------------------------------
+    async def acquire_rate(
+        self, resource: str, *, limit: float, per_seconds: float, cost: float = 1.0, now: float
+    ) -> RateGrant:
+        """Sliding-window grant under the database's write lock."""
+
+        def op(conn: sqlite3.Connection) -> RateGrant:
+            conn.execute(_sql.RATE_PRUNE, (resource, now - per_seconds))
+            window = [(float(a), float(c)) for a, c in conn.execute(_sql.RATE_WINDOW, (resource, now - per_seconds))]
+            grant = decide_rate(window, limit=limit, per_seconds=per_seconds, cost=cost, now=now)
+            if grant.granted:
+                conn.execute(_sql.RATE_INSERT, (resource, now, cost))
+            return grant
+
+        result: RateGrant = await self._call(op)
+        return result
+
+    async def load_breaker(self, resource: str, *, now: float) -> tuple[BreakerRecord, float]:
+        """The breaker's state and ``now``."""
+
+        def op(conn: sqlite3.Connection) -> BreakerRecord:
+            row = conn.execute(_sql.BREAKER_GET, (resource,)).fetchone()
+            return BreakerRecord(resource) if row is None else _sql.breaker_from_row(row)
+
+        record: BreakerRecord = await self._call(op, write=False)
+        return record, now
+
+    async def save_breaker(self, record: BreakerRecord, *, expected_version: int) -> bool:
+        """Compare-and-set on the version."""
+        if expected_version == 0:
+            sql, params = _sql.BREAKER_INSERT, _sql.breaker_params(record, 1)
+        else:
+            sql, params = _sql.BREAKER_UPDATE, _sql.breaker_update_params(record, expected_version)
+        saved = bool(await self._call(lambda conn: conn.execute(sql, params).rowcount))
+        if saved:
+            record.version = expected_version + 1
+        return saved
 
     # steps ------------------------------------------------------------------------------
     async def record_step(

@@ -1,0 +1,493 @@
+"""The store conformance suite against ``PostgresStore``, plus what only PostgreSQL has.
+
+Runs against the real server named by ``ORCHESTRATE_TEST_POSTGRES`` (default: the local
+one, database ``orchestrate_test``, created when missing). Every test gets a schema of
+its own, dropped afterwards, so tests are isolated and may run side by side.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg
+import pytest
+from click.testing import CliRunner
+from psycopg import sql
+
+from orchestrate import Engine, Retry, RunStatus, Step, Workflow
+from orchestrate.cli import cli
+from orchestrate.errors import InvalidInputError, LeaseLostError, SchemaVersionError, StoreError
+from orchestrate.store import SCHEMA_VERSION, open_store
+from orchestrate.store import _sql as shared_sql
+from orchestrate.store.base import AttemptState, BreakerRecord, Event, RunUpdate
+from orchestrate.store.postgres import PostgresStore
+from orchestrate.testing.store_suite import LEASE, T0, StoreConformance, make_run, make_step
+
+URL = os.environ.get("ORCHESTRATE_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/orchestrate_test")
+
+
+def _with_path(url: str, path: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc, path, parts.query, parts.fragment))
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> str:
+    """The test database, created if missing; a clear failure when the server is down."""
+    name = urlsplit(URL).path.lstrip("/")
+    try:
+        with psycopg.connect(_with_path(URL, "/postgres"), autocommit=True, connect_timeout=5) as conn:
+            if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone() is None:
+                try:
+                    conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+                except psycopg.errors.DuplicateDatabase:
+                    pass
+    except psycopg.OperationalError as exc:
+        pytest.fail(f"PostgreSQL at {URL} is not reachable ({exc}); start it with `make services`")
+    return URL
+
+
+def _sync(pg_url: str, statement: str | sql.Composed, params: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        cur = conn.execute(statement, params)
+        return cur.fetchall() if cur.description else []
+
+
+@pytest.fixture
+def schema(pg_url: str) -> Iterator[str]:
+    name = f"t_{uuid.uuid4().hex[:16]}"
+    yield name
+    _sync(pg_url, sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(name)))
+
+
+def _in(schema: str, table: str) -> sql.Composed:
+    return sql.SQL("{}.{}").format(sql.Identifier(schema), sql.Identifier(table))
+
+
+class TestPostgresStore(StoreConformance):
+    """The shared suite drives time itself, so it runs with the caller's clock."""
+
+    @pytest.fixture
+    async def store(self, pg_url: str, schema: str) -> AsyncIterator[PostgresStore]:
+        store = PostgresStore(pg_url, schema=schema, clock="caller", max_connections=4)
+        await store.open()
+        yield store
+        await store.close()
+
+
+@pytest.fixture
+async def store(pg_url: str, schema: str) -> AsyncIterator[PostgresStore]:
+    """A store on the database clock (the default)."""
+    store = PostgresStore(pg_url, schema=schema, max_connections=4, retry_seconds=15)
+    await store.open()
+    yield store
+    await store.close()
+
+
+async def _db_now(store: PostgresStore) -> float:
+    row = await store._fetchone("now", "SELECT extract(epoch from clock_timestamp())::float8")
+    assert row is not None
+    return float(row[0])
+
+
+# URL and construction ----------------------------------------------------------------------
+
+
+def test_open_store_picks_postgres_for_both_schemes() -> None:
+    assert isinstance(open_store("postgresql://u@h/db"), PostgresStore)
+    assert isinstance(open_store("postgres://u@h/db"), PostgresStore)
+
+
+def test_url_options_are_read_and_the_rest_goes_to_libpq() -> None:
+    store = PostgresStore(
+        "postgresql://u:p@h:5433/db?schema=tenant_1&clock=caller&migrate=false&pool_min=2&pool_max=3"
+        "&retry_seconds=5&sslmode=disable&application_name=w1"
+    )
+    assert (store.schema, store.clock, store.migrate) == ("tenant_1", "caller", False)
+    assert (store.min_connections, store.max_connections, store.retry_seconds) == (2, 3, 5.0)
+    assert store.conninfo == "postgresql://u:p@h:5433/db?sslmode=disable&application_name=w1"
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://h/db?clock=worker",
+        "postgresql://h/db?migrate=maybe",
+        "postgresql://h/db?schema=bad-name;drop",
+        "postgresql://h/db?pool_min=5&pool_max=2",
+        "postgresql://h/db?pool_max=many",
+        "mysql://h/db",
+    ],
+)
+def test_bad_urls_are_refused_with_a_clear_error(url: str) -> None:
+    with pytest.raises(InvalidInputError):
+        PostgresStore(url)
+
+
+async def test_unreachable_server_fails_with_a_store_error() -> None:
+    store = PostgresStore("postgresql://postgres@127.0.0.1:1/nowhere", retry_seconds=1)
+    with pytest.raises(StoreError, match="cannot connect"):
+        await store.open()
+
+
+async def test_tables_live_in_the_schema_with_postgres_types(store: PostgresStore, pg_url: str, schema: str) -> None:
+    rows = _sync(
+        pg_url,
+        "SELECT table_name, column_name, data_type FROM information_schema.columns WHERE table_schema = %s",
+        (schema,),
+    )
+    types = {(t, c): d for t, c, d in rows}
+    assert types[("orchestrate_runs", "created_at")] == "double precision"
+    assert types[("orchestrate_runs", "fence")] == "bigint"
+    assert types[("orchestrate_steps", "seq")] == "bigint"
+    assert types[("orchestrate_events", "id")] == "bigint"
+    assert ("orchestrate_breakers", "version") in types
+    assert ("orchestrate_rate_log", "at") in types
+
+
+# the database clock ---------------------------------------------------------------------
+
+
+async def test_leases_are_timed_by_the_database_clock(store: PostgresStore) -> None:
+    await store.create_run(make_run("r1"))
+    before = await _db_now(store)
+    run = await store.claim_run("r1", owner="w1", now=T0, lease_seconds=LEASE)  # the caller's clock is 2023
+    after = await _db_now(store)
+    assert run is not None and run.lease_expires_at is not None
+    assert before + LEASE <= run.lease_expires_at <= after + LEASE
+    assert await store.renew_lease("r1", owner="w1", fence=run.fence, now=0.0, lease_seconds=LEASE)
+    renewed = await store.get_run("r1")
+    assert renewed is not None and renewed.lease_expires_at is not None
+    assert renewed.lease_expires_at >= after + LEASE
+
+
+async def test_a_worker_whose_clock_runs_ahead_cannot_take_a_live_lease(store: PostgresStore) -> None:
+    await store.create_run(make_run("r1"))
+    held = await store.claim_run("r1", owner="w1", now=time.time(), lease_seconds=LEASE)
+    assert held is not None
+    skewed = time.time() + 3600  # an hour ahead: by its own clock every lease has expired
+    assert await store.claim_run("r1", owner="w2", now=skewed, lease_seconds=LEASE) is None
+    assert await store.due_runs(now=skewed) == []
+    assert await store.claim_due(owner="w2", now=skewed, lease_seconds=LEASE, limit=10) == []
+    assert await store.get_run("r1") == held
+
+
+async def test_an_expired_lease_is_claimable_whatever_the_worker_clock_says(store: PostgresStore) -> None:
+    await store.create_run(make_run("r1"))
+    first = await store.claim_run("r1", owner="w1", now=time.time(), lease_seconds=0)
+    assert first is not None
+    behind = T0  # years behind: by its own clock the lease has not even started
+    assert [r.run_id for r in await store.due_runs(now=behind)] == ["r1"]
+    second = await store.claim_run("r1", owner="w2", now=behind, lease_seconds=LEASE)
+    assert second is not None and second.fence == first.fence + 1
+    with pytest.raises(LeaseLostError):
+        await store.record_step(make_step("r1", "a", 1), fence=first.fence, now=behind)
+
+
+async def test_timers_fall_due_by_the_database_clock(store: PostgresStore) -> None:
+    now = time.time()
+    await store.create_run(make_run("past", status=RunStatus.WAITING, wake_at=now - 5, wait_reason="timer"))
+    await store.create_run(make_run("future", status=RunStatus.WAITING, wake_at=now + 3600, wait_reason="timer"))
+    assert [r.run_id for r in await store.due_runs(now=T0)] == ["past"]
+    assert [r.run_id for r in await store.due_runs(now=now + 7200)] == ["past"]
+    until = await store.seconds_until_due(now=0.0, versions=[("wf", "1")])
+    assert until == 0.0
+    await store.cancel_run("past", now=now, reason="x")
+    until = await store.seconds_until_due(now=0.0)
+    assert until is not None and 3500 < until <= 3600
+
+
+# migrations -----------------------------------------------------------------------------------
+
+
+async def test_a_newer_schema_is_refused_and_the_store_stays_closed(pg_url: str, schema: str) -> None:
+    first = PostgresStore(pg_url, schema=schema)
+    await first.open()
+    await first.close()
+    _sync(
+        pg_url, sql.SQL("UPDATE {} SET value = %s").format(_in(schema, "orchestrate_meta")), (str(SCHEMA_VERSION + 1),)
+    )
+    second = PostgresStore(pg_url, schema=schema)
+    with pytest.raises(SchemaVersionError, match=rf"version {SCHEMA_VERSION + 1}, newer .*\({SCHEMA_VERSION}\)"):
+        await second.open()
+    with pytest.raises(StoreError, match="not open"):
+        await second.get_run("r1")
+
+
+def _old_schema(pg_url: str, schema: str) -> None:
+    """A schema as version 1 of orchestrate left it."""
+    with psycopg.connect(pg_url, autocommit=True, options=f"-c search_path={schema}") as conn:
+        conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
+        conn.execute(shared_sql.META_DDL)
+        version, statements = shared_sql.MIGRATIONS[0]
+        for statement in statements:
+            conn.execute(statement.format(real="DOUBLE PRECISION", serial="BIGSERIAL"))
+        conn.execute("INSERT INTO orchestrate_meta VALUES ('schema_version', %s)", (str(version),))
+        conn.execute(
+            "INSERT INTO orchestrate_runs (run_id, workflow, version, status, input, created_at, updated_at)"
+            " VALUES ('old', 'wf', '1', 'pending', 'null', 1, 1)"
+        )
+
+
+async def test_an_older_schema_is_refused_by_a_process_that_does_not_migrate(pg_url: str, schema: str) -> None:
+    _old_schema(pg_url, schema)
+    worker = PostgresStore(pg_url, schema=schema, migrate=False)
+    with pytest.raises(SchemaVersionError, match=rf"version 1, older .*\({SCHEMA_VERSION}\).*migrate=false"):
+        await worker.open()
+
+
+async def test_an_older_schema_is_migrated_keeping_its_runs(pg_url: str, schema: str) -> None:
+    _old_schema(pg_url, schema)
+    store = PostgresStore(pg_url, schema=schema)
+    await store.open()
+    try:
+        assert await store.schema_version() == SCHEMA_VERSION
+        assert (await store.get_run("old")) is not None
+        assert (await store.load_breaker("x", now=0))[0] == BreakerRecord("x")
+        triggers = _sync(
+            pg_url,
+            "SELECT tgname FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid"
+            " JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = %s",
+            (schema,),
+        )
+        assert triggers == [("orchestrate_runs_notify",)]
+    finally:
+        await store.close()
+    again = PostgresStore(pg_url, schema=schema, migrate=False)  # now current: a worker starts
+    await again.open()
+    await again.close()
+
+
+async def test_an_empty_database_is_refused_by_a_process_that_does_not_migrate(pg_url: str, schema: str) -> None:
+    with pytest.raises(SchemaVersionError, match="version 0, older"):
+        await PostgresStore(pg_url, schema=schema, migrate=False).open()
+
+
+# failures -------------------------------------------------------------------------------------
+
+
+async def test_driver_errors_are_wrapped_naming_the_operation(store: PostgresStore, pg_url: str, schema: str) -> None:
+    _sync(pg_url, sql.SQL("DROP TABLE {}").format(_in(schema, "orchestrate_cache")))
+    with pytest.raises(StoreError, match="cache_get failed") as info:
+        await store.cache_get("k")
+    assert isinstance(info.value.__cause__, psycopg.errors.UndefinedTable)
+
+
+def _terminate(pg_url: str, application: str) -> int:
+    killed = _sync(
+        pg_url,
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = %s",
+        (application,),
+    )
+    deadline = time.monotonic() + 10
+    while _sync(pg_url, "SELECT 1 FROM pg_stat_activity WHERE application_name = %s", (application,)):
+        assert time.monotonic() < deadline, "terminated backends did not go away"
+        time.sleep(0.05)
+    return len(killed)
+
+
+async def test_broken_connections_are_replaced_and_the_call_retried(pg_url: str, schema: str) -> None:
+    application = f"orchestrate-{uuid.uuid4().hex[:8]}"
+    store = PostgresStore(f"{pg_url}?application_name={application}", schema=schema, max_connections=3)
+    await store.open()
+    try:
+        await store.create_run(make_run("r1"))
+        run = await store.claim_run("r1", owner="w1", now=T0, lease_seconds=LEASE)
+        assert run is not None
+        assert _terminate(pg_url, application) >= 1
+        step = make_step("r1", "a", {"v": 1})
+        assert await store.record_step(step, fence=run.fence, now=T0) == step
+        assert await store.get_steps("r1") == [step]
+    finally:
+        await store.close()
+
+
+async def test_without_retries_a_broken_connection_is_a_store_error(pg_url: str, schema: str) -> None:
+    application = f"orchestrate-{uuid.uuid4().hex[:8]}"
+    store = PostgresStore(f"{pg_url}?application_name={application}", schema=schema, retry_seconds=0)
+    await store.open()
+    try:
+        _terminate(pg_url, application)
+        with pytest.raises(StoreError, match="get_run failed") as info:
+            await store.get_run("r1")
+        assert isinstance(info.value.__cause__, psycopg.OperationalError)
+    finally:
+        await store.close()
+
+
+# lost acknowledgements: committed, then the connection broke --------------------------------
+
+
+async def test_a_step_record_whose_ack_was_lost_is_recognised(store: PostgresStore) -> None:
+    await store.create_run(make_run("r1"))
+    run = await store.claim_run("r1", owner="w1", now=T0, lease_seconds=LEASE)
+    assert run is not None
+    store._lose_ack.add("record_step")
+    step = make_step("r1", "last", "out")
+    done = RunUpdate(RunStatus.SUCCEEDED, output="out")
+    stored = await store.record_step(
+        step, fence=run.fence, now=T0, event=Event("r1", "step_ok", T0, "last"), run_update=done
+    )
+    assert stored == step  # not a LeaseLostError although the run is no longer running
+    assert await store.get_steps("r1") == [step]
+    assert [e.kind for e in await store.list_events("r1")] == ["step_ok"]
+    final = await store.get_run("r1")
+    assert final is not None and final.status is RunStatus.SUCCEEDED
+
+
+async def test_a_status_change_or_cancel_whose_ack_was_lost_is_recognised(store: PostgresStore) -> None:
+    await store.create_run(make_run("r1"))
+    run = await store.claim_run("r1", owner="w1", now=T0, lease_seconds=LEASE)
+    assert run is not None
+    store._lose_ack.add("update_run")
+    update = RunUpdate(RunStatus.SUCCEEDED, output=1)
+    await store.update_run("r1", fence=run.fence, now=T0 + 1, update=update, event=Event("r1", "done", T0 + 1))
+    assert [e.kind for e in await store.list_events("r1")] == ["done"]
+    # A stale writer is still refused: recognition needs the same fence, status and time.
+    with pytest.raises(LeaseLostError):
+        await store.update_run("r1", fence=run.fence, now=T0 + 2, update=update, event=None)
+
+    await store.create_run(make_run("r2"))
+    store._lose_ack.add("cancel_run")
+    cancelled = await store.cancel_run("r2", now=T0 + 3, reason="stop")
+    assert cancelled.status is RunStatus.CANCELLED
+    assert [e.kind for e in await store.list_events("r2")] == ["run_cancelled"]
+
+
+async def test_retry_progress_whose_ack_was_lost_is_logged_once(store: PostgresStore) -> None:
+    await store.create_run(make_run("r1"))
+    run = await store.claim_run("r1", owner="w1", now=T0, lease_seconds=LEASE)
+    assert run is not None
+    store._lose_ack.add("save_attempts")
+    state = AttemptState("r1", "a", 1, T0 + 5, T0)
+    await store.save_attempts(state, fence=run.fence, event=Event("r1", "step_retry", T0, "a"))
+    assert await store.get_attempts("r1") == {"a": state}
+    assert [e.kind for e in await store.list_events("r1")] == ["step_retry"]
+
+
+async def test_a_breaker_save_whose_ack_was_lost_is_recognised(store: PostgresStore) -> None:
+    record, _ = await store.load_breaker("api", now=0)
+    record.state = "open"
+    store._lose_ack.add("save_breaker")
+    assert await store.save_breaker(record, expected_version=0)
+    assert record.version == 1
+    assert (await store.load_breaker("api", now=0))[0] == record
+
+
+# notifications --------------------------------------------------------------------------------
+
+
+async def test_an_idle_worker_is_woken_by_a_new_run(store: PostgresStore, pg_url: str, schema: str) -> None:
+    await store.wait_for_work(5)  # connects the listener (and reports in once)
+    assert await store.wait_for_work(0.2) is False  # nothing happened
+    waiter = asyncio.create_task(store.wait_for_work(30))
+    await asyncio.sleep(0.2)
+    other = PostgresStore(pg_url, schema=schema)
+    await other.open()
+    try:
+        await other.create_run(make_run("r1"))
+        assert await waiter is True
+        claimed = await store.claim_due(owner="w1", now=T0, lease_seconds=LEASE, limit=5)
+        assert [r.run_id for r in claimed] == ["r1"]
+        # A claim and a finished run wake nobody; a run parked on a timer does.
+        await store.record_step(
+            make_step("r1", "a"), fence=claimed[0].fence, now=T0, run_update=RunUpdate(RunStatus.SUCCEEDED)
+        )
+        assert await store.wait_for_work(0.2) is False
+    finally:
+        await other.close()
+
+
+# the engine and the command line on PostgreSQL ----------------------------------------------
+
+
+LEDGER: list[tuple[str, str]] = []
+
+
+def _ledger_step(name: str):
+    def step(value: int, ctx) -> int:
+        LEDGER.append((ctx.run_id, name))
+        if name == "flaky" and ctx.attempt == 1:
+            raise ConnectionError("reset")
+        return value + 1
+
+    step.__name__ = name
+    return step
+
+
+async def test_three_engines_share_the_runs_and_each_step_and_timer_runs_once(pg_url: str, schema: str) -> None:
+    LEDGER.clear()
+    wf = Workflow(
+        "shared",
+        [
+            Step("a", _ledger_step("a")),
+            Step("flaky", _ledger_step("flaky"), retry=Retry(max_attempts=2, initial_delay=0.3, jitter=0.0)),
+            Step("c", _ledger_step("c")),
+        ],
+        version="1",
+    )
+    engines = [
+        Engine(PostgresStore(pg_url, schema=schema, max_connections=4), workflows=[wf], park_after_seconds=0.05)
+        for _ in range(3)
+    ]
+    for engine in engines:
+        await engine.open()
+    try:
+        ids = [await engines[0].start(wf, i) for i in range(12)]
+        driven = await asyncio.gather(*(e.work(concurrency=3, until_idle=True, poll_seconds=0.05) for e in engines))
+        runs = [await engines[0].store.get_run(i) for i in ids]
+        assert [(r.status, r.output) for r in runs if r] == [(RunStatus.SUCCEEDED, i + 3) for i in range(12)]
+        per_step: dict[tuple[str, str], int] = {}
+        for run_id, name in LEDGER:
+            per_step[(run_id, name)] = per_step.get((run_id, name), 0) + 1
+        # "flaky" runs twice by design (attempt 1 fails); its retry timer fires exactly once.
+        assert per_step == {**{(i, n): 1 for i in ids for n in ("a", "c")}, **{(i, "flaky"): 2 for i in ids}}
+        assert sum(driven) >= len(ids)
+        for run_id in ids:
+            steps = await engines[0].store.get_steps(run_id)
+            assert [s.step_key for s in steps] == ["a", "flaky", "c"]
+    finally:
+        for engine in engines:
+            await engine.close()
+
+
+APP = """
+from orchestrate import Step, Workflow
+
+def double(x):
+    return x * 2
+
+def add_one(x):
+    return x + 1
+
+pipeline = Workflow("pipeline", [Step("double", double), Step("add_one", add_one)], version="1")
+"""
+
+
+def test_the_command_line_starts_lists_and_finishes_runs_on_postgres(tmp_path: Path, pg_url: str, schema: str) -> None:
+    app = tmp_path / "app.py"
+    app.write_text(APP)
+    url = f"{pg_url}?schema={schema}"
+    runner = CliRunner()
+
+    def invoke(*args: str) -> str:
+        result = runner.invoke(cli, [*args, "--store", url], catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    run_id = invoke("run", f"{app}:pipeline", "--input", "20", "--detach").strip()
+    assert run_id in invoke("runs", "list")
+    invoke("worker", "--app", f"{app}:pipeline", "--until-idle", "--queue", "default", "--log-level", "error")
+    shown = invoke("runs", "show", run_id, "--json")
+    assert '"succeeded"' in shown and "41" in shown
+    other = invoke("run", f"{app}:pipeline", "--input", "1", "--detach").strip()
+    invoke("worker", "--app", f"{app}:pipeline", "--until-idle", "--queue", "urgent", "--log-level", "error")
+    assert '"pending"' in invoke("runs", "show", other, "--json")  # not its queue: left alone
+    invoke("runs", "cancel", other)
+    assert '"cancelled"' in invoke("runs", "show", other, "--json")
