@@ -15,7 +15,7 @@ import functools
 import os
 import socket
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, cast
 
 from orchestrate._engine.clock import Clock, SystemClock
@@ -37,7 +37,7 @@ from orchestrate.errors import (
 from orchestrate.observe import get_logger
 from orchestrate.policies import StepPolicy
 from orchestrate.store import InMemoryStore, Store, open_store
-from orchestrate.store.base import Event, RunRecord, RunUpdate
+from orchestrate.store.base import ClaimingStore, Event, RunRecord, RunUpdate
 from orchestrate.store.retrying import RetryingStore
 from orchestrate.types import RunStatus
 from orchestrate.workflow import AnyWorkflow, CallPlan, DurableFunction, Step, Workflow
@@ -340,9 +340,19 @@ class Engine:
         interval = self.lease_seconds / 3
         while True:
             await asyncio.sleep(interval)
-            ok = await self.store.renew_lease(
-                run.run_id, owner=self.owner, fence=run.fence, now=self.clock.now(), lease_seconds=self.lease_seconds
-            )
+            try:
+                ok = await self.store.renew_lease(
+                    run.run_id,
+                    owner=self.owner,
+                    fence=run.fence,
+                    now=self.clock.now(),
+                    lease_seconds=self.lease_seconds,
+                )
+            except StoreError as exc:
+                # The store is unreachable for now: keep the run going and try again; if the
+                # lease runs out meanwhile, the fence refuses this worker's next write.
+                self.log.warning("lease_renew_failed", run_id=run.run_id, error=str(exc))
+                continue
             if not ok:
                 self.log.warning("lease_lost", run_id=run.run_id, workflow=run.workflow, fence=run.fence)
                 task.cancel()
@@ -536,46 +546,173 @@ class Engine:
         poll_seconds: float = 0.5,
         until_idle: bool = False,
         stop: asyncio.Event | None = None,
+        queues: Sequence[str] | None = None,
+        drain_seconds: float | None = None,
     ) -> int:
         """Run due runs until ``stop`` is set (or, with ``until_idle``, none is left).
 
-        Runs of versions this engine lacks are not claimed; each is reported once.
+        Claims only runs of workflow versions registered here (runs of other versions are
+        reported once, never claimed) and, with ``queues``, only runs of those queues.
+        On a store that claims in one statement (every built-in one) free slots are
+        filled in one claim; an idle worker sleeps until the next timer or lease expiry,
+        at most ``poll_seconds``, and a store notification (PostgreSQL's ``NOTIFY``)
+        wakes it early.
+
+        When ``stop`` is set, no more runs are claimed and the runs in flight finish (or
+        park); with ``drain_seconds``, those still going after that long are interrupted
+        and released at once, for another worker to resume from their last recorded
+        step. Cancelling ``work`` itself releases them the same way.
+
         Returns the number of runs driven.
         """
         await self.open()
+        store = self.store
+        claiming = store if isinstance(store, ClaimingStore) else None
+        versions = [(name, version) for name, found in self._workflows.items() for version in found]
         driven = 0
-        limit = asyncio.Semaphore(concurrency)
-        tasks: set[asyncio.Task[Any]] = set()
-        driven += await self.recover_orphans()
-        while stop is None or not stop.is_set():
-            due = await self.store.due_runs(now=self.clock.now(), limit=concurrency * 2)
-            runnable = [r for r in due if self._runnable(r)]
-            for run in runnable:
-                await limit.acquire()
-                task = asyncio.create_task(self._work_one(run.run_id, limit))
-                tasks.add(task)
-                task.add_done_callback(tasks.discard)
+        tasks: dict[asyncio.Task[Any], RunRecord | None] = {}
+
+        def launch(run: RunRecord | None, run_id: str) -> None:
+            task = asyncio.create_task(self._work_claimed(run) if run is not None else self._work_one(run_id))
+            tasks[task] = run
+            task.add_done_callback(lambda t: tasks.pop(t, None))
+
+        try:
+            for orphan in await self._claim_orphans(concurrency, queues, claiming):
+                launch(orphan, orphan.run_id)
                 driven += 1
-            if not runnable:
-                if until_idle and not tasks and not await self._pending_timers():
-                    break
-                if stop is not None:
-                    try:
-                        await asyncio.wait_for(stop.wait(), poll_seconds)
-                    except TimeoutError:
-                        pass
+            next_report = 0.0
+            while stop is None or not stop.is_set():
+                free = concurrency - len(tasks)
+                if free <= 0:
+                    own: set[asyncio.Future[Any]] = {asyncio.ensure_future(stop.wait())} if stop else set()
+                    await _first({*tasks, *own}, own=own)
+                    continue
+                now = self.clock.now()
+                if claiming is not None:
+                    claimed = await claiming.claim_due(
+                        owner=self.owner,
+                        now=now,
+                        lease_seconds=self.lease_seconds,
+                        limit=free,
+                        versions=versions,
+                        queues=queues,
+                    )
+                    for run in claimed:
+                        launch(run, run.run_id)
+                    due_ids = [r.run_id for r in claimed]
                 else:
-                    await self.clock.sleep(poll_seconds)
-            elif tasks:
-                await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-        if tasks:
-            await asyncio.gather(*tasks, return_exceptions=True)
+                    due = await store.due_runs(now=now, limit=free)
+                    due_ids = [r.run_id for r in due if self._runnable(r) and (queues is None or r.queue in queues)]
+                    for run_id in due_ids:
+                        launch(None, run_id)
+                driven += len(due_ids)
+                if due_ids:
+                    continue  # there may be more due than there were free slots
+                if until_idle and not tasks and not await self._pending_timers(queues):
+                    break
+                if now >= next_report:  # say once which due runs this worker cannot take
+                    next_report = now + 30.0
+                    for run in await store.due_runs(now=now, limit=50):
+                        self._runnable(run)
+                wait = poll_seconds
+                if claiming is not None:
+                    until = await claiming.seconds_until_due(now=now, versions=versions, queues=queues)
+                    if until is not None:
+                        wait = max(min(wait, until), 0.02)
+                await self._idle(wait, stop, claiming)
+            if tasks:
+                _, pending = await asyncio.wait(set(tasks), timeout=drain_seconds)
+                if pending:
+                    await self._release(tasks, pending)
+        except asyncio.CancelledError:
+            await asyncio.shield(self._release(tasks, set(tasks)))
+            raise
         return driven
 
-    async def _pending_timers(self) -> bool:
+    async def _idle(self, seconds: float, stop: asyncio.Event | None, claiming: ClaimingStore | None) -> None:
+        """Wait ``seconds`` (on the engine's clock unless ``stop`` is given), a store hint, or ``stop``."""
+        waits: set[asyncio.Future[Any]] = set()
+        if stop is not None:
+            waits.add(asyncio.ensure_future(asyncio.wait_for(stop.wait(), seconds)))
+        else:
+            waits.add(asyncio.ensure_future(self.clock.sleep(seconds)))
+        if claiming is not None:
+            waits.add(asyncio.ensure_future(claiming.wait_for_work(seconds)))
+        await _first(waits, own=waits)
+
+    async def _claim_orphans(
+        self, limit: int, queues: Sequence[str] | None, claiming: ClaimingStore | None
+    ) -> list[RunRecord]:
+        """Claim runs held by dead processes of this host, without waiting for their lease."""
+        running = await self.store.list_runs(status=[RunStatus.RUNNING], limit=1000)
+        dead = sorted({r.owner for r in running if r.owner and _owner_is_dead(r.owner)})
+        if not dead:
+            return []
+        if claiming is not None:
+            # Conditional on the dead owner still holding the run: a live worker that took
+            # it over meanwhile keeps it.
+            claimed = await claiming.claim_due(
+                owner=self.owner,
+                now=self.clock.now(),
+                lease_seconds=self.lease_seconds,
+                limit=limit,
+                versions=[(name, version) for name, found in self._workflows.items() for version in found],
+                queues=queues,
+                orphans_of=dead,
+            )
+        else:
+            claimed = []
+            for run in running:
+                if len(claimed) >= limit:
+                    break
+                if run.owner not in dead or not self.has_version(run.workflow, run.version):
+                    continue
+                if queues is not None and run.queue not in queues:
+                    continue
+                got = await self.store.claim_run(
+                    run.run_id, owner=self.owner, now=self.clock.now(), lease_seconds=self.lease_seconds, force=True
+                )
+                if got is not None:
+                    claimed.append(got)
+        for run in claimed:
+            self.log.info("run_recovered", run_id=run.run_id, workflow=run.workflow)
+        return claimed
+
+    async def _release(self, tasks: dict[asyncio.Task[Any], RunRecord | None], which: set[asyncio.Task[Any]]) -> None:
+        """Interrupt runs in flight and hand them back (pending, lease dropped) under their fence."""
+        # Runs claimed one by one (recorded as ``None``) keep their lease until it expires.
+        runs = [run for task in which if (run := tasks.get(task)) is not None]
+        for task in which:
+            task.cancel()
+        await asyncio.gather(*which, return_exceptions=True)
+        for run in runs:
+            now = self.clock.now()
+            try:
+                await self.store.update_run(
+                    run.run_id,
+                    fence=run.fence,
+                    now=now,
+                    update=RunUpdate(RunStatus.PENDING),
+                    event=Event(run.run_id, "run_released", now, data={"owner": self.owner, "fence": run.fence}),
+                )
+            except OrchestrateError as exc:  # parked or finished meanwhile, or the store is down
+                self.log.info("run_release_skipped", run_id=run.run_id, reason=str(exc))
+                continue
+            self.log.warning("run_released", run_id=run.run_id, workflow=run.workflow, fence=run.fence)
+
+    async def _work_claimed(self, run: RunRecord) -> None:
+        try:
+            await self._drive(run, fresh=False)
+        except Exception as exc:  # noqa: BLE001 - a worker keeps going; the error is logged
+            self.log.error("run_execution_error", run_id=run.run_id, error=str(exc), error_class=type(exc).__qualname__)
+
+    async def _pending_timers(self, queues: Sequence[str] | None = None) -> bool:
         runs = await self.store.list_runs(status=[RunStatus.WAITING, RunStatus.PENDING, RunStatus.RUNNING], limit=1000)
         return any(
-            (r.status is not RunStatus.WAITING or r.wake_at is not None) and self.has_version(r.workflow, r.version)
+            (r.status is not RunStatus.WAITING or r.wake_at is not None)
+            and self.has_version(r.workflow, r.version)
+            and (queues is None or r.queue in queues)
             for r in runs
         )
 
@@ -594,13 +731,22 @@ class Engine:
             )
         return False
 
-    async def _work_one(self, run_id: str, limit: asyncio.Semaphore) -> None:
+    async def _work_one(self, run_id: str) -> None:
         try:
             await self.execute(run_id)
         except Exception as exc:  # noqa: BLE001 - a worker keeps going; the error is logged
             self.log.error("run_execution_error", run_id=run_id, error=str(exc), error_class=type(exc).__qualname__)
-        finally:
-            limit.release()
+
+
+async def _first(waits: set[asyncio.Future[Any]], *, own: set[asyncio.Future[Any]]) -> None:
+    """Wait until one of ``waits`` is done; cancel the ones in ``own`` that are not."""
+    try:
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in own:
+            if not waiter.done():
+                waiter.cancel()
+        await asyncio.gather(*own, return_exceptions=True)
 
 
 def _with(run: RunRecord, **changes: Any) -> RunRecord:

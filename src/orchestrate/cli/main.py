@@ -206,6 +206,28 @@ def signal_command(
 @click.option("--concurrency", type=click.IntRange(min=1), default=10, show_default=True, help="Runs driven at once.")
 @click.option("--until-idle", is_flag=True, help="Stop when no run of these workflows is due or scheduled.")
 @click.option(
+    "--queue",
+    "queues",
+    multiple=True,
+    metavar="NAME",
+    help="Only claim runs of this queue (repeat for several). Default: every queue.",
+)
+@click.option(
+    "--lease",
+    "lease_seconds",
+    type=click.FloatRange(min=1.0),
+    default=30.0,
+    show_default=True,
+    help="Seconds a claimed run stays held without a heartbeat: how soon a dead worker's runs move on.",
+)
+@click.option(
+    "--drain",
+    "drain_seconds",
+    type=click.FloatRange(min=0.0),
+    default=None,
+    help="On SIGTERM, seconds to let runs in flight finish before handing them back. Default: until they finish.",
+)
+@click.option(
     "--poll",
     "poll_seconds",
     type=click.FloatRange(min=0.01),
@@ -215,26 +237,55 @@ def signal_command(
 )
 @log_level_option("info")
 def worker_command(
-    store: str, apps: tuple[str, ...], concurrency: int, until_idle: bool, poll_seconds: float, log_level: str
+    store: str,
+    apps: tuple[str, ...],
+    concurrency: int,
+    until_idle: bool,
+    queues: tuple[str, ...],
+    lease_seconds: float,
+    drain_seconds: float | None,
+    poll_seconds: float,
+    log_level: str,
 ) -> int:
     """Claim and drive due runs of the given workflows until SIGTERM/SIGINT.
 
     The first SIGTERM or Ctrl-C stops claiming runs and lets the runs in flight
-    finish; a second one stops at once (those runs are recovered later, by lease).
+    finish (or, with --drain, hands back those still going after that long); a second
+    one stops at once and hands them back. Another worker resumes a handed-back run
+    from its last recorded step.
     """
     setup_logging(log_level)
     workflows = [load_workflow(app) for app in apps]
     try:
-        driven = run_async(_work(store, workflows, concurrency, until_idle, poll_seconds))
+        driven = run_async(
+            _work(
+                store,
+                workflows,
+                concurrency,
+                until_idle,
+                poll_seconds,
+                list(queues) or None,
+                lease_seconds=lease_seconds,
+                drain_seconds=drain_seconds,
+            )
+        )
     except asyncio.CancelledError:
-        click.echo("worker stopped at once; its runs in flight resume when their lease expires", err=True)
+        click.echo("worker stopped at once; its runs in flight were handed back to the other workers", err=True)
         return EXIT_INTERRUPTED
     click.echo(f"worker stopped after driving {driven} run(s)", err=True)
     return EXIT_OK
 
 
 async def _work(
-    store: str, workflows: list[AnyWorkflow], concurrency: int, until_idle: bool, poll_seconds: float
+    store: str,
+    workflows: list[AnyWorkflow],
+    concurrency: int,
+    until_idle: bool,
+    poll_seconds: float,
+    queues: list[str] | None = None,
+    *,
+    lease_seconds: float = 30.0,
+    drain_seconds: float | None = None,
 ) -> int:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
@@ -258,10 +309,16 @@ async def _work(
             pass  # not the main thread, or not supported here: Ctrl-C still interrupts
     try:
         async with Client(store, workflows=workflows) as client:
+            client.engine.lease_seconds = lease_seconds
             names = ", ".join(f"{wf.name} ({wf.version})" for wf in workflows)
             click.echo(f"worker {client.engine.owner} serving {names} from {store}", err=True)
             return await client.engine.work(
-                concurrency=concurrency, poll_seconds=poll_seconds, until_idle=until_idle, stop=stop
+                concurrency=concurrency,
+                poll_seconds=poll_seconds,
+                until_idle=until_idle,
+                stop=stop,
+                queues=queues,
+                drain_seconds=drain_seconds,
             )
     finally:
         for signum in installed:
