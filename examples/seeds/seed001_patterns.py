@@ -205,12 +205,17 @@ async def main() -> dict[str, Any]:
     async with Client("memory://", workflows=[diagnosis_review]) as client:
         parked = await client.run(diagnosis_review, {"patient": "P-0042"})
         print(f"gate: run {parked.run_id} is {parked.status.value} ({parked.wait_reason})")
-        detail = await client.detail(parked.run_id)
-        proposed = next(s.output for s in detail.steps if s.step_key == "approve_diagnosis")
-        approved = reviewer_approve(proposed)
-        await client.decide(parked.run_id, "approve_diagnosis", approved=approved, by="medical_reviewer")
+        (item,) = await client.list_reviews(run_id=parked.run_id)
+        approved = reviewer_approve(item.payload)
+        if approved:
+            # both required roles must approve before the run goes on
+            await client.approve(item.review_id, by="dr_okafor", role="medical_reviewer")
+            await client.approve(item.review_id, by="qa_lead", role="quality_assurance")
+        else:
+            await client.reject(item.review_id, by="dr_okafor", role="medical_reviewer", reason="needs rework")
         finished = await client.resume(parked.run_id)
-        print(f"  medical_reviewer approved={approved}; run {finished.status.value}: {finished.output}")
+        approvals = [(a["by"], a["role"]) for a in (await client.get_review(item.review_id)).approvals]
+        print(f"  approvals {approvals}; run {finished.status.value}: {finished.output}")
     assert finished.status is RunStatus.SUCCEEDED
     return {
         "consolidated": consolidated,

@@ -21,7 +21,10 @@ SEEDS = sorted((EXAMPLES / "seeds").glob("seed*.py"))
 @pytest.fixture
 def load() -> Iterator[object]:
     """Import an example by path (fresh module state each time), forgotten afterwards."""
+    from orchestrate.review import APPROVERS
+
     names: list[str] = []
+    approvers = dict(APPROVERS)  # examples register @approval handlers process-wide
 
     def _load(relative: str) -> ModuleType:
         path = EXAMPLES / relative
@@ -37,6 +40,8 @@ def load() -> Iterator[object]:
     yield _load
     for name in names:
         sys.modules.pop(name, None)
+    APPROVERS.clear()
+    APPROVERS.update(approvers)
 
 
 def test_every_seed_has_an_example():
