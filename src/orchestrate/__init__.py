@@ -22,6 +22,8 @@ from orchestrate.errors import (
     NonRetryableError,
     OrchestrateError,
     RejectedError,
+    ReviewNotFoundError,
+    ReviewPermissionError,
     RunFailedError,
     RunNotFoundError,
     StepFailedError,
@@ -38,7 +40,7 @@ from orchestrate.policies import (
     StepPolicy,
     Timeout,
 )
-from orchestrate.review import HumanReviewGate, approval
+from orchestrate.review import Escalate, HumanReviewGate, ReviewOutcome, RouteTo, Tier, TieredGate, approval
 from orchestrate.store import open_store
 from orchestrate.types import RunId, RunStatus, StepKey, StepStatus
 from orchestrate.workflow import (
@@ -68,6 +70,7 @@ __all__ = [
     "DefinitionError",
     "DurableFunction",
     "Engine",
+    "Escalate",
     "ExponentialBackoff",
     "Fallback",
     "FixedRetry",
@@ -83,6 +86,10 @@ __all__ = [
     "Parallel",
     "RejectedError",
     "Retry",
+    "ReviewNotFoundError",
+    "ReviewOutcome",
+    "ReviewPermissionError",
+    "RouteTo",
     "RunContext",
     "RunDetail",
     "RunFailedError",
@@ -98,6 +105,8 @@ __all__ = [
     "StepTimeoutError",
     "SubWorkflow",
     "SystemClock",
+    "Tier",
+    "TieredGate",
     "Timeout",
     "Workflow",
     "WorkflowVersionNotFoundError",

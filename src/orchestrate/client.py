@@ -14,10 +14,9 @@ from typing import Any
 
 from orchestrate._engine.context import new_signal_id
 from orchestrate._engine.runner import Engine, outcome
-from orchestrate.errors import ConflictError, InvalidInputError, RunNotFoundError, RunStateError
+from orchestrate.errors import ConflictError, InvalidInputError, ReviewNotFoundError, RunNotFoundError, RunStateError
 from orchestrate.review import _decisions
 from orchestrate.review._decisions import ReviewStats
-from orchestrate.review.gate import ReviewNotFoundError
 from orchestrate.store import Store, open_store
 from orchestrate.store.base import Event, ReviewRecord, ReviewStatus, RunRecord, StepRecord
 from orchestrate.types import RunStatus, StepStatus

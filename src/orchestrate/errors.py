@@ -19,6 +19,8 @@ Every error the library raises derives from :class:`OrchestrateError`::
     │   ├── StepFailedError        retries and fallbacks are exhausted
     │   └── IsolatedProcessError   a process-isolated step died or could not be pickled
     ├── RejectedError              a reviewer rejected a gated step
+    ├── ReviewPermissionError      a decision by a role that may not decide the item
+    ├── ReviewNotFoundError        no review item with that id
     ├── DeadlineExceededError      the run's deadline or time budget ran out
     ├── ModelError                 a model call failed; provider SDK errors are mapped into these
     │   ├── RateLimitedError       429 / quota; ``retry_after`` seconds when the server said
@@ -136,6 +138,14 @@ class IsolatedProcessError(StepError):
 
 class RejectedError(OrchestrateError):
     """A reviewer rejected the output of a gated step."""
+
+
+class ReviewPermissionError(OrchestrateError):
+    """A decision by someone whose role may not decide this item (or whose approval check said no)."""
+
+
+class ReviewNotFoundError(OrchestrateError):
+    """No review item with that id exists in the store."""
 
 
 class DeadlineExceededError(OrchestrateError):

@@ -11,13 +11,12 @@ on a review item in the store; reviewers decide through
 
 from __future__ import annotations
 
+from orchestrate.errors import ReviewNotFoundError, ReviewPermissionError
 from orchestrate.review.gate import (
     APPROVERS,
     Escalate,
     HumanReviewGate,
-    ReviewNotFoundError,
     ReviewOutcome,
-    ReviewPermissionError,
     RouteTo,
     Tier,
     TieredGate,

@@ -19,9 +19,15 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from orchestrate import _serde
-from orchestrate.errors import ConflictError, InvalidInputError, RunStateError
+from orchestrate.errors import (
+    ConflictError,
+    InvalidInputError,
+    ReviewNotFoundError,
+    ReviewPermissionError,
+    RunStateError,
+)
 from orchestrate.review._runtime import review_id_for, signal_record
-from orchestrate.review.gate import APPROVERS, ReviewNotFoundError, ReviewPermissionError
+from orchestrate.review.gate import APPROVERS
 from orchestrate.store.base import Event, ReviewRecord, ReviewStatus, Store
 
 Action = Literal["approve", "reject", "edit"]

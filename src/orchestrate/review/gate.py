@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, Literal, TypeAlias, TypeVar
 
-from orchestrate.errors import DefinitionError, OrchestrateError
+from orchestrate.errors import DefinitionError
 from orchestrate.policies import Seconds, to_seconds
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -29,14 +29,6 @@ PRIORITIES = ("urgent", "high", "normal", "low")
 
 DEFAULT_WARN_FRACTION = 0.2
 """Without ``warn_before``, the warning comes when this fraction of the SLA is left."""
-
-
-class ReviewPermissionError(OrchestrateError):
-    """A decision by someone whose role may not decide this item (or whose approval check said no)."""
-
-
-class ReviewNotFoundError(OrchestrateError):
-    """No review item with that id exists in the store."""
 
 
 @dataclass(frozen=True)
