@@ -141,17 +141,29 @@ class SQLiteStore:
         writes = any(job.write for job in batch)
         try:
             conn.execute("BEGIN IMMEDIATE" if writes else "BEGIN")
-            for job in batch:
-                conn.execute("SAVEPOINT op")
+            if len(batch) == 1:
+                # Alone in its transaction (one run at a time): the transaction does the
+                # savepoint's work, two statements fewer for every step.
                 try:
-                    results.append((job.op(conn), None))
-                    conn.execute("RELEASE op")
+                    results.append((batch[0].op(conn), None))
                 except Exception as exc:  # noqa: BLE001 - handed to the caller
-                    conn.execute("ROLLBACK TO op")
-                    conn.execute("RELEASE op")
+                    conn.execute("ROLLBACK")
                     results.append((None, exc))
-            conn.execute("COMMIT")
-            self.commits += 1
+                else:
+                    conn.execute("COMMIT")
+                    self.commits += 1
+            else:
+                for job in batch:
+                    conn.execute("SAVEPOINT op")
+                    try:
+                        results.append((job.op(conn), None))
+                        conn.execute("RELEASE op")
+                    except Exception as exc:  # noqa: BLE001 - handed to the caller
+                        conn.execute("ROLLBACK TO op")
+                        conn.execute("RELEASE op")
+                        results.append((None, exc))
+                conn.execute("COMMIT")
+                self.commits += 1
         except sqlite3.Error as exc:
             try:
                 conn.execute("ROLLBACK")
