@@ -71,7 +71,12 @@ class RunRecord:
 
     def copy(self) -> RunRecord:
         """A shallow copy (stores hand out copies, never their own objects)."""
-        return dataclasses.replace(self, options=dict(self.options))
+        # What ``dataclasses.replace`` would build, without calling ``__init__`` field by
+        # field: this runs a few times for every run.
+        clone = object.__new__(type(self))
+        clone.__dict__.update(self.__dict__)
+        clone.options = dict(self.options)
+        return clone
 
 
 @dataclass
@@ -267,8 +272,11 @@ def decide_rate(
         now: the store's time.
 
     A call costing more than ``limit`` is granted once the window is empty, so that it
-    waits instead of waiting forever.
+    waits instead of waiting forever. A grant is never stamped before the latest one (a
+    caller's clock may lag behind another's): the grants' times only move forward.
     """
+    if window and window[-1][0] > now:
+        now = window[-1][0]
     used = sum(c for _, c in window)
     if used + cost <= limit or not window:
         return RateGrant(True, now)

@@ -60,10 +60,10 @@ def _storable(value: Any) -> bool:
 
 def _deep_copy(record: RunRecord) -> RunRecord:
     """``copy.deepcopy(record)``, deep-copying only the fields that are not immutable atoms."""
-    clone = copy.copy(record)
-    for name, value in vars(record).items():
-        if not isinstance(value, _ATOMS):
-            setattr(clone, name, copy.deepcopy(value))
+    clone = object.__new__(type(record))
+    fields = clone.__dict__
+    for name, value in record.__dict__.items():
+        fields[name] = value if isinstance(value, _ATOMS) else copy.deepcopy(value)
     return clone
 
 
@@ -304,7 +304,7 @@ class InMemoryStore:
         log[:] = [(at, c) for at, c in log if at > now - per_seconds]
         grant = decide_rate(log, limit=limit, per_seconds=per_seconds, cost=cost, now=now)
         if grant.granted:
-            log.append((now, cost))
+            log.append((grant.at, cost))
             log.sort(key=lambda entry: entry[0])
         return grant
 
