@@ -17,7 +17,7 @@ from bench.chain import (
     plain_sync_chain_async,
     sync_workflow,
 )
-from bench.harness import STEPS, Plan, Row, paired_async, summarise
+from bench.harness import STEPS, Plan, Row, paired_fresh_engines, summarise
 from orchestrate import Engine, RunContext, workflow
 from orchestrate.store import InMemoryStore
 
@@ -53,30 +53,33 @@ async def _measure(plan: Plan) -> list[Row]:
         ),
     ]
     rows: list[Row] = []
-    async with Engine(InMemoryStore(), workflows=[graph, thread, inline, chain_function]) as engine:
-        for key, label, wf, floor, runs in cases:
+    workflows: list[Any] = [graph, thread, inline, chain_function]
+    async with Engine(InMemoryStore(), workflows=workflows) as engine:
+        for key, _, wf, _, _ in cases:
             assert await engine.run(wf, 0) == STEPS, f"{key}: the chain did not compute {STEPS}"
+    for key, label, wf, floor, runs in cases:
 
-            async def subject(wf: Any = wf) -> None:
-                await engine.run(wf, 0)
+        async def subject(engine: Engine, wf: Any = wf) -> None:
+            await engine.run(wf, 0)
 
-            subject_s, floor_s = await paired_async(
-                subject,
-                floor,
-                runs=runs,
-                floor_runs=plan.floor_calls,
-                repeats=plan.repeats,
-                warmup=plan.warmup_runs,
-            )
-            row = Row(
-                key=key,
-                group="overhead",
-                system="orchestrate",
-                label=f"{label}, InMemoryStore",
-                floor="plain Python call chain",
-                runs=runs,
-            )
-            rows.append(summarise(row, subject_s, floor_s, per=STEPS))
+        subject_s, floor_s = await paired_fresh_engines(
+            workflows,
+            subject,
+            floor,
+            runs=runs,
+            floor_runs=plan.floor_calls,
+            repeats=plan.repeats,
+            warmup=plan.warmup_runs,
+        )
+        row = Row(
+            key=key,
+            group="overhead",
+            system="orchestrate",
+            label=f"{label}, InMemoryStore",
+            floor="plain Python call chain",
+            runs=runs,
+        )
+        rows.append(summarise(row, subject_s, floor_s, per=STEPS))
     return rows
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 
-from bench.harness import Plan, Row, paired_async, summarise
+from bench.harness import Plan, Row, paired_fresh_engines, summarise
 from orchestrate import Engine, Map, Step, Workflow
 from orchestrate.store import InMemoryStore
 
@@ -30,17 +30,18 @@ async def _measure(plan: Plan) -> list[Row]:
     async with Engine(InMemoryStore(), workflows=[wf]) as engine:
         assert await engine.run(wf, items) == expected
 
-        async def subject() -> None:
-            await engine.run(wf, items)
+    async def subject(engine: Engine) -> None:
+        await engine.run(wf, items)
 
-        subject_s, floor_s = await paired_async(
-            subject,
-            floor,
-            runs=plan.map_runs,
-            floor_runs=plan.map_runs * 5,
-            repeats=plan.repeats,
-            warmup=min(plan.warmup_runs, 3),
-        )
+    subject_s, floor_s = await paired_fresh_engines(
+        [wf],
+        subject,
+        floor,
+        runs=plan.map_runs,
+        floor_runs=plan.map_runs,
+        repeats=plan.repeats * 2,
+        warmup=plan.repeats * 2,
+    )
     row = Row(
         key="ours.memory.map",
         group="map",

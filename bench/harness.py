@@ -10,9 +10,12 @@ from __future__ import annotations
 import gc
 import statistics
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
+
+from orchestrate import Engine
+from orchestrate.store import InMemoryStore
 
 STEPS = 10
 """Length of the chain every measurement runs."""
@@ -61,7 +64,7 @@ class Plan:
             floor_commits=300,
             concurrent_runs=100,
             map_items=1000,
-            map_runs=20,
+            map_runs=10,
             peer_runs=300,
             peer_durable_runs=20,
         )
@@ -187,4 +190,36 @@ async def paired_async(
     for _ in range(repeats):
         floor_s.append(await time_async_calls(floor, floor_runs))
         subject_s.append(await time_async_calls(subject, runs))
+    return subject_s, floor_s
+
+
+async def paired_fresh_engines(
+    workflows: Sequence[Any],
+    subject: Callable[[Engine], Awaitable[Any]],
+    floor: Callable[[], Awaitable[Any]],
+    *,
+    runs: int,
+    floor_runs: int,
+    repeats: int,
+    warmup: int,
+) -> tuple[list[float], list[float]]:
+    """Like :func:`paired_async`, with a fresh engine on a fresh ``InMemoryStore`` per repetition.
+
+    An in-memory store keeps every run it was given; a fresh one per repetition keeps the
+    heap, and so the garbage collector's work, the same for every repetition and for the
+    floor timed beside it.
+    """
+    subject_s: list[float] = []
+    floor_s: list[float] = []
+    for _ in range(repeats):
+        async with Engine(InMemoryStore(), workflows=workflows) as engine:
+
+            async def once(engine: Engine = engine) -> None:
+                await subject(engine)
+
+            for _ in range(max(1, warmup // repeats)):
+                await once()
+                await floor()
+            floor_s.append(await time_async_calls(floor, floor_runs))
+            subject_s.append(await time_async_calls(once, runs))
     return subject_s, floor_s
