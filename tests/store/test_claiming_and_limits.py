@@ -172,6 +172,8 @@ async def test_wait_for_work_times_out_when_nothing_happens(store: Any) -> None:
 def test_decide_rate_is_a_sliding_window() -> None:
     window = [(T0, 1.0), (T0 + 2, 1.0), (T0 + 4, 1.0)]
     assert decide_rate(window[:2], limit=3, per_seconds=10, cost=1, now=T0 + 5) == RateGrant(True, T0 + 5)
+    # A caller whose clock lags is stamped at the latest grant, never before it.
+    assert decide_rate(window, limit=4, per_seconds=10, cost=1, now=T0 + 3) == RateGrant(True, T0 + 4)
     assert decide_rate(window, limit=3, per_seconds=10, cost=1, now=T0 + 5) == RateGrant(False, T0 + 5, 5.0)
     assert decide_rate(window, limit=3, per_seconds=10, cost=2, now=T0 + 5) == RateGrant(False, T0 + 5, 7.0)
     assert decide_rate([], limit=3, per_seconds=10, cost=50, now=T0) == RateGrant(True, T0)  # waits, not forever

@@ -77,6 +77,11 @@ CACHE_PUT = fmt(_sql.CACHE_PUT)
 INSERT_REVIEW = fmt(_sql.INSERT_REVIEW)
 SELECT_REVIEW = fmt(_sql.SELECT_REVIEW)
 UPDATE_REVIEW = fmt(_sql.UPDATE_REVIEW)
+# What UPDATE_REVIEW sets, in its order: a retry compares it with its own parameters.
+REVIEW_WRITTEN = (
+    "SELECT status, payload, due_at, warn_at, warned_at, escalated_to, approvals, decision, decided_at, meta,"
+    " updated_at, version FROM orchestrate_reviews WHERE review_id = %s"
+)
 RATE_INSERT = fmt(_sql.RATE_INSERT)
 # Prune and read in one statement: the SELECT sees the rows the DELETE removes, but
 # filters them out by the same bound.
@@ -153,6 +158,35 @@ def update_run(
     return text, (*params, run_id)
 
 
+_RECORD_STEP: dict[tuple[bool, bool, bool | None], str] = {}
+
+
+def _record_step_text(fenced: bool, with_event: bool, release: bool | None) -> str:
+    """The statement of :func:`record_step` for one shape (built once, then cached)."""
+    key = (fenced, with_event, release)
+    text = _RECORD_STEP.get(key)
+    if text is not None:
+        return text
+    lock = "FOR SHARE" if release is None else "FOR NO KEY UPDATE"
+    text = (
+        f"WITH r AS (SELECT fence, status FROM orchestrate_runs WHERE run_id = %s {lock}),"
+        f" ins AS (INSERT INTO orchestrate_steps ({_sql.STEP_COLUMNS}) {_STEP_SELECT}"
+        f" WHERE {_FENCE_HELD if fenced else 'TRUE'} ON CONFLICT (run_id, step_key) DO NOTHING RETURNING 1),"
+        " del AS (DELETE FROM orchestrate_attempts WHERE run_id = %s AND step_key = %s AND EXISTS (SELECT 1 FROM ins))"
+    )
+    if with_event:
+        text += (
+            ", ev AS (INSERT INTO orchestrate_events (run_id, kind, at, step_key, data)"
+            f" {_EVENT_SELECT} WHERE EXISTS (SELECT 1 FROM ins))"
+        )
+    if release is not None:
+        update = _sql.UPDATE_RUN + (_sql.RELEASE if release else "") + (_sql.FENCED if fenced else " WHERE run_id = ?")
+        text += f", upd AS ({fmt(update)} AND EXISTS (SELECT 1 FROM ins))"
+    text += " SELECT (SELECT fence FROM r), (SELECT status FROM r), EXISTS (SELECT 1 FROM ins)"
+    _RECORD_STEP[key] = text
+    return text
+
+
 def record_step(
     step: StepRecord, fence: int | None, now: float, event: Event | None, run_update: RunUpdate | None
 ) -> tuple[str, tuple[Any, ...], tuple[Any, ...]]:
@@ -164,33 +198,16 @@ def record_step(
     the check and the insert.
     """
     step_params = _sql.step_params(step)
-    lock = "FOR NO KEY UPDATE" if run_update is not None else "FOR SHARE"
-    params: list[Any] = [step.run_id]
-    text = f"WITH r AS (SELECT fence, status FROM orchestrate_runs WHERE run_id = %s {lock})"
-    condition = "TRUE" if fence is None else _FENCE_HELD
-    text += (
-        f", ins AS (INSERT INTO orchestrate_steps ({_sql.STEP_COLUMNS}) {_STEP_SELECT} WHERE {condition}"
-        " ON CONFLICT (run_id, step_key) DO NOTHING RETURNING 1)"
-    )
-    params.extend(step_params)
+    params: tuple[Any, ...] = (step.run_id, *step_params)
     if fence is not None:
-        params.append(fence)
-    text += (
-        ", del AS (DELETE FROM orchestrate_attempts WHERE run_id = %s AND step_key = %s AND EXISTS (SELECT 1 FROM ins))"
-    )
-    params.extend((step.run_id, step.step_key))
+        params += (fence,)
+    params += (step.run_id, step.step_key)
     if event is not None:
-        text += (
-            ", ev AS (INSERT INTO orchestrate_events (run_id, kind, at, step_key, data)"
-            f" {_EVENT_SELECT} WHERE EXISTS (SELECT 1 FROM ins))"
-        )
-        params.extend(_sql.event_params(event))
+        params += _sql.event_params(event)
     if run_update is not None:
-        sql, update_params = _update_sql(step.run_id, fence, now, run_update)
-        text += f", upd AS ({sql} AND EXISTS (SELECT 1 FROM ins))"
-        params.extend(update_params)
-    text += " SELECT (SELECT fence FROM r), (SELECT status FROM r), EXISTS (SELECT 1 FROM ins)"
-    return text, tuple(params), step_params
+        params += _update_sql(step.run_id, fence, now, run_update)[1]
+    text = _record_step_text(fence is not None, event is not None, None if run_update is None else run_update.release)
+    return text, params, step_params
 
 
 def save_attempts(state: AttemptState, fence: int, event: Event | None) -> tuple[str, tuple[Any, ...]]:

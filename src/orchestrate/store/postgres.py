@@ -89,6 +89,7 @@ _FALSE = {"0", "false", "no", "off"}
 # Worth retrying: the connection broke, the server is restarting or not yet up, a
 # serialization failure or deadlock (class 40), a statement timeout.
 _TRANSIENT = (psycopg.OperationalError, psycopg.InterfaceError, PoolTimeout)
+_IDLE = psycopg.pq.TransactionStatus.IDLE
 
 log = get_logger()
 
@@ -159,6 +160,8 @@ class PostgresStore:
         self._hint = asyncio.Event()
         self._listener: asyncio.Task[None] | None = None
         self._checking: asyncio.Task[None] | None = None
+        self._spare: list[Conn] = []  # idle connections checked out of the pool (see _put)
+        self._waiting = 0  # callers waiting for the pool
         # Names of operations whose next success is reported as a lost connection (tests).
         self._lose_ack: set[str] = set()
 
@@ -180,8 +183,11 @@ class PostgresStore:
         while True:
             attempt += 1
             try:
-                async with pool.connection(timeout=max(min(deadline - loop.time(), 10.0), 1.0)) as conn:
+                conn = self._spare.pop() if self._spare else await self._getconn(pool, deadline - loop.time())
+                try:
                     result = await op(conn, attempt)
+                finally:
+                    await self._put(pool, conn)
                 if name in self._lose_ack:  # fault injection for tests: committed, ack lost
                     self._lose_ack.discard(name)
                     raise psycopg.OperationalError(f"injected: {name} committed, then its acknowledgement was lost")
@@ -192,12 +198,32 @@ class PostgresStore:
                 if not retry or loop.time() + delay > deadline:
                     raise StoreError(f"{self._describe()}: {name} failed: {exc}") from exc
                 log.warning("store_retry", store="postgresql", op=name, attempt=attempt, error=str(exc)[:200])
+                await self._flush_spare(pool)
                 if self._checking is None or self._checking.done():
                     self._checking = asyncio.create_task(self._check_pool(pool))
                 await asyncio.sleep(delay * (0.5 + random.random()))
                 delay = min(delay * 2, 2.0)
             except psycopg.Error as exc:
                 raise StoreError(f"{self._describe()}: {name} failed: {exc}") from exc
+
+    async def _getconn(self, pool: AsyncConnectionPool[Conn], remaining: float) -> Conn:
+        self._waiting += 1
+        try:
+            return await pool.getconn(max(min(remaining, 10.0), 1.0))
+        finally:
+            self._waiting -= 1
+
+    async def _put(self, pool: AsyncConnectionPool[Conn], conn: Conn) -> None:
+        """Keep a healthy idle connection at hand; give anything else back to the pool.
+
+        The pool's checkout and return cost more than a step's own work on the client;
+        connections kept here skip both. The pool still creates, replaces and bounds them,
+        and gets a connection back whenever a caller of this store waits for one.
+        """
+        if not self._waiting and not conn.closed and not conn.broken and conn.info.transaction_status == _IDLE:
+            self._spare.append(conn)
+        else:
+            await pool.putconn(conn)  # to a waiter; or the pool rolls it back or discards it
 
     @staticmethod
     async def _check_pool(pool: AsyncConnectionPool[Conn]) -> None:
@@ -206,6 +232,12 @@ class PostgresStore:
             await pool.check()
         except Exception:  # noqa: BLE001 - best effort; the retry loop reports real failures
             pass
+
+    async def _flush_spare(self, pool: AsyncConnectionPool[Conn]) -> None:
+        """Hand the kept connections back so that the pool checks them (after a failure, on close)."""
+        spare, self._spare = self._spare, []
+        for conn in spare:
+            await pool.putconn(conn)
 
     async def _fetch(self, name: str, sql: str, params: Any = None) -> list[tuple[Any, ...]]:
         async def op(conn: Conn, _attempt: int) -> list[tuple[Any, ...]]:
@@ -263,6 +295,7 @@ class PostgresStore:
             self._listener = None
         if self._pool is not None:
             pool, self._pool = self._pool, None
+            await self._flush_spare(pool)
             await pool.close()
 
     async def _migrate(self, conn: Conn, _attempt: int) -> None:
@@ -557,8 +590,8 @@ class PostgresStore:
             async with conn.transaction() as tx:
                 if not (await conn.execute(q.UPDATE_REVIEW, params)).rowcount:
                     if attempt > 1:  # did our first try commit before its acknowledgement was lost?
-                        row = await (await conn.execute(q.SELECT_REVIEW, (review.review_id,))).fetchone()
-                        return row is not None and row[-1] == expected_version + 1 and row[22] == now
+                        row = await (await conn.execute(q.REVIEW_WRITTEN, (review.review_id,))).fetchone()
+                        return row is not None and tuple(row) == params[:-2]
                     return False
                 if step is not None and signal is not None:
                     if not (await conn.execute(q.INSERT_STEP, step)).rowcount:
@@ -661,7 +694,7 @@ class PostgresStore:
                 window = [(float(a), float(c)) for a, c in await cur.fetchall()]
                 grant = decide_rate(window, limit=limit, per_seconds=per_seconds, cost=cost, now=at)
                 if grant.granted:
-                    await conn.execute(q.RATE_INSERT, (resource, at, cost))
+                    await conn.execute(q.RATE_INSERT, (resource, grant.at, cost))
                 return grant
 
         # A retry after a lost acknowledgement may take a second grant: never more calls

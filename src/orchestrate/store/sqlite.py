@@ -389,7 +389,7 @@ class SQLiteStore:
             window = [(float(a), float(c)) for a, c in conn.execute(_sql.RATE_WINDOW, (resource, now - per_seconds))]
             grant = decide_rate(window, limit=limit, per_seconds=per_seconds, cost=cost, now=now)
             if grant.granted:
-                conn.execute(_sql.RATE_INSERT, (resource, now, cost))
+                conn.execute(_sql.RATE_INSERT, (resource, grant.at, cost))
             return grant
 
         result: RateGrant = await self._call(op)
