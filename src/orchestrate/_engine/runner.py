@@ -93,8 +93,13 @@ class Engine:
         store_retry_seconds: float = 30.0,
     ) -> None:
         # Transient failures (a dropped connection, a lost acknowledgement) are retried:
-        # every store write is idempotent or compare-and-set.
-        self.store: Store = cast(Store, RetryingStore(store, total_seconds=store_retry_seconds))
+        # every store write is idempotent or compare-and-set. The in-memory store has no
+        # I/O to fail, so it goes unwrapped (the wrapper would cost every step a layer).
+        self.store: Store = (
+            store
+            if type(store) is InMemoryStore
+            else cast(Store, RetryingStore(store, total_seconds=store_retry_seconds))
+        )
         self.clock: Clock = clock or SystemClock()
         self.owner = _owner_id()
         self.lease_seconds = lease_seconds

@@ -63,7 +63,12 @@ def _deep_copy(record: RunRecord) -> RunRecord:
     clone = object.__new__(type(record))
     fields = clone.__dict__
     for name, value in record.__dict__.items():
-        fields[name] = value if isinstance(value, _ATOMS) else copy.deepcopy(value)
+        if type(value) in _SCALARS or isinstance(value, _ATOMS):
+            fields[name] = value
+        elif type(value) is dict and not value:
+            fields[name] = {}
+        else:
+            fields[name] = copy.deepcopy(value)
     return clone
 
 
