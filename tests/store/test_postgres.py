@@ -25,7 +25,7 @@ from orchestrate.cli import cli
 from orchestrate.errors import InvalidInputError, LeaseLostError, SchemaVersionError, StoreError
 from orchestrate.store import SCHEMA_VERSION, open_store
 from orchestrate.store import _sql as shared_sql
-from orchestrate.store.base import AttemptState, BreakerRecord, Event, RunUpdate
+from orchestrate.store.base import AttemptState, BreakerRecord, Event, RunRecord, RunUpdate
 from orchestrate.store.postgres import PostgresStore
 from orchestrate.testing.store_suite import LEASE, T0, StoreConformance, make_run, make_step
 
@@ -319,6 +319,61 @@ async def test_without_retries_a_broken_connection_is_a_store_error(pg_url: str,
         assert isinstance(info.value.__cause__, psycopg.OperationalError)
     finally:
         await store.close()
+
+
+# group commit ----------------------------------------------------------------------------------
+
+
+async def _claimed_runs(store: PostgresStore, n: int) -> list[RunRecord]:
+    runs = []
+    for i in range(n):
+        await store.create_run(make_run(f"r{i:02}"))
+        run = await store.claim_run(f"r{i:02}", owner="w1", now=T0, lease_seconds=LEASE)
+        assert run is not None
+        runs.append(run)
+    return runs
+
+
+async def test_concurrent_step_records_share_commits(store: PostgresStore) -> None:
+    runs = await _claimed_runs(store, 40)
+    steps = [make_step(run.run_id, "a", {"i": i}) for i, run in enumerate(runs)]
+    before = (store._steps.batches, store._steps.statements)
+    writes = (store.record_step(s, fence=r.fence, now=T0) for s, r in zip(steps, runs, strict=True))
+    stored = await asyncio.gather(*writes)
+    assert stored == steps
+    batches, statements = store._steps.batches - before[0], store._steps.statements - before[1]
+    assert statements == 40 and batches < 10  # a handful of transactions for forty records
+    for step in steps:
+        assert await store.get_steps(step.run_id) == [step]
+
+
+async def test_a_stale_writer_in_a_batch_is_refused_alone(store: PostgresStore) -> None:
+    runs = await _claimed_runs(store, 10)
+    taken = await store.claim_run("r03", owner="w2", now=T0, lease_seconds=LEASE, force=True)
+    assert taken is not None
+    results = await asyncio.gather(
+        *(store.record_step(make_step(r.run_id, "a", 1), fence=r.fence, now=T0) for r in runs),
+        return_exceptions=True,
+    )
+    assert [type(r).__name__ for r in results].count("LeaseLostError") == 1
+    assert isinstance(results[3], LeaseLostError)
+    assert await store.get_steps("r03") == []
+    for run in runs:
+        assert len(await store.get_steps(run.run_id)) == (0 if run.run_id == "r03" else 1)
+
+
+async def test_a_batch_whose_ack_was_lost_records_each_step_once(store: PostgresStore) -> None:
+    runs = await _claimed_runs(store, 12)
+    store._lose_ack.add("record_step")  # the first batch commits, then its connection "breaks"
+    steps = [make_step(r.run_id, "a", r.run_id) for r in runs]
+    events = [Event(r.run_id, "step_ok", T0, "a") for r in runs]
+    stored = await asyncio.gather(
+        *(store.record_step(s, fence=r.fence, now=T0, event=e) for s, r, e in zip(steps, runs, events, strict=True))
+    )
+    assert stored == steps
+    for run in runs:
+        assert len(await store.get_steps(run.run_id)) == 1
+        assert [e.kind for e in await store.list_events(run.run_id)] == ["step_ok"]
 
 
 # lost acknowledgements: committed, then the connection broke --------------------------------

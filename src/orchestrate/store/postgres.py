@@ -63,6 +63,7 @@ from orchestrate.errors import (
 from orchestrate.observe import get_logger
 from orchestrate.store import _pg_sql as q
 from orchestrate.store import _sql
+from orchestrate.store._pg_batch import Batcher, BatchError
 from orchestrate.store.base import (
     SCHEMA_VERSION,
     AttemptState,
@@ -161,6 +162,7 @@ class PostgresStore:
         self._listener: asyncio.Task[None] | None = None
         self._checking: asyncio.Task[None] | None = None
         self._spare: list[Conn] = []  # idle connections checked out of the pool (see _put)
+        self._steps = Batcher(self._send_batch)
         self._waiting = 0  # callers waiting for the pool
         # Names of operations whose next success is reported as a lost connection (tests).
         self._lose_ack: set[str] = set()
@@ -461,33 +463,64 @@ class PostgresStore:
         event: Event | None = None,
         run_update: RunUpdate | None = None,
     ) -> StepRecord:
-        """Insert-if-absent under the fence, with its event and run update: one statement."""
-        sql, params, step_params = q.record_step(step, fence, now, event, run_update)
+        """Insert-if-absent under the fence, with its event and run update: one statement.
+
+        Concurrent step records of this process share commits (:mod:`._pg_batch`).
+        """
+        sql, params, own = q.record_step(step, fence, now, event, run_update)
+        try:
+            row = await self._steps.submit(sql, params, order=step.run_id)
+        except BatchError:
+            row = None  # retried alone below, recognising a commit of its own
+        else:
+            return await self._settled_step(step, fence, row, None)
 
         async def op(conn: Conn, attempt: int) -> StepRecord:
-            if attempt > 1:
-                # A lost acknowledgement: if our first try committed, the stored row is ours.
-                row = await (await conn.execute(q.SELECT_STEP, (step.run_id, step.step_key))).fetchone()
-                if row is not None and tuple(row) == step_params:
-                    return _sql.step_from_row(row)
-            row = await (await conn.execute(sql, params)).fetchone()
-            assert row is not None
-            stored_fence, status, inserted = row
-            if fence is not None:
-                if stored_fence is None:
-                    raise RunNotFoundError(f"run {step.run_id!r} does not exist")
-                if stored_fence != fence or status != RunStatus.RUNNING.value:
-                    raise LeaseLostError(
-                        f"run {step.run_id!r} is no longer held under fence {fence} "
-                        f"(now fence {stored_fence}, status {status})"
-                    )
-            if inserted:
-                return step
-            row = await (await conn.execute(q.SELECT_STEP, (step.run_id, step.step_key))).fetchone()
-            assert row is not None, "a conflicting step record cannot vanish"
-            return _sql.step_from_row(row)
+            # Our batch failed, perhaps after committing: if so, the stored row is ours.
+            found = await (await conn.execute(q.SELECT_STEP, (step.run_id, step.step_key))).fetchone()
+            if found is not None and tuple(found) == own:
+                return _sql.step_from_row(found)
+            return await self._settled_step(step, fence, await (await conn.execute(sql, params)).fetchone(), conn)
 
         return await self._run("record_step", op)
+
+    async def _settled_step(
+        self, step: StepRecord, fence: int | None, row: tuple[Any, ...] | None, conn: Conn | None
+    ) -> StepRecord:
+        """Interpret the answer ``(fence, status, inserted)`` of a step statement."""
+        assert row is not None
+        stored_fence, status, inserted = row
+        if fence is not None:
+            if stored_fence is None:
+                raise RunNotFoundError(f"run {step.run_id!r} does not exist")
+            if stored_fence != fence or status != RunStatus.RUNNING.value:
+                raise LeaseLostError(
+                    f"run {step.run_id!r} is no longer held under fence {fence} "
+                    f"(now fence {stored_fence}, status {status})"
+                )
+        if inserted:
+            return step
+        key = (step.run_id, step.step_key)
+        found = (
+            await (await conn.execute(q.SELECT_STEP, key)).fetchone()
+            if conn is not None
+            else await self._fetchone("record_step", q.SELECT_STEP, key)
+        )
+        assert found is not None, "a conflicting step record cannot vanish"
+        return _sql.step_from_row(found)
+
+    async def _send_batch(self, items: list[tuple[str, Any]]) -> list[tuple[Any, ...] | None]:
+        """Write a batch of step statements in one transaction and one round trip."""
+
+        async def op(conn: Conn, _attempt: int) -> list[tuple[Any, ...] | None]:
+            if len(items) == 1:
+                sql, params = items[0]
+                return [await (await conn.execute(sql, params)).fetchone()]
+            async with conn.pipeline(), conn.transaction():
+                cursors = [await conn.execute(sql, params) for sql, params in items]
+            return [await cur.fetchone() for cur in cursors]
+
+        return await self._run("record_step", op, retry=False)
 
     async def get_steps(self, run_id: str) -> list[StepRecord]:
         """In recording order."""
