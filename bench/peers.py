@@ -23,14 +23,17 @@ import importlib.util
 import logging
 import os
 import sqlite3
+import statistics
 import tempfile
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, TypedDict
 
-from bench.chain import plain_async_chain, plain_sync_chain
+from bench.chain import async_workflow, plain_async_chain, plain_sync_chain
 from bench.durable import CommitFloor
-from bench.harness import STEPS, Plan, Row, paired, paired_async, skipped, summarise
+from bench.harness import STEPS, Plan, Row, paired, paired_async, skipped, summarise, time_async_calls
+from orchestrate import Engine
+from orchestrate.store import InMemoryStore
 
 _INSTALL = "not installed: pip install -e '.[bench]'"
 
@@ -63,6 +66,83 @@ def _durable_extra(row: Row, commit_floor_us: float, note: str) -> Row:
         row.extra["ratio_to_commit_floor"] = round(row.per_step_us / commit_floor_us, 2)
     row.note = note
     return row
+
+
+class _Ours:
+    """Our chain (async steps, ``InMemoryStore``), timed beside a peer in the peer's process.
+
+    Each repetition of a peer's in-memory measurement also times a batch of our runs,
+    so that "ours vs the peer" compares numbers taken at the same moment on the same
+    machine state; the engine is fresh for every batch.
+    """
+
+    def __init__(self, runs: int) -> None:
+        self.runs = runs
+        self.workflow = async_workflow()
+        self.samples: list[float] = []
+
+    async def batch(self) -> None:
+        async with Engine(InMemoryStore(), workflows=[self.workflow]) as engine:
+
+            async def once() -> None:
+                await engine.run(self.workflow, 0)
+
+            for _ in range(5):
+                await once()
+            floor = await time_async_calls(plain_async_chain, self.runs * 10)
+            self.samples.append((await time_async_calls(once, self.runs) - floor) / STEPS * 1e6)
+
+    def attach(self, row: Row) -> None:
+        """Record our overhead per step measured beside ``row``'s repetitions."""
+        ours = statistics.median(self.samples)
+        row.extra["ours_overhead_per_step_us"] = round(ours, 3)
+        if row.overhead_per_step_us is not None and ours > 0:
+            row.extra["times_ours"] = round(row.overhead_per_step_us / ours, 1)
+        self.samples = []
+
+
+def _beside(
+    ours: _Ours,
+    subject: Callable[[], Any],
+    floor: Callable[[], Any],
+    *,
+    runs: int,
+    floor_runs: int,
+    repeats: int,
+    warmup: int,
+) -> tuple[list[float], list[float]]:
+    """:func:`~bench.harness.paired`, with a batch of our runs after each repetition."""
+    subject_s: list[float] = []
+    floor_s: list[float] = []
+    for i in range(repeats):
+        s, f = paired(subject, floor, runs=runs, floor_runs=floor_runs, repeats=1, warmup=warmup if i == 0 else 0)
+        subject_s += s
+        floor_s += f
+        asyncio.run(ours.batch())
+    return subject_s, floor_s
+
+
+async def _beside_async(
+    ours: _Ours,
+    subject: Callable[[], Awaitable[Any]],
+    floor: Callable[[], Awaitable[Any]],
+    *,
+    runs: int,
+    floor_runs: int,
+    repeats: int,
+    warmup: int,
+) -> tuple[list[float], list[float]]:
+    """:func:`~bench.harness.paired_async`, with a batch of our runs after each repetition."""
+    subject_s: list[float] = []
+    floor_s: list[float] = []
+    for i in range(repeats):
+        s, f = await paired_async(
+            subject, floor, runs=runs, floor_runs=floor_runs, repeats=1, warmup=warmup if i == 0 else 0
+        )
+        subject_s += s
+        floor_s += f
+        await ours.batch()
+    return subject_s, floor_s
 
 
 # LangGraph -------------------------------------------------------------------------------
@@ -116,10 +196,12 @@ def langgraph(plan: Plan) -> list[Row]:
         return [skipped(k, "peers", "LangGraph", k, _INSTALL) for k in keys]
     from langgraph.checkpoint.memory import InMemorySaver
 
+    ours = _Ours(plan.peer_runs)
     rows: list[Row] = []
     plain = _langgraph_app(use_async=False)
     assert plain.invoke({"x": 0})["x"] == STEPS
-    subject_s, floor_s = paired(
+    subject_s, floor_s = _beside(
+        ours,
         lambda: plain.invoke({"x": 0}),
         plain_sync_chain,
         runs=plan.peer_runs,
@@ -142,6 +224,7 @@ def langgraph(plan: Plan) -> list[Row]:
             per=STEPS,
         )
     )
+    ours.attach(rows[-1])
 
     async_app = _langgraph_app(use_async=True)
 
@@ -149,7 +232,8 @@ def langgraph(plan: Plan) -> list[Row]:
         await async_app.ainvoke({"x": 0})
 
     subject_s, floor_s = asyncio.run(
-        paired_async(
+        _beside_async(
+            ours,
             run_async,
             plain_async_chain,
             runs=plan.peer_runs,
@@ -173,9 +257,11 @@ def langgraph(plan: Plan) -> list[Row]:
             per=STEPS,
         )
     )
+    ours.attach(rows[-1])
 
     saved = _langgraph_app(use_async=False, checkpointer=InMemorySaver())
-    subject_s, floor_s = paired(
+    subject_s, floor_s = _beside(
+        ours,
         lambda: saved.invoke({"x": 0}, _thread()),
         plain_sync_chain,
         runs=plan.peer_runs,
@@ -198,6 +284,7 @@ def langgraph(plan: Plan) -> list[Row]:
             per=STEPS,
         )
     )
+    ours.attach(rows[-1])
 
     try:
         from langgraph.checkpoint.sqlite import SqliteSaver
@@ -293,10 +380,12 @@ def burr(plan: Plan) -> list[Row]:
         return [skipped(k, "peers", "Burr", k, _INSTALL) for k in keys]
     from burr.core.persistence import SQLitePersister
 
+    ours = _Ours(plan.peer_runs)
     rows: list[Row] = []
     sync_actions = _burr_actions(use_async=False)
     assert _burr_app(sync_actions).run(halt_after=_LAST)[2]["x"] == STEPS
-    subject_s, floor_s = paired(
+    subject_s, floor_s = _beside(
+        ours,
         lambda: _burr_app(sync_actions).run(halt_after=_LAST),
         plain_sync_chain,
         runs=plan.peer_runs,
@@ -319,6 +408,7 @@ def burr(plan: Plan) -> list[Row]:
             per=STEPS,
         )
     )
+    ours.attach(rows[-1])
 
     reused = _burr_app(sync_actions)
 
@@ -329,7 +419,8 @@ def burr(plan: Plan) -> list[Row]:
 
     rerun()
     assert reused.state["x"] == STEPS
-    subject_s, floor_s = paired(
+    subject_s, floor_s = _beside(
+        ours,
         rerun,
         plain_sync_chain,
         runs=plan.peer_runs,
@@ -352,6 +443,7 @@ def burr(plan: Plan) -> list[Row]:
     )
     row.note = "leaves out building the application: the strictest comparison for us"
     rows.append(row)
+    ours.attach(rows[-1])
 
     async_actions = _burr_actions(use_async=True)
 
@@ -359,7 +451,8 @@ def burr(plan: Plan) -> list[Row]:
         await _burr_app(async_actions).arun(halt_after=_LAST)
 
     subject_s, floor_s = asyncio.run(
-        paired_async(
+        _beside_async(
+            ours,
             run_async,
             plain_async_chain,
             runs=plan.peer_runs,
@@ -383,6 +476,7 @@ def burr(plan: Plan) -> list[Row]:
             per=STEPS,
         )
     )
+    ours.attach(rows[-1])
 
     with tempfile.TemporaryDirectory(prefix="orchestrate-bench-") as tmp:
         commit_floor = _commit_floor(plan, tmp)

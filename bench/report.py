@@ -33,20 +33,27 @@ class Comparison:
         found = [rows[k] for k in self.peers if k in rows and rows[k].skipped is None]
         result: dict[str, Any] = {"name": self.name, "ours": self.ours, "measure": self.measure, "times": None}
         if ours is None or ours.skipped is not None or not found:
-            result["note"] = (
-                "not measured in this run"
-                if ours is None or not any(k in rows for k in self.peers)
-                else "peer not installed"
-            )
+            measured = ours is not None and any(k in rows for k in self.peers)
+            result["note"] = "peer not installed" if measured else "not measured in this run"
             return result
-        # The peer's cheapest configuration: the strictest comparison for us.
-        best = min(found, key=lambda r: _figure(r, self.measure))
-        mine, theirs = _figure(ours, self.measure), _figure(best, self.measure)
-        result.update(peer=best.key, ours_us=mine, peer_us=theirs, times=round(theirs / mine, 1) if mine > 0 else None)
+        # Ours as timed beside the peer in the peer's process when it was (same moment,
+        # same machine state), else from our own group; the peer's configuration that
+        # comes closest to us is the one reported: the strictest comparison.
+        pairs = [(_figure(ours, self.measure, beside=r), _figure(r, self.measure), r) for r in found]
+        mine, theirs, best = min(pairs, key=lambda p: p[1] / p[0] if p[0] > 0 else float("inf"))
+        result.update(
+            peer=best.key,
+            ours_us=round(mine, 3),
+            peer_us=theirs,
+            times=round(theirs / mine, 1) if mine > 0 else None,
+            ours_from="beside the peer" if "ours_overhead_per_step_us" in best.extra else self.ours,
+        )
         return result
 
 
-def _figure(row: Row, measure: str) -> float:
+def _figure(row: Row, measure: str, *, beside: Row | None = None) -> float:
+    if beside is not None and measure == "overhead" and "ours_overhead_per_step_us" in beside.extra:
+        return float(beside.extra["ours_overhead_per_step_us"])
     value = row.overhead_per_step_us if measure == "overhead" else row.per_step_us
     return float(value if value is not None else "inf")
 
