@@ -46,13 +46,17 @@ def _group(name: str) -> Callable[[Plan], list[Row]]:
         from bench.reviews import run as reviews
 
         return reviews
+    if name == "postgres":
+        from bench.postgres import run as postgres
+
+        return postgres
     from bench import peers
 
     found: Callable[[Plan], list[Row]] = getattr(peers, name)
     return found
 
 
-OURS = ("overhead", "sqlite", "throughput", "map")
+OURS = ("overhead", "sqlite", "throughput", "map", "postgres")
 PEERS = ("langgraph", "burr", "dbos")
 OPT_IN = ("reviews",)  # slow groups run only when named with --only
 GROUPS = OURS + PEERS + OPT_IN
@@ -61,6 +65,7 @@ DESCRIPTIONS = {
     "sqlite": "durable cost per step on SQLite vs bare insert+commit (FULL and NORMAL)",
     "throughput": "100 concurrent runs on SQLite: aggregate cost per step vs the per-commit floor",
     "map": "1,000-way Map vs asyncio.gather",
+    "postgres": "PostgreSQL: cost per step vs bare INSERT, 100 concurrent runs, 1/2/4 workers, claim latency",
     "reviews": "review gates: decision -> resumed latency, worker memory with 10 vs 10,000 parked runs (opt-in)",
     "langgraph": "LangGraph StateGraph: no checkpointer, InMemorySaver, SqliteSaver",
     "burr": "Burr Application: in memory and SQLitePersister",

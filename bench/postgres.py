@@ -1,0 +1,357 @@
+"""PostgreSQL: durable cost per step, many runs at once, worker scale-out, claim latency.
+
+Every figure is set against a floor measured in the same run, on the same server: one
+bare single-row ``INSERT`` in autocommit per step (a row about the size of a step
+record, through psycopg on its own connection) — the one commit a durable step cannot
+avoid. Measurements:
+
+* one run at a time, ten async steps, ``PostgresStore`` (database clock): cost per step;
+* 100 runs at once in one process: aggregate cost per step (commits of concurrent
+  sessions share WAL flushes, so it can fall below the per-commit floor);
+* 1, 2 and 4 ``orchestrate worker`` processes draining the same backlog: steps per
+  second (from the first claim to the last run's end, database events);
+* claim latency: an idle worker woken by ``NOTIFY``, runs created one by one; from the
+  run's creation to the worker's ``run_resumed`` event (p50, p99).
+
+Needs the server named by ``ORCHESTRATE_BENCH_POSTGRES`` (default: the local one,
+database ``orchestrate_test``); works in a schema of its own, dropped afterwards.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from bench.chain import async_workflow
+from bench.harness import STEPS, Plan, Row, paired_async, skipped, summarise
+from orchestrate import Engine
+from orchestrate.store.postgres import PostgresStore
+
+URL = os.environ.get(
+    "ORCHESTRATE_BENCH_POSTGRES",
+    os.environ.get("ORCHESTRATE_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/orchestrate_test"),
+)
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROW_PAYLOAD = "x" * 120
+"""Payload of a floor row: a step record's columns are about this long once serialised."""
+
+CHAIN = async_workflow("pg_chain")
+"""The ten-step chain, importable by worker processes as ``bench.postgres:CHAIN``."""
+
+FLOOR_LABEL = "bare single-row INSERT, autocommit, per step (same server)"
+
+
+class InsertFloor:
+    """One bare ``INSERT`` per step, autocommit, on a connection of its own."""
+
+    def __init__(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        self.conn = conn
+
+    @classmethod
+    async def open(cls, schema: str) -> InsertFloor:
+        conn = await psycopg.AsyncConnection.connect(URL, autocommit=True, options=f"-c search_path={schema}")
+        await conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
+        await conn.execute(
+            "CREATE TABLE IF NOT EXISTS bench_floor (run_id TEXT NOT NULL, step_key TEXT NOT NULL, payload TEXT,"
+            " PRIMARY KEY (run_id, step_key))"
+        )
+        return cls(conn)
+
+    async def chain(self) -> None:
+        """Ten steps' worth: ten inserts, each its own committed transaction."""
+        run_id = uuid.uuid4().hex
+        for i in range(STEPS):
+            await self.conn.execute("INSERT INTO bench_floor VALUES (%s, %s, %s)", (run_id, f"s{i}", ROW_PAYLOAD))
+
+    async def close(self) -> None:
+        await self.conn.close()
+
+
+class _Counting:
+    """Counts the store calls the engine makes (all of them are round trips)."""
+
+    def __init__(self, inner: PostgresStore) -> None:
+        self.inner = inner
+        self.calls = 0
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self.inner, name)
+        if not asyncio.iscoroutinefunction(attr) or name in ("open", "close"):
+            return attr
+
+        async def call(*args: Any, **kwargs: Any) -> Any:
+            self.calls += 1
+            return await attr(*args, **kwargs)
+
+        return call
+
+
+def _url(schema: str, **options: Any) -> str:
+    query = "&".join([f"schema={schema}", *(f"{k}={v}" for k, v in options.items())])
+    return f"{URL}{'&' if '?' in URL else '?'}{query}"
+
+
+async def _sequential(plan: Plan, schema: str) -> Row:
+    floor = await InsertFloor.open(schema)
+    counting = _Counting(PostgresStore(_url(schema)))
+    # Short batches, many of them, in alternation: on a shared machine a burst of load
+    # then hits a few samples of both rather than all of one.
+    runs, repeats = (3, plan.repeats) if plan.quick else (8, 25)
+    async with Engine(counting, workflows=[CHAIN]) as engine:  # type: ignore[arg-type]
+        assert await engine.run(CHAIN, 0) == STEPS
+
+        async def subject() -> None:
+            await engine.run(CHAIN, 0)
+
+        before = counting.calls
+        subject_s, floor_s = await paired_async(
+            subject, floor.chain, runs=runs, floor_runs=runs, repeats=repeats, warmup=5
+        )
+        calls = (counting.calls - before) / (runs * repeats + 5)
+    await floor.close()
+    row = Row(
+        key="ours.postgres.sequential",
+        group="postgres",
+        system="orchestrate",
+        label="async steps, PostgresStore, one run at a time",
+        floor=FLOOR_LABEL,
+        runs=runs,
+    )
+    summarise(row, subject_s, floor_s, per=STEPS)
+    row.extra = {
+        "store_calls_per_run": round(calls, 2),
+        "ratio_of_best_samples": round(min(subject_s) / min(floor_s), 3),
+        "target": "<= 1.5x",
+    }
+    return row
+
+
+async def _concurrent(plan: Plan, schema: str, width: int) -> Row:
+    floor = await InsertFloor.open(schema)
+    pool = 20
+    async with Engine(PostgresStore(_url(schema, pool_max=pool)), workflows=[CHAIN]) as engine:
+
+        async def batch() -> None:
+            outputs = await asyncio.gather(*(engine.run(CHAIN, 0) for _ in range(width)))
+            assert outputs == [STEPS] * width
+
+        await batch()
+        store = engine.store
+        before = (store._steps.batches, store._steps.statements)  # type: ignore[attr-defined]
+        subject_s, floor_s = await paired_async(
+            batch, floor.chain, runs=1, floor_runs=max(1, plan.floor_commits // STEPS), repeats=plan.repeats, warmup=0
+        )
+        batches = store._steps.batches - before[0]  # type: ignore[attr-defined]
+        statements = store._steps.statements - before[1]  # type: ignore[attr-defined]
+    await floor.close()
+    row = Row(
+        key="ours.postgres.concurrent",
+        group="postgres",
+        system="orchestrate",
+        label=f"{width} concurrent runs in one process (pool of {pool}), aggregate per step",
+        floor=FLOOR_LABEL,
+        runs=width,
+    )
+    summarise(row, [s / width for s in subject_s], floor_s, per=STEPS)
+    row.extra = {
+        "steps_per_second": round(1e6 / row.per_step_us) if row.per_step_us else None,
+        "step_records_per_commit": round(statements / batches, 1) if batches else None,
+        "target": "< 1x",
+    }
+    return row
+
+
+def _worker(url: str, concurrency: int) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [ROOT, os.environ.get("PYTHONPATH")]))}
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "from orchestrate.cli import main; main()",
+            "worker",
+            "--store",
+            url,
+            "--app",
+            "bench.postgres:CHAIN",
+            "--concurrency",
+            str(concurrency),
+            "--poll",
+            "5",
+            "--log-level",
+            "error",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+
+
+def _stop(procs: list[subprocess.Popen[bytes]]) -> None:
+    for proc in procs:
+        proc.terminate()
+    for proc in procs:
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+async def _count(store: PostgresStore, statement: str) -> Any:
+    row = await store._fetchone("bench", statement)
+    assert row is not None
+    return row[0]
+
+
+def _postgres_cpu_seconds() -> float | None:
+    """CPU seconds used so far by the local server's processes (``None`` when unreadable)."""
+    total = 0.0
+    tick = os.sysconf("SC_CLK_TCK")
+    try:
+        for pid in filter(str.isdigit, os.listdir("/proc")):
+            try:
+                with open(f"/proc/{pid}/stat") as fh:
+                    fields = fh.read().rsplit(")", 1)[1].split()
+                with open(f"/proc/{pid}/comm") as fh:
+                    name = fh.read().strip()
+            except OSError:
+                continue
+            if name.startswith("postgres"):
+                total += (int(fields[11]) + int(fields[12])) / tick
+    except OSError:
+        return None
+    return total
+
+
+async def _scale_out(plan: Plan, schema: str, workers: int, floor_us: float) -> Row:
+    """Steps per second of ``workers`` processes draining a backlog of runs."""
+    runs = 60 if plan.quick else 400
+    sub = f"{schema}_w{workers}"
+    store = PostgresStore(_url(sub))
+    async with Engine(store, workflows=[CHAIN]) as engine:
+        await asyncio.gather(*(engine.start(CHAIN, 0) for _ in range(runs)))
+        procs = [_worker(_url(sub, pool_max=12), 16) for _ in range(workers)]
+        children_before = os.times()
+        server_before = _postgres_cpu_seconds()
+        started = time.monotonic()
+        try:
+            deadline = time.monotonic() + 600
+            while await _count(store, "SELECT count(*) FROM orchestrate_runs WHERE status = 'succeeded'") < runs:
+                if time.monotonic() > deadline or any(p.poll() is not None for p in procs):
+                    raise RuntimeError("workers did not drain the backlog")
+                await asyncio.sleep(0.2)
+        finally:
+            wall = time.monotonic() - started
+            server_after = _postgres_cpu_seconds()
+            _stop(procs)
+        children = os.times()
+        worker_cpu = (children.children_user + children.children_system) - (
+            children_before.children_user + children_before.children_system
+        )
+        first = await _count(store, "SELECT min(at) FROM orchestrate_events WHERE kind = 'run_resumed'")
+        last = await _count(store, "SELECT max(at) FROM orchestrate_events WHERE kind = 'run_succeeded'")
+    elapsed = float(last) - float(first)
+    steps = runs * STEPS
+    per_step_us = elapsed / steps * 1e6
+    row = Row(
+        key=f"ours.postgres.workers{workers}",
+        group="postgres",
+        system="orchestrate",
+        label=f"{workers} worker process(es) x concurrency 16 draining {runs} runs, aggregate per step",
+        floor=FLOOR_LABEL,
+        runs=runs,
+        per_step_us=round(per_step_us, 3),
+        floor_per_step_us=round(floor_us, 3),
+        overhead_per_step_us=round(per_step_us - floor_us, 3),
+        ratio=round(per_step_us / floor_us, 3),
+        repeats=1,
+    )
+    row.extra = {
+        "steps_per_second": round(steps / elapsed),
+        "workers": workers,
+        # Cores busy while the backlog drained (workers include their start-up).
+        "worker_cores": round(worker_cpu / wall, 2),
+        "server_cores": None
+        if server_before is None or server_after is None
+        else round((server_after - server_before) / wall, 2),
+    }
+    return row
+
+
+async def _claim_latency(plan: Plan, schema: str) -> Row:
+    """From a run's creation to an idle worker's claim, woken by NOTIFY (poll fallback 5 s)."""
+    samples = 40 if plan.quick else 200
+    sub = f"{schema}_claim"
+    store = PostgresStore(_url(sub))
+    async with Engine(store, workflows=[CHAIN]) as engine:
+        procs = [_worker(_url(sub, pool_max=4), 8)]
+        try:
+            await asyncio.sleep(2.0)  # let the worker start and go idle
+            ids = []
+            for _ in range(samples):
+                ids.append(await engine.start(CHAIN, 0))
+                await asyncio.sleep(0.05)
+            deadline = time.monotonic() + 120
+            while await _count(store, "SELECT count(*) FROM orchestrate_runs WHERE status = 'succeeded'") < samples:
+                if time.monotonic() > deadline or procs[0].poll() is not None:
+                    raise RuntimeError("the worker did not finish the runs")
+                await asyncio.sleep(0.2)
+        finally:
+            _stop(procs)
+        rows = await store._fetch(
+            "bench",
+            "SELECT e.at - r.created_at FROM orchestrate_runs r JOIN orchestrate_events e ON e.run_id = r.run_id"
+            " AND e.kind = 'run_resumed'",
+        )
+    latencies = sorted(float(r[0]) * 1000 for r in rows)
+    p50 = statistics.median(latencies)
+    p99 = latencies[min(len(latencies) - 1, round(0.99 * (len(latencies) - 1)))]
+    row = Row(
+        key="ours.postgres.claim_latency",
+        group="postgres",
+        system="orchestrate",
+        label="run created -> claimed by an idle worker woken by NOTIFY (poll fallback 5 s)",
+        floor="",
+        runs=len(latencies),
+        note="per step µs column: p50 latency",
+        per_step_us=round(p50 * 1000, 3),
+    )
+    row.extra = {"p50_ms": round(p50, 2), "p99_ms": round(p99, 2), "max_ms": round(latencies[-1], 2)}
+    return row
+
+
+async def _all(plan: Plan) -> list[Row]:
+    schema = f"bench_{uuid.uuid4().hex[:10]}"
+    rows: list[Row] = []
+    try:
+        seq = await _sequential(plan, schema)
+        rows.append(seq)
+        rows.append(await _concurrent(plan, schema, plan.concurrent_runs))
+        floor_us = seq.floor_per_step_us or 1.0
+        for workers in (1, 2, 4):
+            rows.append(await _scale_out(plan, schema, workers, floor_us))
+        rows.append(await _claim_latency(plan, schema))
+    finally:
+        async with await psycopg.AsyncConnection.connect(URL, autocommit=True) as conn:
+            for name in (schema, f"{schema}_w1", f"{schema}_w2", f"{schema}_w4", f"{schema}_claim"):
+                await conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(name)))
+    return rows
+
+
+def run(plan: Plan) -> list[Row]:
+    """The PostgreSQL group (skipped when the server is not reachable)."""
+    try:
+        psycopg.connect(URL, connect_timeout=5).close()
+    except psycopg.OperationalError as exc:
+        return [skipped("ours.postgres", "postgres", "orchestrate", "PostgreSQL", f"server not reachable: {exc}")]
+    return asyncio.run(_all(plan))
