@@ -6,12 +6,14 @@ record, through psycopg on its own connection) — the one commit a durable step
 avoid. Measurements:
 
 * one run at a time, ten async steps, ``PostgresStore`` (database clock): cost per step;
-* 100 runs at once in one process: aggregate cost per step (commits of concurrent
-  sessions share WAL flushes, so it can fall below the per-commit floor);
-* 1, 2 and 4 ``orchestrate worker`` processes draining the same backlog: steps per
-  second (from the first claim to the last run's end, database events);
+* 100 runs at once in one process: aggregate cost per step (the step records waiting
+  while a commit is in flight go out together: group commit, below the per-INSERT floor);
+* 1, 2 and 4 ``orchestrate worker`` processes (concurrency 32 each) draining the same
+  backlog: steps per second (from the first claim to the last run's end, database
+  events), with the CPU cores the workers and the server used meanwhile;
 * claim latency: an idle worker woken by ``NOTIFY``, runs created one by one; from the
-  run's creation to the worker's ``run_resumed`` event (p50, p99).
+  run's creation to the worker's ``run_resumed`` event, written once it has claimed the
+  run and read its recorded steps (p50, p99).
 
 Needs the server named by ``ORCHESTRATE_BENCH_POSTGRES`` (default: the local one,
 database ``orchestrate_test``); works in a schema of its own, dropped afterwards.
@@ -48,6 +50,7 @@ CHAIN = async_workflow("pg_chain")
 """The ten-step chain, importable by worker processes as ``bench.postgres:CHAIN``."""
 
 FLOOR_LABEL = "bare single-row INSERT, autocommit, per step (same server)"
+WORKER_CONCURRENCY = 32
 
 
 class InsertFloor:
@@ -235,12 +238,12 @@ def _postgres_cpu_seconds() -> float | None:
 
 async def _scale_out(plan: Plan, schema: str, workers: int, floor_us: float) -> Row:
     """Steps per second of ``workers`` processes draining a backlog of runs."""
-    runs = 60 if plan.quick else 400
+    runs = 100 if plan.quick else 800
     sub = f"{schema}_w{workers}"
     store = PostgresStore(_url(sub))
     async with Engine(store, workflows=[CHAIN]) as engine:
         await asyncio.gather(*(engine.start(CHAIN, 0) for _ in range(runs)))
-        procs = [_worker(_url(sub, pool_max=12), 16) for _ in range(workers)]
+        procs = [_worker(_url(sub, pool_max=16), WORKER_CONCURRENCY) for _ in range(workers)]
         children_before = os.times()
         server_before = _postgres_cpu_seconds()
         started = time.monotonic()
@@ -267,7 +270,7 @@ async def _scale_out(plan: Plan, schema: str, workers: int, floor_us: float) -> 
         key=f"ours.postgres.workers{workers}",
         group="postgres",
         system="orchestrate",
-        label=f"{workers} worker process(es) x concurrency 16 draining {runs} runs, aggregate per step",
+        label=f"{workers} worker process(es) x concurrency {WORKER_CONCURRENCY} draining {runs} runs, per step",
         floor=FLOOR_LABEL,
         runs=runs,
         per_step_us=round(per_step_us, 3),
@@ -320,7 +323,7 @@ async def _claim_latency(plan: Plan, schema: str) -> Row:
         key="ours.postgres.claim_latency",
         group="postgres",
         system="orchestrate",
-        label="run created -> claimed by an idle worker woken by NOTIFY (poll fallback 5 s)",
+        label="run created -> resumed by an idle worker woken by NOTIFY (claim and replay reads; poll 5 s)",
         floor="",
         runs=len(latencies),
         note="per step µs column: p50 latency",
