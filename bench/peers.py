@@ -87,18 +87,33 @@ class _Ours:
             async def once() -> None:
                 await engine.run(self.workflow, 0)
 
-            for _ in range(5):
+            for _ in range(20):
                 await once()
             floor = await time_async_calls(plain_async_chain, self.runs * 10)
             self.samples.append((await time_async_calls(once, self.runs) - floor) / STEPS * 1e6)
 
     def attach(self, row: Row) -> None:
-        """Record our overhead per step measured beside ``row``'s repetitions."""
+        """Record our overhead per step measured beside ``row``'s repetitions.
+
+        ``times_ours`` is the median over repetitions of the peer's overhead divided by
+        ours in the batch right after it: a ratio of neighbours, robust to the machine
+        getting slower or faster during the measurement.
+        """
         ours = statistics.median(self.samples)
         row.extra["ours_overhead_per_step_us"] = round(ours, 3)
-        if row.overhead_per_step_us is not None and ours > 0:
-            row.extra["times_ours"] = round(row.overhead_per_step_us / ours, 1)
+        ratios = [
+            (subject - floor) / mine
+            for subject, floor, mine in zip(row.samples_us, row.floor_samples_us, self.samples, strict=True)
+            if mine > 0
+        ]
+        if ratios:
+            row.extra["times_ours"] = round(statistics.median(ratios), 2)
         self.samples = []
+
+
+def _beside_batches(plan: Plan) -> tuple[int, int]:
+    """Runs per batch and batches for in-memory peers: many short batches, ours after each."""
+    return max(1, plan.peer_runs // 3), plan.repeats * 3
 
 
 def _beside(
@@ -196,7 +211,8 @@ def langgraph(plan: Plan) -> list[Row]:
         return [skipped(k, "peers", "LangGraph", k, _INSTALL) for k in keys]
     from langgraph.checkpoint.memory import InMemorySaver
 
-    ours = _Ours(plan.peer_runs)
+    beside_runs, beside_repeats = _beside_batches(plan)
+    ours = _Ours(beside_runs)
     rows: list[Row] = []
     plain = _langgraph_app(use_async=False)
     assert plain.invoke({"x": 0})["x"] == STEPS
@@ -204,9 +220,9 @@ def langgraph(plan: Plan) -> list[Row]:
         ours,
         lambda: plain.invoke({"x": 0}),
         plain_sync_chain,
-        runs=plan.peer_runs,
+        runs=beside_runs,
         floor_runs=plan.floor_calls,
-        repeats=plan.repeats,
+        repeats=beside_repeats,
         warmup=plan.warmup_runs // 4,
     )
     rows.append(
@@ -217,7 +233,7 @@ def langgraph(plan: Plan) -> list[Row]:
                 system="LangGraph",
                 label="StateGraph, sync nodes, invoke, no checkpointer",
                 floor="plain Python call chain",
-                runs=plan.peer_runs,
+                runs=beside_runs,
             ),
             subject_s,
             floor_s,
@@ -236,9 +252,9 @@ def langgraph(plan: Plan) -> list[Row]:
             ours,
             run_async,
             plain_async_chain,
-            runs=plan.peer_runs,
+            runs=beside_runs,
             floor_runs=plan.floor_calls,
-            repeats=plan.repeats,
+            repeats=beside_repeats,
             warmup=plan.warmup_runs // 4,
         )
     )
@@ -250,7 +266,7 @@ def langgraph(plan: Plan) -> list[Row]:
                 system="LangGraph",
                 label="StateGraph, async nodes, ainvoke, no checkpointer",
                 floor="plain Python call chain",
-                runs=plan.peer_runs,
+                runs=beside_runs,
             ),
             subject_s,
             floor_s,
@@ -264,9 +280,9 @@ def langgraph(plan: Plan) -> list[Row]:
         ours,
         lambda: saved.invoke({"x": 0}, _thread()),
         plain_sync_chain,
-        runs=plan.peer_runs,
+        runs=beside_runs,
         floor_runs=plan.floor_calls,
-        repeats=plan.repeats,
+        repeats=beside_repeats,
         warmup=plan.warmup_runs // 4,
     )
     rows.append(
@@ -277,7 +293,7 @@ def langgraph(plan: Plan) -> list[Row]:
                 system="LangGraph",
                 label="StateGraph, sync nodes, InMemorySaver checkpointer",
                 floor="plain Python call chain",
-                runs=plan.peer_runs,
+                runs=beside_runs,
             ),
             subject_s,
             floor_s,
@@ -380,7 +396,8 @@ def burr(plan: Plan) -> list[Row]:
         return [skipped(k, "peers", "Burr", k, _INSTALL) for k in keys]
     from burr.core.persistence import SQLitePersister
 
-    ours = _Ours(plan.peer_runs)
+    beside_runs, beside_repeats = _beside_batches(plan)
+    ours = _Ours(beside_runs)
     rows: list[Row] = []
     sync_actions = _burr_actions(use_async=False)
     assert _burr_app(sync_actions).run(halt_after=_LAST)[2]["x"] == STEPS
@@ -388,9 +405,9 @@ def burr(plan: Plan) -> list[Row]:
         ours,
         lambda: _burr_app(sync_actions).run(halt_after=_LAST),
         plain_sync_chain,
-        runs=plan.peer_runs,
+        runs=beside_runs,
         floor_runs=plan.floor_calls,
-        repeats=plan.repeats,
+        repeats=beside_repeats,
         warmup=plan.warmup_runs // 4,
     )
     rows.append(
@@ -401,7 +418,7 @@ def burr(plan: Plan) -> list[Row]:
                 system="Burr",
                 label="Application of 10 sync actions, built per run, in memory",
                 floor="plain Python call chain",
-                runs=plan.peer_runs,
+                runs=beside_runs,
             ),
             subject_s,
             floor_s,
@@ -423,9 +440,9 @@ def burr(plan: Plan) -> list[Row]:
         ours,
         rerun,
         plain_sync_chain,
-        runs=plan.peer_runs,
+        runs=beside_runs,
         floor_runs=plan.floor_calls,
-        repeats=plan.repeats,
+        repeats=beside_repeats,
         warmup=plan.warmup_runs // 4,
     )
     row = summarise(
@@ -435,7 +452,7 @@ def burr(plan: Plan) -> list[Row]:
             system="Burr",
             label="one Application of 10 sync actions reused (reset to entrypoint), in memory",
             floor="plain Python call chain",
-            runs=plan.peer_runs,
+            runs=beside_runs,
         ),
         subject_s,
         floor_s,
@@ -455,9 +472,9 @@ def burr(plan: Plan) -> list[Row]:
             ours,
             run_async,
             plain_async_chain,
-            runs=plan.peer_runs,
+            runs=beside_runs,
             floor_runs=plan.floor_calls,
-            repeats=plan.repeats,
+            repeats=beside_repeats,
             warmup=plan.warmup_runs // 4,
         )
     )
@@ -469,7 +486,7 @@ def burr(plan: Plan) -> list[Row]:
                 system="Burr",
                 label="Application of 10 async actions, built per run, arun, in memory",
                 floor="plain Python call chain",
-                runs=plan.peer_runs,
+                runs=beside_runs,
             ),
             subject_s,
             floor_s,

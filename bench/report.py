@@ -39,16 +39,24 @@ class Comparison:
         # Ours as timed beside the peer in the peer's process when it was (same moment,
         # same machine state), else from our own group; the peer's configuration that
         # comes closest to us is the one reported: the strictest comparison.
-        pairs = [(_figure(ours, self.measure, beside=r), _figure(r, self.measure), r) for r in found]
-        mine, theirs, best = min(pairs, key=lambda p: p[1] / p[0] if p[0] > 0 else float("inf"))
+        triples = [(_figure(ours, self.measure, beside=r), _figure(r, self.measure), r) for r in found]
+        rated = [(_peer_times(mine, theirs, r), mine, theirs, r) for mine, theirs, r in triples]
+        times, mine, theirs, best = min(rated, key=lambda t: t[0] if t[0] is not None else float("inf"))
         result.update(
             peer=best.key,
             ours_us=round(mine, 3),
             peer_us=theirs,
-            times=round(theirs / mine, 1) if mine > 0 else None,
+            times=times,
             ours_from="beside the peer" if "ours_overhead_per_step_us" in best.extra else self.ours,
         )
         return result
+
+
+def _peer_times(mine: float, theirs: float, peer: Row) -> float | None:
+    """The peer's figure over ours: the median of neighbouring ratios when timed side by side."""
+    if "times_ours" in peer.extra:
+        return float(peer.extra["times_ours"])
+    return round(theirs / mine, 2) if mine > 0 else None
 
 
 def _figure(row: Row, measure: str, *, beside: Row | None = None) -> float:
