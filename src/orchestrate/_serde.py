@@ -34,10 +34,15 @@ def _default(value: Any) -> Any:
     raise TypeError(f"{type(value).__qualname__} is not JSON serialisable")
 
 
+# Built once: json.dumps with arguments builds a new encoder on every call (hot path).
+_DUMPS = json.JSONEncoder(default=_default, separators=(",", ":"), allow_nan=False).encode
+_CANONICAL = json.JSONEncoder(default=_default, sort_keys=True, separators=(",", ":")).encode
+
+
 def dumps(value: Any, *, what: str = "value") -> str:
     """Serialise ``value`` to compact JSON; raise :class:`SerializationError` naming ``what``."""
     try:
-        return json.dumps(value, default=_default, separators=(",", ":"), allow_nan=False)
+        return _DUMPS(value)
     except (TypeError, ValueError) as exc:
         raise SerializationError(f"{what} cannot be stored as JSON: {exc}") from None
 
@@ -50,7 +55,7 @@ def loads(text: str | None) -> Any:
 def input_hash(value: Any) -> str:
     """A short, stable hash of a value (sorted keys), for logs, caching and idempotency."""
     try:
-        text = json.dumps(value, default=_default, sort_keys=True, separators=(",", ":"))
+        text = _CANONICAL(value)
     except (TypeError, ValueError):
         text = repr(value)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
