@@ -151,6 +151,22 @@ async def test_tables_live_in_the_schema_with_postgres_types(store: PostgresStor
     assert ("orchestrate_rate_log", "at") in types
 
 
+def test_a_store_can_be_opened_again_in_another_event_loop(pg_url: str, schema: str) -> None:
+    store = PostgresStore(pg_url, schema=schema)
+
+    async def use(run_id: str) -> int:
+        await store.open()
+        try:
+            await store.create_run(make_run(run_id))
+            await store.wait_for_work(5)
+            return len(await store.list_runs())
+        finally:
+            await store.close()
+
+    assert asyncio.run(use("r1")) == 1
+    assert asyncio.run(use("r2")) == 2  # the CLI runs each command in a loop of its own
+
+
 # the database clock ---------------------------------------------------------------------
 
 

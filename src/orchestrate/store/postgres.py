@@ -264,6 +264,9 @@ class PostgresStore:
         """Connect, then migrate (or check) the schema; idempotent."""
         if self._pool is not None:
             return
+        # Fresh per opening: asyncio objects belong to the loop that opens the store.
+        self._hint = asyncio.Event()
+        self._steps = Batcher(self._send_batch)
         pool: AsyncConnectionPool[Conn] = AsyncConnectionPool(
             self.conninfo,
             kwargs=self._kwargs,
