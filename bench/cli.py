@@ -50,13 +50,17 @@ def _group(name: str) -> Callable[[Plan], list[Row]]:
         from bench.postgres import run as postgres
 
         return postgres
+    if name == "models":
+        from bench.models import run as models
+
+        return models
     from bench import peers
 
     found: Callable[[Plan], list[Row]] = getattr(peers, name)
     return found
 
 
-OURS = ("overhead", "sqlite", "throughput", "map", "postgres")
+OURS = ("overhead", "sqlite", "throughput", "map", "postgres", "models")
 PEERS = ("langgraph", "burr", "dbos")
 OPT_IN = ("reviews",)  # slow groups run only when named with --only
 GROUPS = OURS + PEERS + OPT_IN
@@ -66,6 +70,7 @@ DESCRIPTIONS = {
     "throughput": "100 concurrent runs on SQLite: aggregate cost per step vs the per-commit floor",
     "map": "1,000-way Map vs asyncio.gather",
     "postgres": "PostgreSQL: cost per step vs bare INSERT, 100 concurrent runs, 1/2/4 workers, claim latency",
+    "models": "model layer: router + cache + breaker + limiter overhead per call; MiniLM classifier throughput",
     "reviews": "review gates: decision -> resumed latency, worker memory with 10 vs 10,000 parked runs (opt-in)",
     "langgraph": "LangGraph StateGraph: no checkpointer, InMemorySaver, SqliteSaver",
     "burr": "Burr Application: in memory and SQLitePersister",
