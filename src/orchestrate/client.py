@@ -31,6 +31,22 @@ class RunDetail:
     steps: list[StepRecord]
     events: list[Event]
 
+    def usage(self) -> dict[str, Any]:
+        """Tokens and cost of the run's model calls, summed over its steps (and per model)."""
+        total: dict[str, Any] = {"tokens_in": 0, "tokens_out": 0, "cost": 0.0, "by_model": {}}
+        for step in self.steps:
+            model = step.meta.get("model")
+            if not isinstance(model, dict):
+                continue
+            per = total["by_model"].setdefault(
+                model.get("model") or "?", {"tokens_in": 0, "tokens_out": 0, "cost": 0.0}
+            )
+            for bucket in (total, per):
+                bucket["tokens_in"] += model.get("tokens_in", 0)
+                bucket["tokens_out"] += model.get("tokens_out", 0)
+                bucket["cost"] += model.get("cost", 0.0)
+        return total
+
 
 class Client:
     """Start, inspect, signal, cancel and replay runs.

@@ -213,6 +213,9 @@ async def _attempts(
             continue
         finished = clock.now()
         meta: dict[str, Any] = {"latency_ms": round((finished - first_started) * 1000, 3)}
+        model = _model_quality(output)
+        if model is not None:
+            meta["model"] = model
         if attempt_log:
             meta["attempt_log"] = attempt_log
         route = None
@@ -374,3 +377,25 @@ async def _fallbacks(
         step=key,
         cause_type=info["type"],
     )
+
+
+def _model_quality(output: Any) -> dict[str, Any] | None:
+    """Model, tokens and cost of a step that returned a model result (duck-typed: the
+    engine never imports the model layer)."""
+    usage = getattr(output, "usage", None)
+    tokens_in = getattr(usage, "input_tokens", None)
+    if not isinstance(tokens_in, int):
+        return None
+    quality: dict[str, Any] = {
+        "model": getattr(output, "model", None),
+        "version": getattr(output, "version", None),
+        "tokens_in": tokens_in,
+        "tokens_out": getattr(usage, "output_tokens", 0),
+    }
+    cost = getattr(output, "cost", None)
+    if isinstance(cost, int | float):
+        quality["cost"] = cost
+    extra = getattr(output, "meta", None)
+    if isinstance(extra, dict) and extra.get("cache"):
+        quality["cache"] = extra["cache"]
+    return quality
