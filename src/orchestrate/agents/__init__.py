@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from orchestrate.agents.agent import Agent, AgentResult, AgentStep, Approver, ToolCall
+from orchestrate.agents.approval import review_approver
 from orchestrate.agents.supervisor import Delegation, Supervisor
 from orchestrate.agents.tools import Tool, ToolArgumentError, tool
 from orchestrate.models.secrets import Redactor, Secret
@@ -19,5 +20,6 @@ __all__ = [
     "Tool",
     "ToolArgumentError",
     "ToolCall",
+    "review_approver",
     "tool",
 ]
