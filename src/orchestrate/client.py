@@ -8,6 +8,7 @@ workflows too (``Client(url, workflows=[...])``).
 from __future__ import annotations
 
 import builtins
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -89,9 +90,24 @@ class Client:
         *,
         run_id: str | None = None,
         options: dict[str, Any] | None = None,
+        queue: str = "default",
     ) -> str:
-        """Create a pending run for a worker (or :meth:`resume`) to execute."""
-        return await self.engine.start(workflow, input, run_id=run_id, options=options)
+        """Create a pending run for a worker (or :meth:`resume`) to execute; return its id.
+
+        Args:
+            workflow: the workflow, or the name of one registered with this client.
+            input: the run's input.
+            run_id: the run's id (default: a new UUID); if that run exists it is kept as it is.
+            options: extra run options recorded on the run.
+            queue: the queue the run waits in. Workers started with ``queues=[...]``
+                (``orchestrate worker --queue NAME``) claim only runs of those queues;
+                workers without it take every queue. 1 to 100 ASCII letters, digits,
+                ``-``, ``_``, ``.`` or ``:``.
+
+        Raises:
+            InvalidInputError: ``queue`` is not a valid queue name.
+        """
+        return await self.engine.start(workflow, input, run_id=run_id, options=options, queue=_check_queue_name(queue))
 
     async def run(
         self,
@@ -357,6 +373,24 @@ class Client:
         if execute:
             return await self.engine.settle(new_id)
         return await self.get(new_id)
+
+
+_QUEUE_NAME_MAX = 100
+_QUEUE_NAME = re.compile(rf"[A-Za-z0-9_.:-]{{1,{_QUEUE_NAME_MAX}}}")
+
+
+def _check_queue_name(queue: object) -> str:
+    """Return ``queue`` if it is a valid queue name, else raise ``InvalidInputError``."""
+    if isinstance(queue, str) and _QUEUE_NAME.fullmatch(queue):
+        return queue
+    shown = repr(queue)
+    if len(shown) > 60:
+        shown = shown[:59] + "…"
+    if isinstance(queue, str) and len(queue) > _QUEUE_NAME_MAX:
+        shown += f" ({len(queue)} characters)"
+    raise InvalidInputError(
+        f"invalid queue name {shown}: use 1 to {_QUEUE_NAME_MAX} ASCII letters, digits, '-', '_', '.' or ':'"
+    )
 
 
 def _review_status(value: ReviewStatus | str) -> ReviewStatus:

@@ -120,14 +120,25 @@ def main() -> None:
 @store_option
 @click.option("--detach", is_flag=True, help="Only create the run (pending) for a worker, and print its id.")
 @click.option("--run-id", metavar="ID", help="The run's id (default: a new UUID); an existing id is followed.")
+@click.option(
+    "--queue",
+    metavar="NAME",
+    default=None,
+    help="With --detach: the queue the run waits in, for `orchestrate worker --queue NAME`. Default: default.",
+)
 @log_level_option()
-def run_command(target: str, input_: Any, store: str, detach: bool, run_id: str | None, log_level: str) -> int:
+def run_command(
+    target: str, input_: Any, store: str, detach: bool, run_id: str | None, queue: str | None, log_level: str
+) -> int:
     """Run the workflow TARGET (path/to/file.py:NAME or package.module:NAME).
 
     Runs in this process until the run ends or waits for a person, then prints its
     timeline. With --detach, prints the new run's id and leaves it to `orchestrate
-    worker`. Exit codes: 0 succeeded, 1 failed/dead/cancelled, 3 waiting.
+    worker` (with --queue, to the workers of that queue). Exit codes: 0 succeeded,
+    1 failed/dead/cancelled, 3 waiting.
     """
+    if queue is not None and not detach:
+        raise click.UsageError("--queue needs --detach: without it the run is driven in this process")
     setup_logging(log_level)
     wf = load_workflow(target)
     options = {"target": canonical_target(target)}
@@ -135,7 +146,9 @@ def run_command(target: str, input_: Any, store: str, detach: bool, run_id: str 
     if detach:
 
         async def start(client: Client) -> str:
-            return await client.start(wf, input_, run_id=run_id, options=options)
+            return await client.start(
+                wf, input_, run_id=run_id, options=options, queue="default" if queue is None else queue
+            )
 
         click.echo(run_async(with_client(store, start, workflows=[wf])))
         return EXIT_OK

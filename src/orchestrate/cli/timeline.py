@@ -168,6 +168,8 @@ def _header(detail: RunDetail, axis: _Axis) -> Panel:
     grid.add_column(overflow="fold")
     grid.add_row("workflow", Text(f"{run.workflow}  (version {run.version})"))
     grid.add_row("status", Text(run.status.value, style=_STATUS_STYLES.get(run.status, "")))
+    if run.queue != "default":
+        grid.add_row("queue", Text(run.queue))
     grid.add_row("input", Text(summarize(run.input)))
     if run.status is RunStatus.SUCCEEDED:
         grid.add_row("output", Text(summarize(run.output)))
