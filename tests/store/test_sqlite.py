@@ -226,3 +226,65 @@ async def test_close_finishes_queued_writes(url: str) -> None:
         assert entry is not None and entry.value == 49
     finally:
         await reopened.close()
+
+
+async def test_one_run_at_a_time_writes_inline_one_commit_per_step(store: SQLiteStore) -> None:
+    run = await claimed(store, "solo")
+    inline, commits = store.inline, store.commits
+    for i in range(10):
+        await store.record_step(make_step("solo", f"s{i}", i), fence=run.fence, now=T0)
+    assert (store.inline - inline, store.commits - commits) == (10, 10)
+
+
+async def test_interleaved_runs_queue_for_the_writer_thread(store: SQLiteStore) -> None:
+    runs = [await claimed(store, f"r{i}") for i in range(20)]
+    inline = store.inline
+    await asyncio.gather(
+        *(store.record_step(make_step(run.run_id, "a", i), fence=run.fence, now=T0) for i, run in enumerate(runs))
+    )
+    assert store.inline == inline  # none of them ran on the event loop's thread
+
+
+async def test_a_write_locked_out_by_another_process_waits_off_the_event_loop(store: SQLiteStore, url: str) -> None:
+    run = await claimed(store, "solo")
+    other = sqlite3.connect(url.removeprefix("sqlite:///"), isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # another process holds the write lock
+    ticks = 0
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            await asyncio.sleep(0.01)
+            ticks += 1
+
+    async def release_later() -> None:
+        await asyncio.sleep(0.3)
+        other.execute("COMMIT")
+
+    beat = asyncio.create_task(ticker())
+    release = asyncio.create_task(release_later())
+    try:
+        stored = await store.record_step(make_step("solo", "a", 1), fence=run.fence, now=T0)
+    finally:
+        beat.cancel()
+        await release
+        other.close()
+    assert stored.output == 1
+    assert ticks >= 10, "the event loop kept running while the write waited for the lock"
+    assert [s.step_key for s in await store.get_steps("solo")] == ["a"]
+
+
+async def test_a_chain_costs_one_commit_per_step_plus_the_run_s_creation(url: str) -> None:
+    from orchestrate import Engine, Step, Workflow
+
+    chain = Workflow("chain", [Step(f"s{i}", lambda x: x + 1) for i in range(10)], version="1")
+    store = SQLiteStore(url)
+    async with Engine(store, workflows=[chain]) as engine:
+        commits = store.commits
+        record = await engine.run_record(chain, 0)
+        assert store.commits - commits == 11  # the last step's record also ends the run
+        stored = await store.get_run(record.run_id)
+        kinds = [e.kind for e in await store.list_events(record.run_id)]
+    assert record.status.value == "succeeded" and record.output == 10
+    assert stored is not None and stored.status.value == "succeeded" and stored.output == 10
+    assert kinds[0] == "run_created" and kinds[-1] == "run_succeeded" and kinds.count("run_succeeded") == 1

@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING, Any
 from orchestrate import _serde
 from orchestrate.errors import NonDeterminismError, StepFailedError, StepTimeoutError
 from orchestrate.policies import MISSING, Fallback, StepPolicy
-from orchestrate.store.base import AttemptState, Event, RunRecord, StepRecord
-from orchestrate.types import StepStatus
+from orchestrate.store.base import AttemptState, Event, RunRecord, RunUpdate, StepRecord
+from orchestrate.types import RunStatus, StepStatus
 from orchestrate.workflow import CallPlan
 
 if TYPE_CHECKING:
@@ -121,6 +121,10 @@ class RunContext:
         self.flags: list[str] = []
         self.jump_targets: set[str] = set()
         self.last_key: str | None = None
+        # The step whose successful record also ends the run (the last node of a graph,
+        # when it is a plain step): one transaction instead of two. ``finished`` says it did.
+        self.final_key: str | None = None
+        self.finished = False
         self._counts: dict[str, int] = {}
         # Replays of durable functions must consume the history in order.
         self._unconsumed = [k for k in recorded if not k.startswith(("wait:", "sleep:"))] if check_order else []
@@ -280,9 +284,25 @@ class RunContext:
         return None
 
     async def record(self, record: StepRecord, *, event: Event | None = None) -> StepRecord:
-        """Write a step record under this run's fence; the stored one wins."""
-        stored = await self.engine.store.record_step(record, fence=self.fence, now=record.finished_at, event=event)
+        """Write a step record under this run's fence; the stored one wins.
+
+        The final step's plain success also marks the run succeeded, in the same write.
+        """
+        update = None
+        if (
+            record.step_key == self.final_key
+            and event is None
+            and record.status is StepStatus.SUCCEEDED
+            and record.fallback is None
+        ):
+            update = RunUpdate(RunStatus.SUCCEEDED, output=record.output)
+            event = Event(self.run_id, "run_succeeded", record.finished_at)
+        stored = await self.engine.store.record_step(
+            record, fence=self.fence, now=record.finished_at, event=event, run_update=update
+        )
         self.recorded[record.step_key] = stored
+        if update is not None and stored is record:
+            self.finished = True
         return stored
 
     async def delay_until(self, at: float, *, reason: str) -> None:

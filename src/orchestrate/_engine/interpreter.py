@@ -34,6 +34,9 @@ class _Jump(Exception):  # noqa: N818 - internal control flow
 async def run_graph(ctx: RunContext, wf: Workflow, value: Any) -> Any:
     """Run the workflow's nodes in sequence from ``value``; return the last output."""
     ctx.jump_targets = _names(wf.nodes)
+    last = wf.nodes[-1] if wf.nodes else None
+    if isinstance(last, Step) and ctx.engine.spec_of_step(last).gate is None:
+        ctx.final_key = last.name  # its record ends the run in the same write
     try:
         return await _sequence(ctx, wf.nodes, value, "")
     except _Jump as jump:

@@ -447,6 +447,9 @@ class Engine:
         except Exception as exc:  # noqa: BLE001 - any other error fails the run, recorded
             return await self._fail(ctx, wf, run, exc, RunStatus.FAILED, step=None)
         now = self.clock.now()
+        if ctx.finished:  # the final step's record ended the run already
+            self.log.info("run_succeeded", workflow=run.workflow, run_id=run.run_id, version=run.version)
+            return _with(run, status=RunStatus.SUCCEEDED, output=output, updated_at=now)
         try:
             await store.update_run(
                 run.run_id,
