@@ -54,10 +54,13 @@ def loads(text: str | None) -> Any:
 
 def input_hash(value: Any) -> str:
     """A short, stable hash of a value (sorted keys), for logs, caching and idempotency."""
-    try:
-        text = _CANONICAL(value)
-    except (TypeError, ValueError):
-        text = repr(value)
+    if type(value) is int:
+        text = str(value)  # what the encoder writes for an int, without its set-up
+    else:
+        try:
+            text = _CANONICAL(value)
+        except (TypeError, ValueError):
+            text = repr(value)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import logging
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -109,6 +110,8 @@ class RunContext:
         # logger looks the configuration up on every call, a cost the per-step path
         # should not pay.
         self.log: Any = engine.log.bind()
+        enabled = getattr(self.log, "is_enabled_for", None)
+        self.log_info = enabled(logging.INFO) if callable(enabled) else True  # skip building filtered lines
         self.run = run
         self.run_id = run.run_id
         self.workflow = run.workflow
@@ -119,7 +122,7 @@ class RunContext:
         self.outputs: dict[str, Any] = {}
         self.missing: set[str] = set()
         self.flags: list[str] = []
-        self.jump_targets: set[str] = set()
+        self.jump_targets: frozenset[str] = frozenset()
         self.last_key: str | None = None
         # The step whose successful record also ends the run (the last node of a graph,
         # when it is a plain step): one transaction instead of two. ``finished`` says it did.

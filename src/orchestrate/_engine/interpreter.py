@@ -8,6 +8,7 @@ finds every finished step in the store. Keys: a step's name; ``map[i]`` for map 
 from __future__ import annotations
 
 import asyncio
+import weakref
 from collections.abc import Sequence
 from typing import Any
 
@@ -33,10 +34,13 @@ class _Jump(Exception):  # noqa: N818 - internal control flow
 
 async def run_graph(ctx: RunContext, wf: Workflow, value: Any) -> Any:
     """Run the workflow's nodes in sequence from ``value``; return the last output."""
-    ctx.jump_targets = _names(wf.nodes)
-    last = wf.nodes[-1] if wf.nodes else None
-    if isinstance(last, Step) and ctx.engine.spec_of_step(last).gate is None:
-        ctx.final_key = last.name  # its record ends the run in the same write
+    shape = _SHAPES.get(wf)
+    if shape is None:
+        last = wf.nodes[-1] if wf.nodes else None
+        final = last.name if isinstance(last, Step) and last.gate is None else None
+        shape = _SHAPES[wf] = (_names(wf.nodes), final)
+    ctx.jump_targets = shape[0]
+    ctx.final_key = shape[1]  # the final step's record ends the run in the same write
     try:
         return await _sequence(ctx, wf.nodes, value, "")
     except _Jump as jump:
@@ -45,16 +49,24 @@ async def run_graph(ctx: RunContext, wf: Workflow, value: Any) -> Any:
         ) from None
 
 
-def _names(nodes: Sequence[Node]) -> set[str]:
+# Per workflow (definitions do not change once built): its jump targets and final step.
+_SHAPES: weakref.WeakKeyDictionary[Workflow, tuple[frozenset[str], str | None]] = weakref.WeakKeyDictionary()
+
+
+def _names(nodes: Sequence[Node]) -> frozenset[str]:
+    return frozenset(_collect(nodes))
+
+
+def _collect(nodes: Sequence[Node]) -> set[str]:
     names: set[str] = set()
     for node in nodes:
         names.add(node.name)
         if isinstance(node, Parallel):
-            names |= _names(node.nodes)
+            names |= _collect(node.nodes)
         elif isinstance(node, Branch):
             for _, _, route in node.cases:
                 if not isinstance(route, str):
-                    names |= _names(route)
+                    names |= _collect(route)
     return names
 
 
@@ -62,8 +74,12 @@ async def _sequence(ctx: RunContext, nodes: Sequence[Node], value: Any, prefix: 
     index = {node.name: i for i, node in enumerate(nodes)}
     i = 0
     while i < len(nodes):
+        node = nodes[i]
         try:
-            value = await _node(ctx, nodes[i], value, prefix)
+            if type(node) is Step:  # the common case, one coroutine frame fewer
+                value = await _step(ctx, node, value, prefix + node.name if prefix else node.name)
+            else:
+                value = await _node(ctx, node, value, prefix)
         except _Jump as jump:
             target = index.get(jump.target)
             if target is None or target <= i:

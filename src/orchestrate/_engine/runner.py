@@ -245,7 +245,7 @@ class Engine:
         workflow = self.get_workflow(wf) if isinstance(wf, str) else self._ensure(wf)
         now = self.clock.now()
         run = RunRecord(
-            run_id=run_id or uuid.uuid4().hex,
+            run_id=run_id or os.urandom(16).hex(),  # as unique as a uuid4, cheaper to make
             workflow=workflow.name,
             version=workflow.version,
             status=RunStatus.RUNNING if claim else RunStatus.PENDING,
@@ -448,7 +448,7 @@ class Engine:
             return await self._fail(ctx, wf, run, exc, RunStatus.FAILED, step=None)
         now = self.clock.now()
         if ctx.finished:  # the final step's record ended the run already
-            self.log.info("run_succeeded", workflow=run.workflow, run_id=run.run_id, version=run.version)
+            ctx.log.info("run_succeeded", workflow=run.workflow, run_id=run.run_id, version=run.version)
             return _with(run, status=RunStatus.SUCCEEDED, output=output, updated_at=now)
         try:
             await store.update_run(
@@ -460,7 +460,7 @@ class Engine:
             )
         except LeaseLostError:
             return await store.get_run(run.run_id) or run
-        self.log.info("run_succeeded", workflow=run.workflow, run_id=run.run_id, version=run.version)
+        ctx.log.info("run_succeeded", workflow=run.workflow, run_id=run.run_id, version=run.version)
         return _with(run, status=RunStatus.SUCCEEDED, output=output, updated_at=now)
 
     async def _park(self, ctx: RunContext, run: RunRecord, suspend: Suspend) -> RunRecord:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable
 from typing import Any
 
 from orchestrate import _serde
@@ -102,7 +103,19 @@ def _attempt_timeout(ctx: RunContext, spec: StepSpec, now: float, first_started:
     return max(min(limits), 0.001)
 
 
-async def _execute(ctx: RunContext, spec: StepSpec, value: Any, key: str) -> StepRecord:
+def _execute(ctx: RunContext, spec: StepSpec, value: Any, key: str) -> Awaitable[StepRecord]:
+    """Run the step's attempts (through its cache and concurrency limit, if it has them)."""
+    policy = spec.policy
+    if policy.cache is None and not policy.fallback and not policy.max_concurrency:
+        # The common case, one coroutine frame fewer.
+        hashed = _serde.input_hash(value.for_hash() if isinstance(value, _Args) else value)
+        if ctx.run.deadline_at is not None and ctx.engine.clock.now() >= ctx.run.deadline_at:
+            raise DeadlineExceededError(f"run {ctx.run_id} passed its deadline before step {key!r}")
+        return _attempts(ctx, spec, value, key, hashed, None)
+    return _execute_with_policy(ctx, spec, value, key)
+
+
+async def _execute_with_policy(ctx: RunContext, spec: StepSpec, value: Any, key: str) -> StepRecord:
     engine = ctx.engine
     clock = engine.clock
     policy = spec.policy
@@ -147,7 +160,7 @@ async def _attempts(
     log = ctx.log
     state = ctx.attempts.pop(key, None)
     attempt = state.attempts + 1 if state else 1
-    first_started = state.first_started_at if state else clock.now()
+    first_started = state.first_started_at if state else None
     attempt_log: list[dict[str, Any]] = []
     if state is not None:
         await ctx.delay_until(state.next_at, reason=f"retry:{key}")
@@ -159,12 +172,23 @@ async def _attempts(
         last_error = DeadlineExceededError(f"{remaining:.3f}s of budget left, step needs {policy.min_budget:g}s")
     while reason is None:
         started = clock.now()
+        if first_started is None:
+            first_started = started
         if policy.timeout.total is not None and started - first_started >= policy.timeout.total:
             last_error = StepTimeoutError(f"step {key!r} exceeded its total timeout of {policy.timeout.total:g}s")
             break
-        timeout = _attempt_timeout(ctx, spec, started, first_started)
+        timeout = (
+            None
+            if policy.timeout.attempt is None and policy.timeout.total is None and ctx.run.deadline_at is None
+            else _attempt_timeout(ctx, spec, started, first_started)
+        )
+        plan = spec.plan
         try:
-            output = await _invoke(ctx, spec, spec.plan, value, key, attempt, timeout)
+            if plan.is_async and timeout is None and not plan.wants_ctx and type(value) is not _Args:
+                args, kwargs = plan.arguments(value)  # the common case, one coroutine frame fewer
+                output = await plan.fn(*args, **kwargs)
+            else:
+                output = await _invoke(ctx, spec, plan, value, key, attempt, timeout)
         except Exception as exc:  # noqa: BLE001 - every step error goes through the policy
             finished = clock.now()
             attempt_log.append(
@@ -239,18 +263,21 @@ async def _attempts(
         )
         event = Event(ctx.run_id, "step_routed", finished, key, {"target": route}) if route else None
         stored = await ctx.record(record, event=event)
-        log.info(
-            "step_succeeded",
-            workflow=ctx.workflow,
-            run_id=ctx.run_id,
-            step=key,
-            attempts=attempt,
-            latency_ms=meta["latency_ms"],
-            input_hash=hashed,
-            fallback=record.fallback,
-        )
+        if ctx.log_info:
+            log.info(
+                "step_succeeded",
+                workflow=ctx.workflow,
+                run_id=ctx.run_id,
+                step=key,
+                attempts=attempt,
+                latency_ms=meta["latency_ms"],
+                input_hash=hashed,
+                fallback=record.fallback,
+            )
         return stored
     assert last_error is not None
+    if first_started is None:  # no attempt was made (not enough budget left)
+        first_started = clock.now()
     return await _fallbacks(
         ctx, spec, value, key, hashed, cache_key, attempt, first_started, last_error, attempt_log, reason
     )
@@ -379,9 +406,14 @@ async def _fallbacks(
     )
 
 
+_PLAIN = frozenset({int, str, float, bool, dict, list, tuple, type(None)})
+
+
 def _model_quality(output: Any) -> dict[str, Any] | None:
     """Model, tokens and cost of a step that returned a model result (duck-typed: the
     engine never imports the model layer)."""
+    if type(output) in _PLAIN:
+        return None
     usage = getattr(output, "usage", None)
     tokens_in = getattr(usage, "input_tokens", None)
     if not isinstance(tokens_in, int):
