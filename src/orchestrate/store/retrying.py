@@ -49,7 +49,13 @@ class RetryingStore:
 
         @functools.wraps(attr)
         async def call(*args: Any, **kwargs: Any) -> Any:
-            return await self._retry(name, getattr(self.inner, name), args, kwargs)
+            fn = getattr(self.inner, name)
+            try:
+                return await fn(*args, **kwargs)  # the first try, without the retry loop's set-up
+            except StoreError as exc:
+                if type(exc) is not StoreError:
+                    raise
+                return await self._retry(name, fn, args, kwargs, exc)
 
         # Kept on the instance: later lookups skip ``__getattr__`` (and the wrapping), a
         # cost every store call of every step would pay. The inner method is still looked
@@ -57,19 +63,25 @@ class RetryingStore:
         self.__dict__[name] = call
         return call
 
-    async def _retry(self, name: str, fn: Callable[..., Awaitable[Any]], args: Any, kwargs: Any) -> Any:
+    async def _retry(
+        self, name: str, fn: Callable[..., Awaitable[Any]], args: Any, kwargs: Any, error: StoreError
+    ) -> Any:
+        """Repeat a call that failed with ``error`` until it answers or ``total_seconds`` pass."""
         delay = self.initial_delay
         started = time.monotonic()
         while True:
+            if time.monotonic() - started + delay > self.total_seconds:
+                raise error
+            self.retries += 1
+            get_logger().warning("store_retry", method=name, error=str(error), retry_in=delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, self.max_delay)
             try:
                 return await fn(*args, **kwargs)
             except StoreError as exc:
-                if type(exc) is not StoreError or time.monotonic() - started + delay > self.total_seconds:
+                if type(exc) is not StoreError:
                     raise
-                self.retries += 1
-                get_logger().warning("store_retry", method=name, error=str(exc), retry_in=delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, self.max_delay)
+                error = exc
 
     def __repr__(self) -> str:
         return f"RetryingStore({self.inner!r})"
