@@ -39,6 +39,10 @@ _DUMPS = json.JSONEncoder(default=_default, separators=(",", ":"), allow_nan=Fal
 _CANONICAL = json.JSONEncoder(default=_default, sort_keys=True, separators=(",", ":")).encode
 
 
+encode = _DUMPS
+"""Compact JSON of ``value``; raises ``TypeError``/``ValueError`` (:func:`dumps` names the value)."""
+
+
 def dumps(value: Any, *, what: str = "value") -> str:
     """Serialise ``value`` to compact JSON; raise :class:`SerializationError` naming ``what``."""
     try:
