@@ -365,7 +365,9 @@ class Client:
                 s.step_key for s in steps if s.status is StepStatus.SUCCEEDED and not s.step_key.startswith("wait:")
             ]
             new_input = source.input
-        new_id = await self.engine.start(workflow, new_input, options=run_options, parent_run_id=run_id)
+        new_id = await self.engine.start(
+            workflow, new_input, options=run_options, parent_run_id=run_id, queue=source.queue
+        )
         await self.store.copy_steps(run_id, new_id, keys)
         await self.store.append_event(
             Event(new_id, "replay_started", self.engine.clock.now(), from_step, {"source": run_id, "reused": keys})

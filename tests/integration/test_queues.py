@@ -112,6 +112,27 @@ async def test_workers_claim_only_the_runs_of_their_queues(store_url: str) -> No
         assert (await any_worker.get(plain)).status is RunStatus.SUCCEEDED
 
 
+async def test_a_replay_stays_on_the_queue_of_the_run_it_replays(store_url: str) -> None:
+    calls = {"n": 0}
+
+    def draw(scene: str) -> str:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise RuntimeError("out of GPU memory")
+        return f"drawn {scene}"
+
+    wf = Workflow("render", [Step("draw", draw, retries=0)], version="1")
+    async with Client(store_url, workflows=[wf]) as client:
+        failed = await client.start(wf, "castle", queue="gpu")
+        assert await client.engine.work(queues=["gpu"], until_idle=True, poll_seconds=0.05) == 1
+        assert (await client.get(failed)).status is RunStatus.DEAD
+        replay = await client.replay(failed, execute=False)
+        assert replay.queue == "gpu" and replay.status is RunStatus.PENDING
+        assert await client.engine.work(queues=["default"], until_idle=True, poll_seconds=0.05) == 0
+        assert await client.engine.work(queues=["gpu"], until_idle=True, poll_seconds=0.05) == 1
+        assert (await client.get(replay.run_id)).output == "drawn castle"
+
+
 @pytest.mark.parametrize("name", ["gpu", "x" * 100, "a-b_c.d:e", "GPU-2"])
 async def test_queue_names_of_letters_digits_and_separators_are_accepted(tmp_path: Path, name: str) -> None:
     wf = render_workflow()

@@ -288,3 +288,19 @@ async def test_a_chain_costs_one_commit_per_step_plus_the_run_s_creation(url: st
     assert record.status.value == "succeeded" and record.output == 10
     assert stored is not None and stored.status.value == "succeeded" and stored.output == 10
     assert kinds[0] == "run_created" and kinds[-1] == "run_succeeded" and kinds.count("run_succeeded") == 1
+
+
+async def test_concurrent_runs_whose_steps_never_wait_still_share_commits(url: str) -> None:
+    from orchestrate import Engine, Step, Workflow
+
+    async def bump(x: int) -> int:
+        return x + 1  # never suspends: only the store's writes let other runs go on
+
+    chain = Workflow("chain", [Step(f"s{i}", bump) for i in range(10)], version="1")
+    store = SQLiteStore(url)
+    async with Engine(store, workflows=[chain]) as engine:
+        commits = store.commits
+        outputs = await asyncio.gather(*(engine.run(chain, 0) for _ in range(50)))
+        used = store.commits - commits
+    assert outputs == [10] * 50
+    assert used < 550 / 4, f"{used} commits for 50 runs of 11 writes: the runs did not share commits"

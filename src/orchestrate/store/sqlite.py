@@ -248,6 +248,11 @@ class SQLiteStore:
             finally:
                 self._lock.release()
             if done:
+                if write:
+                    # Let the other runs of this loop go on: without a pause here a run whose
+                    # steps never wait would run to its end before any other starts, and
+                    # concurrent runs would never share a commit.
+                    await asyncio.sleep(0)
                 return result
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
