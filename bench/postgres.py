@@ -9,8 +9,9 @@ avoid. Measurements:
 * 100 runs at once in one process: aggregate cost per step (the step records waiting
   while a commit is in flight go out together: group commit, below the per-INSERT floor);
 * 1, 2 and 4 ``orchestrate worker`` processes (concurrency 32 each) draining the same
-  backlog: steps per second (from the first claim to the last run's end, database
-  events), with the CPU cores the workers and the server used meanwhile;
+  backlog of 2,000 runs, due at one moment once every worker has started: steps per
+  second (from the first claim to the last run's end, database events), with the CPU
+  cores the workers and the server used meanwhile;
 * claim latency: an idle worker woken by ``NOTIFY``, runs created one by one; from the
   run's creation to the worker's ``run_resumed`` event, written once it has claimed the
   run and read its recorded steps (p50, p99).
@@ -51,6 +52,8 @@ CHAIN = async_workflow("pg_chain")
 
 FLOOR_LABEL = "bare single-row INSERT, autocommit, per step (same server)"
 WORKER_CONCURRENCY = 32
+WORKER_START_SECONDS = 4
+"""Time a worker process is given to start (plus one second per worker) before the backlog is due."""
 
 
 class InsertFloor:
@@ -216,6 +219,20 @@ async def _count(store: PostgresStore, statement: str) -> Any:
     return row[0]
 
 
+def _cpu_seconds(pids: list[int]) -> float | None:
+    """CPU seconds used so far by these processes (``None`` when unreadable)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    try:
+        for pid in pids:
+            with open(f"/proc/{pid}/stat") as fh:
+                fields = fh.read().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / tick
+    except OSError:
+        return None
+    return total
+
+
 def _postgres_cpu_seconds() -> float | None:
     """CPU seconds used so far by the local server's processes (``None`` when unreadable)."""
     total = 0.0
@@ -238,29 +255,38 @@ def _postgres_cpu_seconds() -> float | None:
 
 async def _scale_out(plan: Plan, schema: str, workers: int, floor_us: float) -> Row:
     """Steps per second of ``workers`` processes draining a backlog of runs."""
-    runs = 100 if plan.quick else 800
+    runs = 100 if plan.quick else 2000
     sub = f"{schema}_w{workers}"
     store = PostgresStore(_url(sub))
     async with Engine(store, workflows=[CHAIN]) as engine:
         await asyncio.gather(*(engine.start(CHAIN, 0) for _ in range(runs)))
+        # The backlog becomes due at one moment, once every worker has started (a worker
+        # takes a second or more to import and connect): the first one up must not drain
+        # it alone before the others arrive. Workers sleep until the scheduled start.
+        await store._execute(
+            "bench",
+            "UPDATE orchestrate_runs SET wake_at = EXTRACT(EPOCH FROM clock_timestamp()) + %s WHERE status = 'pending'",
+            (WORKER_START_SECONDS + workers,),
+        )
+        due_in = WORKER_START_SECONDS + workers
         procs = [_worker(_url(sub, pool_max=16), WORKER_CONCURRENCY) for _ in range(workers)]
-        children_before = os.times()
-        server_before = _postgres_cpu_seconds()
-        started = time.monotonic()
         try:
-            deadline = time.monotonic() + 600
+            # CPU is counted over the drain only: from the moment the backlog is due (the
+            # workers have started and wait) to the last run's end.
+            await asyncio.sleep(due_in - 0.1)
+            workers_before = _cpu_seconds([p.pid for p in procs])
+            server_before = _postgres_cpu_seconds()
+            started = time.monotonic()
+            deadline = started + 600
             while await _count(store, "SELECT count(*) FROM orchestrate_runs WHERE status = 'succeeded'") < runs:
                 if time.monotonic() > deadline or any(p.poll() is not None for p in procs):
                     raise RuntimeError("workers did not drain the backlog")
-                await asyncio.sleep(0.2)
-        finally:
+                await asyncio.sleep(0.05)
             wall = time.monotonic() - started
+            workers_after = _cpu_seconds([p.pid for p in procs])
             server_after = _postgres_cpu_seconds()
+        finally:
             _stop(procs)
-        children = os.times()
-        worker_cpu = (children.children_user + children.children_system) - (
-            children_before.children_user + children_before.children_system
-        )
         first = await _count(store, "SELECT min(at) FROM orchestrate_events WHERE kind = 'run_resumed'")
         last = await _count(store, "SELECT max(at) FROM orchestrate_events WHERE kind = 'run_succeeded'")
     elapsed = float(last) - float(first)
@@ -282,8 +308,10 @@ async def _scale_out(plan: Plan, schema: str, workers: int, floor_us: float) -> 
     row.extra = {
         "steps_per_second": round(steps / elapsed),
         "workers": workers,
-        # Cores busy while the backlog drained (workers include their start-up).
-        "worker_cores": round(worker_cpu / wall, 2),
+        # Cores busy while the backlog drained.
+        "worker_cores": None
+        if workers_before is None or workers_after is None
+        else round((workers_after - workers_before) / wall, 2),
         "server_cores": None
         if server_before is None or server_after is None
         else round((server_after - server_before) / wall, 2),
