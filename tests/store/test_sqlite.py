@@ -304,3 +304,51 @@ async def test_concurrent_runs_whose_steps_never_wait_still_share_commits(url: s
         used = store.commits - commits
     assert outputs == [10] * 50
     assert used < 550 / 4, f"{used} commits for 50 runs of 11 writes: the runs did not share commits"
+
+
+async def test_a_step_longer_than_the_lease_keeps_it_by_heartbeat(url: str) -> None:
+    import time as _time
+
+    from orchestrate import Engine, Step, Workflow
+
+    held: list[bool] = []
+
+    async def slow(x: int) -> int:
+        await asyncio.sleep(0.9)  # three times the lease
+        other = SQLiteStore(url)  # another process trying to take the run over
+        await other.open()
+        try:
+            run = (await other.list_runs(limit=1))[0]
+            taken = await other.claim_run(run.run_id, owner="thief", now=_time.time(), lease_seconds=5)
+            held.append(taken is None)
+        finally:
+            await other.close()
+        return x + 1
+
+    wf = Workflow("slow", [Step("slow", slow)], version="1")
+    async with Engine(SQLiteStore(url), workflows=[wf], lease_seconds=0.3) as engine:
+        record = await engine.run_record(wf, 1)
+    assert held == [True], "the lease had run out: the heartbeat did not renew it"
+    assert record.status.value == "succeeded" and record.output == 2
+
+
+async def test_a_run_whose_lease_was_taken_over_stops(url: str) -> None:
+    import time as _time
+
+    from orchestrate import Engine, Step, Workflow
+
+    async def slow(x: int) -> int:
+        other = SQLiteStore(url)
+        await other.open()
+        try:
+            run = (await other.list_runs(limit=1))[0]
+            assert await other.claim_run(run.run_id, owner="thief", now=_time.time(), lease_seconds=60, force=True)
+        finally:
+            await other.close()
+        await asyncio.sleep(1.0)  # the next heartbeat finds the lease gone and stops the run
+        return x + 1
+
+    wf = Workflow("stolen", [Step("slow", slow)], version="1")
+    async with Engine(SQLiteStore(url), workflows=[wf], lease_seconds=0.3) as engine:
+        record = await asyncio.wait_for(engine.run_record(wf, 1), timeout=5)
+    assert record.status.value == "running" and record.owner == "thief"

@@ -342,9 +342,9 @@ class Engine:
                 await self.clock.sleep(poll_seconds)
 
     async def _heartbeat(self, run: RunRecord, task: asyncio.Task[Any]) -> None:
+        """Renew the run's lease now and every third of the lease (started a third in)."""
         interval = self.lease_seconds / 3
         while True:
-            await asyncio.sleep(interval)
             try:
                 ok = await self.store.renew_lease(
                     run.run_id,
@@ -357,11 +357,13 @@ class Engine:
                 # The store is unreachable for now: keep the run going and try again; if the
                 # lease runs out meanwhile, the fence refuses this worker's next write.
                 self.log.warning("lease_renew_failed", run_id=run.run_id, error=str(exc))
+                await asyncio.sleep(interval)
                 continue
             if not ok:
                 self.log.warning("lease_lost", run_id=run.run_id, workflow=run.workflow, fence=run.fence)
                 task.cancel()
                 return
+            await asyncio.sleep(interval)
 
     async def _drive(self, run: RunRecord, *, fresh: bool) -> RunRecord:
         wf = self.get_workflow(run.workflow, run.version)
@@ -383,7 +385,16 @@ class Engine:
         token = current_run.set(ctx)
         limit = self._run_limit(wf)
         task = asyncio.current_task()
-        heartbeat = asyncio.create_task(self._heartbeat(run, task)) if self._leased and task else None
+        heartbeat: asyncio.Task[None] | None = None
+        timer: asyncio.TimerHandle | None = None
+        if self._leased and task is not None:
+            # The heartbeat starts a third of the lease in: a timer costs a short run
+            # nothing, a task per run would (and would wake the loop twice).
+            def beat(task: asyncio.Task[Any] = task) -> None:
+                nonlocal heartbeat
+                heartbeat = asyncio.create_task(self._heartbeat(run, task))
+
+            timer = asyncio.get_running_loop().call_later(self.lease_seconds / 3, beat)
         try:
             if limit is not None:
                 async with limit:
@@ -396,6 +407,8 @@ class Engine:
             raise
         finally:
             current_run.reset(token)
+            if timer is not None:
+                timer.cancel()
             if heartbeat is not None:
                 heartbeat.cancel()
 
