@@ -158,12 +158,12 @@ def update_run(
     return text, (*params, run_id)
 
 
-_RECORD_STEP: dict[tuple[bool, bool, bool | None], str] = {}
+_RECORD_STEP: dict[tuple[bool, bool, bool | None, bool], str] = {}
 
 
-def _record_step_text(fenced: bool, with_event: bool, release: bool | None) -> str:
+def _record_step_text(fenced: bool, with_event: bool, release: bool | None, retried: bool) -> str:
     """The statement of :func:`record_step` for one shape (built once, then cached)."""
-    key = (fenced, with_event, release)
+    key = (fenced, with_event, release, retried)
     text = _RECORD_STEP.get(key)
     if text is not None:
         return text
@@ -171,9 +171,13 @@ def _record_step_text(fenced: bool, with_event: bool, release: bool | None) -> s
     text = (
         f"WITH r AS (SELECT fence, status FROM orchestrate_runs WHERE run_id = %s {lock}),"
         f" ins AS (INSERT INTO orchestrate_steps ({_sql.STEP_COLUMNS}) {_STEP_SELECT}"
-        f" WHERE {_FENCE_HELD if fenced else 'TRUE'} ON CONFLICT (run_id, step_key) DO NOTHING RETURNING 1),"
-        " del AS (DELETE FROM orchestrate_attempts WHERE run_id = %s AND step_key = %s AND EXISTS (SELECT 1 FROM ins))"
+        f" WHERE {_FENCE_HELD if fenced else 'TRUE'} ON CONFLICT (run_id, step_key) DO NOTHING RETURNING 1)"
     )
+    if retried:  # retry progress exists only for a step that failed an attempt
+        text += (
+            ", del AS (DELETE FROM orchestrate_attempts WHERE run_id = %s AND step_key = %s"
+            " AND EXISTS (SELECT 1 FROM ins))"
+        )
     if with_event:
         text += (
             ", ev AS (INSERT INTO orchestrate_events (run_id, kind, at, step_key, data)"
@@ -201,12 +205,16 @@ def record_step(
     params: tuple[Any, ...] = (step.run_id, *step_params)
     if fence is not None:
         params += (fence,)
-    params += (step.run_id, step.step_key)
+    retried = step.attempts != 1
+    if retried:
+        params += (step.run_id, step.step_key)
     if event is not None:
         params += _sql.event_params(event)
     if run_update is not None:
         params += _update_sql(step.run_id, fence, now, run_update)[1]
-    text = _record_step_text(fence is not None, event is not None, None if run_update is None else run_update.release)
+    text = _record_step_text(
+        fence is not None, event is not None, None if run_update is None else run_update.release, retried
+    )
     return text, params, step_params
 
 

@@ -388,7 +388,9 @@ class Store(Protocol):
 
         With ``fence`` the write is refused (``LeaseLostError``) unless the run is running
         under that fence. ``run_update`` is applied in the same transaction when the step
-        was newly recorded.
+        was newly recorded. A newly recorded step's retry progress (``save_attempts``) is
+        cleared; a record of ``attempts == 1`` has none (progress is saved only after a
+        failed attempt), so stores may skip that delete for it.
         """
 
     async def get_steps(self, run_id: str) -> list[StepRecord]:
