@@ -125,6 +125,16 @@ def invoke(store: str, *args: str) -> Result:
     return runner.invoke(cli, list(args), env={"ORCHESTRATE_STORE": store, "COLUMNS": "200"}, catch_exceptions=False)
 
 
+def create_store(store: str) -> None:
+    """Create the (empty) database, as the first `orchestrate run` or worker on it does."""
+
+    async def go() -> None:
+        async with Client(store):
+            pass
+
+    asyncio.run(go())
+
+
 def detail(store: str, run_id: str) -> dict:
     result = invoke(store, "runs", "show", run_id, "--json")
     assert result.exit_code == 0, result.output
@@ -337,7 +347,9 @@ def test_dlq_replay_uses_app_when_the_run_has_no_recorded_target(app: Path, stor
     assert replayed.exit_code == 0, replayed.output
 
 
-def test_dlq_list_is_empty_without_dead_runs(store: str) -> None:
+def test_dlq_list_is_empty_without_dead_runs(app: Path, store: str) -> None:
+    assert invoke(store, "run", f"{app}:support").exit_code == 0
+
     result = invoke(store, "dlq", "list")
     assert result.exit_code == 0
     assert "empty" in result.stdout
@@ -412,8 +424,67 @@ def test_every_error_is_one_line_and_exit_code_2(
     broken = tmp_path / "broken.py"
     broken.write_text("x = 1\ny = (\n")
     filled = [a.format(app=app, tmp=tmp_path, broken=broken) for a in args]
+    create_store(store)  # an unknown run in an existing store, not a missing store
 
     assert_one_line_error(invoke(store, *filled), *needles)
+
+
+# a store that does not exist -------------------------------------------------------------------
+
+ONLY_ON_AN_EXISTING_STORE = [
+    ["runs", "list"],
+    ["runs", "list", "--json"],
+    ["runs", "show", "r1"],
+    ["runs", "cancel", "r1"],
+    ["runs", "resume", "r1"],
+    ["signal", "r1", "approve", "--value", "1"],
+    ["dlq", "list"],
+    ["dlq", "show", "r1"],
+    ["dlq", "replay", "r1"],
+    ["reviews", "list"],
+    ["reviews", "show", "rv-1"],
+    ["reviews", "stats"],
+    ["reviews", "approve", "rv-1"],
+    ["reviews", "reject", "rv-1", "--reason", "no"],
+    ["reviews", "edit", "rv-1", "--payload", "{}"],
+]
+
+
+@pytest.mark.parametrize("args", ONLY_ON_AN_EXISTING_STORE, ids=" ".join)
+def test_a_mistyped_store_is_one_error_line_and_nothing_is_created(args: list[str], tmp_path: Path) -> None:
+    missing = tmp_path / "typo" / "runs.db"
+
+    result = invoke(f"sqlite:///{missing}", *args)
+
+    assert_one_line_error(result, f"no orchestrate database at '{missing}'", "--store", "ORCHESTRATE_STORE")
+    assert not missing.parent.exists()
+
+
+def test_a_mistyped_store_option_names_the_file(tmp_path: Path) -> None:
+    missing = tmp_path / "runs.db"
+
+    result = invoke(f"sqlite:///{tmp_path / 'other.db'}", "runs", "list", "--store", f"sqlite:///{missing}")
+
+    assert_one_line_error(result, repr(str(missing)))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_run_and_worker_create_a_new_store_and_read_commands_then_work(app: Path, tmp_path: Path) -> None:
+    made_by_run = tmp_path / "new" / "runs.db"
+    store = f"sqlite:///{made_by_run}"
+
+    assert invoke(store, "run", f"{app}:support", "--run-id", "r1").exit_code == 0
+
+    assert made_by_run.exists()
+    assert run_ids(store) == ["r1"]
+    for args in (["runs", "show", "r1"], ["dlq", "list"], ["reviews", "list"], ["reviews", "stats"]):
+        result = invoke(store, *args)
+        assert result.exit_code == 0, (args, result.output)
+    made_by_worker = tmp_path / "worker" / "runs.db"
+    worker = invoke(f"sqlite:///{made_by_worker}", "worker", "--app", f"{app}:support", "--until-idle")
+    assert worker.exit_code == 0, worker.output
+    assert made_by_worker.exists()
+    assert run_ids(f"sqlite:///{made_by_worker}") == []
 
 
 def test_state_errors_are_one_line_and_exit_code_2(app: Path, store: str) -> None:

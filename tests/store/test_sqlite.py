@@ -136,6 +136,35 @@ async def test_calls_before_open_raise(url: str) -> None:
         await SQLiteStore(url).get_run("r1")
 
 
+async def test_create_false_refuses_a_missing_file_and_creates_nothing(tmp_path: Path) -> None:
+    missing = tmp_path / "typo" / "orchestrate.db"
+    store = SQLiteStore(f"sqlite:///{missing}", create=False)
+
+    with pytest.raises(StoreError, match="no orchestrate database") as info:
+        await store.open()
+
+    assert repr(str(missing)) in str(info.value)
+    assert not missing.parent.exists()
+    with pytest.raises(StoreError, match="not open"):
+        await store.get_run("r1")
+    await store.close()
+
+
+async def test_create_false_opens_an_existing_file(url: str) -> None:
+    first = SQLiteStore(url)
+    await first.open()
+    await first.create_run(make_run("r1"))
+    await first.close()
+
+    existing = open_store(url, create=False)
+    await existing.open()
+    try:
+        run = await existing.get_run("r1")
+        assert run is not None and run.run_id == "r1"
+    finally:
+        await existing.close()
+
+
 async def test_two_stores_on_one_file_share_state(url: str) -> None:
     one, two = SQLiteStore(url), SQLiteStore(url)
     await one.open()

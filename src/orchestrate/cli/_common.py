@@ -14,10 +14,11 @@ from rich.console import Console
 
 from orchestrate.cli.loading import canonical_target, load_workflow
 from orchestrate.client import Client
-from orchestrate.errors import InvalidInputError
+from orchestrate.errors import InvalidInputError, StoreError
 from orchestrate.observe import configure_logging
-from orchestrate.store import DEFAULT_URL
+from orchestrate.store import DEFAULT_URL, open_store
 from orchestrate.store.base import RunRecord
+from orchestrate.store.sqlite import SQLiteStore
 from orchestrate.types import RunStatus
 from orchestrate.workflow import AnyWorkflow
 
@@ -112,9 +113,29 @@ def run_async(coro: Coroutine[Any, Any, T]) -> T:
     return asyncio.run(coro)
 
 
-async def with_client(store: str, fn: Callable[[Client], Awaitable[T]], *, workflows: Iterable[AnyWorkflow] = ()) -> T:
-    """Open a client on ``store``, call ``fn`` with it, close it."""
-    async with Client(store, workflows=workflows) as client:
+async def with_client(
+    store: str,
+    fn: Callable[[Client], Awaitable[T]],
+    *,
+    workflows: Iterable[AnyWorkflow] = (),
+    create: bool = False,
+) -> T:
+    """Open a client on ``store``, call ``fn`` with it, close it.
+
+    Only commands that start runs pass ``create=True``: for the others a SQLite file that
+    does not exist (a mistyped ``--store``) is an error, and nothing is created.
+    """
+    backend = open_store(store, create=create)
+    client = Client(backend, workflows=workflows)
+    try:
+        await client.engine.open()
+    except StoreError as exc:
+        if create or not isinstance(backend, SQLiteStore) or await asyncio.to_thread(os.path.exists, backend.path):
+            raise
+        raise StoreError(
+            f"{exc}; check --store or $ORCHESTRATE_STORE (without them: {DEFAULT_URL}, in the current directory)"
+        ) from exc
+    async with client:
         return await fn(client)
 
 

@@ -150,14 +150,14 @@ def run_command(
                 wf, input_, run_id=run_id, options=options, queue="default" if queue is None else queue
             )
 
-        click.echo(run_async(with_client(store, start, workflows=[wf])))
+        click.echo(run_async(with_client(store, start, workflows=[wf], create=True)))
         return EXIT_OK
 
     async def drive(client: Client) -> RunDetail:
         record = await client.run(wf, input_, run_id=run_id, options=options)
         return await client.detail(record.run_id)
 
-    detail = run_async(with_client(store, drive, workflows=[wf]))
+    detail = run_async(with_client(store, drive, workflows=[wf], create=True))
     out = console()
     render_timeline(detail, out)
     print_next_steps(out, detail.run)

@@ -42,8 +42,11 @@ __all__ = [
 ]
 
 
-def open_store(url: str | None = None) -> Store:
+def open_store(url: str | None = None, *, create: bool = True) -> Store:
     """Build the store for ``url`` (not yet opened: ``await store.open()``).
+
+    ``create=False`` makes opening a SQLite file that does not exist an error instead of
+    creating an empty store (for commands that only read); other stores ignore it.
 
     Raises:
         InvalidInputError: the URL's scheme is unknown.
@@ -55,7 +58,7 @@ def open_store(url: str | None = None) -> Store:
     if scheme == "sqlite":
         from orchestrate.store.sqlite import SQLiteStore
 
-        return SQLiteStore(url)
+        return SQLiteStore(url, create=create)
     if scheme in ("postgresql", "postgres"):
         try:
             from orchestrate.store.postgres import PostgresStore  # type: ignore[import-not-found,unused-ignore]

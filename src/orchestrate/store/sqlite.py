@@ -112,11 +112,16 @@ def parse_url(url: str) -> tuple[str, str]:
 
 
 class SQLiteStore:
-    """A store in one SQLite file, safe for several processes on one machine."""
+    """A store in one SQLite file, safe for several processes on one machine.
 
-    def __init__(self, url: str, *, busy_timeout_ms: int = 30_000, max_batch: int = 512) -> None:
+    With ``create=False``, :meth:`open` refuses a file that does not exist rather than
+    create an empty one (and its directory).
+    """
+
+    def __init__(self, url: str, *, busy_timeout_ms: int = 30_000, max_batch: int = 512, create: bool = True) -> None:
         self.url = url
         self.path, self.synchronous = parse_url(url)
+        self.create = create  # False: a missing file is an error, not a new empty store
         self._busy_timeout_ms = busy_timeout_ms
         self._max_batch = max_batch
         self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
@@ -131,8 +136,11 @@ class SQLiteStore:
 
     # thread -------------------------------------------------------------------------------
     def _connect(self) -> sqlite3.Connection:
-        directory = os.path.dirname(os.path.abspath(self.path))
-        os.makedirs(directory, exist_ok=True)
+        path = os.path.abspath(self.path)
+        if self.create or self.path == ":memory:":
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+        elif not os.path.exists(path):
+            raise StoreError(f"no orchestrate database at {path!r} (nothing has run against this store yet?)")
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         conn.execute(f"PRAGMA busy_timeout = {self._busy_timeout_ms}")
         conn.execute("PRAGMA journal_mode = WAL")
@@ -275,7 +283,12 @@ class SQLiteStore:
 
     # lifecycle ----------------------------------------------------------------------------
     async def open(self) -> None:
-        """Open the file (creating it) and migrate the schema."""
+        """Open the file (creating it and its directory unless ``create=False``) and migrate the schema.
+
+        Raises:
+            StoreError: the file cannot be opened; with ``create=False``, it does not exist
+                (nothing is created then).
+        """
         if self._thread is not None:
             return
         try:
