@@ -61,6 +61,7 @@ class InsertFloor:
 
     def __init__(self, conn: psycopg.AsyncConnection[Any]) -> None:
         self.conn = conn
+        self.cursor = conn.cursor()
 
     @classmethod
     async def open(cls, schema: str) -> InsertFloor:
@@ -73,10 +74,15 @@ class InsertFloor:
         return cls(conn)
 
     async def chain(self) -> None:
-        """Ten steps' worth: ten inserts, each its own committed transaction."""
+        """Ten steps' worth: ten inserts, each its own committed transaction.
+
+        Through one cursor, reused: the cheapest way psycopg sends a statement (a new
+        cursor per statement, as ``conn.execute`` makes, costs 30-50 µs more here).
+        """
         run_id = uuid.uuid4().hex
+        cur = self.cursor
         for i in range(STEPS):
-            await self.conn.execute("INSERT INTO bench_floor VALUES (%s, %s, %s)", (run_id, f"s{i}", ROW_PAYLOAD))
+            await cur.execute("INSERT INTO bench_floor VALUES (%s, %s, %s)", (run_id, f"s{i}", ROW_PAYLOAD))
 
     async def close(self) -> None:
         await self.conn.close()

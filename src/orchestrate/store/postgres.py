@@ -43,6 +43,7 @@ import asyncio
 import hashlib
 import random
 import re
+import weakref
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -93,6 +94,18 @@ _TRANSIENT = (psycopg.OperationalError, psycopg.InterfaceError, PoolTimeout)
 _IDLE = psycopg.pq.TransactionStatus.IDLE
 
 log = get_logger()
+
+# One cursor kept per connection for the frequent single statements: a cursor reused
+# keeps its adaptation context (the dumpers it looked up), which a fresh cursor per
+# statement (``conn.execute``) builds again; 30-50 µs per statement on this CPU.
+_CURSORS: weakref.WeakKeyDictionary[Conn, psycopg.AsyncCursor[Any]] = weakref.WeakKeyDictionary()
+
+
+def _cursor(conn: Conn) -> psycopg.AsyncCursor[Any]:
+    cur = _CURSORS.get(conn)
+    if cur is None or cur.closed:
+        cur = _CURSORS[conn] = conn.cursor()
+    return cur
 
 
 def _flag(url: str, name: str, value: str) -> bool:
@@ -243,7 +256,7 @@ class PostgresStore:
 
     async def _fetch(self, name: str, sql: str, params: Any = None) -> list[tuple[Any, ...]]:
         async def op(conn: Conn, _attempt: int) -> list[tuple[Any, ...]]:
-            cur = await conn.execute(sql, params)
+            cur = await _cursor(conn).execute(sql, params)
             return await cur.fetchall()
 
         return await self._run(name, op)
@@ -254,7 +267,7 @@ class PostgresStore:
 
     async def _execute(self, name: str, sql: str, params: Any = None) -> int:
         async def op(conn: Conn, _attempt: int) -> int:
-            cur = await conn.execute(sql, params)
+            cur = await _cursor(conn).execute(sql, params)
             return cur.rowcount
 
         return await self._run(name, op)
@@ -363,7 +376,7 @@ class PostgresStore:
         args = (*params, *(_sql.event_params(event) if event else ()))
 
         async def op(conn: Conn, _attempt: int) -> RunRecord:
-            inserted = await (await conn.execute(sql, args)).fetchone()
+            inserted = await (await _cursor(conn).execute(sql, args)).fetchone()
             if inserted and inserted[0]:
                 return _sql.run_from_row(params)
             row = await (await conn.execute(q.SELECT_RUN, (run.run_id,))).fetchone()
@@ -403,7 +416,7 @@ class PostgresStore:
         async def op(conn: Conn, attempt: int) -> RunRecord | None:
             if attempt > 1:
                 return None  # the first try may have committed: let that lease expire
-            row = await (await conn.execute(self._sql.claim_run(force), params)).fetchone()
+            row = await (await _cursor(conn).execute(self._sql.claim_run(force), params)).fetchone()
             return None if row is None else _sql.run_from_row(row)
 
         return await self._run("claim_run", op)
@@ -418,7 +431,7 @@ class PostgresStore:
         sql, params = q.update_run(run_id, fence, now, update, event)
 
         async def op(conn: Conn, attempt: int) -> None:
-            row = await (await conn.execute(sql, params)).fetchone()
+            row = await (await _cursor(conn).execute(sql, params)).fetchone()
             assert row is not None
             updated, stored_fence, status, updated_at = row
             if updated:
@@ -518,7 +531,7 @@ class PostgresStore:
         async def op(conn: Conn, _attempt: int) -> list[tuple[Any, ...] | None]:
             if len(items) == 1:
                 sql, params = items[0]
-                return [await (await conn.execute(sql, params)).fetchone()]
+                return [await (await _cursor(conn).execute(sql, params)).fetchone()]
             async with conn.pipeline(), conn.transaction():
                 cursors = [await conn.execute(sql, params) for sql, params in items]
             return [await cur.fetchone() for cur in cursors]
@@ -538,7 +551,7 @@ class PostgresStore:
         sql, params = q.save_attempts(state, fence, event)
 
         async def op(conn: Conn, _attempt: int) -> None:
-            row = await (await conn.execute(sql, params)).fetchone()
+            row = await (await _cursor(conn).execute(sql, params)).fetchone()
             assert row is not None
             stored_fence, status = row
             if stored_fence is None:
@@ -663,7 +676,7 @@ class PostgresStore:
         async def op(conn: Conn, attempt: int) -> list[RunRecord]:
             if attempt > 1:
                 return []  # the first try may have committed: those leases will expire
-            return [_sql.run_from_row(r) for r in await (await conn.execute(sql, params)).fetchall()]
+            return [_sql.run_from_row(r) for r in await (await _cursor(conn).execute(sql, params)).fetchall()]
 
         runs = await self._run("claim_due", op)
         runs.sort(key=lambda r: (r.created_at if r.wake_at is None else r.wake_at, r.run_id))
