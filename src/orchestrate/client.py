@@ -369,9 +369,13 @@ class Client:
             workflow, new_input, options=run_options, parent_run_id=run_id, queue=source.queue
         )
         await self.store.copy_steps(run_id, new_id, keys)
+        now = self.engine.clock.now()
         await self.store.append_event(
-            Event(new_id, "replay_started", self.engine.clock.now(), from_step, {"source": run_id, "reused": keys})
+            Event(new_id, "replay_started", now, from_step, {"source": run_id, "reused": keys})
         )
+        # The dead run stays in the dead-letter queue (it is the record of what failed);
+        # its history names the replay, so that `dlq show` leads to it.
+        await self.store.append_event(Event(run_id, "replayed", now, from_step, {"replay": new_id}))
         if execute:
             return await self.engine.settle(new_id)
         return await self.get(new_id)

@@ -325,9 +325,14 @@ def test_dead_run_goes_to_the_dlq_and_replays_after_the_fix(app: Path, store: st
     assert replay["output"] == {"charged": 7}  # the override reached charge(amount)
     assert replay["parent_run_id"] == "bill"
     assert replay["options"]["target"] == f"{app}:billing"
-    # The original and the replay that failed before the fix stay in the queue.
+    # The original and the replay that failed before the fix stay in the queue; the
+    # original's history names both replays.
     dead = [r["run_id"] for r in json.loads(invoke(store, "dlq", "list", "--json").stdout)]
     assert len(dead) == 2 and "bill" in dead
+    (failed_replay,) = [r for r in dead if r != "bill"]
+    history = invoke(store, "dlq", "show", "bill").stdout
+    assert line_of(history, "replayed", f"as run {failed_replay} from step 'charge'")
+    assert line_of(history, "replayed", f"as run {new_id} from step 'charge'")
 
 
 def test_dlq_replay_uses_app_when_the_run_has_no_recorded_target(app: Path, store: str) -> None:

@@ -444,6 +444,9 @@ def _describe(event: Event, state: str | None, axis: _Axis) -> tuple[str, str, s
         if isinstance(wake, int | float):
             text += f"; due at {axis.offset(float(wake))}"
         return "parked", "yellow", text, "waiting"
+    if kind == "replayed":
+        where = f" from step {event.step_key!r}" if event.step_key else ""
+        return "replayed", "cyan", f"as run {data.get('replay')}{where}", state
     if kind == "replay_started":
         reused = data.get("reused") or []
         return "replay", "cyan", f"of run {data.get('source')}; reused {len(reused)} step(s)", state
