@@ -60,6 +60,12 @@ def _commit_floor(plan: Plan, tmp: str) -> float:
     return round(samples[len(samples) // 2] / STEPS * 1e6, 3)
 
 
+def _peer_row(key: str, system: str, label: str, runs: int, subject_s: list[float], floor_s: list[float]) -> Row:
+    """A peer's row: its chain's time per step against the plain Python call chain."""
+    row = Row(key=key, group="peers", system=system, label=label, floor="plain Python call chain", runs=runs)
+    return summarise(row, subject_s, floor_s, per=STEPS)
+
+
 def _durable_extra(row: Row, commit_floor_us: float, note: str) -> Row:
     row.extra["commit_floor_us"] = commit_floor_us
     if row.per_step_us is not None:
@@ -226,18 +232,8 @@ def langgraph(plan: Plan) -> list[Row]:
         warmup=plan.warmup_runs // 4,
     )
     rows.append(
-        summarise(
-            Row(
-                key=keys[0],
-                group="peers",
-                system="LangGraph",
-                label="StateGraph, sync nodes, invoke, no checkpointer",
-                floor="plain Python call chain",
-                runs=beside_runs,
-            ),
-            subject_s,
-            floor_s,
-            per=STEPS,
+        _peer_row(
+            keys[0], "LangGraph", "StateGraph, sync nodes, invoke, no checkpointer", beside_runs, subject_s, floor_s
         )
     )
     ours.attach(rows[-1])
@@ -259,18 +255,8 @@ def langgraph(plan: Plan) -> list[Row]:
         )
     )
     rows.append(
-        summarise(
-            Row(
-                key=keys[1],
-                group="peers",
-                system="LangGraph",
-                label="StateGraph, async nodes, ainvoke, no checkpointer",
-                floor="plain Python call chain",
-                runs=beside_runs,
-            ),
-            subject_s,
-            floor_s,
-            per=STEPS,
+        _peer_row(
+            keys[1], "LangGraph", "StateGraph, async nodes, ainvoke, no checkpointer", beside_runs, subject_s, floor_s
         )
     )
     ours.attach(rows[-1])
@@ -286,18 +272,8 @@ def langgraph(plan: Plan) -> list[Row]:
         warmup=plan.warmup_runs // 4,
     )
     rows.append(
-        summarise(
-            Row(
-                key=keys[2],
-                group="peers",
-                system="LangGraph",
-                label="StateGraph, sync nodes, InMemorySaver checkpointer",
-                floor="plain Python call chain",
-                runs=beside_runs,
-            ),
-            subject_s,
-            floor_s,
-            per=STEPS,
+        _peer_row(
+            keys[2], "LangGraph", "StateGraph, sync nodes, InMemorySaver checkpointer", beside_runs, subject_s, floor_s
         )
     )
     ours.attach(rows[-1])
@@ -329,18 +305,13 @@ def langgraph(plan: Plan) -> list[Row]:
                 repeats=plan.repeats,
                 warmup=2,
             )
-            row = summarise(
-                Row(
-                    key=key,
-                    group="peers",
-                    system="LangGraph",
-                    label=f"StateGraph, sync nodes, SqliteSaver (WAL, FULL), {label}",
-                    floor="plain Python call chain",
-                    runs=plan.peer_durable_runs,
-                ),
+            row = _peer_row(
+                key,
+                "LangGraph",
+                f"StateGraph, sync nodes, SqliteSaver (WAL, FULL), {label}",
+                plan.peer_durable_runs,
                 subject_s,
                 floor_s,
-                per=STEPS,
             )
             rows.append(_durable_extra(row, commit_floor, "durable peer: compare with ours.sqlite.full"))
         conn.close()
@@ -411,18 +382,8 @@ def burr(plan: Plan) -> list[Row]:
         warmup=plan.warmup_runs // 4,
     )
     rows.append(
-        summarise(
-            Row(
-                key=keys[0],
-                group="peers",
-                system="Burr",
-                label="Application of 10 sync actions, built per run, in memory",
-                floor="plain Python call chain",
-                runs=beside_runs,
-            ),
-            subject_s,
-            floor_s,
-            per=STEPS,
+        _peer_row(
+            keys[0], "Burr", "Application of 10 sync actions, built per run, in memory", beside_runs, subject_s, floor_s
         )
     )
     ours.attach(rows[-1])
@@ -445,18 +406,13 @@ def burr(plan: Plan) -> list[Row]:
         repeats=beside_repeats,
         warmup=plan.warmup_runs // 4,
     )
-    row = summarise(
-        Row(
-            key=keys[1],
-            group="peers",
-            system="Burr",
-            label="one Application of 10 sync actions reused (reset to entrypoint), in memory",
-            floor="plain Python call chain",
-            runs=beside_runs,
-        ),
+    row = _peer_row(
+        keys[1],
+        "Burr",
+        "one Application of 10 sync actions reused (reset to entrypoint), in memory",
+        beside_runs,
         subject_s,
         floor_s,
-        per=STEPS,
     )
     row.note = "leaves out building the application: the strictest comparison for us"
     rows.append(row)
@@ -479,18 +435,13 @@ def burr(plan: Plan) -> list[Row]:
         )
     )
     rows.append(
-        summarise(
-            Row(
-                key=keys[2],
-                group="peers",
-                system="Burr",
-                label="Application of 10 async actions, built per run, arun, in memory",
-                floor="plain Python call chain",
-                runs=beside_runs,
-            ),
+        _peer_row(
+            keys[2],
+            "Burr",
+            "Application of 10 async actions, built per run, arun, in memory",
+            beside_runs,
             subject_s,
             floor_s,
-            per=STEPS,
         )
     )
     ours.attach(rows[-1])
@@ -507,18 +458,13 @@ def burr(plan: Plan) -> list[Row]:
             repeats=plan.repeats,
             warmup=2,
         )
-        row = summarise(
-            Row(
-                key=keys[3],
-                group="peers",
-                system="Burr",
-                label="Application of 10 sync actions, SQLitePersister (rollback journal, FULL)",
-                floor="plain Python call chain",
-                runs=plan.peer_durable_runs,
-            ),
+        row = _peer_row(
+            keys[3],
+            "Burr",
+            "Application of 10 sync actions, SQLitePersister (rollback journal, FULL)",
+            plan.peer_durable_runs,
             subject_s,
             floor_s,
-            per=STEPS,
         )
         rows.append(_durable_extra(row, commit_floor, "durable peer: compare with ours.sqlite.full"))
         persister.connection.close()  # type: ignore[has-type]
@@ -592,18 +538,13 @@ def dbos(plan: Plan) -> list[Row]:
                     warmup=2,
                 )
             )
-            row = summarise(
-                Row(
-                    key=keys[0],
-                    group="peers",
-                    system="DBOS",
-                    label="@DBOS.workflow of 10 async @DBOS.step, SQLite system database",
-                    floor="plain Python call chain",
-                    runs=plan.peer_durable_runs,
-                ),
+            row = _peer_row(
+                keys[0],
+                "DBOS",
+                "@DBOS.workflow of 10 async @DBOS.step, SQLite system database",
+                plan.peer_durable_runs,
                 subject_s,
                 floor_s,
-                per=STEPS,
             )
             rows.append(
                 _durable_extra(
@@ -620,18 +561,13 @@ def dbos(plan: Plan) -> list[Row]:
                 repeats=plan.repeats,
                 warmup=2,
             )
-            row = summarise(
-                Row(
-                    key=keys[1],
-                    group="peers",
-                    system="DBOS",
-                    label="@DBOS.workflow of 10 sync @DBOS.step, SQLite system database",
-                    floor="plain Python call chain",
-                    runs=plan.peer_durable_runs,
-                ),
+            row = _peer_row(
+                keys[1],
+                "DBOS",
+                "@DBOS.workflow of 10 sync @DBOS.step, SQLite system database",
+                plan.peer_durable_runs,
                 subject_s,
                 floor_s,
-                per=STEPS,
             )
             rows.append(_durable_extra(row, commit_floor, "as above, sync"))
         finally:

@@ -225,35 +225,32 @@ async def _count(store: PostgresStore, statement: str) -> Any:
     return row[0]
 
 
+def _process_cpu(pid: int | str) -> float:
+    """CPU seconds (user + system) used so far by one process; ``OSError`` if it is gone."""
+    with open(f"/proc/{pid}/stat") as fh:
+        fields = fh.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _cpu_seconds(pids: list[int]) -> float | None:
     """CPU seconds used so far by these processes (``None`` when unreadable)."""
-    tick = os.sysconf("SC_CLK_TCK")
-    total = 0.0
     try:
-        for pid in pids:
-            with open(f"/proc/{pid}/stat") as fh:
-                fields = fh.read().rsplit(")", 1)[1].split()
-            total += (int(fields[11]) + int(fields[12])) / tick
+        return sum(_process_cpu(pid) for pid in pids)
     except OSError:
         return None
-    return total
 
 
 def _postgres_cpu_seconds() -> float | None:
     """CPU seconds used so far by the local server's processes (``None`` when unreadable)."""
     total = 0.0
-    tick = os.sysconf("SC_CLK_TCK")
     try:
         for pid in filter(str.isdigit, os.listdir("/proc")):
             try:
-                with open(f"/proc/{pid}/stat") as fh:
-                    fields = fh.read().rsplit(")", 1)[1].split()
                 with open(f"/proc/{pid}/comm") as fh:
-                    name = fh.read().strip()
+                    if fh.read().startswith("postgres"):
+                        total += _process_cpu(pid)
             except OSError:
-                continue
-            if name.startswith("postgres"):
-                total += (int(fields[11]) + int(fields[12])) / tick
+                continue  # the process ended meanwhile
     except OSError:
         return None
     return total

@@ -106,23 +106,18 @@ def _attempt_timeout(ctx: RunContext, spec: StepSpec, now: float, first_started:
 def _execute(ctx: RunContext, spec: StepSpec, value: Any, key: str) -> Awaitable[StepRecord]:
     """Run the step's attempts (through its cache and concurrency limit, if it has them)."""
     policy = spec.policy
-    if policy.cache is None and not policy.fallback and not policy.max_concurrency:
-        # The common case, one coroutine frame fewer.
-        hashed = _serde.input_hash(value.for_hash() if isinstance(value, _Args) else value)
-        if ctx.run.deadline_at is not None and ctx.engine.clock.now() >= ctx.run.deadline_at:
-            raise DeadlineExceededError(f"run {ctx.run_id} passed its deadline before step {key!r}")
-        return _attempts(ctx, spec, value, key, hashed, None)
-    return _execute_with_policy(ctx, spec, value, key)
-
-
-async def _execute_with_policy(ctx: RunContext, spec: StepSpec, value: Any, key: str) -> StepRecord:
-    engine = ctx.engine
-    clock = engine.clock
-    policy = spec.policy
     hashed = _serde.input_hash(value.for_hash() if isinstance(value, _Args) else value)
-    now = clock.now()
-    if ctx.run.deadline_at is not None and now >= ctx.run.deadline_at:
+    if ctx.run.deadline_at is not None and ctx.engine.clock.now() >= ctx.run.deadline_at:
         raise DeadlineExceededError(f"run {ctx.run_id} passed its deadline before step {key!r}")
+    if policy.max_concurrency or policy.cache is not None or _wants_cache(policy):
+        return _execute_with_policy(ctx, spec, value, key, hashed)
+    return _attempts(ctx, spec, value, key, hashed, None)  # the common case, one coroutine frame fewer
+
+
+async def _execute_with_policy(ctx: RunContext, spec: StepSpec, value: Any, key: str, hashed: str) -> StepRecord:
+    engine = ctx.engine
+    policy = spec.policy
+    now = engine.clock.now()
     cache_key = f"{spec.cache_prefix}:{hashed}" if (policy.cache or _wants_cache(policy)) else None
     if policy.cache is not None and cache_key is not None:
         entry = await engine.store.cache_get(cache_key)
