@@ -22,7 +22,7 @@ from psycopg import sql
 
 from orchestrate import Engine, Retry, RunStatus, Step, Workflow
 from orchestrate.cli import cli
-from orchestrate.errors import InvalidInputError, LeaseLostError, SchemaVersionError, StoreError
+from orchestrate.errors import InvalidInputError, LeaseLostError, RunNotFoundError, SchemaVersionError, StoreError
 from orchestrate.store import SCHEMA_VERSION, open_store
 from orchestrate.store import _sql as shared_sql
 from orchestrate.store.base import AttemptState, BreakerRecord, Event, RunRecord, RunUpdate
@@ -390,6 +390,86 @@ async def test_a_batch_whose_ack_was_lost_records_each_step_once(store: Postgres
     for run in runs:
         assert len(await store.get_steps(run.run_id)) == 1
         assert [e.kind for e in await store.list_events(run.run_id)] == ["step_ok"]
+
+
+# the common step record: a bare fenced insert ----------------------------------------------------
+
+
+def _watch_steps(store: PostgresStore) -> list[str]:
+    """The statements the store's step writes send (through its batcher)."""
+    sent: list[str] = []
+    submit = store._steps.submit
+
+    async def watched(sql: str, params: object, *, order: str) -> object:
+        sent.append(sql)
+        return await submit(sql, params, order=order)
+
+    store._steps.submit = watched  # type: ignore[method-assign]
+    return sent
+
+
+async def test_a_plain_step_record_is_one_bare_insert(store: PostgresStore) -> None:
+    (run,) = await _claimed_runs(store, 1)
+    sent = _watch_steps(store)
+    step = make_step(run.run_id, "a", 1)
+    assert await store.record_step(step, fence=run.fence, now=T0) == step
+    assert len(sent) == 1 and sent[0].startswith("INSERT INTO orchestrate_steps") and "FOR SHARE" in sent[0]
+    assert await store.get_steps(run.run_id) == [step]
+    # Unfenced, too: one insert.
+    other = make_step(run.run_id, "b", 2)
+    assert await store.record_step(other, fence=None, now=T0) == other
+    assert len(sent) == 2 and "WITH" not in sent[1]
+
+
+async def test_a_plain_record_of_an_existing_step_returns_the_stored_one(store: PostgresStore) -> None:
+    (run,) = await _claimed_runs(store, 1)
+    first = make_step(run.run_id, "a", "first")
+    await store.record_step(first, fence=run.fence, now=T0)
+    sent = _watch_steps(store)
+    assert await store.record_step(make_step(run.run_id, "a", "second"), fence=run.fence, now=T0) == first
+    assert await store.record_step(make_step(run.run_id, "a", "third"), fence=None, now=T0) == first
+    assert len(sent) == 2  # each a bare insert (then, on its own, the full statement to say why nothing was inserted)
+    assert await store.get_steps(run.run_id) == [first]
+
+
+async def test_a_plain_step_record_under_a_lost_fence_is_refused(store: PostgresStore) -> None:
+    (run,) = await _claimed_runs(store, 1)
+    step = make_step(run.run_id, "a", 1)
+    await store.record_step(step, fence=run.fence, now=T0)
+    taken = await store.claim_run(run.run_id, owner="w2", now=T0, lease_seconds=LEASE, force=True)
+    assert taken is not None and taken.fence == run.fence + 1
+    # Refused whether the step is new or already recorded (even identically).
+    with pytest.raises(LeaseLostError):
+        await store.record_step(make_step(run.run_id, "b", 2), fence=run.fence, now=T0)
+    with pytest.raises(LeaseLostError):
+        await store.record_step(step, fence=run.fence, now=T0)
+    assert await store.get_steps(run.run_id) == [step]
+    # The new holder records.
+    b = make_step(run.run_id, "b", 3)
+    assert await store.record_step(b, fence=taken.fence, now=T0) == b
+    # A run that does not exist: nothing to fence.
+    with pytest.raises(RunNotFoundError):
+        await store.record_step(make_step("nope", "a", 1), fence=1, now=T0)
+
+
+async def test_a_plain_step_record_whose_ack_was_lost_is_recognised(store: PostgresStore) -> None:
+    (run,) = await _claimed_runs(store, 1)
+    store._lose_ack.add("record_step")
+    step = make_step(run.run_id, "a", "out")
+    assert await store.record_step(step, fence=run.fence, now=T0) == step
+    assert await store.get_steps(run.run_id) == [step]
+
+
+async def test_creating_a_run_twice_inserts_it_and_its_event_once(store: PostgresStore) -> None:
+    run = make_run("r1", input={"x": 1})
+    created = await store.create_run(run, event=Event("r1", "run_created", T0))
+    assert created == run
+    again = await store.create_run(make_run("r1", input={"x": 2}), event=Event("r1", "run_created", T0 + 1))
+    assert again == run  # the stored run, not the second one
+    assert [e.at for e in await store.list_events("r1")] == [T0]
+    assert await store.create_run(make_run("r2")) == make_run("r2")
+    assert await store.create_run(make_run("r2", input=5)) == make_run("r2")
+    assert await store.list_events("r2") == []
 
 
 # lost acknowledgements: committed, then the connection broke --------------------------------

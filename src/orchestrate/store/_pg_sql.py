@@ -116,11 +116,19 @@ _INSERT_RUN = f"INSERT INTO orchestrate_runs ({_sql.RUN_COLUMNS}) VALUES ({', '.
 
 
 def create_run(with_event: bool) -> str:
-    """Insert-if-absent of a run (and its event); answers whether the row was inserted."""
-    text = f"WITH ins AS ({_INSERT_RUN} ON CONFLICT (run_id) DO NOTHING RETURNING 1)"
-    if with_event:
-        text += f", ev AS (INSERT INTO orchestrate_events (run_id, kind, at, step_key, data) {_EVENT_SELECT} FROM ins)"
-    return text + " SELECT EXISTS (SELECT 1 FROM ins)"
+    """Insert-if-absent of a run (and its event); its row count says whether the run was inserted.
+
+    No result rows: a statement that returns none costs the client less than one that
+    answers with a row (there is no row description to adapt).
+    """
+    text = f"{_INSERT_RUN} ON CONFLICT (run_id) DO NOTHING"
+    if not with_event:
+        return text
+    # The event is inserted exactly when the run is: one row counted, or none.
+    return (
+        f"WITH ins AS ({text} RETURNING 1)"
+        f" INSERT INTO orchestrate_events (run_id, kind, at, step_key, data) {_EVENT_SELECT} FROM ins"
+    )
 
 
 def _update_sql(run_id: str, fence: int | None, now: float, update: RunUpdate) -> tuple[str, tuple[Any, ...]]:
@@ -216,6 +224,28 @@ def record_step(
         fence is not None, event is not None, None if run_update is None else run_update.release, retried
     )
     return text, params, step_params
+
+
+_RECORD_STEP_FENCED = (
+    f"INSERT INTO orchestrate_steps ({_sql.STEP_COLUMNS}) {_STEP_SELECT} FROM orchestrate_runs"
+    " WHERE run_id = %s AND fence = %s AND status = 'running' FOR SHARE ON CONFLICT (run_id, step_key) DO NOTHING"
+)
+
+
+def record_step_plain(step: StepRecord, fence: int | None) -> tuple[str, tuple[Any, ...], tuple[Any, ...]]:
+    """The common step record (no event, no run update, no retry progress) as a bare insert.
+
+    Returns the statement, its parameters and the step's own row. Its row count answers:
+    1 when the step was inserted (under the fence: the run's row is locked ``FOR SHARE``
+    until the commit, so a claim cannot move the fence between the check and the
+    insert); 0 when it was not, because the step exists or the fence does not hold, which
+    :func:`record_step` then tells apart. Nothing comes back otherwise: no CTE and no
+    result row, the cheapest shape for the server and the client alike.
+    """
+    step_params = _sql.step_params(step)
+    if fence is None:
+        return INSERT_STEP, step_params, step_params
+    return _RECORD_STEP_FENCED, (*step_params, step.run_id, fence), step_params
 
 
 def save_attempts(state: AttemptState, fence: int, event: Event | None) -> tuple[str, tuple[Any, ...]]:

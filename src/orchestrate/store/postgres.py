@@ -108,6 +108,13 @@ def _cursor(conn: Conn) -> psycopg.AsyncCursor[Any]:
     return cur
 
 
+async def _answer(cur: psycopg.AsyncCursor[Any]) -> tuple[Any, ...] | None:
+    """A statement's first row; ``(row count,)`` for one that returns no rows."""
+    if cur.description is None:
+        return (cur.rowcount,)
+    return await cur.fetchone()
+
+
 def _flag(url: str, name: str, value: str) -> bool:
     text = value.lower()
     if text in _TRUE:
@@ -376,9 +383,8 @@ class PostgresStore:
         args = (*params, *(_sql.event_params(event) if event else ()))
 
         async def op(conn: Conn, _attempt: int) -> RunRecord:
-            inserted = await (await _cursor(conn).execute(sql, args)).fetchone()
-            if inserted and inserted[0]:
-                return _sql.run_from_row(params)
+            if (await _cursor(conn).execute(sql, args)).rowcount:
+                return _sql.run_from_row(params)  # inserted: the stored run is the one given
             row = await (await conn.execute(q.SELECT_RUN, (run.run_id,))).fetchone()
             assert row is not None, "a conflicting run cannot vanish"
             return _sql.run_from_row(row)
@@ -481,21 +487,36 @@ class PostgresStore:
     ) -> StepRecord:
         """Insert-if-absent under the fence, with its event and run update: one statement.
 
-        Concurrent step records of this process share commits (:mod:`._pg_batch`).
+        Concurrent step records of this process share commits (:mod:`._pg_batch`). The
+        common record (no event, no run update, a first attempt) goes out as a bare
+        fenced insert whose row count answers; only when it inserts nothing does the full
+        statement follow, to say why (the step exists, or the fence does not hold).
         """
-        sql, params, own = q.record_step(step, fence, now, event, run_update)
+        plain = event is None and run_update is None and step.attempts == 1
+        if plain:
+            sql, params, own = q.record_step_plain(step, fence)
+        else:
+            sql, params, own = q.record_step(step, fence, now, event, run_update)
         try:
             row = await self._steps.submit(sql, params, order=step.run_id)
         except BatchError:
-            row = None  # retried alone below, recognising a commit of its own
+            ours = True  # retried alone below, recognising a commit of its own
         else:
-            return await self._settled_step(step, fence, row, None)
+            if not plain:
+                return await self._settled_step(step, fence, row, None)
+            assert row is not None
+            if row[0]:
+                return step  # inserted under the fence
+            ours = False  # nothing inserted: the full statement below says why
+        if plain:
+            sql, params, _ = q.record_step(step, fence, now, None, None)
 
         async def op(conn: Conn, attempt: int) -> StepRecord:
-            # Our batch failed, perhaps after committing: if so, the stored row is ours.
-            found = await (await conn.execute(q.SELECT_STEP, (step.run_id, step.step_key))).fetchone()
-            if found is not None and tuple(found) == own:
-                return _sql.step_from_row(found)
+            if ours or attempt > 1:
+                # A try of ours failed, perhaps after committing: if so, the stored row is ours.
+                found = await (await conn.execute(q.SELECT_STEP, (step.run_id, step.step_key))).fetchone()
+                if found is not None and tuple(found) == own:
+                    return _sql.step_from_row(found)
             return await self._settled_step(step, fence, await (await conn.execute(sql, params)).fetchone(), conn)
 
         return await self._run("record_step", op)
@@ -526,15 +547,18 @@ class PostgresStore:
         return _sql.step_from_row(found)
 
     async def _send_batch(self, items: list[tuple[str, Any]]) -> list[tuple[Any, ...] | None]:
-        """Write a batch of step statements in one transaction and one round trip."""
+        """Write a batch of step statements in one transaction and one round trip.
+
+        Each answers with its first row, or ``(row count,)`` when it returns no rows.
+        """
 
         async def op(conn: Conn, _attempt: int) -> list[tuple[Any, ...] | None]:
             if len(items) == 1:
                 sql, params = items[0]
-                return [await (await _cursor(conn).execute(sql, params)).fetchone()]
+                return [await _answer(await _cursor(conn).execute(sql, params))]
             async with conn.pipeline(), conn.transaction():
                 cursors = [await conn.execute(sql, params) for sql, params in items]
-            return [await cur.fetchone() for cur in cursors]
+            return [await _answer(cur) for cur in cursors]
 
         return await self._run("record_step", op, retry=False)
 
