@@ -460,6 +460,36 @@ async def test_a_plain_step_record_whose_ack_was_lost_is_recognised(store: Postg
     assert await store.get_steps(run.run_id) == [step]
 
 
+async def test_a_step_record_with_its_event_and_run_update_answers_by_its_row_count(store: PostgresStore) -> None:
+    (run,) = await _claimed_runs(store, 1)
+    sent = _watch_steps(store)
+    a = make_step(run.run_id, "a", 1)
+    assert await store.record_step(a, fence=run.fence, now=T0, event=Event(run.run_id, "step_ok", T0, "a")) == a
+    last = make_step(run.run_id, "b", 2)
+    done = RunUpdate(RunStatus.SUCCEEDED, output=2)
+    event = Event(run.run_id, "run_succeeded", T0)
+    assert await store.record_step(last, fence=run.fence, now=T0, event=event, run_update=done) == last
+    assert len(sent) == 2
+    assert "RETURNING 1) INSERT INTO orchestrate_events" in sent[0]  # the event's insert is the statement
+    assert " UPDATE orchestrate_runs" in sent[1] and "SELECT (SELECT fence" not in sent[1]
+    final = await store.get_run(run.run_id)
+    assert final is not None and final.status is RunStatus.SUCCEEDED and final.output == 2
+    assert [e.kind for e in await store.list_events(run.run_id)] == ["step_ok", "run_succeeded"]
+
+
+async def test_a_counted_step_record_of_an_existing_step_changes_nothing(store: PostgresStore) -> None:
+    (run,) = await _claimed_runs(store, 1)
+    a = make_step(run.run_id, "a", 1)
+    await store.record_step(a, fence=run.fence, now=T0)
+    event = Event(run.run_id, "step_ok", T0, "a")
+    assert await store.record_step(make_step(run.run_id, "a", 2), fence=run.fence, now=T0, event=event) == a
+    done = RunUpdate(RunStatus.SUCCEEDED, output=3)
+    assert await store.record_step(make_step(run.run_id, "a", 3), fence=run.fence, now=T0, run_update=done) == a
+    stored = await store.get_run(run.run_id)
+    assert stored is not None and stored.status is RunStatus.RUNNING
+    assert await store.list_events(run.run_id) == []
+
+
 async def test_creating_a_run_twice_inserts_it_and_its_event_once(store: PostgresStore) -> None:
     run = make_run("r1", input={"x": 1})
     created = await store.create_run(run, event=Event("r1", "run_created", T0))

@@ -50,16 +50,22 @@ class Batcher:
         Raises:
             BatchError: the batch failed (the cause is chained); retry the statement alone.
         """
-        future: asyncio.Future[Row] = asyncio.get_running_loop().create_future()
-        self._queue.append((sql, params, order, future))
         if not self._busy:
-            # Nothing in flight: this caller writes right away, then hands the queue on.
+            # Nothing in flight (so nothing queued): this caller writes right away, alone,
+            # then hands on what queued meanwhile.
             self._busy = True
             try:
-                while not future.done():
-                    await self._flush()
+                try:
+                    (row,) = await self._send([(sql, params)])
+                except Exception as exc:
+                    raise BatchError(str(exc)) from exc
+                self.batches += 1
+                self.statements += 1
+                return row
             finally:
                 self._hand_over()
+        future: asyncio.Future[Row] = asyncio.get_running_loop().create_future()
+        self._queue.append((sql, params, order, future))
         return await future
 
     def _hand_over(self) -> None:

@@ -166,12 +166,12 @@ def update_run(
     return text, (*params, run_id)
 
 
-_RECORD_STEP: dict[tuple[bool, bool, bool | None, bool], str] = {}
+_RECORD_STEP: dict[tuple[bool, bool, bool | None, bool, bool], str] = {}
 
 
-def _record_step_text(fenced: bool, with_event: bool, release: bool | None, retried: bool) -> str:
+def _record_step_text(fenced: bool, with_event: bool, release: bool | None, retried: bool, counted: bool) -> str:
     """The statement of :func:`record_step` for one shape (built once, then cached)."""
-    key = (fenced, with_event, release, retried)
+    key = (fenced, with_event, release, retried, counted)
     text = _RECORD_STEP.get(key)
     if text is not None:
         return text
@@ -186,28 +186,48 @@ def _record_step_text(fenced: bool, with_event: bool, release: bool | None, retr
             ", del AS (DELETE FROM orchestrate_attempts WHERE run_id = %s AND step_key = %s"
             " AND EXISTS (SELECT 1 FROM ins))"
         )
-    if with_event:
-        text += (
-            ", ev AS (INSERT INTO orchestrate_events (run_id, kind, at, step_key, data)"
-            f" {_EVENT_SELECT} WHERE EXISTS (SELECT 1 FROM ins))"
-        )
+    event = (
+        "INSERT INTO orchestrate_events (run_id, kind, at, step_key, data)"
+        f" {_EVENT_SELECT} WHERE EXISTS (SELECT 1 FROM ins)"
+    )
+    update = ""
     if release is not None:
         update = _sql.UPDATE_RUN + (_sql.RELEASE if release else "") + (_sql.FENCED if fenced else " WHERE run_id = ?")
-        text += f", upd AS ({fmt(update)} AND EXISTS (SELECT 1 FROM ins))"
-    text += " SELECT (SELECT fence FROM r), (SELECT status FROM r), EXISTS (SELECT 1 FROM ins)"
+        update = f"{fmt(update)} AND EXISTS (SELECT 1 FROM ins)"
+    if counted:
+        # The last write is the statement itself: it touches one row exactly when the
+        # step was inserted (the run's row is locked, so the update's filter holds too).
+        assert with_event or update, "a counted step statement ends with its event or its run update"
+        if with_event and update:
+            text += f", ev AS ({event})"
+        text += f" {update or event}"
+    else:
+        if with_event:
+            text += f", ev AS ({event})"
+        if update:
+            text += f", upd AS ({update})"
+        text += " SELECT (SELECT fence FROM r), (SELECT status FROM r), EXISTS (SELECT 1 FROM ins)"
     _RECORD_STEP[key] = text
     return text
 
 
 def record_step(
-    step: StepRecord, fence: int | None, now: float, event: Event | None, run_update: RunUpdate | None
+    step: StepRecord,
+    fence: int | None,
+    now: float,
+    event: Event | None,
+    run_update: RunUpdate | None,
+    *,
+    counted: bool = False,
 ) -> tuple[str, tuple[Any, ...], tuple[Any, ...]]:
     """The insert-if-absent of a step record, fenced, with its event and run update.
 
     Returns the statement, its parameters and the step's own row (to recognise it). The
-    statement answers ``(fence, status, inserted)``. The run's row is locked (shared, or
-    exclusive when the run is updated too) so that a claim cannot move the fence between
-    the check and the insert.
+    statement answers ``(fence, status, inserted)``; ``counted`` (for a record with an
+    event or a run update) makes its last write the statement itself, which returns no
+    rows: its row count is 1 when the step was inserted, else 0. The run's row is locked
+    (shared, or exclusive when the run is updated too) so that a claim cannot move the
+    fence between the check and the insert.
     """
     step_params = _sql.step_params(step)
     params: tuple[Any, ...] = (step.run_id, *step_params)
@@ -221,7 +241,7 @@ def record_step(
     if run_update is not None:
         params += _update_sql(step.run_id, fence, now, run_update)[1]
     text = _record_step_text(
-        fence is not None, event is not None, None if run_update is None else run_update.release, retried
+        fence is not None, event is not None, None if run_update is None else run_update.release, retried, counted
     )
     return text, params, step_params
 

@@ -487,29 +487,34 @@ class PostgresStore:
     ) -> StepRecord:
         """Insert-if-absent under the fence, with its event and run update: one statement.
 
-        Concurrent step records of this process share commits (:mod:`._pg_batch`). The
-        common record (no event, no run update, a first attempt) goes out as a bare
-        fenced insert whose row count answers; only when it inserts nothing does the full
-        statement follow, to say why (the step exists, or the fence does not hold).
+        Concurrent step records of this process share commits (:mod:`._pg_batch`). A
+        record goes out as a statement that returns no rows, whose row count says whether
+        the step was inserted (the common record, with no event, no run update and no
+        retry progress, as a bare fenced insert); only when it inserts nothing does the
+        full statement follow, to say why (the step exists, or the fence does not hold).
         """
-        plain = event is None and run_update is None and step.attempts == 1
-        if plain:
-            sql, params, own = q.record_step_plain(step, fence)
+        counted = True
+        if event is None and run_update is None:
+            if step.attempts == 1:
+                sql, params, own = q.record_step_plain(step, fence)
+            else:  # retry progress to delete: nothing to count on, the full statement answers
+                counted = False
+                sql, params, own = q.record_step(step, fence, now, event, run_update)
         else:
-            sql, params, own = q.record_step(step, fence, now, event, run_update)
+            sql, params, own = q.record_step(step, fence, now, event, run_update, counted=True)
         try:
             row = await self._steps.submit(sql, params, order=step.run_id)
         except BatchError:
             ours = True  # retried alone below, recognising a commit of its own
         else:
-            if not plain:
+            if not counted:
                 return await self._settled_step(step, fence, row, None)
             assert row is not None
             if row[0]:
                 return step  # inserted under the fence
             ours = False  # nothing inserted: the full statement below says why
-        if plain:
-            sql, params, _ = q.record_step(step, fence, now, None, None)
+        if counted:
+            sql, params, _ = q.record_step(step, fence, now, event, run_update)
 
         async def op(conn: Conn, attempt: int) -> StepRecord:
             if ours or attempt > 1:
