@@ -11,6 +11,7 @@ import dataclasses
 import datetime as dt
 import hashlib
 import json
+from json.encoder import encode_basestring_ascii
 from typing import Any
 
 from orchestrate.errors import SerializationError
@@ -39,8 +40,35 @@ _DUMPS = json.JSONEncoder(default=_default, separators=(",", ":"), allow_nan=Fal
 _CANONICAL = json.JSONEncoder(default=_default, sort_keys=True, separators=(",", ":")).encode
 
 
-encode = _DUMPS
-"""Compact JSON of ``value``; raises ``TypeError``/``ValueError`` (:func:`dumps` names the value)."""
+# The C encoder ``_DUMPS`` builds on every call, built once; without the circular-reference
+# check (a cycle ends in RecursionError, and ``_DUMPS`` then says what is wrong).
+_MAKE_ENCODER = getattr(json.encoder, "c_make_encoder", None)  # None where the C accelerator is missing
+_C_ENCODE = (
+    _MAKE_ENCODER(None, _default, encode_basestring_ascii, None, ":", ",", False, False, False)
+    if _MAKE_ENCODER is not None
+    else None
+)
+
+
+def encode(value: Any) -> str:
+    """Compact JSON of ``value``; raises ``TypeError``/``ValueError`` (:func:`dumps` names the value).
+
+    The same text as ``json.dumps(value, separators=(",", ":"), allow_nan=False)`` with
+    the types :func:`_default` knows, the common cases without the encoder's set-up.
+    """
+    kind = type(value)
+    if kind is int:
+        return int.__repr__(value)
+    if kind is str:
+        return encode_basestring_ascii(value)
+    if value is None:
+        return "null"
+    if _C_ENCODE is not None and (kind is dict or kind is list):
+        try:
+            return "".join(_C_ENCODE(value, 0))
+        except RecursionError:
+            pass  # a cycle, or nesting too deep: the checking encoder says which
+    return _DUMPS(value)
 
 
 def dumps(value: Any, *, what: str = "value") -> str:

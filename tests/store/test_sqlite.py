@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrate.errors import InvalidInputError, SchemaVersionError, StoreError
+from orchestrate.errors import InvalidInputError, LeaseLostError, SchemaVersionError, StoreError
 from orchestrate.store import SCHEMA_VERSION, open_store
 from orchestrate.store.sqlite import SQLiteStore
 from orchestrate.testing.store_suite import LEASE, T0, StoreConformance, claimed, make_run, make_step
@@ -263,6 +263,48 @@ async def test_one_run_at_a_time_writes_inline_one_commit_per_step(store: SQLite
     for i in range(10):
         await store.record_step(make_step("solo", f"s{i}", i), fence=run.fence, now=T0)
     assert (store.inline - inline, store.commits - commits) == (10, 10)
+
+
+async def test_a_plain_step_is_one_statement_committed_on_its_own(store: SQLiteStore, url: str) -> None:
+    run = await claimed(store, "solo")
+    statements: list[str] = []
+    assert store._conn is not None
+    store._conn.set_trace_callback(statements.append)
+    try:
+        await store.record_step(make_step("solo", "a", 1), fence=run.fence, now=T0)
+    finally:
+        store._conn.set_trace_callback(None)
+    assert [s.split()[0] for s in statements] == ["INSERT"]
+    other = sqlite3.connect(url.removeprefix("sqlite:///"))
+    try:  # committed: another connection sees it
+        assert other.execute("SELECT output FROM orchestrate_steps WHERE run_id = 'solo'").fetchall() == [("1",)]
+    finally:
+        other.close()
+
+
+async def test_a_step_of_a_run_taken_over_is_refused_on_the_inline_path(store: SQLiteStore, url: str) -> None:
+    run = await claimed(store, "solo")
+    await store.record_step(make_step("solo", "a", 1), fence=run.fence, now=T0)
+    other = SQLiteStore(url)
+    await other.open()
+    try:
+        await other.claim_run("solo", owner="w2", now=T0, lease_seconds=LEASE, force=True)
+    finally:
+        await other.close()
+    inline = store.inline
+    with pytest.raises(LeaseLostError, match="no longer held under fence 1"):
+        await store.record_step(make_step("solo", "b", 2), fence=run.fence, now=T0)
+    assert store.inline == inline
+    assert [s.step_key for s in await store.get_steps("solo")] == ["a"]
+
+
+async def test_a_step_recorded_twice_inline_returns_the_first_record(store: SQLiteStore) -> None:
+    run = await claimed(store, "solo")
+    first = await store.record_step(make_step("solo", "a", 1), fence=run.fence, now=T0)
+    again = await store.record_step(make_step("solo", "a", 2), fence=run.fence, now=T0)
+    assert first.output == 1 and again.output == 1
+    unfenced = await store.record_step(make_step("solo", "a", 3), fence=None, now=T0)
+    assert unfenced.output == 1
 
 
 async def test_interleaved_runs_queue_for_the_writer_thread(store: SQLiteStore) -> None:
