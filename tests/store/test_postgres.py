@@ -24,6 +24,7 @@ from orchestrate import Engine, Retry, RunStatus, Step, Workflow
 from orchestrate.cli import cli
 from orchestrate.errors import InvalidInputError, LeaseLostError, RunNotFoundError, SchemaVersionError, StoreError
 from orchestrate.store import SCHEMA_VERSION, open_store
+from orchestrate.store import _pg_sql as q
 from orchestrate.store import _sql as shared_sql
 from orchestrate.store.base import AttemptState, BreakerRecord, Event, RunRecord, RunUpdate
 from orchestrate.store.postgres import PostgresStore
@@ -450,6 +451,34 @@ async def test_a_plain_step_record_under_a_lost_fence_is_refused(store: Postgres
     # A run that does not exist: nothing to fence.
     with pytest.raises(RunNotFoundError):
         await store.record_step(make_step("nope", "a", 1), fence=1, now=T0)
+
+
+async def test_a_plain_step_record_in_flight_holds_off_a_claim(store: PostgresStore, pg_url: str, schema: str) -> None:
+    (run,) = await _claimed_runs(store, 1)
+    sql_text, params, _ = q.record_step_plain(make_step(run.run_id, "a", 1), run.fence)
+    options = f"-c search_path={schema}"
+    async with await psycopg.AsyncConnection.connect(pg_url, options=options) as writer:
+        assert (await writer.execute(sql_text, params)).rowcount == 1  # inserted, not yet committed
+        async with await psycopg.AsyncConnection.connect(pg_url, autocommit=True, options=options) as claimer:
+            await claimer.execute("SET lock_timeout = '200ms'")
+            with pytest.raises(psycopg.errors.LockNotAvailable):  # the fence cannot move meanwhile
+                await claimer.execute("UPDATE orchestrate_runs SET fence = fence + 1 WHERE run_id = %s", (run.run_id,))
+        await writer.commit()
+
+
+async def test_a_plain_step_record_waits_for_a_claim_in_flight_then_is_refused(
+    store: PostgresStore, pg_url: str, schema: str
+) -> None:
+    (run,) = await _claimed_runs(store, 1)
+    async with await psycopg.AsyncConnection.connect(pg_url, options=f"-c search_path={schema}") as claimer:
+        await claimer.execute("UPDATE orchestrate_runs SET fence = fence + 1 WHERE run_id = %s", (run.run_id,))
+        record = asyncio.create_task(store.record_step(make_step(run.run_id, "a", 1), fence=run.fence, now=T0))
+        await asyncio.sleep(0.3)
+        assert not record.done()  # held off by the claim's row lock
+        await claimer.commit()
+    with pytest.raises(LeaseLostError):
+        await record
+    assert await store.get_steps(run.run_id) == []
 
 
 async def test_a_plain_step_record_whose_ack_was_lost_is_recognised(store: PostgresStore) -> None:

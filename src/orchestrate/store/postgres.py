@@ -242,7 +242,8 @@ class PostgresStore:
         connections kept here skip both. The pool still creates, replaces and bounds them,
         and gets a connection back whenever a caller of this store waits for one.
         """
-        if not self._waiting and not conn.closed and not conn.broken and conn.info.transaction_status == _IDLE:
+        # (A closed or broken connection's transaction status is never idle.)
+        if not self._waiting and conn.pgconn.transaction_status == _IDLE:
             self._spare.append(conn)
         else:
             await pool.putconn(conn)  # to a waiter; or the pool rolls it back or discards it
