@@ -366,14 +366,18 @@ def to_json(value: Any, what: str) -> str | None:
 
 
 def run_params(run: RunRecord) -> tuple[Any, ...]:
-    """Parameters of :data:`INSERT_RUN`."""
+    """Parameters of :data:`INSERT_RUN`; serialisation errors name the part."""
+    try:
+        text = _serde.encode(run.input)
+    except (TypeError, ValueError):
+        text = _serde.dumps(run.input, what=f"input of run {run.run_id}")  # says what is wrong
     return (
         run.run_id,
         run.workflow,
         run.version,
-        run.status.value,
-        _serde.dumps(run.input, what=f"input of run {run.run_id}"),
-        to_json(run.output, f"output of run {run.run_id}"),
+        run.status._value_,  # the plain str (an enum member is adapted by sqlite3, slowly)
+        text,
+        None if run.output is None else to_json(run.output, f"output of run {run.run_id}"),
         to_json(run.error, "run error"),
         run.created_at,
         run.updated_at,
@@ -384,7 +388,7 @@ def run_params(run: RunRecord) -> tuple[Any, ...]:
         run.fence,
         run.deadline_at,
         run.queue,
-        _serde.dumps(run.options, what="run options"),
+        "{}" if not run.options else _serde.dumps(run.options, what="run options"),
         run.parent_run_id,
     )
 
@@ -429,7 +433,7 @@ def step_params(step: StepRecord) -> tuple[Any, ...]:
         step.run_id,
         step.step_key,
         step.name,
-        step.status.value,
+        step.status._value_,
         output,
         error,
         step.attempts,
@@ -483,8 +487,18 @@ def event_params(event: Event) -> tuple[Any, ...]:
         event.kind,
         event.at,
         event.step_key,
-        _serde.dumps(event.data, what=f"event {event.kind!r}"),
+        _event_data(event),
     )
+
+
+def _event_data(event: Event) -> str:
+    data = event.data
+    if type(data) is dict and not data:
+        return "{}"
+    try:
+        return _serde.encode(data)
+    except (TypeError, ValueError):
+        return _serde.dumps(data, what=f"event {event.kind!r}")  # says what is wrong
 
 
 def event_from_row(row: Sequence[Any]) -> Event:

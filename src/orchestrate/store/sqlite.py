@@ -94,16 +94,6 @@ def _resolve(future: asyncio.Future[Any], result: Any, error: BaseException | No
         future.set_result(result)
 
 
-def _others_ready() -> bool:
-    """Whether other callbacks wait to run on this event loop (unknown: assume they do).
-
-    Reads asyncio's ready queue (``_ready`` of the standard loops); a pause costs a loop
-    iteration (10-25 µs here), which a lone run need not pay.
-    """
-    ready = getattr(asyncio.get_running_loop(), "_ready", None)
-    return ready is None or bool(ready)
-
-
 def parse_url(url: str) -> tuple[str, str]:
     """Return ``(path, synchronous)`` from ``sqlite:///relative`` or ``sqlite:////absolute``."""
     parts = urlsplit(url)
@@ -252,8 +242,9 @@ class SQLiteStore:
         """
         conn = self._conn
         assert conn is not None
-        self._set_busy(conn, 0)
-        cur = self._cursor(conn)
+        if self._busy_ms:
+            self._set_busy(conn, 0)
+        cur = self._cur or self._cursor(conn)
         if alone is not None:
             sql, params, answer = alone
             try:
@@ -308,10 +299,13 @@ class SQLiteStore:
             finally:
                 self._lock.release()
             if done:
-                if write and _others_ready():
+                if write and getattr(asyncio.get_running_loop(), "_ready", True):
                     # Let the other runs of this loop go on: without a pause here a run whose
                     # steps never wait would run to its end before any other starts, and
-                    # concurrent runs would never share a commit.
+                    # concurrent runs would never share a commit. Whether others wait is
+                    # read from asyncio's ready queue (``_ready`` of the standard loops;
+                    # another loop: assume they do); a pause costs a loop iteration (10-25
+                    # µs here), which a lone run need not pay.
                     await asyncio.sleep(0)
                 return result
         loop = asyncio.get_running_loop()
@@ -805,7 +799,7 @@ def _raise_fence(cur: sqlite3.Cursor, run_id: str, fence: int) -> None:
 def _update_sql(run_id: str, fence: int | None, now: float, update: RunUpdate) -> tuple[str, tuple[Any, ...]]:
     sql = _sql.UPDATE_RUN + (_sql.RELEASE if update.release else "")
     params: tuple[Any, ...] = (
-        update.status.value,
+        update.status._value_,
         _sql.to_json(update.output, "run output"),
         _sql.to_json(update.error, "run error"),
         update.wake_at,
