@@ -6,8 +6,20 @@ set -euo pipefail
 BIN=${1:-.venv/bin}
 EXTRAS=${EXTRAS:-dev,postgres,openai,anthropic,ollama,local,llama,validation}
 "$BIN/pip" install --quiet "torch==2.13.0"
-# llama-cpp-python compiles llama.cpp when no wheel fits (once; pip caches the wheel):
-# build only the library, on every core.
-export CMAKE_ARGS="${CMAKE_ARGS:--DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TOOLS=OFF}"
+# llama-cpp-python has no Linux wheel on PyPI: pip compiles llama.cpp. Build only the
+# library, on every core, for a portable x86-64 baseline (AVX2, FMA, F16C) rather than
+# `-march=native`: a native build's AMX kernels crash on some Xeons, and pip caches a
+# built wheel by the source's URL alone, so a native wheel would follow the cache to
+# any machine. The wheel is kept in a directory named after these flags and installed
+# from there (one build per machine and flags).
+export CMAKE_ARGS="${CMAKE_ARGS:--DGGML_NATIVE=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TOOLS=OFF}"
 export CMAKE_BUILD_PARALLEL_LEVEL="${CMAKE_BUILD_PARALLEL_LEVEL:-$(nproc)}"
-"$BIN/pip" install --quiet -e ".[${EXTRAS}]"
+FIND_LINKS=()
+if [[ ",${EXTRAS}," == *",llama,"* ]]; then
+    WHEELS="${XDG_CACHE_HOME:-$HOME/.cache}/orchestrate/wheels/$(printf '%s' "$CMAKE_ARGS" | sha256sum | cut -c1-16)"
+    if ! compgen -G "$WHEELS/llama_cpp_python-*.whl" > /dev/null; then
+        "$BIN/pip" wheel --quiet --no-cache-dir --no-deps --wheel-dir "$WHEELS" "llama-cpp-python>=0.3.2"
+    fi
+    FIND_LINKS=(--find-links "$WHEELS")
+fi
+"$BIN/pip" install --quiet "${FIND_LINKS[@]}" -e ".[${EXTRAS}]"
