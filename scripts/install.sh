@@ -21,5 +21,8 @@ if [[ ",${EXTRAS}," == *",llama,"* ]]; then
         "$BIN/pip" wheel --quiet --no-cache-dir --no-deps --wheel-dir "$WHEELS" "llama-cpp-python>=0.3.2"
     fi
     FIND_LINKS=(--find-links "$WHEELS")
+    # Replace a build already installed here (the same version from pip's cache would
+    # count as satisfied).
+    "$BIN/pip" install --quiet --no-deps --force-reinstall "$(ls "$WHEELS"/llama_cpp_python-*.whl | sort -V | tail -n 1)"
 fi
 "$BIN/pip" install --quiet "${FIND_LINKS[@]}" -e ".[${EXTRAS}]"
