@@ -417,6 +417,18 @@ def run_from_row(row: Sequence[Any]) -> RunRecord:
     )
 
 
+def step_json(step: StepRecord) -> tuple[str | None, str]:
+    """JSON of a step's output and metadata; serialisation errors name the step."""
+    try:
+        return None if step.output is None else _serde.encode(step.output), _serde.encode(step.meta)
+    except (TypeError, ValueError):
+        # Name the part that failed (built only on failure: the hot path skips the messages).
+        key = step.step_key
+        return to_json(step.output, f"output of step {key!r}"), _serde.dumps(
+            step.meta, what=f"metadata of step {key!r}"
+        )
+
+
 def step_params(step: StepRecord) -> tuple[Any, ...]:
     """Parameters of :data:`INSERT_STEP`; serialisation errors name the step."""
     try:

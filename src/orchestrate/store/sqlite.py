@@ -54,7 +54,7 @@ from orchestrate.store.base import (
     StepRecord,
     decide_rate,
 )
-from orchestrate.types import RunStatus
+from orchestrate.types import RunStatus, StepStatus
 
 T = TypeVar("T")
 Op = Callable[[sqlite3.Cursor], Any]
@@ -68,11 +68,14 @@ _FENCE_CHECK = (
 _FENCED_INSERT_STEP = (
     f"INSERT INTO orchestrate_steps ({_sql.STEP_COLUMNS}) SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?" + _FENCE_CHECK
 )
-# A plain success has no error and no fallback: NULL written in the statement, not bound
-# (sqlite3 binds ``None`` through its adapter registry, a failed attribute lookup or two).
+# A plain success (first attempt, no error, no fallback): what every such record shares is
+# written in the statement, not bound (``None`` in particular: sqlite3 binds it through its
+# adapter registry, a failed attribute lookup or two), and the run id is bound once.
 _FENCED_INSERT_PLAIN_STEP = (
-    f"INSERT INTO orchestrate_steps ({_sql.STEP_COLUMNS}) SELECT ?, ?, ?, ?, ?, NULL, ?, ?, ?, ?, NULL, ?"
-    + _FENCE_CHECK
+    f"INSERT INTO orchestrate_steps ({_sql.STEP_COLUMNS})"
+    f" SELECT ?1, ?2, ?3, '{StepStatus.SUCCEEDED.value}', ?4, NULL, 1, ?5, ?6, ?7, NULL, ?8"
+    " WHERE EXISTS (SELECT 1 FROM orchestrate_runs WHERE run_id = ?1 AND fence = ?9 AND status = 'running')"
+    " ON CONFLICT (run_id, step_key) DO NOTHING"
 )
 _SYNC_MODES = {"full": "FULL", "normal": "NORMAL", "extra": "EXTRA", "off": "OFF"}
 
@@ -567,17 +570,41 @@ class SQLiteStore:
         run_update: RunUpdate | None = None,
     ) -> StepRecord:
         """Insert-if-absent, fenced."""
-        params = _sql.step_params(step)
         ev = _sql.event_params(event) if event else None
         update = _update_sql(step.run_id, fence, now, run_update) if run_update else None
+        alone: _Alone | None = None
+        if (
+            fence is not None
+            and ev is None
+            and update is None
+            and step.attempts == 1
+            and step.status is StepStatus.SUCCEEDED
+            and step.error is None
+            and step.fallback is None
+        ):
+            # The common step: one fenced insert, committed on its own; the full parameters
+            # are made only if it inserts nothing and the transaction below must say why.
+            output, meta = _sql.step_json(step)
+            plain = (step.run_id, step.step_key, step.name, output, step.started_at, step.finished_at)
+            alone = (_FENCED_INSERT_PLAIN_STEP, (*plain, step.input_hash, meta, fence), step)
+            params: tuple[Any, ...] | None = None
+        else:
+            params = _sql.step_params(step)
+            if ev is None and update is None and step.attempts == 1:
+                # Unfenced, or a fallback's output: still one insert, committed on its own.
+                if fence is None:
+                    alone = (_sql.INSERT_STEP, params, step)
+                else:
+                    alone = (_FENCED_INSERT_STEP, (*params, step.run_id, fence), step)
 
         def op(cur: sqlite3.Cursor) -> StepRecord:
+            values = params if params is not None else _sql.step_params(step)
             if fence is None:
-                inserted = cur.execute(_sql.INSERT_STEP, params).rowcount
+                inserted = cur.execute(_sql.INSERT_STEP, values).rowcount
             else:
                 # The fence check and the insert in one statement; why nothing was inserted
                 # (the lease was lost, or the step was recorded already) is asked after.
-                inserted = cur.execute(_FENCED_INSERT_STEP, (*params, step.run_id, fence)).rowcount
+                inserted = cur.execute(_FENCED_INSERT_STEP, (*values, step.run_id, fence)).rowcount
                 if not inserted:
                     _check_fence(cur, step.run_id, fence)
             if not inserted:
@@ -591,17 +618,6 @@ class SQLiteStore:
                 cur.execute(*update)
             return step
 
-        alone: _Alone | None = None
-        if ev is None and update is None and step.attempts == 1:
-            # The common step: one insert, committed on its own.
-            if fence is None:
-                alone = (_sql.INSERT_STEP, params, step)
-            elif step.error is None and step.fallback is None:
-                run_id, key, name, status, output, _, attempts, started, finished, hashed, _, meta = params
-                plain = (run_id, key, name, status, output, attempts, started, finished, hashed, meta, run_id, fence)
-                alone = (_FENCED_INSERT_PLAIN_STEP, plain, step)
-            else:
-                alone = (_FENCED_INSERT_STEP, (*params, step.run_id, fence), step)
         result: StepRecord = await self._call(op, run=step.run_id, alone=alone)
         if run_update is not None and run_update.status is not RunStatus.RUNNING:
             self._last_run = None

@@ -664,6 +664,18 @@ class StoreConformance:
         assert await store.list_events("r1") == []
         assert await store.get_run("r1") == run
 
+    async def test_unserialisable_plain_step_output_or_metadata_raises_naming_the_step(self, store: Store) -> None:
+        # A first-attempt success with no event and no run update: the common, fastest path.
+        run = await claimed(store, "r1")
+        with pytest.raises(SerializationError, match=r"output of step 'draft'"):
+            await store.record_step(make_step("r1", "draft", _Unserialisable()), fence=run.fence, now=T0)
+        odd_meta = make_step("r1", "check", 1)
+        odd_meta.meta = {"latency_ms": _Unserialisable()}
+        with pytest.raises(SerializationError, match=r"metadata of step 'check'"):
+            await store.record_step(odd_meta, fence=run.fence, now=T0)
+        assert await store.get_steps("r1") == []
+        assert await store.get_run("r1") == run
+
     async def test_unserialisable_run_input_and_cache_value_raise(self, store: Store) -> None:
         with pytest.raises(SerializationError):
             await store.create_run(make_run("r1", input={"x": _Unserialisable()}))
