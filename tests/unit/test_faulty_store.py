@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from orchestrate.errors import InvalidInputError, LeaseLostError, StoreError
-from orchestrate.store import InMemoryStore, RunUpdate, Store
+from orchestrate.store import Event, InMemoryStore, RunUpdate, Store
+from orchestrate.store.retrying import RetryingStore
 from orchestrate.store.sqlite import SQLiteStore
 from orchestrate.testing import FaultMode, FaultyStore, InjectedFault
 from orchestrate.testing.faulty import STORE_METHODS
@@ -92,6 +93,15 @@ async def test_lost_ack_commits_then_raises_and_a_retry_returns_the_record(inner
     assert await store.record_step(make_step("r1", "a", {"v": 2}), fence=run.fence, now=T0) == step
     assert await inner.get_steps("r1") == [step]
     assert store.injected == [InjectedFault("record_step", 1, FaultMode.LOST_ACK)]
+
+
+async def test_lost_ack_on_an_event_and_a_retry_leave_one_event(inner: Store) -> None:
+    store = RetryingStore(FaultyStore(inner, fail_on={"append_event": 1}, mode="lost_ack"), initial_delay=0.001)
+    await store.append_event(Event("r1", "run_resumed", T0, data={"replayed_steps": 2, "fence": 2}))
+    assert store.retries == 1
+    assert [(e.kind, e.data) for e in await inner.list_events("r1")] == [
+        ("run_resumed", {"replayed_steps": 2, "fence": 2})
+    ]
 
 
 async def test_lost_ack_on_a_claim_leaves_the_run_claimed(inner: Store) -> None:

@@ -71,6 +71,21 @@ SELECT_STEPS = fmt(_sql.SELECT_STEPS.format(order="seq"))
 DELETE_ATTEMPTS = fmt(_sql.DELETE_ATTEMPTS)
 SELECT_ATTEMPTS = fmt(_sql.SELECT_ATTEMPTS)
 INSERT_EVENT = fmt(_sql.INSERT_EVENT)
+APPEND_EVENT = (
+    "INSERT INTO orchestrate_events (run_id, kind, at, step_key, data)"
+    " SELECT %(run)s::text, %(kind)s::text, %(at)s::float8, %(step)s::text, %(data)s::text"
+    " WHERE NOT EXISTS (SELECT 1 FROM orchestrate_events WHERE run_id = %(run)s::text AND kind = %(kind)s::text"
+    " AND at = %(at)s::float8 AND step_key IS NOT DISTINCT FROM %(step)s::text AND data = %(data)s::text)"
+)
+"""A lone event, unless the run's history has one the same in every field (a retried append)."""
+
+
+def append_event_params(params: Sequence[Any]) -> dict[str, Any]:
+    """:data:`APPEND_EVENT`'s parameters from :func:`~orchestrate.store._sql.event_params`'."""
+    run, kind, at, step, data = params
+    return {"run": run, "kind": kind, "at": at, "step": step, "data": data}
+
+
 SELECT_EVENTS = fmt(_sql.SELECT_EVENTS)
 CACHE_GET = fmt(_sql.CACHE_GET)
 CACHE_PUT = fmt(_sql.CACHE_PUT)

@@ -232,6 +232,12 @@ SELECT_ATTEMPTS = (
     "SELECT run_id, step_key, attempts, next_at, first_started_at, error FROM orchestrate_attempts WHERE run_id = ?"
 )
 INSERT_EVENT = "INSERT INTO orchestrate_events (run_id, kind, at, step_key, data) VALUES (?, ?, ?, ?, ?)"
+APPEND_EVENT = (
+    "INSERT INTO orchestrate_events (run_id, kind, at, step_key, data) SELECT ?1, ?2, ?3, ?4, ?5"
+    " WHERE NOT EXISTS (SELECT 1 FROM orchestrate_events"
+    " WHERE run_id = ?1 AND kind = ?2 AND at = ?3 AND step_key IS ?4 AND data = ?5)"
+)
+"""A lone event, unless the run's history has one the same in every field (a retried append)."""
 SELECT_EVENTS = "SELECT id, run_id, kind, at, step_key, data FROM orchestrate_events WHERE run_id = ? ORDER BY id"
 CACHE_GET = "SELECT key, value, stored_at FROM orchestrate_cache WHERE key = ?"
 CACHE_PUT = (

@@ -407,7 +407,8 @@ class Store(Protocol):
 
     # events, cache ------------------------------------------------------------------
     async def append_event(self, event: Event) -> None:
-        """Append to a run's history."""
+        """Append to a run's history, unless an event the same in every field (kind, time,
+        step, data) is in it already: a retry after a lost acknowledgement records it once."""
 
     async def list_events(self, run_id: str) -> list[Event]:
         """The run's history, oldest first."""

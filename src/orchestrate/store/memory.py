@@ -390,7 +390,10 @@ class InMemoryStore:
 
     # events, cache ------------------------------------------------------------------------
     async def append_event(self, event: Event) -> None:
-        """Append."""
+        """Append, unless the same event is there already (a retry)."""
+        for seen in self._events.get(event.run_id, ()):
+            if (seen.kind, seen.at, seen.step_key, seen.data) == (event.kind, event.at, event.step_key, event.data):
+                return
         self._add_event(event)
 
     async def list_events(self, run_id: str) -> list[Event]:

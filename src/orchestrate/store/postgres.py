@@ -601,8 +601,8 @@ class PostgresStore:
 
     # events, cache ----------------------------------------------------------------------
     async def append_event(self, event: Event) -> None:
-        """Append (a retry after a lost acknowledgement may append it twice)."""
-        await self._execute("append_event", q.INSERT_EVENT, _sql.event_params(event))
+        """Append, unless the same event is there already (a retry after a lost acknowledgement)."""
+        await self._execute("append_event", q.APPEND_EVENT, q.append_event_params(_sql.event_params(event)))
 
     async def list_events(self, run_id: str) -> list[Event]:
         """Oldest first."""

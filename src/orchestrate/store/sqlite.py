@@ -671,9 +671,9 @@ class SQLiteStore:
 
     # events, cache ------------------------------------------------------------------------
     async def append_event(self, event: Event) -> None:
-        """Append."""
+        """Append, unless the same event is there already (a retry)."""
         params = _sql.event_params(event)
-        await self._call(lambda cur: cur.execute(_sql.INSERT_EVENT, params), run=event.run_id)
+        await self._call(lambda cur: cur.execute(_sql.APPEND_EVENT, params), run=event.run_id)
 
     async def list_events(self, run_id: str) -> list[Event]:
         """Oldest first."""

@@ -592,6 +592,27 @@ class StoreConformance:
         assert await store.get_attempts("r1") == {"b": keep}
 
     # events -------------------------------------------------------------------------------
+    async def test_an_event_appended_again_is_recorded_once(self, store: Store) -> None:
+        # A retried append (its acknowledgement was lost) must not double the history.
+        await store.append_event(Event("r1", "run_resumed", T0, data={"fence": 2}))
+        await store.append_event(Event("r1", "run_resumed", T0, data={"fence": 2}))
+        await store.append_event(Event("r1", "signal", T0, "gate", {"v": 1}))
+        await store.append_event(Event("r1", "signal", T0, "gate", {"v": 1}))
+        # Anything that differs is another event.
+        await store.append_event(Event("r1", "run_resumed", T0, data={"fence": 3}))
+        await store.append_event(Event("r1", "run_resumed", T0 + 1, data={"fence": 2}))
+        await store.append_event(Event("r1", "signal", T0, "other", {"v": 1}))
+        await store.append_event(Event("r2", "run_resumed", T0, data={"fence": 2}))
+        events = [(e.kind, e.at, e.step_key, e.data) for e in await store.list_events("r1")]
+        assert events == [
+            ("run_resumed", T0, None, {"fence": 2}),
+            ("signal", T0, "gate", {"v": 1}),
+            ("run_resumed", T0, None, {"fence": 3}),
+            ("run_resumed", T0 + 1, None, {"fence": 2}),
+            ("signal", T0, "other", {"v": 1}),
+        ]
+        assert len(await store.list_events("r2")) == 1
+
     async def test_events_in_order_per_run(self, store: Store) -> None:
         kinds = ["run_created", "step_started", "step_succeeded", "run_succeeded"]
         for i, kind in enumerate(kinds):
