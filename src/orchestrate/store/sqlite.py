@@ -582,31 +582,25 @@ class SQLiteStore:
             and step.error is None
             and step.fallback is None
         ):
-            # The common step: one fenced insert, committed on its own; the full parameters
-            # are made only if it inserts nothing and the transaction below must say why.
+            # The common step: one fenced insert, committed on its own.
             output, meta = _sql.step_json(step)
             plain = (step.run_id, step.step_key, step.name, output, step.started_at, step.finished_at)
-            alone = (_FENCED_INSERT_PLAIN_STEP, (*plain, step.input_hash, meta, fence), step)
-            params: tuple[Any, ...] | None = None
+            insert = (_FENCED_INSERT_PLAIN_STEP, (*plain, step.input_hash, meta, fence))
         else:
             params = _sql.step_params(step)
-            if ev is None and update is None and step.attempts == 1:
-                # Unfenced, or a fallback's output: still one insert, committed on its own.
-                if fence is None:
-                    alone = (_sql.INSERT_STEP, params, step)
-                else:
-                    alone = (_FENCED_INSERT_STEP, (*params, step.run_id, fence), step)
+            if fence is None:
+                insert = (_sql.INSERT_STEP, params)
+            else:
+                insert = (_FENCED_INSERT_STEP, (*params, step.run_id, fence))
+        if ev is None and update is None and step.attempts == 1:
+            alone = (*insert, step)  # no event, no run update: one insert, committed on its own
 
         def op(cur: sqlite3.Cursor) -> StepRecord:
-            values = params if params is not None else _sql.step_params(step)
-            if fence is None:
-                inserted = cur.execute(_sql.INSERT_STEP, values).rowcount
-            else:
-                # The fence check and the insert in one statement; why nothing was inserted
+            inserted = cur.execute(*insert).rowcount
+            if not inserted and fence is not None:
+                # The fence check and the insert are one statement; why nothing was inserted
                 # (the lease was lost, or the step was recorded already) is asked after.
-                inserted = cur.execute(_FENCED_INSERT_STEP, (*values, step.run_id, fence)).rowcount
-                if not inserted:
-                    _check_fence(cur, step.run_id, fence)
+                _check_fence(cur, step.run_id, fence)
             if not inserted:
                 row = cur.execute(_sql.SELECT_STEP, (step.run_id, step.step_key)).fetchone()
                 return _sql.step_from_row(row)
