@@ -437,16 +437,8 @@ def step_json(step: StepRecord) -> tuple[str | None, str]:
 
 def step_params(step: StepRecord) -> tuple[Any, ...]:
     """Parameters of :data:`INSERT_STEP`; serialisation errors name the step."""
-    try:
-        output = None if step.output is None else _serde.encode(step.output)
-        error = None if step.error is None else _serde.encode(step.error)
-        meta = _serde.encode(step.meta)
-    except (TypeError, ValueError):
-        # Name the part that failed (built only on failure: the hot path skips the messages).
-        key = step.step_key
-        output = to_json(step.output, f"output of step {key!r}")
-        error = to_json(step.error, f"error of step {key!r}")
-        meta = _serde.dumps(step.meta, what=f"metadata of step {key!r}")
+    output, meta = step_json(step)
+    error = None if step.error is None else to_json(step.error, f"error of step {step.step_key!r}")
     return (
         step.run_id,
         step.step_key,

@@ -61,12 +61,10 @@ Op = Callable[[sqlite3.Cursor], Any]
 _Alone = tuple[str, tuple[Any, ...], Any]
 
 _SELECT_STEPS = _sql.SELECT_STEPS.format(order="rowid")
-_FENCE_CHECK = (
+_FENCED_INSERT_STEP = (
+    f"INSERT INTO orchestrate_steps ({_sql.STEP_COLUMNS}) SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?"
     " WHERE EXISTS (SELECT 1 FROM orchestrate_runs WHERE run_id = ? AND fence = ? AND status = 'running')"
     " ON CONFLICT (run_id, step_key) DO NOTHING"
-)
-_FENCED_INSERT_STEP = (
-    f"INSERT INTO orchestrate_steps ({_sql.STEP_COLUMNS}) SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?" + _FENCE_CHECK
 )
 # A plain success (first attempt, no error, no fallback): what every such record shares is
 # written in the statement, not bound (``None`` in particular: sqlite3 binds it through its
@@ -245,9 +243,8 @@ class SQLiteStore:
         """
         conn = self._conn
         assert conn is not None
-        if self._busy_ms:
-            self._set_busy(conn, 0)
-        cur = self._cur or self._cursor(conn)
+        self._set_busy(conn, 0)
+        cur = self._cursor(conn)
         if alone is not None:
             sql, params, answer = alone
             try:
