@@ -8,9 +8,10 @@ import logging
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from orchestrate import _serde
+from orchestrate import _codec, _serde
 from orchestrate.errors import NonDeterminismError, StepFailedError, StepTimeoutError
 from orchestrate.policies import MISSING, Fallback, StepPolicy
 from orchestrate.store.base import AttemptState, Event, RunRecord, RunUpdate, StepRecord
@@ -45,6 +46,11 @@ class StepSpec:
     policy: StepPolicy
     gate: Any = None
     options: dict[str, Any] = field(default_factory=dict)
+
+    @cached_property
+    def codec(self) -> _codec.Plan:
+        """How this step's outputs are stored and revived (see :mod:`orchestrate._codec`)."""
+        return _codec.plan_for(self.plan.fn, self.plan.returns)
 
     @property
     def cache_prefix(self) -> str:
@@ -120,6 +126,9 @@ class RunContext:
         self.recorded = recorded
         self.attempts = attempts
         self.outputs: dict[str, Any] = {}
+        # Values of a declared or named type revived when their record was written, by
+        # step key with that record: spares reviving them again right away.
+        self.handed: dict[str, tuple[StepRecord, Any]] = {}
         self.missing: set[str] = set()
         self.flags: list[str] = []
         self.jump_targets: frozenset[str] = frozenset()
@@ -341,9 +350,16 @@ class RunContext:
                 step=record.step_key,
                 cause_type=str(error.get("type")),
             )
-        if spec is not None and spec.plan.returns is not None:
-            return _serde.revive(record.output, spec.plan.returns)
-        return record.output
+        if spec is None:
+            return record.output
+        codec = spec.codec
+        type_name = record.meta.get(_codec.TYPE_KEY) if record.meta else None
+        if codec.plain and type_name is None:
+            return record.output  # JSON-native: handed on as stored (the common case)
+        live = self.handed.pop(record.step_key, None)
+        if live is not None and live[0] is record:
+            return live[1]  # revived when it was recorded, a moment ago
+        return codec.revive(record.output, type_name, f"step {record.step_key!r}")
 
 
 _POLICY_KEYS = ("retry", "timeout", "fallback", "cache", "max_concurrency", "isolation", "min_budget")

@@ -15,9 +15,11 @@ import functools
 import os
 import socket
 import uuid
+import weakref
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, cast
 
+from orchestrate import _codec
 from orchestrate._engine.clock import Clock, SystemClock
 from orchestrate._engine.context import RunContext, StepSpec, Suspend, current_run
 from orchestrate.errors import (
@@ -41,6 +43,33 @@ from orchestrate.store.base import ClaimingStore, Event, RunRecord, RunUpdate
 from orchestrate.store.retrying import RetryingStore
 from orchestrate.types import RunStatus
 from orchestrate.workflow import AnyWorkflow, CallPlan, DurableFunction, Step, Workflow
+
+INPUT_TYPE = "input_type"
+"""Run option naming the type a run's input revives into, when it is one of a named type."""
+
+_INPUT_CODECS: weakref.WeakKeyDictionary[Any, _codec.Plan] = weakref.WeakKeyDictionary()
+
+
+def input_codec(wf: AnyWorkflow) -> _codec.Plan:
+    """How a workflow's run input is stored and revived: by what its entry declares.
+
+    A durable function's input parameter, or a graph's first step's lone parameter.
+    """
+    found = _INPUT_CODECS.get(wf)
+    if found is None:
+        fn: Any = None
+        annotation: Any = None
+        if isinstance(wf, DurableFunction):
+            fn = wf.fn
+            plan = CallPlan.of(wf.fn, f"workflow {wf.name!r}")
+            # (ctx, input): the input is the lone parameter that is not ctx
+            annotation = plan.first_type
+        else:
+            first = wf.nodes[0] if wf.nodes else None
+            if isinstance(first, Step) and first.plan is not None:
+                fn, annotation = first.plan.fn, first.plan.first_type
+        found = _INPUT_CODECS[wf] = _codec.plan_for(fn, annotation)
+    return found
 
 
 def _owner_id() -> str:
@@ -243,6 +272,11 @@ class Engine:
         """Insert the run; return the stored record (an existing one if the id was taken)."""
         await self.open()
         workflow = self.get_workflow(wf) if isinstance(wf, str) else self._ensure(wf)
+        # The input is stored as a step's output is: refused now if it would not come back
+        # the same, and revived into what the first step declares (see ``_entry``).
+        input, _, input_type = input_codec(workflow).settle(input, f"workflow {workflow.name!r}", "input")
+        if input_type is not None:
+            options = {**(options or {}), INPUT_TYPE: input_type}
         now = self.clock.now()
         run = RunRecord(
             run_id=run_id or os.urandom(16).hex(),  # as unique as a uuid4, cheaper to make
@@ -421,11 +455,15 @@ class Engine:
         return sem
 
     async def _entry(self, ctx: RunContext, wf: AnyWorkflow, run: RunRecord) -> Any:
+        value = run.input
+        codec = input_codec(wf)
+        if not codec.plain or INPUT_TYPE in run.options:
+            value = ctx.input = codec.revive(value, run.options.get(INPUT_TYPE), f"input of run {run.run_id}")
         if isinstance(wf, DurableFunction):
-            return await wf(ctx, run.input)
+            return await wf(ctx, value)
         from orchestrate._engine.interpreter import run_graph
 
-        return await run_graph(ctx, wf, run.input)
+        return await run_graph(ctx, wf, value)
 
     async def _body(self, ctx: RunContext, wf: AnyWorkflow, run: RunRecord) -> RunRecord:
         store = self.store
@@ -468,7 +506,7 @@ class Engine:
                 run.run_id,
                 fence=run.fence,
                 now=now,
-                update=RunUpdate(RunStatus.SUCCEEDED, output=output),
+                update=RunUpdate(RunStatus.SUCCEEDED, output=_codec.to_json(output)),
                 event=Event(run.run_id, "run_succeeded", now),
             )
         except LeaseLostError:

@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import Awaitable
 from typing import Any
 
-from orchestrate import _serde
+from orchestrate import _codec, _serde
 from orchestrate._engine.context import RunContext, StepSpec, _Args
 from orchestrate.errors import (
     DeadlineExceededError,
@@ -122,18 +122,22 @@ async def _execute_with_policy(ctx: RunContext, spec: StepSpec, value: Any, key:
     if policy.cache is not None and cache_key is not None:
         entry = await engine.store.cache_get(cache_key)
         if entry is not None and now - entry.stored_at <= policy.cache.ttl:
+            cached, type_name = spec.codec.from_cache(entry.value)
+            meta: dict[str, Any] = {"cached": True, "latency_ms": 0.0}
+            if type_name is not None:
+                meta[_codec.TYPE_KEY] = type_name
             return await ctx.record(
                 StepRecord(
                     ctx.run_id,
                     key,
                     spec.name,
                     StepStatus.SUCCEEDED,
-                    entry.value,
+                    cached,
                     attempts=0,
                     started_at=now,
                     finished_at=now,
                     input_hash=hashed,
-                    meta={"cached": True, "latency_ms": 0.0},
+                    meta=meta,
                 )
             )
     if not policy.max_concurrency:
@@ -241,14 +245,18 @@ async def _attempts(
         if isinstance(output, Fallback):
             route, output = output.target, output.payload
             meta["route"] = route
+        # Refused here, on the first drive, if it would not come back the same after a restart.
+        stored, handed, type_name = spec.codec.settle(output, f"step {key!r}")
+        if type_name is not None:
+            meta[_codec.TYPE_KEY] = type_name
         if cache_key is not None and route is None:
-            await engine.store.cache_put(cache_key, output, now=finished)
+            await engine.store.cache_put(cache_key, spec.codec.to_cache(stored, type_name), now=finished)
         record = StepRecord(
             ctx.run_id,
             key,
             spec.name,
             StepStatus.SUCCEEDED,
-            output,
+            stored,
             attempts=attempt,
             started_at=first_started,
             finished_at=finished,
@@ -257,7 +265,9 @@ async def _attempts(
             meta=meta,
         )
         event = Event(ctx.run_id, "step_routed", finished, key, {"target": route}) if route else None
-        stored = await ctx.record(record, event=event)
+        written = await ctx.record(record, event=event)
+        if handed is not stored and written is record:
+            ctx.handed[key] = (record, handed)
         if ctx.log_info:
             log.info(
                 "step_succeeded",
@@ -269,7 +279,7 @@ async def _attempts(
                 input_hash=hashed,
                 fallback=record.fallback,
             )
-        return stored
+        return written
     assert last_error is not None
     if first_started is None:  # no attempt was made (not enough budget left)
         first_started = clock.now()
@@ -297,13 +307,14 @@ async def _fallbacks(
     tried: list[dict[str, Any]] = []
     for fallback in spec.policy.fallback:
         status = StepStatus.SUCCEEDED
+        type_name: str | None = None
         try:
             if fallback.kind == "cached":
                 entry = await engine.store.cache_get(cache_key) if cache_key else None
                 if entry is None or (fallback.max_age is not None and clock.now() - entry.stored_at > fallback.max_age):
                     tried.append({"fallback": "cached", "error": "no cached output"})
                     continue
-                output = entry.value
+                output, type_name = spec.codec.from_cache(entry.value)
             elif fallback.kind == "call":
                 from orchestrate._engine.context import StepSpec as _Spec
 
@@ -320,6 +331,9 @@ async def _fallbacks(
         except Exception as exc:  # noqa: BLE001 - a failing fallback hands over to the next
             tried.append({"fallback": fallback.label, "error": f"{type(exc).__qualname__}: {exc}"})
             continue
+        handed: Any = output
+        if status is StepStatus.SUCCEEDED and fallback.kind != "cached":
+            output, handed, type_name = spec.codec.settle(output, f"step {key!r} (fallback {fallback.label})")
         finished = clock.now()
         meta: dict[str, Any] = {
             "latency_ms": round((finished - first_started) * 1000, 3),
@@ -328,6 +342,8 @@ async def _fallbacks(
         }
         if fallback.flag:
             meta["flag"] = fallback.flag
+        if type_name is not None:
+            meta[_codec.TYPE_KEY] = type_name
         if attempt_log:
             meta["attempt_log"] = attempt_log
         if tried:
@@ -350,6 +366,8 @@ async def _fallbacks(
         if fallback.flag:
             data["flag"] = fallback.flag
         stored = await ctx.record(record, event=Event(ctx.run_id, "step_fallback", finished, key, data))
+        if handed is not output and stored is record:
+            ctx.handed[key] = (record, handed)
         engine.log.warning(
             "step_fallback",
             workflow=ctx.workflow,
