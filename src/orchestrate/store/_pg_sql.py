@@ -64,6 +64,7 @@ $$""",
 
 SET_VERSION = fmt(_sql.SET_VERSION)
 SELECT_RUN = fmt(_sql.SELECT_RUN)
+FIND_RUN_IDS = fmt(_sql.FIND_RUN_IDS)
 WAKE_RUN = fmt(_sql.WAKE_RUN)
 INSERT_STEP = fmt(_sql.INSERT_STEP)
 SELECT_STEP = fmt(_sql.SELECT_STEP)
@@ -91,6 +92,7 @@ CACHE_GET = fmt(_sql.CACHE_GET)
 CACHE_PUT = fmt(_sql.CACHE_PUT)
 INSERT_REVIEW = fmt(_sql.INSERT_REVIEW)
 SELECT_REVIEW = fmt(_sql.SELECT_REVIEW)
+FIND_REVIEW_IDS = fmt(_sql.FIND_REVIEW_IDS)
 UPDATE_REVIEW = fmt(_sql.UPDATE_REVIEW)
 # What UPDATE_REVIEW sets, in its order: a retry compares it with its own parameters.
 REVIEW_WRITTEN = (

@@ -13,6 +13,7 @@ from typing import Any
 from orchestrate import _serde
 from orchestrate.store.base import (
     PRIORITY_RANKS,
+    REPLAYED_EVENT,
     AttemptState,
     BreakerRecord,
     CacheEntry,
@@ -182,6 +183,8 @@ INSERT_RUN = (
     " ON CONFLICT (run_id) DO NOTHING"
 )
 SELECT_RUN = f"SELECT {RUN_COLUMNS} FROM orchestrate_runs WHERE run_id = ?"
+# Ids by prefix: the parameter is a ``like_prefix`` pattern (SQLite spells it with GLOB).
+FIND_RUN_IDS = "SELECT run_id FROM orchestrate_runs WHERE run_id LIKE ? ESCAPE '!' ORDER BY run_id LIMIT ?"
 # Pending runs (optionally scheduled), waiting runs whose timer is due, and running runs
 # whose lease expired are claimable.
 CLAIMABLE = (
@@ -256,6 +259,9 @@ INSERT_REVIEW = (
     " ON CONFLICT (review_id) DO NOTHING"
 )
 SELECT_REVIEW = f"SELECT {REVIEW_COLUMNS} FROM orchestrate_reviews WHERE review_id = ?"
+FIND_REVIEW_IDS = (
+    "SELECT review_id FROM orchestrate_reviews WHERE review_id LIKE ? ESCAPE '!' ORDER BY review_id LIMIT ?"
+)
 # Compare-and-set on ``version``: only the fields a decision, a warning or a timeout changes.
 UPDATE_REVIEW = (
     "UPDATE orchestrate_reviews SET status = ?, payload = ?, due_at = ?, warn_at = ?, warned_at = ?,"
@@ -363,6 +369,22 @@ def list_runs_sql(status: Sequence[RunStatus] | None, workflow: str | None) -> t
         params.append(workflow)
     clause = f" WHERE {' AND '.join(where)}" if where else ""
     sql = f"SELECT {RUN_COLUMNS} FROM orchestrate_runs{clause} ORDER BY created_at DESC, run_id DESC LIMIT ?"
+    return sql, params
+
+
+def list_dead_letters_sql(workflow: str | None) -> tuple[str, list[Any]]:
+    """SELECT for ``Store.list_dead_letters`` with its parameters (limit appended by the caller)."""
+    params: list[Any] = []
+    clause = ""
+    if workflow is not None:
+        clause = " AND r.workflow = ?"
+        params.append(workflow)
+    sql = (
+        f"SELECT {RUN_COLUMNS} FROM orchestrate_runs r WHERE r.status = 'dead'{clause}"
+        " AND NOT EXISTS (SELECT 1 FROM orchestrate_events e"
+        f" WHERE e.run_id = r.run_id AND e.kind = '{REPLAYED_EVENT}')"
+        " ORDER BY r.created_at DESC, r.run_id DESC LIMIT ?"
+    )
     return sql, params
 
 
@@ -529,6 +551,11 @@ def role_index(roles: Sequence[str]) -> str:
 def _like_literal(text: str) -> str:
     # ``!`` escapes LIKE's wildcards, so a role named ``qa_%`` matches only itself.
     return text.replace("!", "!!").replace("%", "!%").replace("_", "!_")
+
+
+def like_prefix(text: str) -> str:
+    """The ``LIKE ... ESCAPE '!'`` pattern of the strings that start with ``text``."""
+    return _like_literal(text) + "%"
 
 
 def list_reviews_sql(

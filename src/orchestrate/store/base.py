@@ -27,6 +27,12 @@ from orchestrate.types import RunStatus, StepStatus
 SCHEMA_VERSION = 3
 """Version of the schema this code reads and writes (3: shared rate limits and breakers)."""
 
+REPLAYED_EVENT = "replayed"
+"""The kind of the event a replay appends to the history of the run it replays.
+
+A dead run with such an event has left the dead-letter queue (:meth:`Store.list_dead_letters`).
+"""
+
 
 @dataclass
 class RunRecord:
@@ -350,6 +356,19 @@ class Store(Protocol):
     ) -> list[RunRecord]:
         """Runs, newest first, optionally filtered."""
 
+    async def find_run_ids(self, prefix: str, *, limit: int = 5) -> list[str]:
+        """Ids of the runs whose id starts with ``prefix``, in id order, at most ``limit``.
+
+        The prefix is taken literally and case-sensitively (``%``, ``_`` or ``*`` in it
+        match only themselves).
+        """
+
+    async def list_dead_letters(self, *, workflow: str | None = None, limit: int = 100) -> list[RunRecord]:
+        """The dead-letter queue, newest first: dead runs that were not replayed.
+
+        A run was replayed when its history has a :data:`REPLAYED_EVENT`.
+        """
+
     async def due_runs(self, *, now: float, limit: int = 100) -> list[RunRecord]:
         """Runs that a worker may claim now: pending, waiting and due, or lease expired."""
 
@@ -428,6 +447,12 @@ class Store(Protocol):
 
     async def get_review(self, review_id: str) -> ReviewRecord | None:
         """The item, or ``None``."""
+
+    async def find_review_ids(self, prefix: str, *, limit: int = 5) -> list[str]:
+        """Ids of the review items whose id starts with ``prefix``, in id order, at most ``limit``.
+
+        The prefix is taken literally and case-sensitively, as by :meth:`find_run_ids`.
+        """
 
     async def list_reviews(
         self,

@@ -20,6 +20,7 @@ from orchestrate import _serde
 from orchestrate.errors import LeaseLostError, RunNotFoundError, RunStateError
 from orchestrate.store.base import (
     PRIORITY_RANKS,
+    REPLAYED_EVENT,
     SCHEMA_VERSION,
     AttemptState,
     BreakerRecord,
@@ -170,6 +171,22 @@ class InMemoryStore:
             r
             for r in self._runs.values()
             if (status is None or r.status in status) and (workflow is None or r.workflow == workflow)
+        ]
+        runs.sort(key=lambda r: (r.created_at, r.run_id), reverse=True)
+        return [copy.deepcopy(r) for r in runs[:limit]]
+
+    async def find_run_ids(self, prefix: str, *, limit: int = 5) -> list[str]:
+        """In id order."""
+        return sorted(run_id for run_id in self._runs if run_id.startswith(prefix))[:limit]
+
+    async def list_dead_letters(self, *, workflow: str | None = None, limit: int = 100) -> list[RunRecord]:
+        """Newest first."""
+        runs = [
+            r
+            for r in self._runs.values()
+            if r.status is RunStatus.DEAD
+            and (workflow is None or r.workflow == workflow)
+            and not any(e.kind == REPLAYED_EVENT for e in self._events.get(r.run_id, ()))
         ]
         runs.sort(key=lambda r: (r.created_at, r.run_id), reverse=True)
         return [copy.deepcopy(r) for r in runs[:limit]]
@@ -433,6 +450,10 @@ class InMemoryStore:
         """The item or ``None``."""
         review = self._reviews.get(review_id)
         return None if review is None else review.copy()
+
+    async def find_review_ids(self, prefix: str, *, limit: int = 5) -> list[str]:
+        """In id order."""
+        return sorted(review_id for review_id in self._reviews if review_id.startswith(prefix))[:limit]
 
     async def list_reviews(
         self,

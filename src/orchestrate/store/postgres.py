@@ -409,6 +409,17 @@ class PostgresStore:
         rows = await self._fetch("list_runs", q.fmt(sql), (*params, limit))
         return [_sql.run_from_row(r) for r in rows]
 
+    async def find_run_ids(self, prefix: str, *, limit: int = 5) -> list[str]:
+        """In id order."""
+        rows = await self._fetch("find_run_ids", q.FIND_RUN_IDS, (_sql.like_prefix(prefix), limit))
+        return [row[0] for row in rows]
+
+    async def list_dead_letters(self, *, workflow: str | None = None, limit: int = 100) -> list[RunRecord]:
+        """Newest first."""
+        sql, params = _sql.list_dead_letters_sql(workflow)
+        rows = await self._fetch("list_dead_letters", q.fmt(sql), (*params, limit))
+        return [_sql.run_from_row(r) for r in rows]
+
     async def due_runs(self, *, now: float, limit: int = 100) -> list[RunRecord]:
         """Claimable runs, oldest first (due-ness on the database clock by default)."""
         rows = await self._fetch("due_runs", self._sql.due_runs, {"now": now, "limit": limit})
@@ -632,6 +643,11 @@ class PostgresStore:
             return _sql.review_from_row(row)
 
         return await self._run("create_review", op)
+
+    async def find_review_ids(self, prefix: str, *, limit: int = 5) -> list[str]:
+        """In id order."""
+        rows = await self._fetch("find_review_ids", q.FIND_REVIEW_IDS, (_sql.like_prefix(prefix), limit))
+        return [row[0] for row in rows]
 
     async def get_review(self, review_id: str) -> ReviewRecord | None:
         """The item or ``None``."""

@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import os
 import queue
+import re
 import sqlite3
 import threading
 from collections.abc import Callable, Sequence
@@ -75,6 +76,11 @@ _FENCED_INSERT_PLAIN_STEP = (
     " WHERE EXISTS (SELECT 1 FROM orchestrate_runs WHERE run_id = ?1 AND fence = ?9 AND status = 'running')"
     " ON CONFLICT (run_id, step_key) DO NOTHING"
 )
+# SQLite's LIKE ignores ASCII case (so it cannot use the primary key's index either);
+# GLOB compares exactly. Its wildcards ``*``, ``?`` and ``[`` are quoted as ``[*]``...
+_FIND_RUN_IDS = _sql.FIND_RUN_IDS.replace("LIKE ? ESCAPE '!'", "GLOB ?")
+_FIND_REVIEW_IDS = _sql.FIND_REVIEW_IDS.replace("LIKE ? ESCAPE '!'", "GLOB ?")
+_GLOB_SPECIAL = re.compile(r"([*?\[])")
 _SYNC_MODES = {"full": "FULL", "normal": "NORMAL", "extra": "EXTRA", "off": "OFF"}
 
 
@@ -394,6 +400,20 @@ class SQLiteStore:
         result: list[RunRecord] = await self._call(op, write=False)
         return result
 
+    async def find_run_ids(self, prefix: str, *, limit: int = 5) -> list[str]:
+        """In id order."""
+        return await self._find_ids(_FIND_RUN_IDS, prefix, limit)
+
+    async def list_dead_letters(self, *, workflow: str | None = None, limit: int = 100) -> list[RunRecord]:
+        """Newest first."""
+        sql, params = _sql.list_dead_letters_sql(workflow)
+
+        def op(cur: sqlite3.Cursor) -> list[RunRecord]:
+            return [_sql.run_from_row(r) for r in cur.execute(sql, (*params, limit))]
+
+        result: list[RunRecord] = await self._call(op, write=False)
+        return result
+
     async def due_runs(self, *, now: float, limit: int = 100) -> list[RunRecord]:
         """Claimable runs."""
 
@@ -702,6 +722,19 @@ class SQLiteStore:
             return _sql.review_from_row(cur.execute(_sql.SELECT_REVIEW, (review.review_id,)).fetchone())
 
         result: ReviewRecord = await self._call(op)
+        return result
+
+    async def find_review_ids(self, prefix: str, *, limit: int = 5) -> list[str]:
+        """In id order."""
+        return await self._find_ids(_FIND_REVIEW_IDS, prefix, limit)
+
+    async def _find_ids(self, sql: str, prefix: str, limit: int) -> list[str]:
+        pattern = _GLOB_SPECIAL.sub(r"[\1]", prefix) + "*"
+
+        def op(cur: sqlite3.Cursor) -> list[str]:
+            return [row[0] for row in cur.execute(sql, (pattern, limit))]
+
+        result: list[str] = await self._call(op, write=False)
         return result
 
     async def get_review(self, review_id: str) -> ReviewRecord | None:

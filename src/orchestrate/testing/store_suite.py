@@ -34,6 +34,7 @@ import pytest
 
 from orchestrate.errors import LeaseLostError, RunNotFoundError, RunStateError, SerializationError
 from orchestrate.store.base import (
+    REPLAYED_EVENT,
     SCHEMA_VERSION,
     AttemptState,
     Event,
@@ -178,6 +179,44 @@ class StoreConformance:
         assert _ids(both) == ["b-dead", "a-done"]
         assert _ids(await store.list_runs(status=[RunStatus.PENDING], workflow="b")) == ["b-pending"]
         assert await store.list_runs(workflow="missing") == []
+
+    async def test_find_run_ids_by_prefix(self, store: Store) -> None:
+        for run_id in ("3f2a-1", "3f2b-2", "3f9c-3", "4a00-4", "AB-5", "ab-6"):
+            await store.create_run(make_run(run_id))
+        assert await store.find_run_ids("3f2a-1") == ["3f2a-1"]  # a whole id is its own prefix
+        assert await store.find_run_ids("3f2") == ["3f2a-1", "3f2b-2"]
+        assert await store.find_run_ids("3f") == ["3f2a-1", "3f2b-2", "3f9c-3"]
+        assert await store.find_run_ids("3f", limit=2) == ["3f2a-1", "3f2b-2"]
+        assert await store.find_run_ids("ab") == ["ab-6"]  # case counts
+        assert await store.find_run_ids("AB") == ["AB-5"]
+        assert await store.find_run_ids("f2") == []  # a prefix, not a substring
+        assert await store.find_run_ids("3f2a-1x") == []
+
+    async def test_find_run_ids_takes_wildcards_literally(self, store: Store) -> None:
+        for run_id in ("a_1", "ab1", "a%2", "a!3", "a*4", "a?5", "a[6]", "a\\7"):
+            await store.create_run(make_run(run_id))
+        assert await store.find_run_ids("a_") == ["a_1"]
+        assert await store.find_run_ids("a%") == ["a%2"]
+        assert await store.find_run_ids("a!") == ["a!3"]
+        assert await store.find_run_ids("a*") == ["a*4"]
+        assert await store.find_run_ids("a?") == ["a?5"]
+        assert await store.find_run_ids("a[") == ["a[6]"]
+        assert await store.find_run_ids("a\\") == ["a\\7"]
+        assert await store.find_run_ids("%") == [] and await store.find_run_ids("_") == []
+
+    async def test_dead_letters_leave_out_replayed_runs(self, store: Store) -> None:
+        await store.create_run(make_run("dead-a", workflow="a", created_at=T0, status=RunStatus.DEAD))
+        await store.create_run(make_run("dead-b", workflow="b", created_at=T0 + 1, status=RunStatus.DEAD))
+        await store.create_run(make_run("dead-replayed", workflow="a", created_at=T0 + 2, status=RunStatus.DEAD))
+        await store.create_run(make_run("failed", workflow="a", created_at=T0 + 3, status=RunStatus.FAILED))
+        await store.create_run(make_run("dead-c", workflow="a", created_at=T0 + 4, status=RunStatus.DEAD))
+        await store.append_event(Event("dead-a", "run_dead", T0 + 1))
+        await store.append_event(Event("dead-replayed", REPLAYED_EVENT, T0 + 5, data={"replay": "new"}))
+        assert _ids(await store.list_dead_letters()) == ["dead-c", "dead-b", "dead-a"]
+        assert _ids(await store.list_dead_letters(workflow="a")) == ["dead-c", "dead-a"]
+        assert _ids(await store.list_dead_letters(limit=1)) == ["dead-c"]
+        assert await store.list_dead_letters(workflow="missing") == []
+        assert (await store.get_run("dead-replayed")) is not None  # it stays a dead run
 
     # due runs -----------------------------------------------------------------------------
     async def test_due_runs_selects_what_a_worker_may_claim(self, store: Store) -> None:
@@ -743,6 +782,16 @@ class StoreConformance:
 
     async def test_get_review_unknown_is_none(self, store: Store) -> None:
         assert await store.get_review("nope") is None
+
+    async def test_find_review_ids_by_prefix(self, store: Store) -> None:
+        for review_id in ("rv-00aa", "rv-00ab", "rv-01cd", "rv_x"):
+            await store.create_review(make_review(review_id))
+        assert await store.find_review_ids("rv-00aa") == ["rv-00aa"]
+        assert await store.find_review_ids("rv-00") == ["rv-00aa", "rv-00ab"]
+        assert await store.find_review_ids("rv-0", limit=1) == ["rv-00aa"]
+        assert await store.find_review_ids("rv_") == ["rv_x"]  # ``_`` is no wildcard
+        assert await store.find_review_ids("RV-") == []
+        assert await store.find_review_ids("00") == []
 
     async def test_list_reviews_most_urgent_first(self, store: Store) -> None:
         await store.create_review(make_review("low", priority="low", created_at=T0))
