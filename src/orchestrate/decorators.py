@@ -2,20 +2,28 @@
 ``@parallel`` / ``@reduce`` / ``@branch`` / ``@fallback`` / ``@gate``.
 
 Decorated functions are durable steps when awaited inside a run (a durable function or
-a graph step), and run under their policies on a throw-away in-memory engine when
-awaited outside any run.
+a graph step): recorded in that run under keys numbered in call order, so a resumed run
+replays them from the store instead of calling them again. Awaited outside any run they
+run under their policies on a throw-away in-memory engine that writes nothing to disk
+(a ``@gate`` needs a run to park, and is refused there).
 """
 
 from __future__ import annotations
 
+import asyncio
 import functools
-from collections.abc import Callable, Sequence
+import weakref
+from collections import Counter
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Literal
 
-from orchestrate._engine.context import current_run
+from orchestrate._engine.context import RunContext, current_run
+from orchestrate._engine.interpreter import RouteError, reduce_outputs
+from orchestrate._engine.runner import Engine, default_engine
 from orchestrate.errors import DefinitionError
 from orchestrate.policies import Fallback, Retry, Seconds, Timeout
 from orchestrate.review.gate import HumanReviewGate, TieredGate
+from orchestrate.store import InMemoryStore
 from orchestrate.workflow import Map, Node, Step, Workflow, workflow
 
 
@@ -71,24 +79,54 @@ class AgentWorkflow(Workflow):
         return add(fn) if fn is not None else add
 
 
-async def _one_off(fn: Callable[..., Any], *args: Any, **policy: Any) -> Any:
-    """Run a single step durably inside the current run, or on a throw-away engine."""
+async def _in_run(name: str, body: Callable[[RunContext], Awaitable[Any]]) -> Any:
+    """Run ``body`` in the enclosing run, or in a run of its own on a throw-away engine.
+
+    Outside any run the run lives in an in-memory store that is dropped afterwards:
+    nothing is written to disk, whatever store the process is configured with.
+    """
     ctx = current_run.get()
     if ctx is not None:
-        return await ctx.step(fn, *args, **policy)
-    from orchestrate._engine.runner import Engine
-    from orchestrate.store import InMemoryStore
+        return await body(ctx)
 
-    @workflow(name=f"call:{getattr(fn, '__name__', 'fn')}", version="1")
-    async def single(ctx: Any, _: Any) -> Any:
-        return await ctx.step(fn, *args, **policy)
+    async def call(ctx: RunContext, _: Any) -> Any:
+        return await body(ctx)
 
     async with Engine(InMemoryStore()) as engine:
-        return await engine.run(single)
+        return await engine.run(workflow(call, name=f"call:{name}", version="1"))
 
 
-class ParallelFunction:
-    """A function decorated with :func:`parallel`: ``await fn.map(items)`` fans out."""
+class _DurableCall:
+    """Base of the decorated functions that are awaited: ``await fn(*args)`` records the
+    call as step(s) of the enclosing run, under keys numbered in call order (``name``,
+    ``name#2``...), which a replay calls again in the same order and so finds recorded."""
+
+    fn: Callable[..., Any]
+
+    async def __call__(self, *args: Any) -> Any:
+        return await _in_run(self.fn.__name__, lambda ctx: self._run_in(ctx, *args))
+
+    async def _run_in(self, ctx: RunContext, *args: Any) -> Any:
+        """The call's steps in ``ctx``'s run."""
+        raise NotImplementedError
+
+
+# A run's maps of one function are keyed ``name[i]``, then ``name#2[i]``...; counted per
+# execution of the run (a resume makes a new context and counts again from the start).
+_MAP_CALLS: weakref.WeakKeyDictionary[RunContext, Counter[str]] = weakref.WeakKeyDictionary()
+
+
+def _map_prefix(ctx: RunContext, name: str) -> str:
+    counts = _MAP_CALLS.setdefault(ctx, Counter())
+    counts[name] += 1
+    return name if counts[name] == 1 else f"{name}#{counts[name]}"
+
+
+class ParallelFunction(_DurableCall):
+    """A function decorated with :func:`parallel`: ``await fn.map(items)`` fans out.
+
+    ``await fn(item)`` runs it once, as one step.
+    """
 
     def __init__(self, fn: Callable[..., Any], *, max_workers: int, **policy: Any) -> None:
         functools.update_wrapper(self, fn)
@@ -96,28 +134,26 @@ class ParallelFunction:
         self.max_workers = max_workers
         self.policy = policy
 
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return self.fn(*args, **kwargs)
+    async def _run_in(self, ctx: RunContext, *args: Any) -> Any:
+        return await ctx.step(self.fn, *args, **self.policy)
 
     async def map(self, items: Sequence[Any]) -> list[Any]:
-        """Run the function over ``items`` with at most ``max_workers`` at once."""
-        import asyncio
-
+        """Run the function over ``items``, at most ``max_workers`` at once, each item a
+        step keyed ``name[i]`` (``name#2[i]`` for the run's second map of it...)."""
         if not isinstance(items, list | tuple):
             raise DefinitionError(f"{self.fn.__name__}.map needs a list, got {type(items).__name__}")
+        values = list(items)
+        return list(await _in_run(self.fn.__name__, lambda ctx: self._map_in(ctx, values)))
+
+    async def _map_in(self, ctx: RunContext, items: list[Any]) -> list[Any]:
+        prefix = _map_prefix(ctx, self.fn.__name__)
         limit = asyncio.Semaphore(self.max_workers)
-        name = self.fn.__name__
-        ctx = current_run.get()
 
         async def one(i: int, item: Any) -> Any:
             async with limit:
-                if ctx is not None:
-                    return await ctx.step(self.fn, item, key=f"{name}[{i}]", **self.policy)
-                return await _one_off(self.fn, item, **self.policy)
+                return await ctx.step(self.fn, item, key=f"{prefix}[{i}]", **self.policy)
 
-        if ctx is not None:
-            return await ctx.gather(*(one(i, item) for i, item in enumerate(items)))
-        return list(await asyncio.gather(*(one(i, item) for i, item in enumerate(items))))
+        return await ctx.gather(*(one(i, item) for i, item in enumerate(items)))
 
     def __orchestrate_node__(self) -> Node:
         return Map(Step(self.fn.__name__, self.fn, **self.policy), max_workers=self.max_workers)
@@ -136,8 +172,11 @@ def parallel(
 ReduceStrategy = Literal["list", "concat", "merge", "sum"]
 
 
-class ReduceFunction:
-    """A function decorated with :func:`reduce`: the strategy is applied before the body."""
+class ReduceFunction(_DurableCall):
+    """A function decorated with :func:`reduce`: the strategy is applied before the body.
+
+    ``await fn(results)`` is one step.
+    """
 
     def __init__(self, fn: Callable[..., Any], strategy: ReduceStrategy) -> None:
         functools.update_wrapper(self, fn)
@@ -146,14 +185,14 @@ class ReduceFunction:
 
         @functools.wraps(fn)
         def reducer(results: list[Any]) -> Any:
-            from orchestrate._engine.interpreter import reduce_outputs
-
             return fn(reduce_outputs(strategy, list(results)))
 
         self.reducer = reducer
 
-    async def __call__(self, results: Sequence[Any]) -> Any:
-        return await _one_off(self.reducer, list(results))
+    async def _run_in(self, ctx: RunContext, *args: Any) -> Any:
+        if len(args) != 1:
+            raise TypeError(f"{self.fn.__name__}() takes the list of results to reduce, got {len(args)} arguments")
+        return await ctx.step(self.reducer, list(args[0]))
 
     def __orchestrate_node__(self) -> Node:
         return Step(self.fn.__name__, self.reducer)
@@ -169,16 +208,17 @@ def reduce(*, strategy: ReduceStrategy = "list") -> Callable[[Callable[..., Any]
 _STRATEGIES = ("model_switch", "local_model", "cached", "default", "skip")
 
 
-class FallbackFunction:
-    """A function decorated with :func:`fallback`: awaiting it applies retries and the fallback."""
+class FallbackFunction(_DurableCall):
+    """A function decorated with :func:`fallback`: awaiting it is one step, with its
+    retries and fallback."""
 
     def __init__(self, fn: Callable[..., Any], policy: dict[str, Any]) -> None:
         functools.update_wrapper(self, fn)
         self.fn = fn
         self.policy = policy
 
-    async def __call__(self, *args: Any) -> Any:
-        return await _one_off(self.fn, *args, name=self.fn.__name__, **self.policy)
+    async def _run_in(self, ctx: RunContext, *args: Any) -> Any:
+        return await ctx.step(self.fn, *args, name=self.fn.__name__, **self.policy)
 
     def __orchestrate_node__(self) -> Node:
         return Step(self.fn.__name__, self.fn, **self.policy)
@@ -222,8 +262,12 @@ def fallback(
     return lambda fn: FallbackFunction(fn, policy)
 
 
-class BranchFunction:
-    """A routing function decorated with :func:`branch`; register handlers with ``.route(key)``."""
+class BranchFunction(_DurableCall):
+    """A routing function decorated with :func:`branch`; register handlers with ``.route(key)``.
+
+    ``await fn(value)`` (or ``await fn.run(value)``) decides, as a step keyed by ``on``,
+    then runs the chosen handler, as a step named after it.
+    """
 
     def __init__(self, fn: Callable[..., Any], on: str) -> None:
         functools.update_wrapper(self, fn)
@@ -240,30 +284,44 @@ class BranchFunction:
 
         return add(handler) if handler is not None else add
 
-    def __call__(self, *args: Any) -> Any:
-        return self.fn(*args)
-
     async def run(self, value: Any, *, state_store: str | None = None) -> Any:
-        """Decide (a recorded step), then run the chosen handler, as a durable run."""
-        from orchestrate._engine.runner import default_engine
+        """Decide, then run the chosen handler: as ``await fn(value)``.
 
+        Args:
+            state_store: outside any run, run the branch as a durable run of its own on
+                this store (its workflow is :meth:`as_workflow`) instead of a throw-away
+                in-memory one.
+
+        Raises:
+            DefinitionError: ``state_store`` was given inside a run, where the branch is
+                a step of that run.
+        """
+        if state_store is None:
+            return await self(value)
+        if current_run.get() is not None:
+            raise DefinitionError(
+                f"branch {self.fn.__name__!r}: inside a run it is a step of that run; "
+                "state_store= is for a run of its own, outside any run"
+            )
         engine = await default_engine(state_store)
         return await engine.run(self.as_workflow(), value)
 
+    async def _run_in(self, ctx: RunContext, *args: Any) -> Any:
+        key = await ctx.step(self.fn, *args, name=self.on)
+        handler = self.routes.get(key)
+        if handler is None:
+            raise RouteError(
+                f"branch {self.on!r}: value {key!r} has no handler (routes: {sorted(map(str, self.routes))})"
+            )
+        if isinstance(handler, _DurableCall):
+            return await handler._run_in(ctx, *args)
+        return await ctx.step(handler, *args)
+
     def as_workflow(self) -> Any:
         """This branch and its handlers as a durable-function workflow."""
-        routes, decide, on = self.routes, self.fn, self.on
 
-        async def dispatch(ctx: Any, value: Any) -> Any:
-            key = await ctx.step(decide, value, name=on)
-            handler = routes.get(key)
-            if handler is None:
-                from orchestrate._engine.interpreter import RouteError
-
-                raise RouteError(f"branch {on!r}: value {key!r} has no handler (routes: {sorted(map(str, routes))})")
-            if isinstance(handler, FallbackFunction):
-                return await ctx.step(handler.fn, value, **handler.policy)
-            return await ctx.step(handler, value)
+        async def dispatch(ctx: RunContext, value: Any) -> Any:
+            return await self._run_in(ctx, value)
 
         dispatch.__qualname__ = dispatch.__name__ = f"branch_{self.fn.__name__}"
         return workflow(dispatch, name=self.fn.__name__, version=_routes_version(self))
@@ -286,8 +344,12 @@ def branch(*, on: str) -> Callable[[Callable[..., Any]], BranchFunction]:
     return lambda fn: BranchFunction(fn, on)
 
 
-class GateFunction:
-    """A function decorated with :func:`gate`: a step whose output a person must approve."""
+class GateFunction(_DurableCall):
+    """A function decorated with :func:`gate`: a step whose output a person must approve.
+
+    Awaited inside a run it is a step followed by a review the run parks on; outside any
+    run there is nothing to park, so it is refused.
+    """
 
     def __init__(self, fn: Callable[..., Any], review: HumanReviewGate) -> None:
         functools.update_wrapper(self, fn)
@@ -301,6 +363,9 @@ class GateFunction:
         ctx = current_run.get()
         if ctx is None:
             raise DefinitionError(f"gate {self.fn.__name__!r} needs a run to park: use it as a step of a workflow")
+        return await self._run_in(ctx, *args)
+
+    async def _run_in(self, ctx: RunContext, *args: Any) -> Any:
         output = await ctx.step(self.fn, *args)
         key = ctx.last_key
         assert key is not None  # set by the ctx.step just above
