@@ -122,7 +122,9 @@ def build_pipeline(state_store: str) -> AgentWorkflow:
     @patient_pipeline.step(retry=2, timeout=15)
     def validate_ontology(data: dict) -> dict:
         validation = medical_ontologizer.run(data)
-        return {"validated": validation, "flags": validation.errors}
+        # A step's output is stored as JSON: the dict subclass is passed on as the plain
+        # dict it would be after a restart (the engine refuses it otherwise).
+        return {"validated": dict(validation), "flags": validation.errors}
 
     @patient_pipeline.step(gate=HumanReviewGate())
     def generate_summary(data: dict) -> str:

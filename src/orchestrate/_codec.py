@@ -349,6 +349,8 @@ def _refusal(where: str, what: str, parts: list[Any], bad: Any) -> str:
         becomes = "a dict"
     elif isinstance(bad, str | int | float):
         becomes = f"a plain {_json_base(bad)}"
+    elif isinstance(bad, dict | list):
+        becomes = f"a plain {'dict' if isinstance(bad, dict) else 'list'}"
     else:
         becomes = "something else or nothing at all"
     return (
@@ -370,6 +372,8 @@ def _suggest(value: Any) -> str:
         return "tuple[...]"
     if kind in (set, frozenset):
         return f"{kind.__name__}[...]"
+    if isinstance(value, dict | list):
+        return f"{kind.__qualname__}, or pass dict(value)" if isinstance(value, dict) else "list[...]"
     return kind.__qualname__
 
 
