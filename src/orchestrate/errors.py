@@ -43,6 +43,8 @@ and live in the private engine.
 
 from __future__ import annotations
 
+import re
+import traceback
 from typing import Any
 
 
@@ -248,11 +250,61 @@ class LeaseLostError(StoreError):
     """The run's lease was taken over by another worker; this worker's writes are refused."""
 
 
-def error_info(exc: BaseException) -> dict[str, Any]:
-    """Describe an exception as a JSON-friendly dict that round-trips through the store."""
+TRACEBACK_CHARS = 4000
+"""Most characters of a traceback kept with a failed attempt (the innermost frames)."""
+
+# Credentials that commonly appear in error texts: bearer tokens, provider keys, and the
+# values of secret-looking fields. Replaced before anything is stored or logged.
+_SECRET_PATTERNS = (
+    re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]{8,}"),
+    re.compile(r"\b(sk|pk|rk)-[A-Za-z0-9_-]{16,}"),
+    re.compile(r"(?i)((?:api[_-]?key|access[_-]?token|secret|password|passwd)[\"']?\s*[:=]\s*[\"']?)[^\s\"',;&]{4,}"),
+)
+
+
+def redact_text(text: str) -> str:
+    """``text`` with bearer tokens, provider keys and secret-looking field values replaced."""
+    for pattern in _SECRET_PATTERNS:
+        if pattern.groups:
+            text = pattern.sub(lambda m: f"{m.group(1)}[REDACTED]" if m.group(1) else "[REDACTED]", text)
+        else:
+            text = pattern.sub("[REDACTED]", text)
+    return text
+
+
+def format_traceback(exc: BaseException) -> str:
+    """The exception's traceback (with its causes), redacted, its last :data:`TRACEBACK_CHARS` kept."""
+    parts = [redact_text(part) for part in traceback.format_exception(exc)]
+    parts = [part if len(part) <= 1000 else part[:1000] + "...\n" for part in parts]
+    head, rest = parts[:1], parts[1:]
+    cut = False
+    while len(rest) > 1 and len(head[0]) + 4 + sum(map(len, rest)) > TRACEBACK_CHARS:
+        rest.pop(0)  # the outermost frames go first: the innermost say what failed
+        cut = True
+    return ("".join(head) + ("...\n" if cut else "") + "".join(rest))[-TRACEBACK_CHARS:]
+
+
+def error_info(exc: BaseException, *, with_traceback: bool = False) -> dict[str, Any]:
+    """Describe an exception as a JSON-friendly dict that round-trips through the store.
+
+    Keys: ``type`` (module and qualified name), ``name``, ``message`` (secrets redacted),
+    ``cause`` (the same three for ``raise ... from``, when there is one) and, with
+    ``with_traceback``, ``traceback`` (size-bounded, redacted).
+    """
     cls = type(exc)
-    return {
+    info: dict[str, Any] = {
         "type": f"{cls.__module__}.{cls.__qualname__}",
         "name": cls.__qualname__,
-        "message": str(exc),
+        "message": redact_text(str(exc)),
     }
+    cause = exc.__cause__
+    if cause is not None:
+        kind = type(cause)
+        info["cause"] = {
+            "type": f"{kind.__module__}.{kind.__qualname__}",
+            "name": kind.__qualname__,
+            "message": redact_text(str(cause)),
+        }
+    if with_traceback and exc.__traceback__ is not None:
+        info["traceback"] = format_traceback(exc)
+    return info

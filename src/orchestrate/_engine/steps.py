@@ -62,8 +62,8 @@ async def _invoke(
     engine = ctx.engine
     if plan.is_async:
         call = plan.fn(*args, **kwargs)
-    elif spec.policy.isolation == "inline":
-        return plan.fn(*args, **kwargs) if timeout is None else await _in_thread(engine, plan.fn, args, kwargs, timeout)
+    elif spec.policy.isolation == "inline" and timeout is None:
+        return plan.fn(*args, **kwargs)
     elif spec.policy.isolation == "process":
         from orchestrate._engine.isolation import call_in_process
 
@@ -72,19 +72,29 @@ async def _invoke(
         call = engine.to_thread(plan.fn, args, kwargs)
     if timeout is None:
         return await call
+    return await _timed(ctx, call, key, attempt, timeout)
+
+
+async def _timed(ctx: RunContext, call: Awaitable[Any], key: str, attempt: int, timeout: float) -> Any:
+    """Await ``call`` under the attempt's timeout.
+
+    Only the engine's own timer firing becomes :class:`StepTimeoutError` (with the time it
+    measured); a ``TimeoutError`` the step raised itself goes through with its own class,
+    message and traceback.
+    """
+    clock = ctx.engine.clock
+    started = clock.now()
+    timer = asyncio.timeout(timeout)
     try:
-        async with asyncio.timeout(timeout):
+        async with timer:
             return await call
     except TimeoutError:
-        raise StepTimeoutError(f"step {key!r} attempt {attempt} timed out after {timeout:g}s") from None
-
-
-async def _in_thread(engine: Any, fn: Any, args: Any, kwargs: Any, timeout: float) -> Any:
-    try:
-        async with asyncio.timeout(timeout):
-            return await engine.to_thread(fn, args, kwargs)
-    except TimeoutError:
-        raise StepTimeoutError(f"inline step timed out after {timeout:g}s") from None
+        if not timer.expired():
+            raise
+        waited = clock.now() - started
+        raise StepTimeoutError(
+            f"step {key!r} attempt {attempt} timed out: no result after {waited:.3g}s (its limit is {timeout:g}s)"
+        ) from None
 
 
 def _attempt_timeout(ctx: RunContext, spec: StepSpec, now: float, first_started: float) -> float | None:
@@ -164,6 +174,7 @@ async def _attempts(
     if state is not None:
         await ctx.delay_until(state.next_at, reason=f"retry:{key}")
     last_error: BaseException | None = None
+    last_info: dict[str, Any] | None = None
     reason = None
     remaining = None if ctx.run.deadline_at is None else ctx.run.deadline_at - clock.now()
     if policy.min_budget is not None and remaining is not None and remaining < policy.min_budget and policy.fallback:
@@ -190,9 +201,8 @@ async def _attempts(
                 output = await _invoke(ctx, spec, plan, value, key, attempt, timeout)
         except Exception as exc:  # noqa: BLE001 - every step error goes through the policy
             finished = clock.now()
-            attempt_log.append(
-                {"attempt": attempt, "error": error_info(exc)["name"], "ms": round((finished - started) * 1000, 3)}
-            )
+            info = error_info(exc, with_traceback=True)
+            attempt_log.append({"attempt": attempt, "error": info["name"], "ms": round((finished - started) * 1000, 3)})
             delay = policy.retry.next_delay(attempt, exc)
             if (
                 delay is not None
@@ -209,14 +219,14 @@ async def _attempts(
                 step=key,
                 attempt=attempt,
                 error_class=type(exc).__qualname__,
-                error=str(exc),
+                error=info["message"],
                 retry_in=delay,
             )
             if delay is None:
                 last_error = exc
+                last_info = info
                 break
             next_at = finished + delay
-            info = error_info(exc)
             new_state = AttemptState(ctx.run_id, key, attempt, next_at, first_started, info)
             await engine.store.save_attempts(
                 new_state,
@@ -284,7 +294,7 @@ async def _attempts(
     if first_started is None:  # no attempt was made (not enough budget left)
         first_started = clock.now()
     return await _fallbacks(
-        ctx, spec, value, key, hashed, cache_key, attempt, first_started, last_error, attempt_log, reason
+        ctx, spec, value, key, hashed, cache_key, attempt, first_started, last_error, last_info, attempt_log, reason
     )
 
 
@@ -298,12 +308,13 @@ async def _fallbacks(
     attempts: int,
     first_started: float,
     error: BaseException,
+    error_details: dict[str, Any] | None,
     attempt_log: list[dict[str, Any]],
     reason: str | None,
 ) -> StepRecord:
     engine = ctx.engine
     clock = engine.clock
-    info = error_info(error)
+    info = error_details or error_info(error)
     tried: list[dict[str, Any]] = []
     for fallback in spec.policy.fallback:
         status = StepStatus.SUCCEEDED
