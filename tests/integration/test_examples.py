@@ -283,22 +283,7 @@ def test_seed_example_runs_as_a_script_and_leaves_no_files(path, tmp_path):
 # the docs that point at them ------------------------------------------------------------------
 
 DOCS = EXAMPLES.parent / "docs"
-PATTERN_SNIPPETS = re.findall(r"```python\n(.*?)```", (DOCS / "patterns.md").read_text(), re.S)
-
-
-@pytest.mark.parametrize("code", PATTERN_SNIPPETS, ids=[f"snippet{i}" for i in range(len(PATTERN_SNIPPETS))])
-def test_patterns_doc_snippet_runs_and_prints_what_it_says(code, tmp_path):
-    script = tmp_path / "snippet.py"
-    script.write_text(code)
-    done = subprocess.run(
-        [sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=120, check=False
-    )
-    assert done.returncode == 0, done.stderr
-    expected = [line.removeprefix("# -> ") for line in code.splitlines() if line.startswith("# -> ")]
-    assert expected, "every snippet says what it prints"
-    printed = done.stdout.splitlines()
-    assert [line for line in printed if line in expected] == expected, done.stdout
-    assert [p.name for p in tmp_path.iterdir()] == ["snippet.py"]
+# Every Python block of docs/ (patterns.md's included) runs in tests/integration/test_docs.py.
 
 
 def test_seeds_doc_links_every_example_and_only_existing_ones():
