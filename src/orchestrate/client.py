@@ -3,14 +3,19 @@
 The CLI (and later the HTTP server and the dashboard) are thin layers over it. A client
 needs only a store URL to inspect runs; to start, resume or replay runs it needs the
 workflows too (``Client(url, workflows=[...])``).
+
+Every method that takes a run id or a review id also takes a unique prefix of one, as
+people type them: ``await client.get("3f2a")``. A whole id is looked up directly; a
+prefix that several ids share is refused with :class:`~orchestrate.errors.InvalidInputError`
+naming a few of them.
 """
 
 from __future__ import annotations
 
 import builtins
 import re
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from orchestrate._engine.context import new_signal_id
@@ -19,21 +24,33 @@ from orchestrate.errors import ConflictError, InvalidInputError, ReviewNotFoundE
 from orchestrate.review import _decisions
 from orchestrate.review._decisions import ReviewStats
 from orchestrate.store import Store, open_store
-from orchestrate.store.base import Event, ReviewRecord, ReviewStatus, RunRecord, StepRecord
+from orchestrate.store.base import REPLAYED_EVENT, Event, ReviewRecord, ReviewStatus, RunRecord, StepRecord
 from orchestrate.types import RunStatus, StepStatus
 from orchestrate.workflow import AnyWorkflow
 
 
 @dataclass
 class RunDetail:
-    """A run with its step records and its history (what ``runs show`` prints)."""
+    """A run with its step records, its history and its review items (what ``runs show`` prints).
+
+    Attributes:
+        run: the run's record.
+        steps: its step records, in the order they were recorded.
+        events: its history, oldest first.
+        reviews: its review items, most urgent first (every status).
+    """
 
     run: RunRecord
     steps: list[StepRecord]
     events: list[Event]
+    reviews: list[ReviewRecord] = field(default_factory=list)
 
     def usage(self) -> dict[str, Any]:
-        """Tokens and cost of the run's model calls, summed over its steps (and per model)."""
+        """Tokens and cost of the run's model calls, summed over its steps (and per model).
+
+        Returns:
+            ``{"tokens_in", "tokens_out", "cost", "by_model": {model: {...the same three}}}``.
+        """
         total: dict[str, Any] = {"tokens_in": 0, "tokens_out": 0, "cost": 0.0, "by_model": {}}
         for step in self.steps:
             model = step.meta.get("model")
@@ -76,11 +93,32 @@ class Client:
         self.store = engine.store
 
     async def __aenter__(self) -> Client:
+        """Open the store; return this client."""
         await self.engine.open()
         return self
 
     async def __aexit__(self, *exc: object) -> None:
+        """Close the store (and the engine's resources)."""
         await self.engine.close()
+
+    # ids --------------------------------------------------------------------------------
+    async def _find_run(self, run_id: str) -> RunRecord:
+        """The run ``run_id`` names: the run of that id, else the one whose id starts with it."""
+        await self.engine.open()
+        run = await self.store.get_run(run_id)
+        if run is None:
+            full = await _by_prefix("run", run_id, self.store.find_run_ids, RunNotFoundError)
+            run = await self.store.get_run(full)
+            if run is None:  # deleted in between
+                raise RunNotFoundError(f"run {run_id!r} does not exist")
+        return run
+
+    async def _review_id(self, review_id: str) -> str:
+        """The id of the item ``review_id`` names: itself if it exists, else the one it begins."""
+        await self.engine.open()
+        if await self.store.get_review(review_id) is not None:
+            return review_id
+        return await _by_prefix("review", review_id, self.store.find_review_ids, ReviewNotFoundError)
 
     # runs ------------------------------------------------------------------------------
     async def start(
@@ -92,7 +130,7 @@ class Client:
         options: dict[str, Any] | None = None,
         queue: str = "default",
     ) -> str:
-        """Create a pending run for a worker (or :meth:`resume`) to execute; return its id.
+        """Create a pending run for a worker (or :meth:`resume`) to execute.
 
         Args:
             workflow: the workflow, or the name of one registered with this client.
@@ -103,6 +141,9 @@ class Client:
                 (``orchestrate worker --queue NAME``) claim only runs of those queues;
                 workers without it take every queue. 1 to 100 ASCII letters, digits,
                 ``-``, ``_``, ``.`` or ``:``.
+
+        Returns:
+            The run's id (``run_id`` when given).
 
         Raises:
             InvalidInputError: ``queue`` is not a valid queue name.
@@ -117,57 +158,122 @@ class Client:
         run_id: str | None = None,
         options: dict[str, Any] | None = None,
     ) -> RunRecord:
-        """Run in this process until it ends or waits for a person; return its record."""
+        """Run in this process until it ends or waits for a person.
+
+        The workflow's exceptions do not propagate: a failed run is returned with its
+        status and error.
+
+        Returns:
+            The run's record as it stands then: ended, or waiting for a person or a signal.
+        """
         return await self.engine.run_record(workflow, input, run_id=run_id, options=options)
 
     async def resume(self, run_id: str) -> RunRecord:
-        """Drive a run in this process until it ends or waits for a person."""
-        return await self.engine.settle(run_id)
+        """Drive a run in this process until it ends or waits for a person.
+
+        Its workflow (at the run's version) must be registered with this client.
+
+        Returns:
+            The run's record as it stands then.
+
+        Raises:
+            RunNotFoundError: no such run.
+            WorkflowNotFoundError: its workflow is not registered here.
+        """
+        run = await self._find_run(run_id)
+        return await self.engine.settle(run.run_id)
 
     async def get(self, run_id: str) -> RunRecord:
         """The run's record.
 
+        Returns:
+            The record as stored now.
+
         Raises:
             RunNotFoundError: no such run.
+            InvalidInputError: ``run_id`` is a prefix of several run ids.
         """
-        await self.engine.open()
-        run = await self.store.get_run(run_id)
-        if run is None:
-            raise RunNotFoundError(f"run {run_id!r} does not exist")
-        return run
+        return await self._find_run(run_id)
 
     async def result(self, run_id: str) -> Any:
-        """The output of a succeeded run; raises ``RunFailedError``/``ApprovalRequired`` otherwise."""
+        """The output of a succeeded run.
+
+        Returns:
+            The run's output.
+
+        Raises:
+            RunFailedError: the run failed, died or was cancelled.
+            ApprovalRequired: the run waits for a person.
+        """
         return outcome(await self.get(run_id))
 
     async def list(
-        self, *, status: Sequence[RunStatus | str] | None = None, workflow: str | None = None, limit: int = 50
-    ) -> list[RunRecord]:
-        """Runs, newest first."""
+        self,
+        *,
+        status: RunStatus | str | Iterable[RunStatus | str] | None = None,
+        workflow: str | None = None,
+        limit: int = 50,
+    ) -> builtins.list[RunRecord]:
+        """Runs, newest first.
+
+        Args:
+            status: one status (``"dead"`` or ``RunStatus.DEAD``), several, or ``None``
+                (or none) for every status.
+            workflow: only runs of this workflow.
+            limit: at most this many runs.
+
+        Returns:
+            The runs' records.
+
+        Raises:
+            InvalidInputError: a status is not a run status.
+        """
         await self.engine.open()
-        statuses = [_status(s) for s in status] if status else None
-        return await self.store.list_runs(status=statuses, workflow=workflow, limit=limit)
+        return await self.store.list_runs(status=_statuses(status), workflow=workflow, limit=limit)
 
     async def detail(self, run_id: str) -> RunDetail:
-        """The run with its steps and events."""
+        """The run with its steps, its history and its review items.
+
+        Returns:
+            A :class:`RunDetail` (what ``orchestrate runs show`` prints).
+        """
         run = await self.get(run_id)
-        return RunDetail(run, await self.store.get_steps(run_id), await self.store.list_events(run_id))
+        found = run.run_id
+        return RunDetail(
+            run,
+            await self.store.get_steps(found),
+            await self.store.list_events(found),
+            await self.store.list_reviews(run_id=found, limit=1000),
+        )
 
     async def cancel(self, run_id: str, *, reason: str = "cancelled by request") -> RunRecord:
-        """Cancel a run that has not ended; its worker stops at its next write."""
-        await self.engine.open()
-        record = await self.store.cancel_run(run_id, now=self.engine.clock.now(), reason=reason)
-        await _decisions.cancel_items(self.store, run_id, self.engine.clock.now(), reason)
+        """Cancel a run that has not ended (and its pending review items).
+
+        A worker driving it stops at its next write.
+
+        Returns:
+            The cancelled run's record.
+
+        Raises:
+            RunStateError: the run has ended.
+        """
+        found = (await self._find_run(run_id)).run_id
+        record = await self.store.cancel_run(found, now=self.engine.clock.now(), reason=reason)
+        await _decisions.cancel_items(self.store, found, self.engine.clock.now(), reason)
         return record
 
     async def signal(self, run_id: str, key: str, value: Any = None, *, by: str | None = None) -> None:
-        """Deliver ``value`` to ``ctx.wait(key)`` of a run, exactly once.
+        """Deliver ``value`` to ``ctx.wait(key)`` of a run, exactly once; the run is due at once.
+
+        Returns:
+            Nothing: the signal is recorded. A worker, or :meth:`resume`, continues the run.
 
         Raises:
             ConflictError: the signal was already delivered (the first delivery stands).
             RunStateError: the run has ended.
         """
         run = await self.get(run_id)
+        run_id = run.run_id
         if run.status.terminal:
             raise RunStateError(f"run {run_id!r} is {run.status.value}; it takes no more signals")
         now = self.engine.clock.now()
@@ -208,10 +314,18 @@ class Client:
         :meth:`approve`, :meth:`edit` and :meth:`reject`. Without it, it is an operator's
         override that decides the gate as a whole (roles and required approvals aside),
         recorded as such in the item and the run's history.
+
+        Returns:
+            Nothing: the decision is recorded, and the run is due once it is final.
+
+        Raises:
+            InvalidInputError: a rejection without a reason.
+            ReviewPermissionError: ``role`` may not decide the item.
+            ConflictError: the gate was decided already.
         """
         if not approved and not reason:
             raise InvalidInputError("a rejection needs a reason")
-        await self.engine.open()
+        run_id = (await self._find_run(run_id)).run_id
         item = await _decisions.live_item(self.store, run_id, f"review:{step}")
         if item is None or item.status.final:
             decision: dict[str, Any] = {"approved": approved, "by": by}
@@ -243,14 +357,24 @@ class Client:
         run_id: str | None = None,
         limit: int = 50,
     ) -> builtins.list[ReviewRecord]:
-        """Review items, most urgent first.
+        """Review items, most urgent first (priority, then deadline, then age).
 
         Args:
             role: only the items this role may decide (those open to anyone included).
             status: one status, several, or ``None`` for all (default: pending).
             run_id: only this run's items.
+            limit: at most this many items.
+
+        Returns:
+            The items' records.
+
+        Raises:
+            InvalidInputError: a status is not a review status.
+            RunNotFoundError: ``run_id`` names no run.
         """
         await self.engine.open()
+        if run_id is not None:
+            run_id = (await self._find_run(run_id)).run_id
         if status is None:
             statuses = None
         else:
@@ -261,11 +385,14 @@ class Client:
     async def get_review(self, review_id: str) -> ReviewRecord:
         """The review item.
 
+        Returns:
+            The item's record as stored now.
+
         Raises:
             ReviewNotFoundError: no such item.
+            InvalidInputError: ``review_id`` is a prefix of several review ids.
         """
-        await self.engine.open()
-        item = await self.store.get_review(review_id)
+        item = await self.store.get_review(await self._review_id(review_id))
         if item is None:
             raise ReviewNotFoundError(f"review {review_id!r} does not exist")
         return item
@@ -275,22 +402,29 @@ class Client:
     ) -> ReviewRecord:
         """Approve the item as ``by`` in ``role``; the run resumes once every required approval is in.
 
+        Returns:
+            The item after the approval: ``approved`` when it was the last one needed,
+            else still ``pending``.
+
         Raises:
             ReviewPermissionError: ``role`` may not decide this item.
             ConflictError: it was decided already, or ``by`` (or ``role``) approved it already.
         """
-        await self.engine.open()
+        review_id = await self._review_id(review_id)
         now = self.engine.clock.now()
         return await _decisions.decide(self.store, now, review_id, action="approve", by=by, role=role, comment=comment)
 
     async def reject(self, review_id: str, *, by: str, reason: str, role: str | None = None) -> ReviewRecord:
         """Reject the item; the run fails with ``RejectedError`` or goes where the gate routes rejections.
 
+        Returns:
+            The item after the decision (``rejected``).
+
         Raises:
             ReviewPermissionError: ``role`` may not decide this item.
             ConflictError: it was decided already.
         """
-        await self.engine.open()
+        review_id = await self._review_id(review_id)
         now = self.engine.clock.now()
         return await _decisions.decide(self.store, now, review_id, action="reject", by=by, role=role, reason=reason)
 
@@ -299,25 +433,38 @@ class Client:
     ) -> ReviewRecord:
         """Approve with edits: the run continues with ``payload``; the changes are recorded.
 
+        Returns:
+            The item after the edit: ``approved`` when it was the last approval needed,
+            else still ``pending`` (with the edited payload).
+
         Raises:
             ReviewPermissionError: ``role`` may not decide this item.
             ConflictError: it was decided already, or ``by`` (or ``role``) approved it already.
         """
-        await self.engine.open()
+        review_id = await self._review_id(review_id)
         now = self.engine.clock.now()
         return await _decisions.decide(
             self.store, now, review_id, action="edit", by=by, role=role, payload=payload, comment=comment
         )
 
     async def review_stats(self) -> ReviewStats:
-        """Escalation rate, time to decision and counts over the review items."""
+        """Escalation rate, time to decision and counts over the review items.
+
+        Returns:
+            A :class:`~orchestrate.review.ReviewStats`.
+        """
         await self.engine.open()
         return await _decisions.stats(self.store, self.engine.clock.now())
 
     # dead-letter queue ------------------------------------------------------------------
     async def dead_letters(self, *, workflow: str | None = None, limit: int = 50) -> builtins.list[RunRecord]:
-        """Runs in the dead-letter queue, newest first."""
-        return await self.list(status=[RunStatus.DEAD], workflow=workflow, limit=limit)
+        """The dead-letter queue, newest first: dead runs that were not replayed since.
+
+        Returns:
+            The dead runs' records.
+        """
+        await self.engine.open()
+        return await self.store.list_dead_letters(workflow=workflow, limit=limit)
 
     async def replay(
         self,
@@ -336,12 +483,25 @@ class Client:
         again, with ``input`` (if given) as its input. Without ``from_step``, ``input``
         replaces the run's input and nothing is reused.
 
+        The replayed run leaves the dead-letter queue; its history names the new run.
+
         Args:
+            from_step: the step to run again (the steps recorded before it are reused).
+            input: ``from_step``'s new input; without ``from_step``, the new run's input.
             version: the workflow version to use (default: the latest registered here).
             execute: drive the new run in this process before returning.
             options: extra run options recorded on the new run (e.g. the CLI's ``target``).
+
+        Returns:
+            The new run's record: as it stands after driving it, or ``pending`` without
+            ``execute``.
+
+        Raises:
+            RunStateError: the run has not ended.
+            InvalidInputError: it has no recorded step ``from_step``.
         """
         source = await self.get(run_id)
+        run_id = source.run_id
         if not source.status.terminal:
             raise RunStateError(f"run {run_id!r} is {source.status.value}; only ended runs can be replayed")
         workflow = self.engine.get_workflow(source.workflow, version)
@@ -373,9 +533,9 @@ class Client:
         await self.store.append_event(
             Event(new_id, "replay_started", now, from_step, {"source": run_id, "reused": keys})
         )
-        # The dead run stays in the dead-letter queue (it is the record of what failed);
-        # its history names the replay, so that `dlq show` leads to it.
-        await self.store.append_event(Event(run_id, "replayed", now, from_step, {"replay": new_id}))
+        # The dead run keeps its record and status (what failed stays on file); its history
+        # names the replay, which takes it out of the dead-letter queue.
+        await self.store.append_event(Event(run_id, REPLAYED_EVENT, now, from_step, {"replay": new_id}))
         if execute:
             return await self.engine.settle(new_id)
         return await self.get(new_id)
@@ -408,6 +568,30 @@ def _review_status(value: ReviewStatus | str) -> ReviewStatus:
         raise InvalidInputError(
             f"unknown review status {value!r}; use one of {', '.join(s.value for s in ReviewStatus)}"
         ) from None
+
+
+_CANDIDATES_SHOWN = 3
+
+
+async def _by_prefix(
+    what: str, prefix: str, find: Callable[..., Awaitable[builtins.list[str]]], missing: type[Exception]
+) -> str:
+    """The one id that starts with ``prefix``; ``missing`` when none does, ``InvalidInputError`` when several do."""
+    found = await find(prefix, limit=_CANDIDATES_SHOWN + 1) if prefix else []
+    if not found:
+        raise missing(f"{what} {prefix!r} does not exist")
+    if len(found) == 1:
+        return found[0]
+    shown = ", ".join(found[:_CANDIDATES_SHOWN]) + (" and more" if len(found) > _CANDIDATES_SHOWN else "")
+    raise InvalidInputError(f"{what} id {prefix!r} is ambiguous: {shown} start with it; type more of the id")
+
+
+def _statuses(status: RunStatus | str | Iterable[RunStatus | str] | None) -> builtins.list[RunStatus] | None:
+    """One status or several (a string is one status, not its letters); ``None`` for none."""
+    if status is None:
+        return None
+    wanted = [status] if isinstance(status, str) else builtins.list(status)
+    return [_status(s) for s in wanted] or None
 
 
 def _status(value: RunStatus | str) -> RunStatus:
