@@ -42,7 +42,10 @@ def dlq(ctx: click.Context) -> None:
 @json_option
 @log_level_option()
 def list_dead(workflow: str | None, limit: int, store: str, as_json: bool, log_level: str) -> int:
-    """List dead runs, newest first, with the step and error that killed them."""
+    """List dead runs, newest first, with the step and error that killed them.
+
+    A replayed run leaves the list (its history names the replay).
+    """
     setup_logging(log_level)
 
     async def go(client: Client) -> list[RunRecord]:
@@ -66,8 +69,8 @@ def show_dead(run_id: str, store: str, as_json: bool, log_level: str) -> int:
         detail = await client.detail(run_id)
         if detail.run.status is not RunStatus.DEAD:
             raise RunStateError(
-                f"run {run_id!r} is not in the dead-letter queue (it is {detail.run.status.value}); "
-                f"see `orchestrate runs show {run_id}`"
+                f"run {detail.run.run_id!r} is not in the dead-letter queue (it is {detail.run.status.value}); "
+                f"see `orchestrate runs show {detail.run.run_id}`"
             )
         return detail
 
@@ -105,16 +108,16 @@ def replay_dead(run_id: str, from_step: str | None, input_: Any, app: str | None
     """
     setup_logging(log_level)
 
-    async def go(client: Client) -> RunDetail:
+    async def go(client: Client) -> tuple[str, RunDetail]:
         source = await client.get(run_id)
         target, wf = load_for(source, app)
         client.engine.register(wf)
-        record = await client.replay(run_id, from_step=from_step, input=input_, options={"target": target})
-        return await client.detail(record.run_id)
+        record = await client.replay(source.run_id, from_step=from_step, input=input_, options={"target": target})
+        return source.run_id, await client.detail(record.run_id)
 
-    detail = run_async(with_client(store, go))
+    source_id, detail = run_async(with_client(store, go))
     out = console()
-    out.print(Text(f"replay of run {run_id} is run {detail.run.run_id}", style="bold"))
+    out.print(Text(f"replay of run {source_id} is run {detail.run.run_id}", style="bold"))
     render_timeline(detail, out)
-    print_next_steps(out, detail.run)
+    print_next_steps(out, detail)
     return exit_code_for(detail.run)

@@ -160,7 +160,7 @@ def run_command(
     detail = run_async(with_client(store, drive, workflows=[wf], create=True))
     out = console()
     render_timeline(detail, out)
-    print_next_steps(out, detail.run)
+    print_next_steps(out, detail)
     return exit_code_for(detail.run)
 
 
@@ -193,13 +193,15 @@ def signal_command(
     """
     setup_logging(log_level)
 
-    async def deliver(client: Client) -> None:
-        await client.signal(run_id, key, value, by=by)
+    async def deliver(client: Client) -> str:
+        found = (await client.get(run_id)).run_id
+        await client.signal(found, key, value, by=by)
+        return found
 
-    run_async(with_client(store, deliver))
-    click.echo(f"signal {key!r} delivered to run {run_id}")
+    found = run_async(with_client(store, deliver))
+    click.echo(f"signal {key!r} delivered to run {found}")
     if resume:
-        return drive_and_show(store, run_id, app)
+        return drive_and_show(store, found, app)
     return EXIT_OK
 
 

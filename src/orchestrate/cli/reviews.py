@@ -292,7 +292,7 @@ def _decide(store: str, review_id: str, action: str, resume: bool, app: str | No
     item = run_async(with_client(store, go))
     _report(item, {"approve": "approved", "reject": "rejected", "edit": "edited and approved"}[action])
     if resume and item.status.final:
-        return drive_and_show(store, item.run_id, app)
+        return drive_and_show(store, item.run_id, app, or_leave=True)
     return 0
 
 

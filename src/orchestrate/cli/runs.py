@@ -25,9 +25,9 @@ from orchestrate.cli._common import (
     store_option,
     with_client,
 )
-from orchestrate.cli.timeline import error_summary, render_timeline
+from orchestrate.cli.timeline import error_summary, pending_review, render_timeline
 from orchestrate.client import Client, RunDetail
-from orchestrate.errors import RunStateError
+from orchestrate.errors import InvalidInputError, RunStateError, WorkflowNotFoundError
 from orchestrate.store.base import RunRecord
 from orchestrate.types import RunStatus
 
@@ -108,9 +108,24 @@ def print_detail(detail: RunDetail, *, as_json: bool) -> None:
     render_timeline(detail, console())
 
 
-def print_next_steps(out: Console, run: RunRecord) -> None:
+def print_next_steps(out: Console, detail: RunDetail) -> None:
     """One line telling what to do about a run that did not succeed."""
-    if run.status is RunStatus.WAITING and (run.wait_reason or "").startswith("signal:"):
+    run = detail.run
+    item = pending_review(detail)
+    if item is not None:
+        have = {a.get("role") for a in item.approvals}
+        roles = [r for r in item.required_roles if r not in have] or item.allowed_roles
+        role = "" if not roles else f" --role {roles[0] if len(roles) == 1 else 'ROLE'}"
+        out.print(
+            Text(
+                f"run {run.run_id} is waiting for review {item.review_id}; decide with: "
+                f"orchestrate reviews approve {item.review_id}{role} --resume, or: "
+                f"orchestrate reviews reject {item.review_id}{role} --reason TEXT --resume",
+                style="yellow",
+            ),
+            soft_wrap=True,
+        )
+    elif run.status is RunStatus.WAITING and (run.wait_reason or "").startswith("signal:"):
         key = (run.wait_reason or "")[len("signal:") :]
         out.print(
             Text(
@@ -215,21 +230,51 @@ def resume_run(run_id: str, app: str | None, store: str, log_level: str) -> int:
     return drive_and_show(store, run_id, app)
 
 
-def drive_and_show(store: str, run_id: str, app: str | None) -> int:
-    """Resume ``run_id`` in this process, print its timeline, return the exit code."""
+def drive_and_show(store: str, run_id: str, app: str | None, *, or_leave: bool = False) -> int:
+    """Resume ``run_id`` in this process, print its timeline, return the exit code.
 
-    async def go(client: Client) -> RunDetail:
+    With ``or_leave`` (and no ``app``), a run whose workflow cannot be loaded here (no
+    recorded target, a file that moved or fails, another version) is left to a worker:
+    one line says so and the exit code is 0.
+    """
+
+    async def go(client: Client) -> RunDetail | str:
         run = await client.get(run_id)
         if run.status.terminal:
-            hint = f"; replay it with `orchestrate dlq replay {run_id}`" if run.status is RunStatus.DEAD else ""
-            raise RunStateError(f"run {run_id!r} already ended ({run.status.value}), there is nothing to resume{hint}")
-        _, wf = load_for(run, app)
-        client.engine.register(wf)
-        await client.resume(run_id)
-        return await client.detail(run_id)
+            hint = f"; replay it with `orchestrate dlq replay {run.run_id}`" if run.status is RunStatus.DEAD else ""
+            raise RunStateError(
+                f"run {run.run_id!r} already ended ({run.status.value}), there is nothing to resume{hint}"
+            )
+        try:
+            _, wf = load_for(run, app)
+            client.engine.register(wf)
+            client.engine.get_workflow(run.workflow, run.version)
+        except (InvalidInputError, WorkflowNotFoundError) as exc:
+            if not or_leave or app is not None:
+                raise
+            return _left_to_a_worker(run, exc)
+        await client.resume(run.run_id)
+        return await client.detail(run.run_id)
 
     detail = run_async(with_client(store, go))
+    if isinstance(detail, str):
+        click.echo(detail)
+        return 0
     out = console()
     render_timeline(detail, out)
-    print_next_steps(out, detail.run)
+    print_next_steps(out, detail)
     return exit_code_for(detail.run)
+
+
+def _left_to_a_worker(run: RunRecord, error: Exception) -> str:
+    """One line: why ``run`` is not driven here, and what will drive it."""
+    if isinstance(error, WorkflowNotFoundError):
+        why = f"this process does not have workflow {run.workflow!r} version {run.version!r}"
+    elif isinstance(run.options.get("target"), str):
+        why = " ".join(str(error).split())
+    else:
+        why = "it was not started by the CLI, so its code location is unknown"
+    return (
+        f"run {run.run_id} is not resumed here ({why}): a worker serving workflow {run.workflow!r} "
+        f"will resume it, or resume it here with `orchestrate runs resume {run.run_id} --app path/to/file.py:NAME`"
+    )

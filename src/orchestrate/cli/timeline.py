@@ -34,10 +34,10 @@ from rich.text import Text
 
 from orchestrate.client import RunDetail
 from orchestrate.policies import MISSING
-from orchestrate.store.base import Event, RunRecord, StepRecord
+from orchestrate.store.base import REPLAYED_EVENT, Event, ReviewRecord, ReviewStatus, StepRecord
 from orchestrate.types import RunStatus, StepStatus
 
-__all__ = ["error_summary", "format_duration", "render_timeline", "summarize"]
+__all__ = ["error_summary", "format_duration", "format_time", "pending_review", "render_timeline", "summarize"]
 
 _STATUS_STYLES = {
     RunStatus.PENDING: "dim",
@@ -123,6 +123,11 @@ def _clock(at: float) -> str:
     return datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
+def format_time(at: float) -> str:
+    """POSIX seconds as ISO-8601 UTC with milliseconds: ``2024-05-01T09:30:00.250Z``."""
+    return datetime.fromtimestamp(at, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
 def summarize(value: Any, size: int = 100) -> str:
     """A value as compact JSON on one line, clipped to ``size`` characters."""
     if value is MISSING:
@@ -176,7 +181,7 @@ def _header(detail: RunDetail, axis: _Axis) -> Panel:
     if run.error:
         grid.add_row("error", Text(_run_error(detail), style="red"))
     if run.status is RunStatus.WAITING:
-        grid.add_row("waiting", Text(_waiting_text(run)))
+        grid.add_row("waiting", Text(_waiting_text(detail)))
     duration = format_duration(axis.end - axis.start)
     ended = "" if run.status.terminal else " so far"
     grid.add_row("created", Text(f"{_clock(run.created_at)}   duration {duration}{ended}"))
@@ -185,6 +190,10 @@ def _header(detail: RunDetail, axis: _Axis) -> Panel:
         grid.add_row("flags", Text(", ".join(flags), style="yellow"))
     if run.parent_run_id:
         grid.add_row("replay of", Text(run.parent_run_id))
+    replays = [str(e.data.get("replay")) for e in detail.events if e.kind == REPLAYED_EVENT]
+    if replays:
+        left = " (out of the dead-letter queue)" if run.status is RunStatus.DEAD else ""
+        grid.add_row("replayed as", Text(", ".join(replays) + left, style="cyan"))
     title = Text.assemble(("run ", "bold"), (run.run_id, "bold cyan"))
     return Panel(grid, title=title, title_align="left", border_style=_STATUS_STYLES.get(run.status, ""), expand=False)
 
@@ -201,9 +210,26 @@ def _run_error(detail: RunDetail) -> str:
     return f"at step {key!r} after {step.attempts} attempt(s): {_error_text(step.error)}"
 
 
-def _waiting_text(run: RunRecord) -> str:
+def pending_review(detail: RunDetail) -> ReviewRecord | None:
+    """The pending review item a waiting run is parked on, if it waits on one."""
+    reason = detail.run.wait_reason or ""
+    if detail.run.status is not RunStatus.WAITING or not reason.startswith("signal:"):
+        return None
+    gate_key = reason[len("signal:") :]
+    pending = [r for r in detail.reviews if r.gate_key == gate_key and r.status is ReviewStatus.PENDING]
+    return max(pending, key=lambda r: r.level, default=None)
+
+
+def _waiting_text(detail: RunDetail) -> str:
+    run = detail.run
     reason = run.wait_reason or "unknown"
-    if reason.startswith("signal:"):
+    item = pending_review(detail)
+    if item is not None:
+        text = (
+            f"for review {item.review_id} of step {item.step_key!r} "
+            f"(orchestrate reviews show {item.review_id}, then approve or reject it)"
+        )
+    elif reason.startswith("signal:"):
         key = reason[len("signal:") :]
         text = f"for signal {key!r} (orchestrate signal {run.run_id} {key} --value JSON)"
     else:
@@ -226,6 +252,7 @@ class _Row:
     attempts: int | None
     notes: list[Text] = field(default_factory=list)
     marks: list[float] = field(default_factory=list)
+    traceback: str | None = None
 
 
 def _step_rows(detail: RunDetail, axis: _Axis) -> list[_Row]:
@@ -253,6 +280,9 @@ def _step_rows(detail: RunDetail, axis: _Axis) -> list[_Row]:
         )
         row.marks = retries.get(step.step_key, [])
         row.notes = _step_notes(step, reused=reused, source=source)
+        traceback = (step.error or {}).get("traceback")
+        if step.status is StepStatus.FAILED and isinstance(traceback, str):
+            row.traceback = traceback.rstrip()
         if step.fallback and not step.fallback.startswith("route:"):
             row.style = "yellow"
         rows.append(row)
@@ -363,16 +393,24 @@ def _render_steps(rows: list[_Row], axis: _Axis, console: Console) -> None:
         line.append(gap + tries.rjust(widths[3]) + gap + took.rjust(widths[4]) + gap)
         line.append_text(_bar(row, axis, bar_width))
         notes = Text("; ").join(row.notes)
+        indent = widths[0] + len(gap)
         if inline and row.notes:
             line.append(gap)
             line.append_text(notes)
             console.print(line, overflow="fold")
-            continue
-        console.print(line, no_wrap=True, overflow="ellipsis")
-        if row.notes:
-            indent = widths[0] + len(gap)
-            console.print(Padding(Text("↳ ").append_text(notes), (0, 0, 0, indent)))
+        else:
+            console.print(line, no_wrap=True, overflow="ellipsis")
+            if row.notes:
+                console.print(Padding(Text("↳ ").append_text(notes), (0, 0, 0, indent)))
+        if row.traceback:
+            _print_traceback(row.traceback, indent + 2, console)
     console.print()
+
+
+def _print_traceback(text: str, indent: int, console: Console) -> None:
+    """The failing attempt's traceback, under its step, indented and never read as markup."""
+    for line in text.splitlines():
+        console.print(Text(" " * indent + line, style="dim red"), soft_wrap=True)
 
 
 # history ------------------------------------------------------------------------------------
@@ -458,5 +496,30 @@ def _describe(event: Event, state: str | None, axis: _Axis) -> tuple[str, str, s
         if data.get("reason") and not text:
             text = str(data["reason"])
         return status, style, text, status
-    details = ", ".join(f"{k}={summarize(v, 40)}" for k, v in data.items())
-    return kind.replace("_", " "), "", details, state
+    return kind.replace("_", " "), "", _data_text(data, axis), state
+
+
+def _is_time(key: str, value: Any) -> bool:
+    return (key == "at" or key.endswith("_at")) and isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _data_text(data: dict[str, Any], axis: _Axis) -> str:
+    """``key=value, ...``; times (``at``, ``*_at``) in ISO-8601 with their offset, ``*_seconds`` as durations."""
+    parts: list[str] = []
+    for key, value in data.items():
+        if _is_time(key, value):
+            parts.append(f"{key}={format_time(value)} ({axis.offset(value)})")
+        elif key.endswith("_seconds") and isinstance(value, int | float) and not isinstance(value, bool):
+            parts.append(f"{key}={format_duration(value)}")
+        else:
+            parts.append(f"{key}={summarize(_readable(value), 40)}")
+    return ", ".join(parts)
+
+
+def _readable(value: Any) -> Any:
+    """``value`` with the times nested in it as ISO-8601 text."""
+    if isinstance(value, dict):
+        return {k: format_time(v) if _is_time(str(k), v) else _readable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_readable(v) for v in value]
+    return value
