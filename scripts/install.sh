@@ -18,6 +18,7 @@ FIND_LINKS=()
 if [[ ",${EXTRAS}," == *",llama,"* ]]; then
     WHEELS="${XDG_CACHE_HOME:-$HOME/.cache}/orchestrate/wheels/$(printf '%s' "$CMAKE_ARGS" | sha256sum | cut -c1-16)"
     if ! compgen -G "$WHEELS/llama_cpp_python-*.whl" > /dev/null; then
+        echo "install.sh: compiling llama.cpp once for this machine (about 5 minutes on 2 cores; the wheel is then cached in $WHEELS)" >&2
         "$BIN/pip" wheel --quiet --no-cache-dir --no-deps --wheel-dir "$WHEELS" "llama-cpp-python>=0.3.2"
     fi
     FIND_LINKS=(--find-links "$WHEELS")
