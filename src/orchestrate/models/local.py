@@ -18,6 +18,7 @@ six intents) and :func:`support_knowledge_base` (20 help-centre articles).
 from __future__ import annotations
 
 import asyncio
+import atexit
 import json
 import os
 import re
@@ -399,16 +400,57 @@ def support_knowledge_base() -> list[Document]:
 
 
 # generative model ------------------------------------------------------------------------
-@lru_cache(maxsize=2)
+_LlamaKey = tuple[str, int, int | None, int]
+_LLAMAS: dict[_LlamaKey, Any] = {}
+"""Loaded ``llama_cpp.Llama`` s by (path, n_ctx, n_threads, seed), least recently used first."""
+_LLAMAS_KEPT = 2
+_LLAMAS_LOCK = threading.Lock()
+_LLAMA_LOCKS: dict[str, threading.Lock] = {}
+"""One lock per model file, held during each call (a llama.cpp context is not thread-safe)."""
+
+
 def _llama(path: str, n_ctx: int, n_threads: int | None, seed: int) -> Any:
+    key = (path, n_ctx, n_threads, seed)
+    with _LLAMAS_LOCK:
+        if key in _LLAMAS:
+            _LLAMAS[key] = found = _LLAMAS.pop(key)
+            return found
     try:
         from llama_cpp import Llama
     except ImportError:
         raise DefinitionError("LlamaCppModel needs llama-cpp-python: pip install 'orchestrate-ai[llama]'") from None
-    return Llama(model_path=path, n_ctx=n_ctx, n_threads=n_threads, seed=seed, verbose=False)
+    loaded = Llama(model_path=path, n_ctx=n_ctx, n_threads=n_threads, seed=seed, verbose=False)
+    with _LLAMAS_LOCK:
+        kept = _LLAMAS.setdefault(key, loaded)
+        while len(_LLAMAS) > _LLAMAS_KEPT:
+            # Dropped, not closed: a call in another thread may still hold it.
+            del _LLAMAS[next(iter(_LLAMAS))]
+    if kept is not loaded:  # another thread loaded it meanwhile; ours was never handed out
+        loaded.close()
+    return kept
 
 
-_LLAMA_LOCKS: dict[str, threading.Lock] = {}
+@atexit.register
+def _close_llamas() -> None:
+    """Free the loaded models at exit, while the interpreter is still whole.
+
+    Left to ``Llama.__del__``, the freeing would run during the interpreter's teardown,
+    where it can print a traceback. A model in the middle of a call (on a daemon thread)
+    is left alone.
+    """
+    with _LLAMAS_LOCK:
+        loaded = list(_LLAMAS.items())
+        _LLAMAS.clear()
+    for (path, *_), llm in loaded:
+        lock = _LLAMA_LOCKS.get(path)
+        if lock is not None and not lock.acquire(blocking=False):
+            continue
+        try:
+            llm.close()
+        finally:
+            if lock is not None:
+                lock.release()
+
 
 _FINISH: dict[str, FinishReason] = {"stop": "stop", "length": "length"}
 
