@@ -363,28 +363,61 @@ def _module_source(module_name: str) -> str:
         return ""
 
 
+@dataclass(frozen=True)
+class Assignment:
+    """``NAME[: annotation] = value`` at the top of a module, and the string literal under it."""
+
+    value: str
+    annotation: str | None
+    doc: str | None
+
+
 @functools.cache
-def attribute_docs(module_name: str) -> dict[str, str]:
-    """``NAME = ...`` followed by a string literal, at the top of a module: ``{NAME: doc}``."""
+def assignments(module_name: str) -> dict[str, Assignment]:
+    """The module's top-level assignments to one name, by name."""
     source = _module_source(module_name)
     if not source:
         return {}
-    docs: dict[str, str] = {}
+    found: dict[str, Assignment] = {}
     body = ast.parse(source).body
-    for node, after in itertools.pairwise(body):
-        target = None
+    for node, after in itertools.pairwise([*body, None]):
         if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
-            target = node.targets[0].id
-        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
-            target = node.target.id
-        if (
-            target
-            and isinstance(after, ast.Expr)
-            and isinstance(after.value, ast.Constant)
-            and isinstance(after.value.value, str)
-        ):
-            docs[target] = after.value.value
-    return docs
+            target, annotation = node.targets[0].id, None
+        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and node.value is not None:
+            target, annotation = node.target.id, ast.get_source_segment(source, node.annotation)
+        else:
+            continue
+        doc = None
+        if isinstance(after, ast.Expr) and isinstance(after.value, ast.Constant) and isinstance(after.value.value, str):
+            doc = after.value.value
+        found[target] = Assignment(ast.get_source_segment(source, node.value) or "", annotation, doc)
+    return found
+
+
+@functools.cache
+def imported_from(module_name: str, name: str) -> str | None:
+    """The module that ``module_name`` imports ``name`` from (``from x import name``), if any."""
+    source = _module_source(module_name)
+    if not source:
+        return None
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            if any((alias.asname or alias.name) == name for alias in node.names):
+                return node.module
+    return None
+
+
+def assignment_of(module_name: str, name: str) -> Assignment | None:
+    """Where ``name``, exported by ``module_name``, is assigned: following its imports."""
+    for _ in range(5):
+        found = assignments(module_name).get(name)
+        if found is not None:
+            return found
+        origin = imported_from(module_name, name)
+        if origin is None or not origin.startswith("orchestrate"):
+            return None
+        module_name = origin
+    return None
 
 
 def member_comments(cls: type) -> dict[str, str]:
@@ -446,6 +479,22 @@ def own_doc(obj: object) -> str | None:
         return obj.__doc__
     doc = getattr(obj, "__doc__", None)
     return doc if isinstance(doc, str) else None
+
+
+def inherited_doc(cls: type, name: str) -> str | None:
+    """The docstring of member ``name`` of ``cls``, or of the member it overrides."""
+    for owner in cls.__mro__:
+        attr = owner.__dict__.get(name)
+        if isinstance(attr, property):
+            attr = attr.fget
+        elif isinstance(attr, functools.cached_property):
+            attr = attr.func
+        elif isinstance(attr, staticmethod | classmethod):
+            attr = attr.__func__
+        doc = getattr(attr, "__doc__", None) if attr is not None else None
+        if isinstance(doc, str) and doc.strip():
+            return doc
+    return None
 
 
 def is_protocol(cls: type) -> bool:
@@ -554,20 +603,15 @@ class Renderer:
         doc = self.attribute_doc(entry)
         if doc:
             return doc
-        if type(obj).__module__.startswith("orchestrate"):
-            return own_doc(type(obj))
-        doc = getattr(obj, "help", None)  # a click command
-        return doc if isinstance(doc, str) else None
+        doc = getattr(obj, "help", None)  # a click command's help text
+        if isinstance(doc, str):
+            return doc
+        return own_doc(type(obj)) if type(obj).__module__.startswith("orchestrate") else None
 
     def attribute_doc(self, entry: Entry) -> str | None:
         """The string literal under ``NAME = ...`` where the name is assigned."""
-        obj = entry.obj
-        for module_name in (entry.module, getattr(obj, "__module__", None), type(obj).__module__):
-            if isinstance(module_name, str) and module_name.startswith("orchestrate"):
-                doc = attribute_docs(module_name).get(entry.name)
-                if doc:
-                    return doc
-        return None
+        found = assignment_of(entry.module, entry.name)
+        return found.doc if found is not None else None
 
     def entry(self, entry: Entry) -> None:
         full = f"{entry.module}.{entry.name}"
@@ -585,12 +629,21 @@ class Renderer:
         elif isinstance(obj, str | int | float | bool | type(None)):
             self.emit("```text", f"{entry.name} = {value_repr(obj)}", "```")
         else:
-            kind = type(obj)
-            ours = kind.__module__.startswith("orchestrate")
-            type_name = kind.__name__ if ours else f"{kind.__module__}.{kind.__qualname__}"
-            self.emit("```text", f"{entry.name}: {type_name}", "```")
+            self.emit("```text", self.declaration(entry), "```")
         self.emit("")
         self.docstring(full, doc)
+
+    def declaration(self, entry: Entry) -> str:
+        """How a name that is neither a class nor a function is declared."""
+        found = assignment_of(entry.module, entry.name)
+        is_alias = typing.get_origin(entry.obj) is not None
+        if found is not None and is_alias:
+            return f"{entry.name} = {found.value}"
+        if found is not None and found.annotation and found.annotation != "Any":
+            return f"{entry.name}: {found.annotation}"
+        kind = type(entry.obj)
+        ours = kind.__module__.startswith("orchestrate")
+        return f"{entry.name}: {kind.__name__ if ours else f'{kind.__module__}.{kind.__qualname__}'}"
 
     def docstring(self, full: str, doc: str | None) -> None:
         body = docstring_markdown(doc)
@@ -648,7 +701,7 @@ class Renderer:
                 self.report.no_return_annotation.append(qualified)
             kind = "property" if isinstance(attr, property) else "cached property"
             self.emit("```text", f"{name}: {returns or '...'}  # {kind}", "```", "")
-            self.docstring(qualified, getter.__doc__ if getter is not None else None)
+            self.docstring(qualified, inherited_doc(cls, name))
             return
         if isinstance(attr, staticmethod):
             fn, drop, prefix = attr.__func__, False, "@staticmethod\n"
@@ -656,7 +709,7 @@ class Renderer:
             fn, drop, prefix = attr.__func__, True, "@classmethod\n"
         else:
             fn, drop, prefix = attr, True, ""
-        doc = inspect.getdoc(getattr(cls, name, fn)) if fn.__doc__ is None else fn.__doc__
+        doc = inherited_doc(cls, name)
         sig = signature_text(fn, drop_first=drop)
         keyword = "async def " if inspect.iscoroutinefunction(fn) else "def "
         if sig is None:
