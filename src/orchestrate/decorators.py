@@ -345,10 +345,11 @@ def branch(*, on: str) -> Callable[[Callable[..., Any]], BranchFunction]:
 
 
 class GateFunction(_DurableCall):
-    """A function decorated with :func:`gate`: a step whose output a person must approve.
+    """A function decorated with :func:`gate`: a step people must approve.
 
-    Awaited inside a run it is a step followed by a review the run parks on; outside any
-    run there is nothing to park, so it is refused.
+    Awaited inside a run it is a step followed by a review of its output the run parks
+    on, or (``at="before"``) a review of its input followed by the step, which runs only
+    once approved; outside any run there is nothing to park, so it is refused.
     """
 
     def __init__(self, fn: Callable[..., Any], review: HumanReviewGate) -> None:
@@ -366,13 +367,21 @@ class GateFunction(_DurableCall):
         return await self._run_in(ctx, *args)
 
     async def _run_in(self, ctx: RunContext, *args: Any) -> Any:
-        output = await ctx.step(self.fn, *args)
-        key = ctx.last_key
-        assert key is not None  # set by the ctx.step just above
         from orchestrate.review._runtime import continue_with
 
-        outcome = await ctx.review(output, gate=self.review, key=key, step=key)
-        value, route = continue_with(outcome, rejected=f"step {key!r} was rejected by a reviewer")
+        if self.review.at == "before":
+            key = ctx._next_key(self.fn.__name__)
+            payload = args[0] if len(args) == 1 else list(args)
+            outcome = await ctx.review(payload, gate=self.review, key=key, step=key)
+            value, route = continue_with(outcome, rejected=f"the input of step {key!r} was rejected by a reviewer")
+            if route is not None:
+                return Fallback(route, value)
+            return await ctx.step(self.fn, *((value,) if len(args) == 1 else value), key=key)
+        output = await ctx.step(self.fn, *args)
+        last = ctx.last_key
+        assert last is not None  # set by the ctx.step just above
+        outcome = await ctx.review(output, gate=self.review, key=last, step=last)
+        value, route = continue_with(outcome, rejected=f"step {last!r} was rejected by a reviewer")
         return value if route is None else Fallback(route, value)
 
 
@@ -387,8 +396,9 @@ def gate(
 ) -> Callable[[Callable[..., Any]], GateFunction]:
     """Gate a step on people (seed 001: ``@gate(timeout=300, required_approvals=[...])``).
 
-    Other keywords (``escalate_to``, ``on_timeout``, ``on_reject``, ``warn_before``,
-    ``notify``...) are those of :class:`~orchestrate.review.HumanReviewGate`.
+    Other keywords (``at="before"`` to approve the input before the function runs,
+    ``escalate_to``, ``on_timeout``, ``on_reject``, ``warn_before``, ``notify``...) are
+    those of :class:`~orchestrate.review.HumanReviewGate`.
     """
     review = HumanReviewGate(
         roles=roles,

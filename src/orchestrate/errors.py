@@ -15,6 +15,7 @@ Every error the library raises derives from :class:`OrchestrateError`::
     ├── NonDeterminismError        a durable function's replay diverged from its history
     ├── StepError                  base of errors raised while running a step
     │   ├── StepTimeoutError       an attempt or the step's total time ran out
+    │   │   └── ReviewExpiredError a review's SLA passed and its gate says to fail (the default)
     │   ├── NonRetryableError      raise it (or subclass it) to skip the remaining retries
     │   ├── StepFailedError        retries and fallbacks are exhausted
     │   └── IsolatedProcessError   a process-isolated step died or could not be pickled
@@ -136,6 +137,10 @@ class StepFailedError(StepError):
 
 class IsolatedProcessError(StepError):
     """A process-isolated step could not be started, was killed, or returned garbage."""
+
+
+class ReviewExpiredError(StepTimeoutError):
+    """Nobody decided a review within its SLA, and its gate fails the run then (fail closed)."""
 
 
 class RejectedError(OrchestrateError):

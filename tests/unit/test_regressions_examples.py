@@ -185,4 +185,4 @@ async def test_a_gate_whose_sla_passed_is_driven_to_its_timeout():
         clock.advance(61)
         ended = await client.resume(parked.run_id)
         assert ended.status in (RunStatus.FAILED, RunStatus.DEAD)
-        assert ended.error["name"] == "StepTimeoutError"
+        assert ended.error["name"] == "ReviewExpiredError"

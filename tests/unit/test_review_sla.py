@@ -126,7 +126,7 @@ async def test_an_approval_that_beats_the_timer_wins_and_the_timer_does_nothing(
     [
         ("approve", RunStatus.SUCCEEDED, None),
         ("reject", RunStatus.FAILED, "RejectedError"),
-        ("fail", RunStatus.FAILED, "StepTimeoutError"),
+        ("fail", RunStatus.FAILED, "ReviewExpiredError"),
     ],
     ids=["approve", "reject", "fail"],
 )

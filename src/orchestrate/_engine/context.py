@@ -254,8 +254,14 @@ class RunContext:
         Returns:
             the outcome: ``approved``, the (possibly edited) ``payload``, ``reason``,
             ``route`` when a rejection or a timeout routes elsewhere, ``timed_out``.
+            A person's rejection is returned for your code to act on.
+
+        Raises:
+            ReviewExpiredError: nobody decided within the SLA and the gate's
+                ``on_timeout`` is ``"fail"`` (the default): expired reviews fail closed.
+            RejectedError: the SLA passed and ``on_timeout="reject"``, with no route.
         """
-        from orchestrate.review._runtime import await_review
+        from orchestrate.review._runtime import await_review, fail_if_expired
         from orchestrate.review.gate import HumanReviewGate
 
         if gate is None:
@@ -263,9 +269,11 @@ class RunContext:
         elif options:
             raise TypeError(f"ctx.review: give gate= or gate options, not both ({', '.join(sorted(options))})")
         review_key = key or self._next_key("review")
-        return await await_review(
+        outcome = await await_review(
             self, gate, key=f"review:{review_key}", step_key=step or self.last_key or review_key, payload=payload
         )
+        fail_if_expired(outcome, what=f"review {review_key!r}")
+        return outcome
 
     # engine internals -----------------------------------------------------------------------
     def _next_key(self, name: str) -> str:

@@ -122,7 +122,9 @@ async def _step(ctx: RunContext, node: Step, value: Any, key: str) -> Any:
     )
     if outcome.outcome == "signal":
         return outcome.value  # a raw signal's value goes on as it is
-    value, then = continue_with(outcome, rejected=f"{route}: item from step {key!r} was rejected")
+    value, then = continue_with(
+        outcome, rejected=f"{route}: item from step {key!r} was rejected", codec=spec.codec, where=f"step {key!r}"
+    )
     if then is None:
         return value
     if then in ctx.jump_targets:

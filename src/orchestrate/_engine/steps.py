@@ -22,14 +22,20 @@ from orchestrate.types import StepStatus
 async def run_step(ctx: RunContext, spec: StepSpec, value: Any, key: str) -> tuple[Any, str | None]:
     """Run (or replay) the step ``key``; return ``(output, route target or None)``."""
     record = ctx.replayed(key, spec.name)
+    gate = spec.gate
     if record is None:
         if key in ctx.overrides:
             value = ctx.overrides[key]
+        if gate is not None and gate.at == "before":
+            # The step's side effect waits for people: they approve (or edit) its input.
+            value, route = await _gate_input(ctx, spec, key, value)
+            if route is not None:
+                return value, route
         record = await _execute(ctx, spec, value, key)
     output = ctx.output_of(record, spec)
     ctx.outputs[key] = output
     route = record.meta.get("route") if record.fallback else None
-    if spec.gate is not None and record.status is StepStatus.SUCCEEDED:
+    if gate is not None and gate.at == "after" and record.status is StepStatus.SUCCEEDED:
         output, gate_route = await _gate(ctx, spec, key, output)
         ctx.outputs[key] = output
         route = gate_route or route
@@ -41,7 +47,25 @@ async def _gate(ctx: RunContext, spec: StepSpec, key: str, output: Any) -> tuple
     from orchestrate.review._runtime import await_review, continue_with
 
     outcome = await await_review(ctx, spec.gate, key=f"review:{key}", step_key=key, payload=output)
-    return continue_with(outcome, rejected=f"step {key!r} was rejected by a reviewer", returns=spec.plan.returns)
+    return continue_with(
+        outcome, rejected=f"step {key!r} was rejected by a reviewer", codec=spec.codec, where=f"step {key!r}"
+    )
+
+
+async def _gate_input(ctx: RunContext, spec: StepSpec, key: str, value: Any) -> tuple[Any, str | None]:
+    """Park until people approve the input of step ``key`` (a review item on ``review:<key>``).
+
+    Returns the input to run with (edited when they edited it), or a route to take instead.
+    """
+    from orchestrate.review._runtime import await_review, continue_with
+
+    outcome = await await_review(ctx, spec.gate, key=f"review:{key}", step_key=key, payload=value, before=True)
+    return continue_with(
+        outcome,
+        rejected=f"the input of step {key!r} was rejected by a reviewer",
+        codec=_codec.plan_for(spec.plan.fn, spec.plan.first_type),
+        where=f"the input of step {key!r}",
+    )
 
 
 async def _invoke(

@@ -11,9 +11,10 @@ on a review item in the store; reviewers decide through
 
 from __future__ import annotations
 
-from orchestrate.errors import ReviewNotFoundError, ReviewPermissionError
+from orchestrate.errors import ReviewExpiredError, ReviewNotFoundError, ReviewPermissionError
 from orchestrate.review.gate import (
     APPROVERS,
+    Default,
     Escalate,
     HumanReviewGate,
     ReviewOutcome,
@@ -27,9 +28,11 @@ from orchestrate.store.base import ReviewRecord, ReviewStatus
 
 __all__ = [
     "APPROVERS",
+    "Default",
     "Escalate",
     "HumanReviewGate",
     "ReviewNotFoundError",
+    "ReviewExpiredError",
     "ReviewOutcome",
     "ReviewPermissionError",
     "ReviewRecord",

@@ -19,12 +19,13 @@ import json
 import uuid
 from typing import Any
 
-from orchestrate import _serde
+from orchestrate import _codec, _serde
 from orchestrate._engine.context import RunContext, Suspend
-from orchestrate.errors import RejectedError, StepTimeoutError
+from orchestrate.errors import RejectedError, ReviewExpiredError
 from orchestrate.review import _notify
 from orchestrate.review.gate import (
     AnyGate,
+    Default,
     Escalate,
     HumanReviewGate,
     ReviewOutcome,
@@ -82,26 +83,46 @@ def outcome_of(value: Any, payload: Any, *, reject_route: str | None = None) -> 
     )
 
 
-def continue_with(outcome: ReviewOutcome, *, rejected: str, returns: Any = None) -> tuple[Any, str | None]:
+def fail_if_expired(outcome: ReviewOutcome, *, what: str) -> None:
+    """Fail closed: an expired review whose gate says ``"fail"`` (or ``"reject"`` with no
+    route) stops the run, in every definition style.
+
+    Raises:
+        ReviewExpiredError: the SLA passed and the gate's default is to fail.
+        RejectedError: the SLA passed and the gate's default is to reject, with no route.
+    """
+    if not outcome.timed_out or outcome.route is not None:
+        return
+    action = outcome.value.get("action") if isinstance(outcome.value, dict) else "fail"
+    if action == "fail":
+        raise ReviewExpiredError(f"{what} got no decision: {outcome.reason}")
+    if action == "reject":
+        raise RejectedError(f"{what} was rejected: {outcome.reason}")
+
+
+def continue_with(
+    outcome: ReviewOutcome, *, rejected: str, codec: _codec.Plan | None = None, where: str = ""
+) -> tuple[Any, str | None]:
     """What a gated step hands on: ``(payload, None)``, or ``(payload, step)`` to route there.
 
     Args:
         outcome: the review's outcome.
         rejected: the start of the ``RejectedError`` message.
-        returns: the gated function's return annotation (edited payloads are revived into it).
+        codec: how the reviewed value revives (an edited or default payload is JSON).
+        where: the place, for the codec's errors.
 
     Raises:
         RejectedError: rejected, with no route configured.
-        StepTimeoutError: the SLA passed and the gate's default is to fail.
+        ReviewExpiredError: the SLA passed and the gate's default is to fail.
     """
-    if outcome.approved:
-        if outcome.outcome == "edited" and returns is not None:
-            return _serde.revive(outcome.payload, returns), None
+    fail_if_expired(outcome, what=rejected.replace(" was rejected", "").replace(" by a reviewer", ""))
+    if outcome.approved or (outcome.timed_out and outcome.route is None):
+        # approved, edited, or an expiry whose gate says go on (approve, continue, default)
+        if codec is not None and isinstance(outcome.value, dict) and "payload" in outcome.value:
+            return codec.revive(outcome.payload, None, where), None
         return outcome.payload, None
     if outcome.route is not None:
         return outcome.payload, outcome.route
-    if outcome.timed_out and isinstance(outcome.value, dict) and outcome.value.get("action") == "fail":
-        raise StepTimeoutError(f"{rejected.replace('was rejected', 'got no decision')}: {outcome.reason}")
     raise RejectedError(f"{rejected}: {outcome.reason or 'no reason given'}")
 
 
@@ -113,6 +134,7 @@ async def await_review(
     step_key: str,
     payload: Any,
     queue: str | None = None,
+    before: bool = False,
 ) -> ReviewOutcome:
     """Return the decision on ``payload``, or park the run until there is one.
 
@@ -123,6 +145,7 @@ async def await_review(
         step_key: the step whose output is reviewed.
         payload: the value under review (stored as JSON on the item).
         queue: the queue's name for items of a human queue.
+        before: the payload is the input of a step that runs only once approved.
     """
     wait_key = f"wait:{key}"
     chosen, tier = gate.choose(payload) if isinstance(gate, TieredGate) else (gate, None)
@@ -136,7 +159,7 @@ async def await_review(
         return await _auto(ctx, wait_key, step_key, payload, tier)
     shown = json.loads(_serde.dumps(payload, what=f"the payload reviewed at step {step_key!r}"))
     clock = ctx.engine.clock
-    item = await _current(ctx, chosen, key=key, step_key=step_key, shown=shown, tier=tier, queue=queue)
+    item = await _current(ctx, chosen, key=key, step_key=step_key, shown=shown, tier=tier, queue=queue, before=before)
     for _ in range(_MAX_PASSES):
         if item.status is ReviewStatus.PENDING:
             now = clock.now()
@@ -147,7 +170,9 @@ async def await_review(
             else:
                 wake = item.warn_at if item.warn_at is not None and item.warned_at is None else item.due_at
                 raise Suspend(wake_at=wake, reason=f"signal:{key}", signal=wait_key)
-            item = await _current(ctx, chosen, key=key, step_key=step_key, shown=shown, tier=tier, queue=queue)
+            item = await _current(
+                ctx, chosen, key=key, step_key=step_key, shown=shown, tier=tier, queue=queue, before=before
+            )
             continue
         # Final: its decision was recorded in the same transaction (after our steps were read).
         record = await _recorded(ctx, wait_key)
@@ -192,12 +217,15 @@ async def _current(
     shown: Any,
     tier: str | None,
     queue: str | None,
+    before: bool = False,
 ) -> ReviewRecord:
     """The gate's live item: created if missing, following escalations to the last one."""
     store = ctx.engine.store
     item = await store.get_review(review_id_for(ctx.run_id, key, 0))
     if item is None:
-        item = await _create(ctx, gate, level=0, key=key, step_key=step_key, shown=shown, tier=tier, queue=queue)
+        item = await _create(
+            ctx, gate, level=0, key=key, step_key=step_key, shown=shown, tier=tier, queue=queue, before=before
+        )
     while item.status is ReviewStatus.ESCALATED and item.escalated_to is not None:
         child = await store.get_review(item.escalated_to)
         if child is None:  # the escalating worker died between its two writes
@@ -211,6 +239,7 @@ async def _current(
                 tier=tier,
                 queue=item.queue,
                 parent=item,
+                before=item.meta.get("reviews") == "input",
             )
         item = child
     return item
@@ -227,6 +256,7 @@ async def _create(
     tier: str | None,
     queue: str | None,
     parent: ReviewRecord | None = None,
+    before: bool = False,
 ) -> ReviewRecord:
     engine = ctx.engine
     rules = gate.level(level)
@@ -258,6 +288,8 @@ async def _create(
             "on_timeout": describe_action(rules.on_timeout) if rules.timeout is not None else None,
             "on_reject": gate.on_reject.step if gate.on_reject is not None else "fail",
             "created_by": marker,
+            # what the reviewer decides on: the step's input (it has not run) or its output
+            "reviews": "input" if before else "output",
         },
     )
     data = {
@@ -268,6 +300,7 @@ async def _create(
         "due_at": due,
         "level": level,
         "tier": tier,
+        "reviews": "input" if before else "output",
     }
     stored = await engine.store.create_review(record, event=Event(ctx.run_id, "review_created", now, step_key, data))
     if stored.meta.get("created_by") == marker:
@@ -325,12 +358,13 @@ async def _expire(ctx: RunContext, gate: HumanReviewGate, item: ReviewRecord, no
                 tier=item.meta.get("tier"),
                 queue=item.queue,
                 parent=updated,
+                before=item.meta.get("reviews") == "input",
             )
         return
-    kind = "route" if isinstance(action, RouteTo) else str(action)
+    kind = "route" if isinstance(action, RouteTo) else "default" if isinstance(action, Default) else str(action)
     sla = f"{item.sla_seconds:g}s" if item.sla_seconds is not None else "its deadline"
     value: dict[str, Any] = {
-        "approved": kind == "approve",
+        "approved": kind in ("approve", "default"),
         "timed_out": True,
         "action": kind,
         "by": "sla",
@@ -339,6 +373,8 @@ async def _expire(ctx: RunContext, gate: HumanReviewGate, item: ReviewRecord, no
     }
     if isinstance(action, RouteTo):
         value["route"] = action.step
+    if isinstance(action, Default):
+        value["payload"] = json.loads(_serde.dumps(action.value, what=f"the default of review {item.review_id}"))
     updated.status = ReviewStatus.EXPIRED
     updated.decision = {"outcome": "expired", "action": label, "by": "sla", "at": now}
     signal = signal_record(ctx.run_id, f"wait:{item.gate_key}", value, now, review_id=item.review_id)

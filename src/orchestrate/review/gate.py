@@ -1,8 +1,10 @@
 """Review gates: what people must decide before a run goes on, declared as frozen values.
 
 * :class:`HumanReviewGate` — roles, required approvals, priority, SLA, what happens when
-  the SLA passes (:class:`Escalate`, ``"approve"``, ``"reject"``, :class:`RouteTo`, or
-  ``"fail"``), where a rejection goes, a warning before the deadline, notifications;
+  the SLA passes (``"fail"`` by default; :class:`Escalate`, ``"approve"``, ``"reject"``,
+  ``"continue"``, :class:`Default`, :class:`RouteTo`), where a rejection goes, a warning
+  before the deadline, notifications, and on a step whether it sits ``before`` it (its
+  input is approved first) or ``after`` it (its output is reviewed);
 * :class:`TieredGate` of :class:`Tier` — confidence tiers (seed 003) in one declaration;
 * :func:`review_queue` — the gate of a human queue that steps route to with
   ``Fallback("human_review_queue", doc)``;
@@ -17,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any, Literal, TypeAlias, TypeVar
+from typing import Any, Literal, TypeAlias, TypeVar, cast
 
 from orchestrate.errors import DefinitionError
 from orchestrate.policies import Seconds, to_seconds
@@ -46,10 +48,29 @@ class RouteTo:
             raise DefinitionError("RouteTo(step) needs a step name")
 
 
-TimeoutAction: TypeAlias = "Literal['fail', 'approve', 'reject'] | Escalate | RouteTo"
-"""What happens when an item's SLA passes."""
+@dataclass(frozen=True)
+class Default:
+    """On timeout, go on with this value instead of the reviewed one (recorded as expired).
 
-_DEFAULTS = ("fail", "approve", "reject")
+    Args:
+        value: what the run continues with (JSON data).
+    """
+
+    value: Any
+
+
+TimeoutAction: TypeAlias = "Literal['fail', 'approve', 'reject', 'continue'] | Escalate | RouteTo | Default"
+"""What happens when an item's SLA passes: ``"fail"`` (the default: the run fails with
+:class:`~orchestrate.errors.ReviewExpiredError`), ``"reject"`` (as a rejection),
+``"approve"`` (as an approval), ``"continue"`` (go on with the unreviewed value, marked
+expired and not approved), :class:`Default` (go on with a given value), :class:`RouteTo`
+or :class:`Escalate`."""
+
+_DEFAULTS = ("fail", "approve", "reject", "continue")
+
+GateAt: TypeAlias = "Literal['before', 'after']"
+"""Where a step's gate sits: ``"before"`` reviews its input (it runs only once approved),
+``"after"`` reviews its output (nothing downstream sees it before a decision)."""
 
 
 def _check_roles(roles: Any, what: str) -> tuple[str, ...]:
@@ -68,11 +89,21 @@ def _check_priority(priority: str, what: str) -> str:
 
 
 def _check_action(action: Any, what: str) -> TimeoutAction:
-    if isinstance(action, Escalate | RouteTo) or action in _DEFAULTS:
-        return action  # type: ignore[no-any-return]
+    if isinstance(action, Escalate | RouteTo | Default) or (isinstance(action, str) and action in _DEFAULTS):
+        return cast(TimeoutAction, action)
     raise DefinitionError(
-        f"{what} must be 'fail', 'approve', 'reject', Escalate(to=...) or RouteTo(step), got {action!r}"
+        f"{what} must be 'fail', 'approve', 'reject', 'continue', Default(value), Escalate(to=...) or "
+        f"RouteTo(step), got {action!r}"
     )
+
+
+def _check_at(at: Any, what: str) -> GateAt:
+    if at not in ("before", "after"):
+        raise DefinitionError(
+            f"{what} at= must be 'before' (review the step's input; it runs once approved) or 'after' "
+            f"(review its output), got {at!r}"
+        )
+    return at  # type: ignore[no-any-return]
 
 
 def _warn_seconds(warn_before: Seconds | None, timeout: float | None, what: str) -> float | None:
@@ -96,6 +127,8 @@ def describe_action(action: TimeoutAction | None) -> str:
         return f"escalate:{action.to}"
     if isinstance(action, RouteTo):
         return f"route:{action.step}"
+    if isinstance(action, Default):
+        return "default"
     return str(action or "fail")
 
 
@@ -166,9 +199,13 @@ class HumanReviewGate:
         timeout: the SLA, seconds or a ``timedelta``; ``None`` waits without a deadline.
         escalate_on_timeout: on timeout, give the item to ``escalate_to`` (seed 001).
         escalate_to: the role of ``escalate_on_timeout``.
-        on_timeout: what happens when the SLA passes: ``"fail"`` (the run fails with
-            ``StepTimeoutError``), ``"approve"``, ``"reject"``, ``RouteTo(step)`` or
-            ``Escalate(to=..., timeout=...)``.
+        on_timeout: what happens when the SLA passes: ``"fail"`` (the default: the run
+            fails with ``ReviewExpiredError``, in every definition style), ``"reject"``,
+            ``"approve"``, ``"continue"`` (go on unreviewed, marked expired),
+            ``Default(value)``, ``RouteTo(step)`` or ``Escalate(to=..., timeout=...)``.
+        at: on a step, ``"after"`` (default) reviews its output before anything downstream
+            sees it; ``"before"`` reviews its input, and the step (and its side effect)
+            runs only once approved, with the approved or edited input.
         on_reject: ``"fail"`` (``RejectedError``) or the name of a later step (or
             ``RouteTo``) that gets the payload instead.
         warn_before: warn (an event and a notification) this long before the deadline;
@@ -190,6 +227,7 @@ class HumanReviewGate:
     priority: str = "normal"
     notify: tuple[Notifier, ...] = field(default=())
     queue: str = "review"
+    at: GateAt = "after"
 
     def __init__(
         self,
@@ -205,6 +243,7 @@ class HumanReviewGate:
         priority: str = "normal",
         notify: Notifier | Sequence[Notifier] = (),
         queue: str = "review",
+        at: GateAt = "after",
     ) -> None:
         where = "HumanReviewGate"
         if isinstance(required_approvals, bool):
@@ -253,6 +292,7 @@ class HumanReviewGate:
         object.__setattr__(self, "priority", _check_priority(priority, where))
         object.__setattr__(self, "notify", targets)
         object.__setattr__(self, "queue", queue)
+        object.__setattr__(self, "at", _check_at(at, where))
 
     def level(self, n: int) -> Level:
         """The rules of the gate's item at escalation level ``n`` (0: the gate's own)."""
@@ -336,11 +376,14 @@ class TieredGate:
             threshold: it goes to ``otherwise`` (fail closed).
         tiers: tried in the order given.
         otherwise: the review when no tier matches (``None``: approve automatically).
+        at: on a step, ``"after"`` (default: tiers on its output) or ``"before"`` (tiers
+            on its input; the step runs once approved).
     """
 
     on: str | Callable[[Any], Any]
     tiers: tuple[Tier, ...]
     otherwise: HumanReviewGate | None = None
+    at: GateAt = "after"
 
     def __init__(
         self,
@@ -348,6 +391,7 @@ class TieredGate:
         tiers: Sequence[Tier],
         *,
         otherwise: HumanReviewGate | None = None,
+        at: GateAt = "after",
     ) -> None:
         if not (callable(on) or (isinstance(on, str) and on)):
             raise DefinitionError(f"TieredGate on= must be a field name or a function, got {on!r}")
@@ -358,6 +402,7 @@ class TieredGate:
         object.__setattr__(self, "on", on)
         object.__setattr__(self, "tiers", tuple(tiers))
         object.__setattr__(self, "otherwise", otherwise)
+        object.__setattr__(self, "at", _check_at(at, "TieredGate"))
 
     def score(self, value: Any) -> float | None:
         """The confidence of ``value``; ``None`` when it has none."""
