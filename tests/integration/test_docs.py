@@ -161,6 +161,11 @@ def test_the_docs_have_python_blocks_and_preludes_are_used():
     assert len(PYTHON_BLOCKS) > 20
     for page in PAGES:
         page_blocks = blocks(page)
+        for block in page_blocks:
+            # A fence without a language, or Python spelled otherwise, would escape the test.
+            assert block.language and block.language not in {"py", "python3", "pycon", "ipython"}, (
+                f"{block.id}: name the block's language (python runs; bash, console, text do not)"
+            )
         for n, block in enumerate(page_blocks):
             if block.is_prelude:
                 later = [b for b in page_blocks[n + 1 :] if b.language == "python"]
