@@ -213,7 +213,7 @@ class Client:
         status: RunStatus | str | Iterable[RunStatus | str] | None = None,
         workflow: str | None = None,
         limit: int = 50,
-    ) -> builtins.list[RunRecord]:
+    ) -> list[RunRecord]:
         """Runs, newest first.
 
         Args:
