@@ -35,6 +35,10 @@ async def run_step(ctx: RunContext, spec: StepSpec, value: Any, key: str) -> tup
     output = ctx.output_of(record, spec)
     ctx.outputs[key] = output
     route = record.meta.get("route") if record.fallback else None
+    if record.fallback is not None and "flag" in record.meta:
+        from orchestrate.review._runtime import open_flag
+
+        await open_flag(ctx, record)  # people look at it; the run does not wait
     if gate is not None and gate.at == "after" and record.status is StepStatus.SUCCEEDED:
         output, gate_route = await _gate(ctx, spec, key, output)
         ctx.outputs[key] = output

@@ -130,8 +130,9 @@ async def decide(
             raise ReviewPermissionError(
                 f"role {role!r} may not decide review {review_id} (roles allowed: {', '.join(allowed)})"
             )
+        flag = item.meta.get("kind") == "flag"  # a flag's run does not wait: it may have ended
         run = await store.get_run(item.run_id)
-        if run is None or run.status.terminal:
+        if run is None or (run.status.terminal and not flag):
             state = "gone" if run is None else run.status.value
             raise RunStateError(f"review {review_id}: its run {item.run_id} is {state}; it takes no decisions")
         written = await _attempt(store, now, item, action, by, role, reason, payload, comment, override)
@@ -212,7 +213,7 @@ async def _attempt(
     data["review_id"] = item.review_id
     events = [Event(item.run_id, kind, now, item.step_key, data)]
     signal = None
-    if signal_value is not None:
+    if signal_value is not None and item.meta.get("kind") != "flag":
         signal_value["review_id"] = item.review_id
         signal = signal_record(item.run_id, f"wait:{item.gate_key}", signal_value, now, review_id=item.review_id)
     if not await store.update_review(updated, expected_version=item.version, now=now, events=events, signal=signal):

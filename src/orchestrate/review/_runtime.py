@@ -182,6 +182,35 @@ async def await_review(
     raise Suspend(wake_at=clock.now() + 1.0, reason=f"signal:{key}", signal=wait_key)
 
 
+async def open_flag(ctx: RunContext, record: StepRecord) -> None:
+    """A step's fallback flagged it (``flag="human_review"``): open a review item people see
+    and close, without the run waiting for it (seed 000: "still sends the ETA but flags a
+    human review"). Idempotent: the item's id comes from the run and the step, so a replay
+    (or a crash between the step's record and this write) opens it once."""
+    flag = str(record.meta.get("flag"))
+    key = f"flag:{record.step_key}"
+    review_id = review_id_for(ctx.run_id, key, 0)
+    store = ctx.engine.store
+    if await store.get_review(review_id) is not None:
+        return
+    now = ctx.engine.clock.now()
+    error = {k: v for k, v in (record.error or {}).items() if k != "traceback"}
+    item = ReviewRecord(
+        review_id=review_id,
+        run_id=ctx.run_id,
+        workflow=ctx.workflow,
+        step_key=record.step_key,
+        gate_key=key,
+        payload={"flag": flag, "step": record.step_key, "fallback": record.fallback, "output": record.output},
+        queue=flag,
+        created_at=now,
+        updated_at=now,
+        meta={"kind": "flag", "flag": flag, "error": error, "reviews": "output"},
+    )
+    data = {"review_id": review_id, "flag": flag, "blocking": False, "fallback": record.fallback}
+    await store.create_review(item, event=Event(ctx.run_id, "review_created", now, record.step_key, data))
+
+
 async def _recorded(ctx: RunContext, wait_key: str) -> StepRecord | None:
     for record in await ctx.engine.store.get_steps(ctx.run_id):
         if record.step_key == wait_key:
