@@ -152,11 +152,6 @@ async def scores(ctx: RunContext, items: list[int]) -> list[int]:
     return list(await score.map(items))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine: on a resume, RunContext.replayed refuses the unrecorded step of a ctx.gather "
-    "while later siblings are recorded and not yet replayed (NonDeterminismError)",
-)
 async def test_a_map_interrupted_half_way_resumes_and_runs_only_the_missing_items(store_url: str) -> None:
     async with Client(store_url, workflows=[scores]) as first:
         with pytest.raises(Crash):

@@ -303,6 +303,20 @@ class RunContext:
             )
         return None
 
+    async def replayed_after_siblings(self, step_key: str, name: str) -> StepRecord | None:
+        """:meth:`replayed` for a step that may run beside others (``ctx.gather``, a map).
+
+        Concurrent steps replay their records in whatever order their tasks run: a new
+        step may meet records of siblings that have not replayed yet. Let them go first;
+        only records still unreplayed once they stop moving mean the history diverged.
+        """
+        still = 0
+        while self._unconsumed and still < _SIBLING_PASSES:
+            left = len(self._unconsumed)
+            await asyncio.sleep(0)
+            still = still + 1 if len(self._unconsumed) == left else 0
+        return self.replayed(step_key, name)
+
     async def record(self, record: StepRecord, *, event: Event | None = None) -> StepRecord:
         """Write a step record under this run's fence; the stored one wins.
 
@@ -369,6 +383,8 @@ class RunContext:
             return live[1]  # revived when it was recorded, a moment ago
         return codec.revive(record.output, type_name, f"step {record.step_key!r}")
 
+
+_SIBLING_PASSES = 8  # event-loop turns without progress before a replay is called divergent
 
 _POLICY_KEYS = ("retry", "timeout", "fallback", "cache", "max_concurrency", "isolation", "min_budget")
 

@@ -10,6 +10,7 @@ from orchestrate import _codec, _serde
 from orchestrate._engine.context import RunContext, StepSpec, _Args
 from orchestrate.errors import (
     DeadlineExceededError,
+    NonDeterminismError,
     StepFailedError,
     StepTimeoutError,
     error_info,
@@ -21,7 +22,10 @@ from orchestrate.types import StepStatus
 
 async def run_step(ctx: RunContext, spec: StepSpec, value: Any, key: str) -> tuple[Any, str | None]:
     """Run (or replay) the step ``key``; return ``(output, route target or None)``."""
-    record = ctx.replayed(key, spec.name)
+    try:
+        record = ctx.replayed(key, spec.name)
+    except NonDeterminismError:
+        record = await ctx.replayed_after_siblings(key, spec.name)
     gate = spec.gate
     if record is None:
         if key in ctx.overrides:
