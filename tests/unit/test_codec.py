@@ -200,3 +200,18 @@ def test_the_codec_never_imports_what_a_stored_name_says() -> None:
         plan.revive({}, "os.system", "step 'x'")
     with pytest.raises(SerializationError):
         plan.revive({}, "subprocess.Popen", "step 'x'")
+
+
+async def test_a_step_that_mutates_its_input_does_not_change_the_memory_stores_record() -> None:
+    def produce(_: Any) -> dict[str, Any]:
+        return {"items": [1, 2], "meta": {"n": 2}}
+
+    def consume(value: dict[str, Any]) -> int:
+        value["items"].append(3)  # mutates what it received
+        value["meta"]["n"] = 3
+        return len(value["items"])
+
+    record, steps = await _run(Workflow("mutate", [Step("produce", produce), Step("consume", consume)]), None)
+    assert record.output == 3
+    # What a resumed run would read, as from SQLite: the value as it was recorded.
+    assert steps["produce"].output == {"items": [1, 2], "meta": {"n": 2}}

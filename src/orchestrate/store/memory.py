@@ -100,14 +100,21 @@ class InMemoryStore:
 
     # helpers ----------------------------------------------------------------------------
     @staticmethod
-    def _check_step(step: StepRecord) -> None:
-        # The same checks (and messages) as the SQL stores' serialisation.
-        if not _storable(step.output):
-            _serde.dumps(step.output, what=f"output of step {step.step_key!r}")
+    def _check_step(step: StepRecord) -> Any:
+        """Check the record as the SQL stores' serialisation does (same messages); return
+        its output detached from the caller's objects, as a SQL store would read it back."""
+        output = step.output
+        if type(output) in _SCALARS:
+            detached = output
+        elif _storable(output):  # a finite float, or a flat dict of scalars (a shallow copy detaches it)
+            detached = dict(output) if type(output) is dict else output
+        else:
+            detached = _serde.loads(_serde.dumps(output, what=f"output of step {step.step_key!r}"))
         if not _storable(step.error):
             _serde.dumps(step.error, what=f"error of step {step.step_key!r}")
         if not _storable(step.meta):
             _serde.dumps(step.meta, what=f"metadata of step {step.step_key!r}")
+        return detached
 
     def _add_event(self, event: Event | None) -> None:
         if event is None:
@@ -355,7 +362,7 @@ class InMemoryStore:
         run_update: RunUpdate | None = None,
     ) -> StepRecord:
         """Insert-if-absent, fenced when ``fence`` is given."""
-        self._check_step(step)
+        output = self._check_step(step)
         if run_update is not None:
             _serde.dumps(run_update.output, what="run output")
         run = self._fenced(step.run_id, fence) if fence is not None else None
@@ -363,9 +370,10 @@ class InMemoryStore:
         existing = steps.get(step.step_key)
         if existing is not None:
             return copy.deepcopy(existing)
-        # Stored by reference on the hot path: the engine never mutates a record after
-        # writing it, and reads hand out deep copies.
-        steps[step.step_key] = step
+        # The record is kept by reference (the engine never mutates one after writing it;
+        # reads hand out deep copies), its output detached: a step that mutates a value it
+        # received cannot change what a later read of this record returns.
+        steps[step.step_key] = step if output is step.output else dataclasses.replace(step, output=output)
         attempts = self._attempts.get(step.run_id)
         if attempts:
             attempts.pop(step.step_key, None)
