@@ -10,8 +10,12 @@ place: :func:`StepPolicy.build`.
 from __future__ import annotations
 
 import dataclasses
+import difflib
+import math
 import random
-from collections.abc import Callable, Sequence
+import re
+import reprlib
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, Literal
@@ -22,7 +26,11 @@ Seconds = float | int | timedelta
 
 
 def to_seconds(value: Seconds | None, *, what: str) -> float | None:
-    """Normalise a duration given as seconds or ``timedelta``; ``None`` stays ``None``."""
+    """Normalise a duration given as seconds or ``timedelta``; ``None`` stays ``None``.
+
+    Raises:
+        DefinitionError: not a number of seconds, not finite (``nan``, ``inf``), or not > 0.
+    """
     if value is None:
         return None
     if isinstance(value, timedelta):
@@ -30,10 +38,32 @@ def to_seconds(value: Seconds | None, *, what: str) -> float | None:
     elif isinstance(value, bool) or not isinstance(value, int | float):
         raise DefinitionError(f"{what} must be seconds or a timedelta, got {value!r}")
     else:
-        seconds = float(value)
+        seconds = _as_float(value)
+    if not math.isfinite(seconds):
+        raise DefinitionError(f"{what} must be a finite number of seconds > 0, got {value!r}")
     if seconds <= 0:
         raise DefinitionError(f"{what} must be positive, got {seconds!r}")
     return seconds
+
+
+def _as_float(value: int | float) -> float:
+    try:
+        return float(value)
+    except OverflowError:  # an int beyond the float range is as unusable as inf
+        return math.inf
+
+
+def _number(value: Any, what: str, *, at_least: float, at_most: float | None = None, unit: str = "") -> float:
+    """``value`` as a float, refusing bools, non-numbers, ``nan``/``inf`` and values out of range."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise DefinitionError(f"{what} must be a number{unit}, got {value!r}")
+    number = _as_float(value)
+    if not math.isfinite(number):
+        raise DefinitionError(f"{what} must be a finite number{unit}, got {value!r}")
+    if number < at_least or (at_most is not None and number > at_most):
+        bounds = f">= {at_least:g}" if at_most is None else f"within [{at_least:g}, {at_most:g}]"
+        raise DefinitionError(f"{what} must be {bounds}, got {value!r}")
+    return number
 
 
 @dataclass(frozen=True)
@@ -42,6 +72,9 @@ class Retry:
 
     Args:
         max_attempts: attempts in total, the first included (1 means no retry).
+            ``None`` means no limit: the step is retried until it succeeds, fails with
+            an error this policy does not retry, or runs out of time (``Timeout.total``
+            or the run's budget). The delay settles at ``max_delay``.
         initial_delay: seconds before the second attempt.
         backoff: multiplier applied to the delay after each failed attempt (1 = fixed).
         max_delay: ceiling of a single delay, before jitter (default: 60 s, or
@@ -56,7 +89,7 @@ class Retry:
     least that long.
     """
 
-    max_attempts: int = 3
+    max_attempts: int | None = 3
     initial_delay: float = 1.0
     backoff: float = 2.0
     max_delay: float | None = None
@@ -65,29 +98,29 @@ class Retry:
     give_up_on: tuple[type[BaseException], ...] = ()
 
     def __post_init__(self) -> None:
+        attempts = self.max_attempts
+        if attempts is not None and (isinstance(attempts, bool) or not isinstance(attempts, int)):
+            raise DefinitionError(f"Retry.max_attempts must be an int (or None for no limit), got {attempts!r}")
+        if attempts is not None and attempts < 1:
+            raise DefinitionError(f"Retry.max_attempts must be >= 1 (or None for no limit), got {attempts}")
+        initial = _number(self.initial_delay, "Retry.initial_delay", at_least=0, unit=" of seconds")
         if self.max_delay is None:
-            object.__setattr__(self, "max_delay", max(60.0, float(self.initial_delay)))
-        if isinstance(self.max_attempts, bool) or not isinstance(self.max_attempts, int):
-            raise DefinitionError(f"Retry.max_attempts must be an int, got {self.max_attempts!r}")
-        if self.max_attempts < 1:
-            raise DefinitionError(f"Retry.max_attempts must be >= 1, got {self.max_attempts}")
-        assert self.max_delay is not None
-        if self.initial_delay < 0 or self.max_delay < 0:
-            raise DefinitionError("Retry delays must be >= 0")
-        if self.max_delay < self.initial_delay:
+            object.__setattr__(self, "max_delay", max(60.0, initial))
+        cap = _number(self.max_delay, "Retry.max_delay", at_least=0, unit=" of seconds")
+        if cap < initial:
             raise DefinitionError(
-                f"Retry.max_delay ({self.max_delay:g}) is below initial_delay ({self.initial_delay:g})"
+                f"Retry.max_delay ({cap:g}) is below initial_delay ({initial:g}); raise max_delay or leave it out"
             )
-        if self.backoff < 1:
-            raise DefinitionError(f"Retry.backoff must be >= 1, got {self.backoff}")
-        if not 0 <= self.jitter <= 1:
-            raise DefinitionError(f"Retry.jitter must be within [0, 1], got {self.jitter}")
+        _number(self.backoff, "Retry.backoff", at_least=1)
+        _number(self.jitter, "Retry.jitter", at_least=0, at_most=1)
         for name in ("retry_on", "give_up_on"):
             types = getattr(self, name)
             if not isinstance(types, tuple) or not all(
                 isinstance(t, type) and issubclass(t, BaseException) for t in types
             ):
-                raise DefinitionError(f"Retry.{name} must be a tuple of exception types")
+                raise DefinitionError(
+                    f"Retry.{name} must be a tuple of exception types, e.g. {name}=(TimeoutError,), got {types!r}"
+                )
 
     def should_retry(self, error: BaseException) -> bool:
         """Whether ``error`` is of a kind this policy retries at all."""
@@ -97,23 +130,43 @@ class Retry:
 
     def next_delay(self, attempt: int, error: BaseException, *, rng: random.Random | None = None) -> float | None:
         """Seconds to wait before the attempt after ``attempt`` (1-based), or ``None`` to give up."""
-        if attempt >= self.max_attempts or not self.should_retry(error):
+        if (self.max_attempts is not None and attempt >= self.max_attempts) or not self.should_retry(error):
             return None
-        cap = self.max_delay if self.max_delay is not None else 60.0
-        base = min(self.initial_delay * self.backoff ** (attempt - 1), cap)
+        base = self._backoff_delay(attempt)
         if self.jitter:
             base *= 1 + (rng or random).uniform(-self.jitter, self.jitter)
         retry_after = getattr(error, "retry_after", None)
-        if isinstance(retry_after, int | float) and retry_after > base:
+        if (
+            isinstance(retry_after, int | float)
+            and not isinstance(retry_after, bool)
+            and math.isfinite(_as_float(retry_after))
+            and retry_after > base
+        ):
             base = float(retry_after)
         return max(base, 0.0)
+
+    def _backoff_delay(self, attempt: int) -> float:
+        """The delay after failed attempt ``attempt`` (1-based), before jitter: at most ``max_delay``.
+
+        Never computes a power beyond the cap, so any attempt number (``10**9`` with
+        ``max_attempts=None``) gives ``max_delay`` rather than an overflow.
+        """
+        cap = self.max_delay if self.max_delay is not None else 60.0
+        steps = attempt - 1
+        if self.initial_delay <= 0 or self.backoff == 1 or steps <= 0:
+            return float(min(self.initial_delay, cap))
+        # initial * backoff**steps reaches the cap once steps >= log(cap/initial) / log(backoff);
+        # comparing exponents keeps huge attempt numbers away from float overflow.
+        if steps >= math.log(cap / self.initial_delay) / math.log(self.backoff):
+            return float(cap)
+        return float(min(self.initial_delay * self.backoff**steps, cap))
 
 
 NO_RETRY = Retry(max_attempts=1)
 
 
 def ExponentialBackoff(  # noqa: N802 - reads as a policy name, as in the seeds
-    max_attempts: int = 3,
+    max_attempts: int | None = 3,
     *,
     initial_delay: float = 1.0,
     backoff: float = 2.0,
@@ -122,19 +175,19 @@ def ExponentialBackoff(  # noqa: N802 - reads as a policy name, as in the seeds
     retry_on: tuple[type[BaseException], ...] = (Exception,),
     give_up_on: tuple[type[BaseException], ...] = (),
 ) -> Retry:
-    """A :class:`Retry` whose delay doubles (by default) after each failed attempt."""
+    """A :class:`Retry` whose delay doubles (by default) after each failed attempt (``None``: no limit)."""
     return Retry(max_attempts, initial_delay, backoff, max_delay, jitter, retry_on, give_up_on)
 
 
 def FixedRetry(  # noqa: N802 - reads as a policy name, as in the seeds
-    attempts: int = 3,
+    attempts: int | None = 3,
     *,
     delay: float = 1.0,
     jitter: float = 0.0,
     retry_on: tuple[type[BaseException], ...] = (Exception,),
     give_up_on: tuple[type[BaseException], ...] = (),
 ) -> Retry:
-    """A :class:`Retry` with ``attempts`` attempts in total and a fixed delay between them."""
+    """A :class:`Retry` with ``attempts`` attempts in total (``None``: no limit) and a fixed delay between them."""
     return Retry(attempts, delay, 1.0, delay, jitter, retry_on, give_up_on)
 
 
@@ -156,6 +209,7 @@ class Timeout:
 
 
 FallbackKind = Literal["cached", "call", "value", "skip", "route"]
+_FALLBACK_KINDS: tuple[FallbackKind, ...] = ("cached", "call", "value", "skip", "route")
 
 
 @dataclass(frozen=True)
@@ -181,10 +235,17 @@ class Fallback:
     flag: str | None = None
 
     def __post_init__(self) -> None:
+        if self.kind not in _FALLBACK_KINDS:
+            raise DefinitionError(
+                f"Fallback kind must be one of {', '.join(map(repr, _FALLBACK_KINDS))}, got {self.kind!r}; "
+                "build it with Fallback.cached/call/value/skip"
+            )
         if self.kind == "route" and not (isinstance(self.target, str) and self.target):
             raise DefinitionError("Fallback(target, value) needs a step or queue name as target")
         if self.kind == "call" and not callable(self.fn):
             raise DefinitionError(f"Fallback.call needs a callable, got {self.fn!r}")
+        if self.flag is not None and not (isinstance(self.flag, str) and self.flag):
+            raise DefinitionError(f"Fallback flag must be a non-empty string or None, got {self.flag!r}")
         object.__setattr__(self, "max_age", to_seconds(self.max_age, what="Fallback.max_age"))
 
     @classmethod
@@ -233,6 +294,8 @@ class Cache:
     ttl: float
 
     def __post_init__(self) -> None:
+        if self.ttl is None:
+            raise DefinitionError("Cache.ttl must be seconds or a timedelta, got None; leave cache= out for no cache")
         object.__setattr__(self, "ttl", to_seconds(self.ttl, what="Cache.ttl"))
 
 
@@ -250,6 +313,23 @@ class StepPolicy:
     max_concurrency: int | None = None
     isolation: Isolation = "thread"
     min_budget: float | None = None
+
+    def __post_init__(self) -> None:
+        # Built directly (or by replace) rather than by build(): check the normalised types,
+        # so that a shorthand here fails now instead of inside a run.
+        hint = "; StepPolicy.build() accepts the shorthands"
+        if not isinstance(self.retry, Retry):
+            raise DefinitionError(f"StepPolicy.retry must be a Retry, got {self.retry!r}{hint}")
+        if not isinstance(self.timeout, Timeout):
+            raise DefinitionError(f"StepPolicy.timeout must be a Timeout, got {self.timeout!r}{hint}")
+        if not isinstance(self.fallback, tuple) or not all(isinstance(f, Fallback) for f in self.fallback):
+            raise DefinitionError(f"StepPolicy.fallback must be a tuple of Fallback, got {self.fallback!r}{hint}")
+        if self.cache is not None and not isinstance(self.cache, Cache):
+            raise DefinitionError(f"StepPolicy.cache must be a Cache or None, got {self.cache!r}{hint}")
+        _check_max_concurrency(self.max_concurrency)
+        _check_isolation(self.isolation)
+        if self.min_budget is not None:
+            to_seconds(self.min_budget, what="StepPolicy.min_budget")
 
     @classmethod
     def build(
@@ -288,20 +368,21 @@ class StepPolicy:
                 chain: tuple[Fallback, ...] = ()
             elif isinstance(fallback, Fallback):
                 chain = (fallback,)
-            else:
+            elif isinstance(fallback, Sequence) and not isinstance(fallback, str):
                 chain = tuple(fallback)
+            else:
+                raise DefinitionError(
+                    f"fallback must be a Fallback or a list of them, got {fallback!r}; "
+                    "to call a function on failure use fallback=Fallback.call(fn)"
+                )
             for item in chain:
                 if not isinstance(item, Fallback) or item.kind == "route":
                     raise DefinitionError(f"fallback must be built with Fallback.cached/call/value/skip, got {item!r}")
             cache_policy = (
                 cache if isinstance(cache, Cache) or cache is None else Cache(to_seconds(cache, what="cache") or 0.0)
             )
-            if max_concurrency is not None and (
-                isinstance(max_concurrency, bool) or not isinstance(max_concurrency, int) or max_concurrency < 1
-            ):
-                raise DefinitionError(f"max_concurrency must be >= 1, got {max_concurrency!r}")
-            if isolation not in ("thread", "process", "inline"):
-                raise DefinitionError(f"isolation must be 'thread', 'process' or 'inline', got {isolation!r}")
+            _check_max_concurrency(max_concurrency)
+            _check_isolation(isolation)
             return cls(
                 retry=retry_policy,
                 timeout=timeout_policy,
@@ -317,6 +398,99 @@ class StepPolicy:
     def replace(self, **changes: Any) -> StepPolicy:
         """A copy with some fields changed."""
         return dataclasses.replace(self, **changes)
+
+
+def _check_max_concurrency(value: Any) -> None:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+        raise DefinitionError(f"max_concurrency must be >= 1 (an int, or None for no limit), got {value!r}")
+
+
+def _check_isolation(value: Any) -> None:
+    if value not in ("thread", "process", "inline"):
+        raise DefinitionError(f"isolation must be 'thread', 'process' or 'inline', got {value!r}")
+
+
+_POLICY_WORDS = (
+    "timeout",
+    "retries",
+    "retry",
+    "retry_policy",
+    "fallback",
+    "failover_model",
+    "cache",
+    "max_concurrency",
+    "isolation",
+    "min_budget",
+    "gate",
+)
+
+_FALLBACK_HINT = (
+    "spell it as a fallback: fallback=Fallback.value(<the result on failure>) "
+    '(on_fail="block" fails closed with the blocked result), or Fallback.skip() / Fallback.call(fn)'
+)
+_RETRY_HINT = "use retry=Retry(max_attempts=..., initial_delay=..., backoff=..., max_delay=..., jitter=...)"
+_TIMEOUT_HINT = "use timeout=<seconds> or timeout=Timeout(attempt=..., total=...)"
+
+# Option names a reader would expect to change what the engine does. Steps have no such
+# settings, so keeping them as free-form options would ignore them silently: seed 003's
+# on_fail="block" sent failing content to the dead-letter queue instead of blocking it.
+_BEHAVIOUR_WORDS: dict[str, str] = {
+    **dict.fromkeys(("on_fail", "on_failure", "on_error", "on_exception", "fail_closed", "fail_open"), _FALLBACK_HINT),
+    "on_timeout": f"a timed-out attempt is retried, then falls back: {_TIMEOUT_HINT} and a fallback ({_FALLBACK_HINT})",
+    **dict.fromkeys(
+        ("fallback_value", "fallback_fn", "fallback_to", "fallback_model", "failover", "backup_model"),
+        "use fallback=Fallback.value(...) / Fallback.call(fn), or failover_model='<component>'",
+    ),
+    **dict.fromkeys(
+        ("retry_on", "retries_on", "retry_if", "retry_exceptions", "retry_errors", "retryable_errors"),
+        "use retry=Retry(retry_on=(SomeError,))",
+    ),
+    **dict.fromkeys(
+        ("give_up_on", "no_retry_on", "dont_retry_on", "fatal_errors", "non_retryable"),
+        "use retry=Retry(give_up_on=(SomeError,))",
+    ),
+    **dict.fromkeys(
+        ("max_retries", "num_retries", "retry_count", "max_attempts"),
+        "use retries=<count> or retry=Retry(max_attempts=...) (None for no limit)",
+    ),
+    **dict.fromkeys(
+        ("backoff", "backoff_factor", "initial_delay", "retry_delay", "max_delay", "jitter"),
+        _RETRY_HINT,
+    ),
+    **dict.fromkeys(
+        ("timeout_s", "timeout_seconds", "attempt_timeout", "total_timeout", "time_limit", "deadline"),
+        _TIMEOUT_HINT,
+    ),
+    **dict.fromkeys(("ttl", "cache_ttl"), "use cache=<seconds> or cache=Cache(ttl=...)"),
+    **dict.fromkeys(("concurrency", "max_parallel", "parallelism"), "use max_concurrency=<count>"),
+    **dict.fromkeys(
+        ("approval", "requires_approval", "human_review", "review_gate"),
+        "use gate=HumanReviewGate(...)",
+    ),
+}
+_ON_HINT = "steps have no event handlers: use fallback=, retry= or gate=, or a Branch after the step"
+_CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")  # onFail -> on_Fail
+
+
+def _check_step_options(options: Mapping[str, Any], *, where: str) -> None:
+    """Refuse free-form step options that read as policy settings.
+
+    Free-form options (``model=``, ``threshold=``...) reach the step as ``ctx.options``;
+    a name users would expect to change what the engine does (``on_fail=``,
+    ``retry_on=``...) or a near-miss of a policy keyword (``retires=``) would be ignored
+    silently instead, so it is refused with the setting to use.
+    """
+
+    for key, value in options.items():
+        plain = _CAMEL.sub("_", key).lower()  # onFail, maxRetries, Timeout
+        hint = _BEHAVIOUR_WORDS.get(plain) or (_ON_HINT if plain.startswith("on_") else None)
+        if hint is not None:
+            raise DefinitionError(
+                f"{where}: option {key}={reprlib.repr(value)} is not a step setting and would be ignored; {hint}"
+            )
+        close = difflib.get_close_matches(plain, _POLICY_WORDS, n=1, cutoff=0.8)
+        if close:
+            raise DefinitionError(f"{where}: unknown option {key!r}; did you mean {close[0]!r}?")
 
 
 class _Missing:

@@ -70,7 +70,7 @@ def test_retry_after_is_honoured():
         ({"max_attempts": 1.5}, "max_attempts must be an int"),
         ({"backoff": 0.5}, "backoff must be >= 1"),
         ({"jitter": 2}, "jitter must be within"),
-        ({"initial_delay": -1}, "delays must be >= 0"),
+        ({"initial_delay": -1}, "initial_delay must be >= 0"),
         ({"initial_delay": 10, "max_delay": 5}, "max_delay \\(5\\) is below initial_delay \\(10\\)"),
         ({"retry_on": (int,)}, "retry_on must be a tuple of exception types"),
     ],
