@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import inspect
+import math
 import re
 import types
 import typing
@@ -37,6 +38,7 @@ from orchestrate.policies import (
     Seconds,
     StepPolicy,
     Timeout,
+    _check_step_options,
     to_seconds,
 )
 
@@ -101,14 +103,15 @@ class CallPlan:
         (so ``run(form_id=...)`` reaches ``def extract(form_id)``); otherwise the value
         is the single positional argument; a function with no parameters gets none.
         A lone parameter annotated to accept the whole dict (``def f(diagnosis: dict)``)
-        gets the whole dict even when it has a field of the parameter's name.
+        gets the whole dict even when it has a field of the parameter's name, one-key
+        dicts included (``{"diagnosis": 1}`` arrives whole).
         """
         if not self.params:
             return (), {}
         if (
             isinstance(value, dict)
             and all(p in value for p in self.params)
-            and (len(self.params) > 1 or len(value) == 1 or not _accepts(self.first_type, value))
+            and (len(self.params) > 1 or not _accepts(self.first_type, value))
         ):
             return (), {p: value[p] for p in self.params}
         return (value,), {}
@@ -162,7 +165,10 @@ class Step(Node):
         min_budget: when less run time than this is left, go straight to the fallback.
         gate: a review gate; the run parks after the step until a person decides.
         options: free-form settings (``model=``, ``threshold=``...) readable as
-            ``ctx.options`` by the step.
+            ``ctx.options`` by the step. Names that read as engine behaviour the step
+            does not have (``on_fail=``, ``retry_on=``, ``max_retries=``...) and typos of
+            the keywords above are refused, naming the setting to use instead
+            (``on_fail="block"`` is ``fallback=Fallback.value(<blocked result>)``).
     """
 
     name: str
@@ -214,8 +220,14 @@ class Step(Node):
         )
         self.fallback, self.failover_model, self.cache = fallback, failover_model, cache
         self.max_concurrency, self.isolation, self.min_budget = max_concurrency, isolation, min_budget
+        if failover_model is not None and not (isinstance(failover_model, str) and failover_model):
+            raise DefinitionError(
+                f"{where}: failover_model must be the name of a component, got {failover_model!r}; "
+                "to call a function use fallback=Fallback.call(fn)"
+            )
+        _check_gate(gate, where)
         self.gate = gate
-        _check_options(options, where)
+        _check_step_options(options, where=where)
         self.options = options
         self.policy = StepPolicy.build(
             retry=given[0] if given else None,
@@ -252,29 +264,13 @@ class Step(Node):
                 self.policy = self.policy.replace(fallback=chain)
 
 
-_POLICY_WORDS = (
-    "timeout",
-    "retries",
-    "retry",
-    "retry_policy",
-    "fallback",
-    "failover_model",
-    "cache",
-    "max_concurrency",
-    "isolation",
-    "min_budget",
-    "gate",
-)
+def _check_gate(gate: Any, where: str) -> None:
+    if gate is None:
+        return
+    from orchestrate.review.gate import HumanReviewGate, TieredGate  # the review package imports this module
 
-
-def _check_options(options: Mapping[str, Any], where: str) -> None:
-    """Free-form options are allowed, but a near-miss of a policy keyword is a typo."""
-    import difflib
-
-    for key in options:
-        close = difflib.get_close_matches(key, _POLICY_WORDS, n=1, cutoff=0.8)
-        if close:
-            raise DefinitionError(f"{where}: unknown option {key!r}; did you mean {close[0]!r}?")
+    if not isinstance(gate, HumanReviewGate | TieredGate):
+        raise DefinitionError(f"{where}: gate must be a HumanReviewGate or TieredGate, got {gate!r}")
 
 
 Route = Node | Sequence[Node] | str | Callable[..., Any]
@@ -349,6 +345,15 @@ class Branch(Node):
 
         ``Branch.tiers("score", [(0.8, send), (0.5, review)], otherwise=escalate)``.
         """
+        where = f"Branch.tiers {name or (on if isinstance(on, str) else 'value')!r}"
+        if isinstance(tiers, str) or not isinstance(tiers, Sequence):
+            raise DefinitionError(f"{where}: tiers must be a list of (threshold, route) pairs, got {tiers!r}")
+        for i, tier in enumerate(tiers):
+            if not (isinstance(tier, tuple) and len(tier) == 2):
+                raise DefinitionError(f"{where}: tiers[{i}] must be a (threshold, route) pair, got {tier!r}")
+            threshold = tier[0]
+            if isinstance(threshold, bool) or not isinstance(threshold, int | float) or not math.isfinite(threshold):
+                raise DefinitionError(f"{where}: tiers[{i}] threshold must be a finite number, got {threshold!r}")
         ordered = sorted(tiers, key=lambda t: t[0], reverse=True)
         pairs = [(_at_least(threshold), route) for threshold, route in ordered]
         return cls(on, pairs, default=otherwise, name=name)
@@ -393,6 +398,11 @@ class Parallel(Node):
         merge: Literal["list", "dict"] = "list",
         name: str = "parallel",
     ) -> None:
+        if isinstance(nodes, str) or not isinstance(nodes, Sequence):
+            raise DefinitionError(
+                f"Parallel {name!r}: nodes must be a list of steps, nodes or functions, "
+                f"got a {type(nodes).__name__}; wrap it in a list"
+            )
         self.nodes = [as_node(n, f"Parallel {name!r}") for n in nodes]
         self.max_workers = max_workers
         self.merge = merge
@@ -431,6 +441,10 @@ class Map(Node):
         name: str | None = None,
     ) -> None:
         self.node = as_node(node, "Map")
+        if over is not None and not callable(over):
+            raise DefinitionError(
+                f"Map {name or self.node.name!r}: over must be a function of the incoming value, got {over!r}"
+            )
         self.over = over
         self.max_workers = max_workers
         self.reduce = reduce
@@ -517,8 +531,9 @@ class Workflow:
     Args:
         name: the workflow's name.
         steps: nodes (or plain functions) run in sequence.
-        version: an explicit version; by default a fingerprint of the definition and
-            of its functions' source code, so any change makes a new version.
+        version: an explicit version, a non-empty string (``version="5"``); by default a
+            fingerprint of the definition and of its functions' source code, so any
+            change makes a new version.
         error_handler: a step run with a failure report when the run fails.
         timeout: the run's time budget in seconds (deadline from the run's start).
         max_concurrency: most runs of this workflow executing at once in a process.
@@ -541,16 +556,22 @@ class Workflow:
         description: str = "",
     ) -> None:
         self.name = _check_name(name, "Workflow")
+        where = f"workflow {name!r}"
+        if not isinstance(description, str):
+            raise DefinitionError(f"{where}: description must be a string, got {description!r}")
         self.description = description
-        self._version = version
+        self._version = _check_version(version, where)
         self._fingerprint: str | None = None
-        self.components = dict(components or {})
-        self.timeout = to_seconds(timeout, what=f"workflow {name!r}: timeout")
-        if max_concurrency is not None and (not isinstance(max_concurrency, int) or max_concurrency < 1):
-            raise DefinitionError(f"workflow {name!r}: max_concurrency must be >= 1")
-        self.max_concurrency = max_concurrency
-        self.state_store = state_store
-        self.nodes: list[Node] = [as_node(s, f"workflow {name!r}") for s in steps or []]
+        self.components = _check_components(components, where)
+        self.timeout = to_seconds(timeout, what=f"{where}: timeout")
+        self.max_concurrency = _check_max_concurrency(max_concurrency, where)
+        self.state_store = _check_state_store(state_store, where)
+        if steps is not None and (isinstance(steps, str) or not isinstance(steps, Sequence)):
+            raise DefinitionError(
+                f"{where}: steps must be a list of steps, nodes or functions, got a {type(steps).__name__}; "
+                "wrap it in a list"
+            )
+        self.nodes: list[Node] = [as_node(s, where) for s in steps or []]
         handler = as_node(error_handler, f"workflow {name!r}: error_handler") if error_handler is not None else None
         if handler is not None and not isinstance(handler, Step):
             raise DefinitionError(f"workflow {name!r}: error_handler must be a Step")
@@ -621,6 +642,47 @@ Orchestrator = Workflow
 """``Orchestrator(name=...)`` with ``add_step(Step(...))``, as in the seeds: a :class:`Workflow`."""
 
 
+def _check_version(version: Any, where: str) -> str | None:
+    if version is None:
+        return None
+    if not isinstance(version, str):
+        raise DefinitionError(f'{where}: version must be a string, got {version!r}; pass version="{version}"')
+    if not version.strip():
+        raise DefinitionError(f'{where}: version must be a non-empty string; pass e.g. version="1", or leave it out')
+    return version
+
+
+def _check_max_concurrency(value: Any, where: str) -> int | None:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+        raise DefinitionError(f"{where}: max_concurrency must be >= 1 (an int, or None for no limit), got {value!r}")
+    return value
+
+
+def _check_components(components: Any, where: str) -> dict[str, Callable[..., Any]]:
+    if components is None:
+        return {}
+    if not isinstance(components, Mapping):
+        raise DefinitionError(f"{where}: components must be a mapping of names to functions, got {components!r}")
+    for key, fn in components.items():
+        if not isinstance(key, str) or not callable(fn):
+            raise DefinitionError(f"{where}: components[{key!r}] must map a name to a function, got {fn!r}")
+    return dict(components)
+
+
+def _check_state_store(state_store: Any, where: str) -> Any:
+    if state_store is None:
+        return None
+    if isinstance(state_store, str):
+        if not state_store:
+            raise DefinitionError(f"{where}: state_store must be a store URL, got ''; leave it out for the default")
+        return state_store
+    from orchestrate.store.base import Store  # imported here: the store package is heavier than definitions
+
+    if not isinstance(state_store, Store):
+        raise DefinitionError(f"{where}: state_store must be a store URL or a Store, got {state_store!r}")
+    return state_store
+
+
 def _input(value: Any, kwargs: dict[str, Any]) -> Any:
     if kwargs:
         if value is not None:
@@ -651,10 +713,11 @@ class DurableFunction:
             raise DefinitionError(f"durable workflow {name!r} must be an async def")
         self.fn = fn
         self.name = _check_name(name, "workflow")
-        self._version = version
-        self.timeout = to_seconds(timeout, what=f"workflow {name!r}: timeout")
-        self.max_concurrency = max_concurrency
-        self.state_store = state_store
+        where = f"workflow {name!r}"
+        self._version = _check_version(version, where)
+        self.timeout = to_seconds(timeout, what=f"{where}: timeout")
+        self.max_concurrency = _check_max_concurrency(max_concurrency, where)
+        self.state_store = _check_state_store(state_store, where)
         self.error_handler: Step | None = None
         self.components: dict[str, Callable[..., Any]] = {}
         self.description = inspect.getdoc(fn) or ""
