@@ -6,6 +6,7 @@ cost with no engine at all.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Awaitable, Callable
 
 from bench.harness import STEPS
@@ -66,3 +67,72 @@ def sync_workflow(isolation: Isolation, name: str = "bench_chain_sync") -> Workf
         [Step(f"s{i}", fn, isolation=isolation) for i, fn in enumerate(SYNC_STEPS)],
         version="1",
     )
+
+
+# The same chain carrying values users carry: a ~0.5 KB dict of JSON data, and a dataclass
+# declared as the steps' return type (revived from its stored form by the codec).
+
+PAYLOAD = {
+    "ticket": "T-4829",
+    "customer": {"id": "C-1001", "name": "Ada Lovelace", "tier": "gold", "email": "ada@example.org"},
+    "message": "My order #4829 was supposed to arrive yesterday but tracking says it is in Memphis.",
+    "intent": {"label": "order_status", "confidence": 0.93, "scores": {"order_status": 0.93, "refund": 0.04}},
+    "tracking": {"carrier": "UPS", "location": "Memphis, TN", "eta": "2026-12-03", "events": [1, 2, 3, 4]},
+    "tags": ["delayed", "priority", "eta-known"],
+    "n": 0,
+}
+
+
+def _payload_step(i: int) -> Callable[[dict[str, object]], Awaitable[dict[str, object]]]:
+    async def step(d: dict[str, object]) -> dict[str, object]:
+        return {**d, "n": d["n"] + 1}  # type: ignore[operator]
+
+    step.__name__ = step.__qualname__ = f"p{i}"
+    return step
+
+
+@dataclasses.dataclass
+class Ticket:
+    """A typed value flowing through the chain."""
+
+    ticket: str
+    confidence: float
+    tags: tuple[str, ...]
+    n: int
+
+
+def _typed_step(i: int) -> Callable[[Ticket], Awaitable[Ticket]]:
+    async def step(t: Ticket) -> Ticket:
+        return Ticket(t.ticket, t.confidence, t.tags, t.n + 1)
+
+    step.__name__ = step.__qualname__ = f"t{i}"
+    return step
+
+
+PAYLOAD_STEPS = [_payload_step(i) for i in range(STEPS)]
+TYPED_STEPS = [_typed_step(i) for i in range(STEPS)]
+
+
+async def plain_payload_chain(d: dict[str, object] = PAYLOAD) -> dict[str, object]:
+    """The floor for the payload chain."""
+    for step in PAYLOAD_STEPS:
+        d = await step(d)
+    return d
+
+
+async def plain_typed_chain(t: Ticket | None = None) -> Ticket:
+    """The floor for the typed chain."""
+    t = t or Ticket("T-4829", 0.93, ("delayed", "priority"), 0)
+    for step in TYPED_STEPS:
+        t = await step(t)
+    return t
+
+
+def payload_workflow() -> Workflow:
+    """The payload chain as a graph workflow."""
+    return Workflow("bench_payload", [Step(f"p{i}", fn) for i, fn in enumerate(PAYLOAD_STEPS)], version="1")
+
+
+def typed_workflow() -> Workflow:
+    """The typed (dataclass) chain as a graph workflow."""
+    return Workflow("bench_typed", [Step(f"t{i}", fn) for i, fn in enumerate(TYPED_STEPS)], version="1")

@@ -12,10 +12,16 @@ from typing import Any
 
 from bench.chain import (
     ASYNC_STEPS,
+    PAYLOAD,
+    Ticket,
     async_workflow,
+    payload_workflow,
     plain_async_chain,
+    plain_payload_chain,
     plain_sync_chain_async,
+    plain_typed_chain,
     sync_workflow,
+    typed_workflow,
 )
 from bench.harness import STEPS, Plan, Row, paired_fresh_engines, summarise
 from orchestrate import Engine, RunContext, workflow
@@ -52,15 +58,27 @@ async def _measure(plan: Plan) -> list[Row]:
             plan.thread_runs,
         ),
     ]
+    payload, typed = payload_workflow(), typed_workflow()
+    inputs: dict[str, Any] = {
+        "ours.memory.payload": PAYLOAD,
+        "ours.memory.typed": Ticket("T-4829", 0.93, ("delayed", "priority"), 0),
+    }
+    cases += [
+        ("ours.memory.payload", "async steps passing a 0.5 KB dict", payload, plain_payload_chain, plan.memory_runs),
+        ("ours.memory.typed", "async steps returning a declared dataclass", typed, plain_typed_chain, plan.memory_runs),
+    ]
     rows: list[Row] = []
-    workflows: list[Any] = [graph, thread, inline, chain_function]
+    workflows: list[Any] = [graph, thread, inline, chain_function, payload, typed]
     async with Engine(InMemoryStore(), workflows=workflows) as engine:
         for key, _, wf, _, _ in cases:
-            assert await engine.run(wf, 0) == STEPS, f"{key}: the chain did not compute {STEPS}"
+            out = await engine.run(wf, inputs.get(key, 0))
+            got = out if isinstance(out, int) else out["n"] if isinstance(out, dict) else out.n
+            assert got == STEPS, f"{key}: the chain did not compute {STEPS}"
     for key, label, wf, floor, runs in cases:
+        value = inputs.get(key, 0)
 
-        async def subject(engine: Engine, wf: Any = wf) -> None:
-            await engine.run(wf, 0)
+        async def subject(engine: Engine, wf: Any = wf, value: Any = value) -> None:
+            await engine.run(wf, value)
 
         subject_s, floor_s = await paired_fresh_engines(
             workflows,

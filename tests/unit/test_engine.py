@@ -9,7 +9,6 @@ import time
 import pytest
 
 from orchestrate import (
-    MISSING,
     ApprovalRequired,
     Branch,
     Client,

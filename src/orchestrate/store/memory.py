@@ -59,6 +59,42 @@ def _storable(value: Any) -> bool:
     return False
 
 
+_NOT_NATIVE: Any = object()
+
+
+def _native_copy(value: Any, depth: int) -> Any:
+    """A deep copy of JSON data (str-keyed dicts, lists, scalars, finite floats); else ``_NOT_NATIVE``.
+
+    What a SQL store reads back for it, at a quarter of the cost of encoding and decoding.
+    """
+    kind = type(value)
+    if kind in _SCALARS:
+        return value
+    if kind is float:
+        return value if math.isfinite(value) else _NOT_NATIVE
+    if depth > 200:
+        return _NOT_NATIVE
+    if kind is dict:
+        out: dict[str, Any] = {}
+        for k, v in value.items():
+            if type(k) is not str:
+                return _NOT_NATIVE
+            copied = v if type(v) in _SCALARS else _native_copy(v, depth + 1)
+            if copied is _NOT_NATIVE:
+                return _NOT_NATIVE
+            out[k] = copied
+        return out
+    if kind is list:
+        items = []
+        for v in value:
+            copied = v if type(v) in _SCALARS else _native_copy(v, depth + 1)
+            if copied is _NOT_NATIVE:
+                return _NOT_NATIVE
+            items.append(copied)
+        return items
+    return _NOT_NATIVE
+
+
 def _deep_copy(record: RunRecord) -> RunRecord:
     """``copy.deepcopy(record)``, deep-copying only the fields that are not immutable atoms."""
     clone = object.__new__(type(record))
@@ -109,7 +145,9 @@ class InMemoryStore:
         elif _storable(output):  # a finite float, or a flat dict of scalars (a shallow copy detaches it)
             detached = dict(output) if type(output) is dict else output
         else:
-            detached = _serde.loads(_serde.dumps(output, what=f"output of step {step.step_key!r}"))
+            detached = _native_copy(output, 0)
+            if detached is _NOT_NATIVE:  # not JSON data: encoding says what is wrong, or converts it
+                detached = _serde.loads(_serde.dumps(output, what=f"output of step {step.step_key!r}"))
         if not _storable(step.error):
             _serde.dumps(step.error, what=f"error of step {step.step_key!r}")
         if not _storable(step.meta):
