@@ -19,9 +19,11 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import io
 import json
 import os
 import re
+import sys
 import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -441,15 +443,38 @@ def _close_llamas() -> None:
     with _LLAMAS_LOCK:
         loaded = list(_LLAMAS.items())
         _LLAMAS.clear()
+    busy = False
     for (path, *_), llm in loaded:
         lock = _LLAMA_LOCKS.get(path)
         if lock is not None and not lock.acquire(blocking=False):
+            busy = True
             continue
         try:
             llm.close()
         finally:
             if lock is not None:
                 lock.release()
+    if not busy:
+        _quiet_devnull_files()
+
+
+def _quiet_devnull_files() -> None:
+    """Swap llama-cpp-python's two process-long ``/dev/null`` files for ones that never warn.
+
+    Its quiet mode (``verbose=False``) writes there through files it opens at import and
+    never closes; the teardown reports each as an unclosed file ("Exception ignored ...
+    ResourceWarning"). The replacements share one descriptor with ``closefd=False``: the
+    operating system closes it at exit.
+    """
+    utils = sys.modules.get("llama_cpp._utils")
+    names = [n for n in ("outnull_file", "errnull_file") if isinstance(getattr(utils, n, None), io.TextIOWrapper)]
+    if not names:
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    for name in names:
+        original = getattr(utils, name)
+        setattr(utils, name, open(devnull, "w", closefd=False))  # noqa: SIM115 - open for the process's life
+        original.close()
 
 
 _FINISH: dict[str, FinishReason] = {"stop": "stop", "length": "length"}
