@@ -28,8 +28,8 @@ services:  ## start the local services the tests use if they are down
 	bash scripts/services.sh
 
 lint: install  ## ruff
-	$(BIN)/ruff check src tests examples bench
-	$(BIN)/ruff format --check src tests examples bench
+	$(BIN)/ruff check src tests examples bench scripts
+	$(BIN)/ruff format --check src tests examples bench scripts
 
 typecheck: install  ## mypy --strict
 	$(BIN)/mypy

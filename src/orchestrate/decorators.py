@@ -34,7 +34,7 @@ class AgentWorkflow(Workflow):
         name: the workflow's name.
         max_concurrency: most runs executing at once in a process.
         state_store: ``"sqlite"``, ``"memory"``, ``"postgresql"`` or a store URL.
-        version, timeout, error_handler, components: as for :class:`Workflow`.
+        version, timeout, components: as for :class:`Workflow`.
     """
 
     def __init__(

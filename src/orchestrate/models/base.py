@@ -315,6 +315,7 @@ class _ModelAPI:
         raise NotImplementedError
 
     async def request(self, request: ModelRequest) -> ModelResult:
+        """Answer a chat or generate request (what each provider or wrapper implements)."""
         raise NotImplementedError
 
     async def chat(

@@ -1,4 +1,4 @@
-"""Observation: structured logs now; traces, metrics and monitors build on the same ids."""
+"""Observation: structured JSON logs (structlog) with the workflow, run and step in every line."""
 
 from __future__ import annotations
 

@@ -26,6 +26,8 @@ from orchestrate.store.base import (
 from orchestrate.store.memory import InMemoryStore
 
 DEFAULT_URL = "sqlite:///.orchestrate/orchestrate.db"
+"""The store used when no URL is given (and ``$ORCHESTRATE_STORE`` is unset): a SQLite file
+under ``.orchestrate/`` in the current directory."""
 
 __all__ = [
     "DEFAULT_URL",

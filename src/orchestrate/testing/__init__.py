@@ -26,6 +26,7 @@ from orchestrate.testing.models import (
     Reply,
     ServerFailure,
     TimedOut,
+    call_counts_per_window,
 )
 
 __all__ = [
@@ -43,4 +44,5 @@ __all__ = [
     "Reply",
     "ServerFailure",
     "TimedOut",
+    "call_counts_per_window",
 ]
