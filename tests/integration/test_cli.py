@@ -325,11 +325,12 @@ def test_dead_run_goes_to_the_dlq_and_replays_after_the_fix(app: Path, store: st
     assert replay["output"] == {"charged": 7}  # the override reached charge(amount)
     assert replay["parent_run_id"] == "bill"
     assert replay["options"]["target"] == f"{app}:billing"
-    # The original and the replay that failed before the fix stay in the queue; the
-    # original's history names both replays.
+    # A replayed dead run leaves the queue; the replay that failed before the fix is dead
+    # itself and stays there. The original's history names both replays.
     dead = [r["run_id"] for r in json.loads(invoke(store, "dlq", "list", "--json").stdout)]
-    assert len(dead) == 2 and "bill" in dead
-    (failed_replay,) = [r for r in dead if r != "bill"]
+    assert "bill" not in dead and len(dead) == 1
+    (failed_replay,) = dead
+    assert detail(store, failed_replay)["run"]["parent_run_id"] == "bill"
     history = invoke(store, "dlq", "show", "bill").stdout
     assert line_of(history, "replayed", f"as run {failed_replay} from step 'charge'")
     assert line_of(history, "replayed", f"as run {new_id} from step 'charge'")

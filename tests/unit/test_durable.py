@@ -208,8 +208,8 @@ async def test_dead_letter_replay_from_a_step_with_patched_input():
         assert replayed.status is RunStatus.SUCCEEDED and replayed.output == "stored 5"
         assert executed == ["validate", "store"]  # extract came from the dead run's record
         assert replayed.parent_run_id == dead.run_id
-        # The dead run stays in the queue; its history leads to the replay.
-        assert [r.run_id for r in await client.dead_letters()] == [dead.run_id]
+        # The replayed dead run leaves the queue; its history leads to the replay.
+        assert [r.run_id for r in await client.dead_letters()] == []
         links = [e for e in await store.list_events(dead.run_id) if e.kind == "replayed"]
         assert [(e.step_key, e.data) for e in links] == [("validate", {"replay": replayed.run_id})]
         with pytest.raises(Exception, match="has no recorded step 'nope'"):
