@@ -221,3 +221,25 @@ def test_a_gate_says_where_it_sits_or_is_refused() -> None:
 
     with pytest.raises(DefinitionError, match="at= must be 'before'"):
         HumanReviewGate(at="during")  # type: ignore[arg-type]
+
+
+async def test_the_timeline_draws_where_a_gate_sits(url: str) -> None:
+    from rich.console import Console
+
+    from orchestrate.cli.timeline import render_timeline
+
+    clock = FakeClock()
+    wf = _payments([], "before")
+    async with _client(url, clock, wf) as client:
+        parked = await client.run(wf, {"amount": 120})
+        console = Console(record=True, width=200)
+        render_timeline(await client.detail(parked.run_id), console)
+        waiting = console.export_text()
+        (item,) = await client.list_reviews(run_id=parked.run_id)
+        await client.approve(item.review_id, by="cfo", role="finance")
+        await client.resume(parked.run_id)
+        console = Console(record=True, width=200)
+        render_timeline(await client.detail(parked.run_id), console)
+        done = console.export_text()
+    assert "wait:review:pay" in waiting and "gate before step 'pay': its input approved before it runs" in waiting
+    assert "gate before step 'pay'" in done and done.index("wait:review:pay") < done.index(" pay ")

@@ -258,11 +258,18 @@ class _Row:
 def _step_rows(detail: RunDetail, axis: _Axis) -> list[_Row]:
     retries: dict[str, list[float]] = {}
     waits: dict[str, float] = {}
+    gates: dict[str, str] = {}  # wait key of a review -> where its gate sits
     for event in detail.events:
         if event.kind == "step_retry" and event.step_key:
             retries.setdefault(event.step_key, []).append(event.at)
         elif event.kind == "wait_started" and event.step_key:
             waits.setdefault(event.step_key, event.at)
+    for item in detail.reviews:
+        if item.level == 0 and item.meta.get("kind") != "flag":
+            where = "before" if item.meta.get("reviews") == "input" else "after"
+            what = "its input approved before it runs" if where == "before" else "its output reviewed"
+            gates[f"wait:{item.gate_key}"] = f"gate {where} step {item.step_key!r}: {what}"
+            waits.setdefault(f"wait:{item.gate_key}", item.created_at)
     source = detail.run.parent_run_id
     rows: list[_Row] = []
     recorded: set[str] = set()
@@ -280,6 +287,8 @@ def _step_rows(detail: RunDetail, axis: _Axis) -> list[_Row]:
         )
         row.marks = retries.get(step.step_key, [])
         row.notes = _step_notes(step, reused=reused, source=source)
+        if step.step_key in gates:
+            row.notes.insert(0, Text(gates[step.step_key], style="magenta"))
         traceback = (step.error or {}).get("traceback")
         if step.status is StepStatus.FAILED and isinstance(traceback, str):
             row.traceback = traceback.rstrip()
@@ -290,6 +299,8 @@ def _step_rows(detail: RunDetail, axis: _Axis) -> list[_Row]:
         for key, at in waits.items():
             if key not in recorded:
                 row = _Row(key, "waiting", "yellow", at, axis.end, None)
+                if key in gates:
+                    row.notes.append(Text(gates[key], style="magenta"))
                 row.notes.append(Text("parked until the signal arrives; holds no worker", style="yellow"))
                 rows.append(row)
         for key, marks in retries.items():
