@@ -34,6 +34,7 @@ Every error the library raises derives from :class:`OrchestrateError`::
     │   └── BudgetExceededError    the run's cost budget is spent (never retried)
     ├── AgentError                 an agent broke a rule: step limit, unknown tool, refused approval
     ├── SerializationError         a value could not be stored as JSON
+    │   └── PayloadTooLargeError   a value's JSON is over the store's size limit (never retried)
     └── StoreError                 the store failed; driver errors are wrapped in it
         ├── SchemaVersionError     the database schema is newer or older than this code
         └── LeaseLostError         another worker took over the run; this worker must stop
@@ -241,6 +242,23 @@ class AgentError(OrchestrateError):
 
 class SerializationError(OrchestrateError):
     """A value could not be serialised to JSON for the store."""
+
+
+class PayloadTooLargeError(SerializationError):
+    """A value's JSON is larger than the store accepts; nothing of it was written.
+
+    Never retried: the same value would be refused again. Store the value elsewhere
+    (a file, an object store) and pass a reference, or raise the limit.
+
+    Attributes:
+        size: the value's encoded JSON size, in bytes.
+        limit: the limit it is over, in bytes.
+    """
+
+    def __init__(self, message: str, *, size: int, limit: int) -> None:
+        super().__init__(message)
+        self.size = size
+        self.limit = limit
 
 
 class StoreError(OrchestrateError):
