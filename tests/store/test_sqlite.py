@@ -259,6 +259,10 @@ async def test_close_finishes_queued_writes(url: str) -> None:
 
 async def test_one_run_at_a_time_writes_inline_one_commit_per_step(store: SQLiteStore) -> None:
     run = await claimed(store, "solo")
+    # The claim may have gone through the writer thread: wait until it has let go of the
+    # store, as it does between jobs (a loaded machine can hold it there for a moment).
+    assert store._lock.acquire(timeout=10)
+    store._lock.release()
     inline, commits = store.inline, store.commits
     for i in range(10):
         await store.record_step(make_step("solo", f"s{i}", i), fence=run.fence, now=T0)
