@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import functools
+import hashlib
 import os
 import socket
 import uuid
@@ -72,17 +73,45 @@ def input_codec(wf: AnyWorkflow) -> _codec.Plan:
     return found
 
 
+def _host_identity() -> str:
+    """What tells this process's pids apart from another host's or container's.
+
+    The hostname alone does not: containers often share one, and each has its own pid
+    namespace, where another container's live worker has a pid that does not exist. The
+    kernel's boot id (one per machine boot) and the inode of this process's pid
+    namespace do; where they cannot be read, the identity is unique to this process, so
+    no other process is ever judged dead from its pid, only from its lease.
+    """
+    parts = []
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as fh:
+            parts.append(fh.read().strip())
+        parts.append(os.readlink("/proc/self/ns/pid").strip("pid:[]"))
+    except OSError:
+        return uuid.uuid4().hex
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:12]
+
+
+_HOST = _host_identity()
+
+
 def _owner_id() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    return f"{socket.gethostname()}:{os.getpid()}:{_HOST}:{uuid.uuid4().hex[:8]}"
 
 
 def _owner_is_dead(owner: str | None) -> bool:
-    """Whether a lease owner is a process on this host that no longer exists."""
+    """Whether a lease owner is a process of this host and pid namespace that no longer exists.
+
+    An owner elsewhere (another machine, another container's pid namespace, or an id
+    without this host identity) is never judged from its pid: its lease says when it
+    stopped renewing.
+    """
     if not owner:
         return False
     host, _, rest = owner.partition(":")
-    pid_text = rest.partition(":")[0]
-    if host != socket.gethostname() or not pid_text.isdigit():
+    pid_text, _, rest = rest.partition(":")
+    identity = rest.partition(":")[0]
+    if host != socket.gethostname() or identity != _HOST or not pid_text.isdigit():
         return False
     pid = int(pid_text)
     if pid == os.getpid():
