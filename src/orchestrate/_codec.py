@@ -383,6 +383,33 @@ def _check_depth(stored: Any, where: str, what: str) -> None:
         raise SerializationError(_refusal(where, what, found[0], found[1]))
 
 
+_NESTS = (dict, list, tuple)
+
+
+def check_depth(value: Any, where: str, what: str) -> None:
+    """Refuse ``value`` if its lists and dicts nest deeper than :data:`MAX_DEPTH`.
+
+    For values that enter from outside a step (a signal's value, a review's payload or
+    its edit), which are not settled: any data, checked for depth alone, without
+    recursion (a value too deep for Python's recursion is what it refuses).
+
+    Raises:
+        SerializationError: naming ``where`` and ``what``, e.g. ``signal 'approve': its value``.
+    """
+    if type(value) not in _NESTS and not isinstance(value, _NESTS):
+        return
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        node, depth = stack.pop()
+        if depth >= MAX_DEPTH:
+            raise SerializationError(
+                f"{where}: its {what} nests deeper than {MAX_DEPTH} levels; flatten it or store it elsewhere"
+            )
+        for item in node.values() if isinstance(node, dict) else node:
+            if isinstance(item, _NESTS):
+                stack.append((item, depth + 1))
+
+
 def _type_name(annotation: Any) -> str:
     return getattr(annotation, "__qualname__", None) or repr(annotation).replace("typing.", "")
 

@@ -11,6 +11,7 @@ import dataclasses
 import datetime as dt
 import hashlib
 import json
+import os
 from json.encoder import encode_basestring_ascii
 from typing import Any
 
@@ -50,6 +51,9 @@ _C_ENCODE = (
 )
 
 
+_TOO_DEEP = "it nests too deeply to be encoded (lists and dicts inside each other, hundreds of levels down)"
+
+
 def encode(value: Any) -> str:
     """Compact JSON of ``value``; raises ``TypeError``/``ValueError`` (:func:`dumps` names the value).
 
@@ -68,7 +72,10 @@ def encode(value: Any) -> str:
             return "".join(_C_ENCODE(value, 0))
         except RecursionError:
             pass  # a cycle, or nesting too deep: the checking encoder says which
-    return _DUMPS(value)
+    try:
+        return _DUMPS(value)
+    except RecursionError:
+        raise ValueError(_TOO_DEEP) from None
 
 
 def dumps(value: Any, *, what: str = "value") -> str:
@@ -77,6 +84,8 @@ def dumps(value: Any, *, what: str = "value") -> str:
         return _DUMPS(value)
     except (TypeError, ValueError) as exc:
         raise SerializationError(f"{what} cannot be stored as JSON: {exc}") from None
+    except RecursionError:
+        raise SerializationError(f"{what} cannot be stored as JSON: {_TOO_DEEP}; flatten it") from None
 
 
 def loads(text: str | None) -> Any:
@@ -90,9 +99,14 @@ def input_hash(value: Any) -> str:
         text = str(value)  # what the encoder writes for an int, without its set-up
     else:
         try:
-            text = _CANONICAL(value)
-        except (TypeError, ValueError):
-            text = repr(value)
+            try:
+                text = _CANONICAL(value)
+            except (TypeError, ValueError):
+                text = repr(value)
+        except RecursionError:
+            # Too deep to encode, or to repr: a hash of its own, that no other value shares
+            # (a cache lookup misses); storing such a value is refused with a named error.
+            text = f"<too deep> {os.urandom(16).hex()}"
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
