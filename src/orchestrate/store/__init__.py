@@ -7,12 +7,16 @@ Pick one by URL with :func:`open_store`:
   and durable (the default is ``sqlite:///.orchestrate/orchestrate.db``);
 * ``postgresql://…`` — the PostgreSQL store for many workers on many machines.
 
+Every store refuses a value whose JSON is over its :class:`PayloadLimits` (2 MiB by
+default; ``?max_payload_bytes=`` in the URL or ``$ORCHESTRATE_MAX_PAYLOAD_BYTES``).
+
 Backends are imported lazily so that a missing optional driver only matters when used.
 """
 
 from __future__ import annotations
 
 from orchestrate.errors import InvalidInputError
+from orchestrate.store._limits import PayloadLimits
 from orchestrate.store.base import (
     SCHEMA_VERSION,
     AttemptState,
@@ -36,6 +40,7 @@ __all__ = [
     "CacheEntry",
     "Event",
     "InMemoryStore",
+    "PayloadLimits",
     "RunRecord",
     "RunUpdate",
     "StepRecord",

@@ -14,9 +14,12 @@ from collections.abc import Sequence
 from typing import Any
 
 from orchestrate.store import _sql
+from orchestrate.store._limits import URL_OPTIONS as LIMIT_OPTIONS
 from orchestrate.store.base import AttemptState, Event, RunUpdate, StepRecord
 
-URL_OPTIONS = frozenset({"schema", "clock", "migrate", "pool_min", "pool_max", "retry_seconds", "prepare_threshold"})
+URL_OPTIONS = frozenset(
+    {"schema", "clock", "migrate", "pool_min", "pool_max", "retry_seconds", "prepare_threshold", *LIMIT_OPTIONS}
+)
 """Query parameters of a ``postgresql://`` URL that the store reads (the rest go to libpq)."""
 
 DATABASE_NOW = "extract(epoch from clock_timestamp())::float8"
@@ -148,11 +151,14 @@ def create_run(with_event: bool) -> str:
     )
 
 
-def _update_sql(run_id: str, fence: int | None, now: float, update: RunUpdate) -> tuple[str, tuple[Any, ...]]:
+def _update_sql(
+    run_id: str, fence: int | None, now: float, update: RunUpdate, output: str | None = None
+) -> tuple[str, tuple[Any, ...]]:
+    """The statement of ``update`` and its parameters; ``output``: the output's JSON, when known."""
     sql = _sql.UPDATE_RUN + (_sql.RELEASE if update.release else "")
     params: tuple[Any, ...] = (
         update.status.value,
-        _sql.to_json(update.output, "run output"),
+        output if output is not None else _sql.to_json(update.output, "run output"),
         _sql.to_json(update.error, "run error"),
         update.wake_at,
         update.wait_reason,
@@ -236,6 +242,7 @@ def record_step(
     run_update: RunUpdate | None,
     *,
     counted: bool = False,
+    run_output: str | None = None,
 ) -> tuple[str, tuple[Any, ...], tuple[Any, ...]]:
     """The insert-if-absent of a step record, fenced, with its event and run update.
 
@@ -244,7 +251,8 @@ def record_step(
     event or a run update) makes its last write the statement itself, which returns no
     rows: its row count is 1 when the step was inserted, else 0. The run's row is locked
     (shared, or exclusive when the run is updated too) so that a claim cannot move the
-    fence between the check and the insert.
+    fence between the check and the insert. ``run_output``: the JSON of the run update's
+    output, when it is not the step's own.
     """
     step_params = _sql.step_params(step)
     params: tuple[Any, ...] = (step.run_id, *step_params)
@@ -256,7 +264,10 @@ def record_step(
     if event is not None:
         params += _sql.event_params(event)
     if run_update is not None:
-        params += _update_sql(step.run_id, fence, now, run_update)[1]
+        # The final step's output is the run's: encoded once.
+        same = run_update.output is step.output and step_params[4] is not None
+        output = step_params[4] if same else run_output
+        params += _update_sql(step.run_id, fence, now, run_update, output)[1]
     text = _record_step_text(
         fence is not None, event is not None, None if run_update is None else run_update.release, retried, counted
     )

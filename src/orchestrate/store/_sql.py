@@ -11,6 +11,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from orchestrate import _serde
+from orchestrate.store import _limits
+from orchestrate.store._limits import PayloadLimits
 from orchestrate.store.base import (
     PRIORITY_RANKS,
     REPLAYED_EVENT,
@@ -391,6 +393,43 @@ def list_dead_letters_sql(workflow: str | None) -> tuple[str, list[Any]]:
 def to_json(value: Any, what: str) -> str | None:
     """JSON text of ``value``, ``None`` for ``None``."""
     return None if value is None else _serde.dumps(value, what=what)
+
+
+# Payload limits, checked on the text a statement is about to send, before it is sent.
+# Each compares first, so that the common small value costs one comparison; over the
+# warning size it raises (over the limit) or returns the ``payload_large`` event.
+
+
+def input_size(run: RunRecord, text: str, limits: PayloadLimits) -> Event | None:
+    """Check the JSON ``text`` of a run's input against ``limits``."""
+    return None if len(text) <= limits.warn_bytes else _limits.input_check(run, len(text), limits)
+
+
+def step_size(step: StepRecord, text: str | None, limits: PayloadLimits) -> Event | None:
+    """Check the JSON ``text`` of a step's output (or a signal's value) against ``limits``."""
+    if text is None or len(text) <= limits.warn_bytes:
+        return None
+    return _limits.step_check(step, len(text), limits)
+
+
+def output_size(run_id: str, text: str | None, limits: PayloadLimits, now: float) -> Event | None:
+    """Check the JSON ``text`` of a run's output against ``limits``."""
+    if text is None or len(text) <= limits.warn_bytes:
+        return None
+    return _limits.output_check(run_id, len(text), limits, now)
+
+
+def review_size(review: ReviewRecord, text: str | None, limits: PayloadLimits, *, report: bool) -> Event | None:
+    """Check the JSON ``text`` of a review's payload; ``report``: with the event of a large one."""
+    if text is None or len(text) <= limits.warn_bytes:
+        return None
+    return _limits.review_check(review, len(text), limits, report=report)
+
+
+def cache_size(key: str, text: str | None, limits: PayloadLimits) -> None:
+    """Refuse a cached value over ``limits``."""
+    if text is not None and len(text) > limits.max_bytes:
+        _limits.cache_check(key, len(text), limits)
 
 
 def run_params(run: RunRecord) -> tuple[Any, ...]:

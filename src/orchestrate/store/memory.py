@@ -3,7 +3,8 @@
 Same semantics as the SQL stores (the conformance suite checks it). Reads hand out
 copies; written records are kept by reference, so values must not be mutated after
 they were written (the engine never does). User values are still checked to be JSON
-serialisable, so that what works here does not fail on a durable store.
+serialisable, and within the store's payload limits on the size of the JSON a SQL store
+would write, so that what works here does not fail on a durable store.
 """
 
 from __future__ import annotations
@@ -15,9 +16,12 @@ import enum
 import math
 from collections.abc import Sequence
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 
 from orchestrate import _serde
 from orchestrate.errors import LeaseLostError, RunNotFoundError, RunStateError
+from orchestrate.store import _limits
+from orchestrate.store._limits import PayloadLimits
 from orchestrate.store.base import (
     PRIORITY_RANKS,
     REPLAYED_EVENT,
@@ -62,45 +66,119 @@ def _storable(value: Any) -> bool:
 _NOT_NATIVE: Any = object()
 
 
-def _native_copy(value: Any, depth: int) -> Any:
+def _native_copy(value: Any, depth: int, size: list[int]) -> Any:
     """A deep copy of JSON data (str-keyed dicts, lists, scalars, finite floats); else ``_NOT_NATIVE``.
 
     What a SQL store reads back for it, at a quarter of the cost of encoding and decoding.
+    Adds to ``size`` what bounds the length of its JSON: ``[characters of strings and
+    keys, values and entries]`` (see :func:`_bound`).
     """
     kind = type(value)
+    if kind is str:
+        size[0] += len(value)
+        return value
     if kind in _SCALARS:
+        if kind is int and not -_BIG_INT < value < _BIG_INT:
+            size[0] += value.bit_length()  # more than its digits
         return value
     if kind is float:
         return value if math.isfinite(value) else _NOT_NATIVE
     if depth > 200:
         return _NOT_NATIVE
+    chars = 0
     if kind is dict:
         out: dict[str, Any] = {}
         for k, v in value.items():
             if type(k) is not str:
                 return _NOT_NATIVE
-            copied = v if type(v) in _SCALARS else _native_copy(v, depth + 1)
-            if copied is _NOT_NATIVE:
-                return _NOT_NATIVE
-            out[k] = copied
+            chars += len(k)
+            kind = type(v)
+            if kind is str:
+                chars += len(v)
+                out[k] = v
+            elif kind in _SCALARS:
+                if kind is int and not -_BIG_INT < v < _BIG_INT:
+                    chars += v.bit_length()
+                out[k] = v
+            else:
+                copied = _native_copy(v, depth + 1, size)
+                if copied is _NOT_NATIVE:
+                    return _NOT_NATIVE
+                out[k] = copied
+        size[0] += chars
+        size[1] += len(value) + 1
         return out
     if kind is list:
         items = []
         for v in value:
-            copied = v if type(v) in _SCALARS else _native_copy(v, depth + 1)
-            if copied is _NOT_NATIVE:
-                return _NOT_NATIVE
-            items.append(copied)
+            kind = type(v)
+            if kind is str:
+                chars += len(v)
+                items.append(v)
+            elif kind in _SCALARS:
+                if kind is int and not -_BIG_INT < v < _BIG_INT:
+                    chars += v.bit_length()
+                items.append(v)
+            else:
+                copied = _native_copy(v, depth + 1, size)
+                if copied is _NOT_NATIVE:
+                    return _NOT_NATIVE
+                items.append(copied)
+        size[0] += chars
+        size[1] += len(value) + 1
         return items
     return _NOT_NATIVE
 
 
-def _deep_copy(record: RunRecord) -> RunRecord:
-    """``copy.deepcopy(record)``, deep-copying only the fields that are not immutable atoms."""
+_BIG_INT = 10**20  # an int within this has at most 21 characters of JSON
+
+
+def _bound(size: list[int]) -> int:
+    """A bound on the JSON length of a value whose :func:`_native_copy` added up ``size``.
+
+    A character of a string takes at most 12 in JSON (``\\ud83d\\ude00``), a value or an
+    entry at most 28 beyond its strings' characters (quotes, colon, comma; a float's 24).
+    """
+    return 12 * size[0] + 28 * size[1] + 28
+
+
+def _detach(value: Any, floor: int) -> tuple[Any, int]:
+    """``(copy, size)``: :func:`_native_copy` of ``value``, and the length of its JSON when
+    that may be over ``floor`` (else a bound under it). ``(_NOT_NATIVE, 0)`` for a value
+    that is not JSON data."""
+    kind = type(value)
+    if kind in _SCALARS or kind is float:
+        if kind is float and not math.isfinite(value):
+            return _NOT_NATIVE, 0
+        if kind is str:
+            bound = 12 * len(value) + 2
+        elif kind is int and not -_BIG_INT < value < _BIG_INT:
+            bound = floor + 1  # a huge int: measured
+        else:
+            bound = 24
+        if bound <= floor:
+            return value, bound
+        try:
+            return value, len(_serde.encode(value))
+        except ValueError:  # an int too long to write: encoding says so
+            return _NOT_NATIVE, 0
+    size = [0, 0]
+    copied = _native_copy(value, 0, size)
+    if copied is _NOT_NATIVE:
+        return copied, 0
+    bound = _bound(size)
+    return copied, bound if bound <= floor else len(_serde.encode(copied))
+
+
+def _deep_copy(record: RunRecord, **detached: Any) -> RunRecord:
+    """``copy.deepcopy(record)``, deep-copying only the fields that are not immutable atoms
+    (nor given, already ``detached``)."""
     clone = object.__new__(type(record))
     fields = clone.__dict__
     for name, value in record.__dict__.items():
-        if type(value) in _SCALARS or isinstance(value, _ATOMS):
+        if name in detached:
+            fields[name] = detached[name]
+        elif type(value) in _SCALARS or isinstance(value, _ATOMS):
             fields[name] = value
         elif type(value) is dict and not value:
             fields[name] = {}
@@ -110,10 +188,19 @@ def _deep_copy(record: RunRecord) -> RunRecord:
 
 
 class InMemoryStore:
-    """A store kept in this process's memory (``memory://``)."""
+    """A store kept in this process's memory (``memory://``).
 
-    def __init__(self, url: str = "memory://") -> None:
+    Args:
+        url: ``memory://``, optionally with ``?max_payload_bytes=`` and ``?warn_payload_bytes=``.
+        payload_limits: how large a value's JSON may be (default: the URL's, else
+            ``$ORCHESTRATE_MAX_PAYLOAD_BYTES``, else 2 MiB), measured as a SQL store
+            would write it.
+    """
+
+    def __init__(self, url: str = "memory://", *, payload_limits: PayloadLimits | None = None) -> None:
         self.url = url
+        options = dict(parse_qsl(urlsplit(url).query))
+        self.payload_limits = PayloadLimits.resolve(payload_limits, options, where=f"store URL {url!r}")
         self._runs: dict[str, RunRecord] = {}
         self._steps: dict[str, dict[str, StepRecord]] = {}
         self._attempts: dict[str, dict[str, AttemptState]] = {}
@@ -135,24 +222,34 @@ class InMemoryStore:
         return SCHEMA_VERSION
 
     # helpers ----------------------------------------------------------------------------
-    @staticmethod
-    def _check_step(step: StepRecord) -> Any:
-        """Check the record as the SQL stores' serialisation does (same messages); return
-        its output detached from the caller's objects, as a SQL store would read it back."""
+    def _check_step(self, step: StepRecord) -> tuple[Any, Event | None]:
+        """Check the record as the SQL stores' serialisation does (same messages, same
+        payload limits); return its output detached from the caller's objects, as a SQL
+        store would read it back, and the ``payload_large`` event of a large one."""
         output = step.output
-        if type(output) in _SCALARS:
-            detached = output
-        elif _storable(output):  # a finite float, or a flat dict of scalars (a shallow copy detaches it)
-            detached = dict(output) if type(output) is dict else output
+        limits = self.payload_limits
+        if output is None:
+            detached, size = None, 0
         else:
-            detached = _native_copy(output, 0)
+            detached, size = _detach(output, limits.warn_bytes)
             if detached is _NOT_NATIVE:  # not JSON data: encoding says what is wrong, or converts it
-                detached = _serde.loads(_serde.dumps(output, what=f"output of step {step.step_key!r}"))
+                text = _serde.dumps(output, what=f"output of step {step.step_key!r}")
+                detached, size = _serde.loads(text), len(text)
         if not _storable(step.error):
             _serde.dumps(step.error, what=f"error of step {step.step_key!r}")
         if not _storable(step.meta):
             _serde.dumps(step.meta, what=f"metadata of step {step.step_key!r}")
-        return detached
+        return detached, None if size <= limits.warn_bytes else _limits.step_check(step, size, limits)
+
+    def _check_value(self, value: Any, what: str) -> tuple[Any, int]:
+        """``value`` detached as a SQL store would read it back, and its JSON size (exact over the warning size)."""
+        if value is None:
+            return None, 0
+        detached, size = _detach(value, self.payload_limits.warn_bytes)
+        if detached is _NOT_NATIVE:
+            text = _serde.dumps(value, what=what)
+            detached, size = _serde.loads(text), len(text)
+        return detached, size
 
     def _add_event(self, event: Event | None) -> None:
         if event is None:
@@ -173,11 +270,12 @@ class InMemoryStore:
         return run
 
     @staticmethod
-    def _apply(run: RunRecord, update: RunUpdate, now: float) -> None:
+    def _apply(run: RunRecord, update: RunUpdate, now: float, output: Any = None) -> None:
+        """Apply ``update``; ``output``: its output, detached (:meth:`_check_value`)."""
         run.status = update.status
         run.updated_at = now
-        if update.output is not None:
-            run.output = copy.deepcopy(update.output)
+        if output is not None:
+            run.output = output
         if update.error is not None:
             run.error = dict(update.error)
         run.wake_at = update.wake_at
@@ -192,11 +290,13 @@ class InMemoryStore:
         existing = self._runs.get(run.run_id)
         if existing is not None:
             return existing.copy()
-        if not _storable(run.input):
-            _serde.dumps(run.input, what=f"input of run {run.run_id}")
-        stored = _deep_copy(run)
+        limits = self.payload_limits
+        detached, size = self._check_value(run.input, f"input of run {run.run_id}")
+        large = None if size <= limits.warn_bytes else _limits.input_check(run, size, limits)
+        stored = _deep_copy(run, input=detached)
         self._runs[run.run_id] = stored
         self._add_event(event)
+        self._add_event(large)
         return stored.copy()
 
     async def get_run(self, run_id: str) -> RunRecord | None:
@@ -278,11 +378,13 @@ class InMemoryStore:
 
     async def update_run(self, run_id: str, *, fence: int, now: float, update: RunUpdate, event: Event | None) -> None:
         """Fenced transition."""
-        if not _storable(update.output):
-            _serde.dumps(update.output, what="run output")
+        limits = self.payload_limits
+        output, size = self._check_value(update.output, "run output")
+        large = None if size <= limits.warn_bytes else _limits.output_check(run_id, size, limits, now)
         run = self._fenced(run_id, fence)
-        self._apply(run, update, now)
+        self._apply(run, update, now, output)
         self._add_event(event)
+        self._add_event(large)
 
     async def cancel_run(self, run_id: str, *, now: float, reason: str) -> RunRecord:
         """Cancel a non-terminal run."""
@@ -400,9 +502,15 @@ class InMemoryStore:
         run_update: RunUpdate | None = None,
     ) -> StepRecord:
         """Insert-if-absent, fenced when ``fence`` is given."""
-        output = self._check_step(step)
-        if run_update is not None:
-            _serde.dumps(run_update.output, what="run output")
+        if fence is None:  # a signal, from outside the run
+            _limits.signal_depth(step)
+        output, large = self._check_step(step)
+        run_output = output
+        if run_update is not None and run_update.output is not step.output:
+            # (the final step's output is the run's, checked once)
+            run_output, size = self._check_value(run_update.output, "run output")
+            if size > self.payload_limits.warn_bytes:
+                large = _limits.output_check(step.run_id, size, self.payload_limits, now) or large
         run = self._fenced(step.run_id, fence) if fence is not None else None
         steps = self._steps.setdefault(step.run_id, {})
         existing = steps.get(step.step_key)
@@ -416,9 +524,10 @@ class InMemoryStore:
         if attempts:
             attempts.pop(step.step_key, None)
         self._add_event(event)
+        self._add_event(large)
         if run_update is not None:
             target = run or self._runs[step.run_id]
-            self._apply(target, run_update, now)
+            self._apply(target, run_update, now, run_output)
         return step
 
     async def get_steps(self, run_id: str) -> list[StepRecord]:
@@ -470,26 +579,33 @@ class InMemoryStore:
 
     async def cache_put(self, key: str, value: Any, *, now: float) -> None:
         """Replace."""
-        _serde.dumps(value, what=f"cached value {key!r}")
+        size = len(_serde.dumps(value, what=f"cached value {key!r}"))
+        if size > self.payload_limits.max_bytes:
+            _limits.cache_check(key, size, self.payload_limits)
         self._cache[key] = CacheEntry(key, copy.deepcopy(value), now)
 
     # reviews ------------------------------------------------------------------------------
-    @staticmethod
-    def _check_review(review: ReviewRecord) -> None:
+    def _check_review(self, review: ReviewRecord, *, report: bool) -> Event | None:
+        """Check the item as the SQL stores do; the ``payload_large`` event of a large payload (``report``)."""
+        _limits.review_depth(review)
         what = f"review {review.review_id!r}"
-        _serde.dumps(review.payload, what=f"payload of {what}")
+        size = 0 if review.payload is None else len(_serde.dumps(review.payload, what=f"payload of {what}"))
         _serde.dumps(review.decision, what=f"decision of {what}")
         _serde.dumps(review.approvals, what=f"approvals of {what}")
         _serde.dumps(review.meta, what=f"metadata of {what}")
+        if size <= self.payload_limits.warn_bytes:
+            return None
+        return _limits.review_check(review, size, self.payload_limits, report=report)
 
     async def create_review(self, review: ReviewRecord, *, event: Event | None = None) -> ReviewRecord:
         """Insert unless present."""
         existing = self._reviews.get(review.review_id)
         if existing is not None:
             return existing.copy()
-        self._check_review(review)
+        large = self._check_review(review, report=True)
         self._reviews[review.review_id] = review.copy()
         self._add_event(event)
+        self._add_event(large)
         return review.copy()
 
     async def get_review(self, review_id: str) -> ReviewRecord | None:
@@ -538,9 +654,10 @@ class InMemoryStore:
         signal: StepRecord | None = None,
     ) -> bool:
         """Compare-and-set on the version; with ``signal``, record it and wake the run too."""
-        self._check_review(review)
+        self._check_review(review, report=False)
         if signal is not None:
-            self._check_step(signal)
+            _limits.signal_depth(signal)
+        large = self._check_step(signal)[1] if signal is not None else None
         stored = self._reviews.get(review.review_id)
         if stored is None or stored.version != expected_version:
             return False
@@ -561,4 +678,5 @@ class InMemoryStore:
             await self.wake_run(signal.run_id, now=now)
         for event in events:
             self._add_event(copy.deepcopy(event))
+        self._add_event(large)
         return True

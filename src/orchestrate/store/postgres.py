@@ -31,10 +31,15 @@ changes, cancellation) recognise their own earlier commit when an acknowledgemen
 lost. A claim whose acknowledgement was lost is not retried: that run waits for its
 lease to expire.
 
+**Payload limits.** A value whose JSON is over the store's
+:class:`~orchestrate.store.PayloadLimits` is refused before it is sent
+(:class:`~orchestrate.errors.PayloadTooLargeError`, never retried).
+
 URL options (removed before connecting; the rest goes to libpq):
 ``schema`` (default: the server's search path), ``clock`` (``database``/``caller``),
 ``migrate`` (``true``/``false``), ``pool_min``, ``pool_max``, ``retry_seconds``,
-``prepare_threshold`` (``none`` behind a transaction-pooling PgBouncer).
+``prepare_threshold`` (``none`` behind a transaction-pooling PgBouncer),
+``max_payload_bytes``, ``warn_payload_bytes``.
 """
 
 from __future__ import annotations
@@ -59,11 +64,13 @@ from orchestrate.errors import (
     RunNotFoundError,
     RunStateError,
     SchemaVersionError,
+    SerializationError,
     StoreError,
 )
 from orchestrate.observe import get_logger
+from orchestrate.store import _limits, _sql
 from orchestrate.store import _pg_sql as q
-from orchestrate.store import _sql
+from orchestrate.store._limits import PayloadLimits
 from orchestrate.store._pg_batch import Batcher, BatchError
 from orchestrate.store.base import (
     SCHEMA_VERSION,
@@ -135,6 +142,9 @@ class PostgresStore:
         min_connections: connections the pool keeps open.
         max_connections: the pool's ceiling; size it to the worker's concurrency plus two.
         retry_seconds: how long transient failures (a restart, a failover) are retried.
+        payload_limits: how large a value's JSON may be (default: the URL's
+            ``max_payload_bytes``/``warn_payload_bytes``, else ``$ORCHESTRATE_MAX_PAYLOAD_BYTES``,
+            else 2 MiB).
     """
 
     def __init__(
@@ -147,6 +157,7 @@ class PostgresStore:
         min_connections: int | None = None,
         max_connections: int | None = None,
         retry_seconds: float | None = None,
+        payload_limits: PayloadLimits | None = None,
     ) -> None:
         self.url = url
         parts = urlsplit(url)
@@ -162,6 +173,7 @@ class PostgresStore:
         if self.clock not in ("database", "caller"):
             raise InvalidInputError(f"PostgreSQL URL {url!r}: clock must be 'database' or 'caller'")
         self.migrate = migrate if migrate is not None else _flag(url, "migrate", ours.get("migrate", "true"))
+        self.payload_limits = PayloadLimits.resolve(payload_limits, ours, where=f"PostgreSQL URL {url!r}")
         try:
             self.min_connections = min_connections or int(ours.get("pool_min", "1"))
             self.max_connections = max_connections or int(ours.get("pool_max", "10"))
@@ -216,6 +228,10 @@ class PostgresStore:
                 return result
             except OrchestrateError:
                 raise
+            except psycopg.errors.ProgramLimitExceeded as exc:
+                # A value over what the server takes (a text over 1 GB, an index row too
+                # long): sending it again would be refused again, after as much work.
+                raise SerializationError(f"{self._describe()}: {name} failed: {exc}".strip()) from exc
             except _TRANSIENT as exc:
                 if not retry or loop.time() + delay > deadline:
                     raise StoreError(f"{self._describe()}: {name} failed: {exc}") from exc
@@ -380,6 +396,7 @@ class PostgresStore:
     async def create_run(self, run: RunRecord, *, event: Event | None = None) -> RunRecord:
         """Insert unless present; return the stored run."""
         params = _sql.run_params(run)
+        large = _sql.input_size(run, params[4], self.payload_limits)
         sql = q.create_run(event is not None)
         args = (*params, *(_sql.event_params(event) if event else ()))
 
@@ -390,7 +407,10 @@ class PostgresStore:
             assert row is not None, "a conflicting run cannot vanish"
             return _sql.run_from_row(row)
 
-        return await self._run("create_run", op)
+        created = await self._run("create_run", op)
+        if large is not None and created.fence == run.fence and created.created_at == run.created_at:
+            await self.append_event(large)  # rare: a second statement rather than another shape of the first
+        return created
 
     async def get_run(self, run_id: str) -> RunRecord | None:
         """The run or ``None``."""
@@ -447,6 +467,7 @@ class PostgresStore:
     async def update_run(self, run_id: str, *, fence: int, now: float, update: RunUpdate, event: Event | None) -> None:
         """Fenced transition, with its event, in one statement."""
         sql, params = q.update_run(run_id, fence, now, update, event)
+        large = _sql.output_size(run_id, params[1], self.payload_limits, now)
 
         async def op(conn: Conn, attempt: int) -> None:
             row = await (await _cursor(conn).execute(sql, params)).fetchone()
@@ -463,6 +484,8 @@ class PostgresStore:
             )
 
         await self._run("update_run", op)
+        if large is not None:
+            await self.append_event(large)
 
     async def cancel_run(self, run_id: str, *, now: float, reason: str) -> RunRecord:
         """Cancel a non-terminal run (bumps the fence)."""
@@ -505,7 +528,14 @@ class PostgresStore:
         retry progress, as a bare fenced insert); only when it inserts nothing does the
         full statement follow, to say why (the step exists, or the fence does not hold).
         """
+        if fence is None:  # a signal, from outside the run
+            _limits.signal_depth(step)
         counted = True
+        large = None
+        run_output = None
+        if run_update is not None and run_update.output is not None and run_update.output is not step.output:
+            run_output = _sql.to_json(run_update.output, "run output")
+            large = _sql.output_size(step.run_id, run_output, self.payload_limits, now)
         if event is None and run_update is None:
             if step.attempts == 1:
                 sql, params, own = q.record_step_plain(step, fence)
@@ -513,7 +543,26 @@ class PostgresStore:
                 counted = False
                 sql, params, own = q.record_step(step, fence, now, event, run_update)
         else:
-            sql, params, own = q.record_step(step, fence, now, event, run_update, counted=True)
+            sql, params, own = q.record_step(step, fence, now, event, run_update, counted=True, run_output=run_output)
+        large = _sql.step_size(step, own[4], self.payload_limits) or large  # refused here, before sending
+        written = await self._insert_step(step, fence, now, event, run_update, run_output, (sql, params, own), counted)
+        if large is not None and written is step:
+            await self.append_event(large)  # rare: a second statement rather than another shape of the first
+        return written
+
+    async def _insert_step(
+        self,
+        step: StepRecord,
+        fence: int | None,
+        now: float,
+        event: Event | None,
+        run_update: RunUpdate | None,
+        run_output: str | None,
+        statement: tuple[str, tuple[Any, ...], tuple[Any, ...]],
+        counted: bool,
+    ) -> StepRecord:
+        """Send a step record's statement (see :meth:`record_step`); the stored record."""
+        sql, params, own = statement
         try:
             row = await self._steps.submit(sql, params, order=step.run_id)
         except BatchError:
@@ -526,7 +575,7 @@ class PostgresStore:
                 return step  # inserted under the fence
             ours = False  # nothing inserted: the full statement below says why
         if counted:
-            sql, params, _ = q.record_step(step, fence, now, event, run_update)
+            sql, params, _ = q.record_step(step, fence, now, event, run_update, run_output=run_output)
 
         async def op(conn: Conn, attempt: int) -> StepRecord:
             if ours or attempt > 1:
@@ -626,18 +675,23 @@ class PostgresStore:
 
     async def cache_put(self, key: str, value: Any, *, now: float) -> None:
         """Replace."""
-        await self._execute("cache_put", q.CACHE_PUT, (key, _sql.to_json(value, f"cached value {key!r}"), now))
+        text = _sql.to_json(value, f"cached value {key!r}")
+        _sql.cache_size(key, text, self.payload_limits)
+        await self._execute("cache_put", q.CACHE_PUT, (key, text, now))
 
     # reviews ----------------------------------------------------------------------------
     async def create_review(self, review: ReviewRecord, *, event: Event | None = None) -> ReviewRecord:
         """Insert unless present; return the stored item."""
+        _limits.review_depth(review)
         params = _sql.review_params(review)
-        ev = _sql.event_params(event) if event else None
+        large = _sql.review_size(review, params[7], self.payload_limits, report=True)
+        evs = [_sql.event_params(e) for e in (event, large) if e is not None]
 
         async def op(conn: Conn, _attempt: int) -> ReviewRecord:
             async with conn.transaction():
-                if (await conn.execute(q.INSERT_REVIEW, params)).rowcount and ev:
-                    await conn.execute(q.INSERT_EVENT, ev)
+                if (await conn.execute(q.INSERT_REVIEW, params)).rowcount:
+                    for ev in evs:
+                        await conn.execute(q.INSERT_EVENT, ev)
                 row = await (await conn.execute(q.SELECT_REVIEW, (review.review_id,))).fetchone()
             assert row is not None
             return _sql.review_from_row(row)
@@ -677,9 +731,17 @@ class PostgresStore:
         signal: StepRecord | None = None,
     ) -> bool:
         """Compare-and-set on the version; with ``signal``, record it and wake the run too."""
+        _limits.review_depth(review)
+        if signal is not None:
+            _limits.signal_depth(signal)
         params = _sql.review_update_params(review, expected_version=expected_version, now=now)
+        _sql.review_size(review, params[1], self.payload_limits, report=False)
         evs = [_sql.event_params(e) for e in events]
         step = _sql.step_params(signal) if signal is not None else None
+        if signal is not None and step is not None:
+            large = _sql.step_size(signal, step[4], self.payload_limits)
+            if large is not None:
+                evs.append(_sql.event_params(large))
 
         async def op(conn: Conn, attempt: int) -> bool:
             async with conn.transaction() as tx:

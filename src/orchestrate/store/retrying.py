@@ -8,7 +8,9 @@ fenced status change that already happened is refused with ``LeaseLostError``, w
 engine answers by reading the run's state.
 
 Only plain :class:`~orchestrate.errors.StoreError` is retried: its subclasses
-(``LeaseLostError``, ``SchemaVersionError``) and domain errors are answers, not failures.
+(``LeaseLostError``, ``SchemaVersionError``) and domain errors are answers, not failures;
+a value refused before it was sent (``PayloadTooLargeError``, ``SerializationError``)
+would be refused again.
 """
 
 from __future__ import annotations

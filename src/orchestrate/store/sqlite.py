@@ -40,7 +40,8 @@ from orchestrate.errors import (
     SchemaVersionError,
     StoreError,
 )
-from orchestrate.store import _sql
+from orchestrate.store import _limits, _sql
+from orchestrate.store._limits import PayloadLimits
 from orchestrate.store.base import (
     SCHEMA_VERSION,
     AttemptState,
@@ -121,12 +122,25 @@ class SQLiteStore:
     """A store in one SQLite file, safe for several processes on one machine.
 
     With ``create=False``, :meth:`open` refuses a file that does not exist rather than
-    create an empty one (and its directory).
+    create an empty one (and its directory). ``payload_limits`` bounds the JSON of the
+    values it writes (default: ``?max_payload_bytes=`` and ``?warn_payload_bytes=`` in the
+    URL, else ``$ORCHESTRATE_MAX_PAYLOAD_BYTES``, else 2 MiB; see
+    :class:`~orchestrate.store.PayloadLimits`).
     """
 
-    def __init__(self, url: str, *, busy_timeout_ms: int = 30_000, max_batch: int = 512, create: bool = True) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        busy_timeout_ms: int = 30_000,
+        max_batch: int = 512,
+        create: bool = True,
+        payload_limits: PayloadLimits | None = None,
+    ) -> None:
         self.url = url
         self.path, self.synchronous = parse_url(url)
+        options = {k: v[-1] for k, v in parse_qs(urlsplit(url).query).items()}
+        self.payload_limits = PayloadLimits.resolve(payload_limits, options, where=f"sqlite URL {url!r}")
         self.create = create  # False: a missing file is an error, not a new empty store
         self._busy_timeout_ms = busy_timeout_ms
         self._max_batch = max_batch
@@ -362,11 +376,12 @@ class SQLiteStore:
     async def create_run(self, run: RunRecord, *, event: Event | None = None) -> RunRecord:
         """Insert unless present; return the stored run."""
         params = _sql.run_params(run)
-        ev = _sql.event_params(event) if event else None
+        large = _sql.input_size(run, params[4], self.payload_limits)
+        evs = [_sql.event_params(e) for e in (event, large) if e is not None]
 
         def op(cur: sqlite3.Cursor) -> RunRecord:
             if cur.execute(_sql.INSERT_RUN, params).rowcount:
-                if ev:
+                for ev in evs:
                     cur.execute(_sql.INSERT_EVENT, ev)
                 return run  # stored as given: reading it back would tell nothing new
             return _sql.run_from_row(cur.execute(_sql.SELECT_RUN, (run.run_id,)).fetchone())
@@ -453,12 +468,13 @@ class SQLiteStore:
     async def update_run(self, run_id: str, *, fence: int, now: float, update: RunUpdate, event: Event | None) -> None:
         """Fenced transition."""
         sql, params = _update_sql(run_id, fence, now, update)
-        ev = _sql.event_params(event) if event else None
+        large = _sql.output_size(run_id, params[1], self.payload_limits, now)
+        evs = [_sql.event_params(e) for e in (event, large) if e is not None]
 
         def op(cur: sqlite3.Cursor) -> None:
             if not cur.execute(sql, params).rowcount:
                 _raise_fence(cur, run_id, fence)
-            if ev:
+            for ev in evs:
                 cur.execute(_sql.INSERT_EVENT, ev)
 
         await self._call(op, run=run_id)
@@ -586,14 +602,14 @@ class SQLiteStore:
         event: Event | None = None,
         run_update: RunUpdate | None = None,
     ) -> StepRecord:
-        """Insert-if-absent, fenced."""
-        ev = _sql.event_params(event) if event else None
-        update = _update_sql(step.run_id, fence, now, run_update) if run_update else None
+        """Insert-if-absent, fenced; a value over the payload limit is refused before anything is written."""
+        if fence is None:  # a signal, from outside the run
+            _limits.signal_depth(step)
         alone: _Alone | None = None
         if (
             fence is not None
-            and ev is None
-            and update is None
+            and event is None
+            and run_update is None
             and step.attempts == 1
             and step.status is StepStatus.SUCCEEDED
             and step.error is None
@@ -605,11 +621,21 @@ class SQLiteStore:
             insert = (_FENCED_INSERT_PLAIN_STEP, (*plain, step.input_hash, meta, fence))
         else:
             params = _sql.step_params(step)
+            output = params[4]
             if fence is None:
                 insert = (_sql.INSERT_STEP, params)
             else:
                 insert = (_FENCED_INSERT_STEP, (*params, step.run_id, fence))
-        if ev is None and update is None and step.attempts == 1:
+        large = _sql.step_size(step, output, self.payload_limits)
+        update = None
+        if run_update is not None:
+            # The final step's output is the run's: its text is checked and encoded once.
+            same = run_update.output is step.output and output is not None
+            update = _update_sql(step.run_id, fence, now, run_update, output if same else None)
+            if not same:
+                large = _sql.output_size(step.run_id, update[1][1], self.payload_limits, now) or large
+        evs = [_sql.event_params(e) for e in (event, large) if e is not None]
+        if not evs and update is None and step.attempts == 1:
             alone = (*insert, step)  # no event, no run update: one insert, committed on its own
 
         def op(cur: sqlite3.Cursor) -> StepRecord:
@@ -623,7 +649,7 @@ class SQLiteStore:
                 return _sql.step_from_row(row)
             if step.attempts != 1:  # retry progress is saved only after a failed attempt
                 cur.execute(_sql.DELETE_ATTEMPTS, (step.run_id, step.step_key))
-            if ev:
+            for ev in evs:
                 cur.execute(_sql.INSERT_EVENT, ev)
             if update:
                 cur.execute(*update)
@@ -708,17 +734,21 @@ class SQLiteStore:
     async def cache_put(self, key: str, value: Any, *, now: float) -> None:
         """Replace."""
         params = (key, _sql.to_json(value, f"cached value {key!r}"), now)
+        _sql.cache_size(key, params[1], self.payload_limits)
         await self._call(lambda cur: cur.execute(_sql.CACHE_PUT, params))
 
     # reviews ----------------------------------------------------------------------------
     async def create_review(self, review: ReviewRecord, *, event: Event | None = None) -> ReviewRecord:
         """Insert unless present; return the stored item."""
+        _limits.review_depth(review)
         params = _sql.review_params(review)
-        ev = _sql.event_params(event) if event else None
+        large = _sql.review_size(review, params[7], self.payload_limits, report=True)
+        evs = [_sql.event_params(e) for e in (event, large) if e is not None]
 
         def op(cur: sqlite3.Cursor) -> ReviewRecord:
-            if cur.execute(_sql.INSERT_REVIEW, params).rowcount and ev:
-                cur.execute(_sql.INSERT_EVENT, ev)
+            if cur.execute(_sql.INSERT_REVIEW, params).rowcount:
+                for ev in evs:
+                    cur.execute(_sql.INSERT_EVENT, ev)
             return _sql.review_from_row(cur.execute(_sql.SELECT_REVIEW, (review.review_id,)).fetchone())
 
         result: ReviewRecord = await self._call(op)
@@ -774,9 +804,17 @@ class SQLiteStore:
         signal: StepRecord | None = None,
     ) -> bool:
         """Compare-and-set on the version; with ``signal``, record it and wake the run too."""
+        _limits.review_depth(review)
+        if signal is not None:
+            _limits.signal_depth(signal)
         params = _sql.review_update_params(review, expected_version=expected_version, now=now)
+        _sql.review_size(review, params[1], self.payload_limits, report=False)
         evs = [_sql.event_params(e) for e in events]
         step = _sql.step_params(signal) if signal is not None else None
+        if signal is not None and step is not None:
+            large = _sql.step_size(signal, step[4], self.payload_limits)
+            if large is not None:
+                evs.append(_sql.event_params(large))
 
         def op(cur: sqlite3.Cursor) -> bool:
             if not cur.execute(_sql.UPDATE_REVIEW, params).rowcount:
@@ -836,11 +874,14 @@ def _raise_fence(cur: sqlite3.Cursor, run_id: str, fence: int) -> None:
     raise StoreError(f"run {run_id!r}: update matched no row")  # pragma: no cover - defensive
 
 
-def _update_sql(run_id: str, fence: int | None, now: float, update: RunUpdate) -> tuple[str, tuple[Any, ...]]:
+def _update_sql(
+    run_id: str, fence: int | None, now: float, update: RunUpdate, output: str | None = None
+) -> tuple[str, tuple[Any, ...]]:
+    """The statement of ``update`` and its parameters; ``output``: the output's JSON, when known."""
     sql = _sql.UPDATE_RUN + (_sql.RELEASE if update.release else "")
     params: tuple[Any, ...] = (
         update.status._value_,
-        _sql.to_json(update.output, "run output"),
+        output if output is not None else _sql.to_json(update.output, "run output"),
         _sql.to_json(update.error, "run error"),
         update.wake_at,
         update.wait_reason,
