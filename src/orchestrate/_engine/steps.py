@@ -11,6 +11,7 @@ from orchestrate._engine.context import RunContext, StepSpec, _Args
 from orchestrate.errors import (
     DeadlineExceededError,
     NonDeterminismError,
+    PayloadTooLargeError,
     StepFailedError,
     StepTimeoutError,
     error_info,
@@ -168,20 +169,23 @@ async def _execute_with_policy(ctx: RunContext, spec: StepSpec, value: Any, key:
             meta: dict[str, Any] = {"cached": True, "latency_ms": 0.0}
             if type_name is not None:
                 meta[_codec.TYPE_KEY] = type_name
-            return await ctx.record(
-                StepRecord(
-                    ctx.run_id,
-                    key,
-                    spec.name,
-                    StepStatus.SUCCEEDED,
-                    cached,
-                    attempts=0,
-                    started_at=now,
-                    finished_at=now,
-                    input_hash=hashed,
-                    meta=meta,
+            try:
+                return await ctx.record(
+                    StepRecord(
+                        ctx.run_id,
+                        key,
+                        spec.name,
+                        StepStatus.SUCCEEDED,
+                        cached,
+                        attempts=0,
+                        started_at=now,
+                        finished_at=now,
+                        input_hash=hashed,
+                        meta=meta,
+                    )
                 )
-            )
+            except PayloadTooLargeError:
+                pass  # cached under a higher payload limit: run the step, as on a miss
     if not policy.max_concurrency:
         return await _attempts(ctx, spec, value, key, hashed, cache_key)
     async with engine.step_semaphore(ctx.workflow, spec):
@@ -291,8 +295,6 @@ async def _attempts(
         stored, handed, type_name = spec.codec.settle(output, f"step {key!r}")
         if type_name is not None:
             meta[_codec.TYPE_KEY] = type_name
-        if cache_key is not None and route is None:
-            await engine.store.cache_put(cache_key, spec.codec.to_cache(stored, type_name), now=finished)
         record = StepRecord(
             ctx.run_id,
             key,
@@ -307,7 +309,19 @@ async def _attempts(
             meta=meta,
         )
         event = Event(ctx.run_id, "step_routed", finished, key, {"target": route}) if route else None
-        written = await ctx.record(record, event=event)
+        try:
+            if cache_key is not None and route is None:
+                await engine.store.cache_put(cache_key, spec.codec.to_cache(stored, type_name), now=finished)
+            written = await ctx.record(record, event=event)
+        except PayloadTooLargeError as exc:
+            # Too large to store: the step failed, and another attempt would return as much.
+            # (Without its traceback, whose frames hold the value and its JSON.)
+            last_error = exc.with_traceback(None)
+            last_info = error_info(last_error)
+            attempt_log.append(
+                {"attempt": attempt, "error": last_info["name"], "ms": round((finished - started) * 1000, 3)}
+            )
+            break
         if handed is not stored and written is record:
             ctx.handed[key] = (record, handed)
         if ctx.log_info:
@@ -408,7 +422,11 @@ async def _fallbacks(
         data = {"fallback": fallback.label, "reason": meta["fallback_reason"], "error": info}
         if fallback.flag:
             data["flag"] = fallback.flag
-        stored = await ctx.record(record, event=Event(ctx.run_id, "step_fallback", finished, key, data))
+        try:
+            stored = await ctx.record(record, event=Event(ctx.run_id, "step_fallback", finished, key, data))
+        except PayloadTooLargeError as exc:
+            tried.append({"fallback": fallback.label, "error": f"{type(exc).__qualname__}: {exc}"})
+            continue
         if handed is not output and stored is record:
             ctx.handed[key] = (record, handed)
         engine.log.warning(
