@@ -2,9 +2,10 @@
 
 Policies are frozen dataclasses that validate themselves when built and *return
 decisions* (``Retry.next_delay(attempt, error)``) without doing any I/O, so they are
-testable on their own and usable from Python now and from YAML later. Shorthands are
-accepted where a step is declared (``retry=3``, ``timeout=30``) and normalised in one
-place: :func:`StepPolicy.build`.
+testable on their own and usable from Python and from YAML (:mod:`orchestrate.yaml`).
+Shorthands are accepted where a step is declared (``retry=3``, ``timeout=30``) and
+normalised in one place: :func:`StepPolicy.build`. Durations are read in one place too,
+:func:`to_seconds`: seconds, a ``timedelta``, or a text such as ``"30s"`` or ``"1h30m"``.
 """
 
 from __future__ import annotations
@@ -22,28 +23,119 @@ from typing import Any, Literal
 
 from orchestrate.errors import DefinitionError, NonRetryableError
 
-Seconds = float | int | timedelta
+Seconds = float | int | timedelta | str
+"""A duration: seconds (``30``, ``0.25``), a ``timedelta``, or a text such as ``"30s"``,
+``"5m"``, ``"1h30m"``, ``"250ms"`` or ``"2d"`` (see :func:`parse_duration`)."""
+
+# One number and its unit, largest unit first; "m" is minutes, never months.
+_DURATION_PART = re.compile(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*(ms|d|h|m|s)")
+_UNIT_SECONDS: dict[str, tuple[float, float]] = {  # unit -> (multiplier, divisor): 250ms is 250 / 1000
+    "d": (86400.0, 1.0),
+    "h": (3600.0, 1.0),
+    "m": (60.0, 1.0),
+    "s": (1.0, 1.0),
+    "ms": (1.0, 1000.0),
+}
+_UNIT_ORDER = ("d", "h", "m", "s", "ms")
+_DURATION_HINT = "a duration such as '30s', '5m', '1h30m', '250ms' or '2d'"
+_NUMBER_TEXT = re.compile(r"\s*[-+]?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?\s*")
+
+
+def parse_duration(text: str, *, what: str = "duration") -> float:
+    """Seconds in a human duration: ``"30s"``, ``"5m"``, ``"1h30m"``, ``"250ms"``, ``"2d"``.
+
+    Units are ``d``, ``h``, ``m`` (minutes), ``s`` and ``ms``, each at most once and
+    largest first; numbers may have decimals (``"1.5h"``) and parts may be separated
+    by spaces (``"1h 30m"``). Zero (``"0s"``) parses; whether it is allowed is the
+    caller's business (:func:`to_seconds` refuses it).
+
+    Raises:
+        DefinitionError: the text is not such a duration (a bare number needs a unit;
+            a sign, ``nan`` or ``inf`` are refused), naming ``what``.
+    """
+    if not isinstance(text, str):
+        raise DefinitionError(f"{what} must be {_DURATION_HINT}, got {text!r}")
+    stripped = text.strip()
+    if stripped.startswith("-") and (_parses(stripped[1:]) or _NUMBER_TEXT.fullmatch(stripped[1:])):
+        raise DefinitionError(f"{what} must be positive, got {text!r}")
+    if _NUMBER_TEXT.fullmatch(text):
+        raise DefinitionError(f"{what} must be {_DURATION_HINT}, got {text!r}; add a unit, e.g. '{stripped}s'")
+    seconds = 0.0
+    position, last = 0, -1
+    while position < len(text) and text[position:].strip():
+        found = _DURATION_PART.match(text, position)
+        if found is None:
+            raise DefinitionError(f"{what} must be {_DURATION_HINT}, got {text!r}")
+        number, unit = found.groups()
+        rank = _UNIT_ORDER.index(unit)
+        if rank <= last:
+            raise DefinitionError(f"{what} must be {_DURATION_HINT} (each unit once, largest first), got {text!r}")
+        multiplier, divisor = _UNIT_SECONDS[unit]
+        seconds += float(number) * multiplier / divisor
+        position, last = found.end(), rank
+    if last < 0:
+        raise DefinitionError(f"{what} must be {_DURATION_HINT}, got {text!r}")
+    return seconds
+
+
+def _parses(text: str) -> bool:
+    try:
+        parse_duration(text)
+    except DefinitionError:
+        return False
+    return True
 
 
 def to_seconds(value: Seconds | None, *, what: str) -> float | None:
-    """Normalise a duration given as seconds or ``timedelta``; ``None`` stays ``None``.
+    """Normalise a duration given as seconds, a ``timedelta`` or a text (``"1h30m"``); ``None`` stays ``None``.
+
+    This is the one place where durations are read: step and run timeouts, cache TTLs,
+    fallback ages, review SLAs and escalations all accept the same forms.
 
     Raises:
-        DefinitionError: not a number of seconds, not finite (``nan``, ``inf``), or not > 0.
+        DefinitionError: not a duration, not finite (``nan``, ``inf``), or not > 0.
     """
     if value is None:
         return None
     if isinstance(value, timedelta):
         seconds = value.total_seconds()
+    elif isinstance(value, str):
+        try:
+            seconds = parse_duration(value, what=what)
+        except DefinitionError as exc:
+            if " must be positive" in str(exc):
+                raise
+            raise DefinitionError(
+                f"{what} must be seconds or a timedelta (or {_DURATION_HINT}), got {value!r}"
+                + ("; add a unit, e.g. " + repr(value.strip() + "s") if _NUMBER_TEXT.fullmatch(value) else "")
+            ) from None
     elif isinstance(value, bool) or not isinstance(value, int | float):
-        raise DefinitionError(f"{what} must be seconds or a timedelta, got {value!r}")
+        raise DefinitionError(f"{what} must be seconds or a timedelta (or {_DURATION_HINT}), got {value!r}")
     else:
         seconds = _as_float(value)
     if not math.isfinite(seconds):
         raise DefinitionError(f"{what} must be a finite number of seconds > 0, got {value!r}")
     if seconds <= 0:
-        raise DefinitionError(f"{what} must be positive, got {seconds!r}")
+        raise DefinitionError(f"{what} must be positive, got {value if isinstance(value, str) else seconds!r}")
     return seconds
+
+
+def _delay(value: Any, what: str) -> Any:
+    """A retry delay given as a text or a ``timedelta``, as seconds; numbers stay as given.
+
+    Numbers are left as they are (``1`` stays an ``int``) so that a definition's version
+    fingerprint does not change; :func:`_number` checks them afterwards.
+    """
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    if isinstance(value, str):
+        if _NUMBER_TEXT.fullmatch(value):
+            raise DefinitionError(f"{what} must be a number of seconds, got {value!r}")
+        try:
+            return parse_duration(value, what=what)
+        except DefinitionError:
+            raise DefinitionError(f"{what} must be a number of seconds or {_DURATION_HINT}, got {value!r}") from None
+    return value
 
 
 def _as_float(value: int | float) -> float:
@@ -96,6 +188,26 @@ class Retry:
     jitter: float = 0.2
     retry_on: tuple[type[BaseException], ...] = (Exception,)
     give_up_on: tuple[type[BaseException], ...] = ()
+
+    def __init__(
+        self,
+        max_attempts: int | None = 3,
+        initial_delay: Seconds = 1.0,
+        backoff: float = 2.0,
+        max_delay: Seconds | None = None,
+        jitter: float = 0.2,
+        retry_on: tuple[type[BaseException], ...] = (Exception,),
+        give_up_on: tuple[type[BaseException], ...] = (),
+    ) -> None:
+        # Delays may be texts ("500ms", "1m") or timedeltas; they are kept as seconds.
+        object.__setattr__(self, "max_attempts", max_attempts)
+        object.__setattr__(self, "initial_delay", _delay(initial_delay, "Retry.initial_delay"))
+        object.__setattr__(self, "backoff", backoff)
+        object.__setattr__(self, "max_delay", _delay(max_delay, "Retry.max_delay"))
+        object.__setattr__(self, "jitter", jitter)
+        object.__setattr__(self, "retry_on", retry_on)
+        object.__setattr__(self, "give_up_on", give_up_on)
+        self.__post_init__()
 
     def __post_init__(self) -> None:
         attempts = self.max_attempts
@@ -168,9 +280,9 @@ NO_RETRY = Retry(max_attempts=1)
 def ExponentialBackoff(  # noqa: N802 - reads as a policy name, as in the seeds
     max_attempts: int | None = 3,
     *,
-    initial_delay: float = 1.0,
+    initial_delay: Seconds = 1.0,
     backoff: float = 2.0,
-    max_delay: float | None = None,
+    max_delay: Seconds | None = None,
     jitter: float = 0.2,
     retry_on: tuple[type[BaseException], ...] = (Exception,),
     give_up_on: tuple[type[BaseException], ...] = (),
@@ -182,7 +294,7 @@ def ExponentialBackoff(  # noqa: N802 - reads as a policy name, as in the seeds
 def FixedRetry(  # noqa: N802 - reads as a policy name, as in the seeds
     attempts: int | None = 3,
     *,
-    delay: float = 1.0,
+    delay: Seconds = 1.0,
     jitter: float = 0.0,
     retry_on: tuple[type[BaseException], ...] = (Exception,),
     give_up_on: tuple[type[BaseException], ...] = (),
@@ -203,9 +315,9 @@ class Timeout:
     attempt: float | None = None
     total: float | None = None
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "attempt", to_seconds(self.attempt, what="Timeout.attempt"))
-        object.__setattr__(self, "total", to_seconds(self.total, what="Timeout.total"))
+    def __init__(self, attempt: Seconds | None = None, total: Seconds | None = None) -> None:
+        object.__setattr__(self, "attempt", to_seconds(attempt, what="Timeout.attempt"))
+        object.__setattr__(self, "total", to_seconds(total, what="Timeout.total"))
 
 
 FallbackKind = Literal["cached", "call", "value", "skip", "route"]
@@ -293,10 +405,10 @@ class Cache:
 
     ttl: float
 
-    def __post_init__(self) -> None:
-        if self.ttl is None:
+    def __init__(self, ttl: Seconds) -> None:
+        if ttl is None:
             raise DefinitionError("Cache.ttl must be seconds or a timedelta, got None; leave cache= out for no cache")
-        object.__setattr__(self, "ttl", to_seconds(self.ttl, what="Cache.ttl"))
+        object.__setattr__(self, "ttl", to_seconds(ttl, what="Cache.ttl"))
 
 
 Isolation = Literal["thread", "process", "inline"]
