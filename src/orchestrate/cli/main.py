@@ -34,10 +34,11 @@ from orchestrate.cli._common import (
     with_client,
 )
 from orchestrate.cli.dlq import dlq
-from orchestrate.cli.loading import JSON_VALUE, canonical_target, load_workflow
+from orchestrate.cli.loading import JSON_VALUE
 from orchestrate.cli.reviews import reviews
 from orchestrate.cli.runs import drive_and_show, print_next_steps, runs
 from orchestrate.cli.timeline import render_timeline
+from orchestrate.cli.yaml_commands import COMMANDS, canonical, load_target
 from orchestrate.client import Client, RunDetail
 from orchestrate.errors import OrchestrateError
 from orchestrate.workflow import AnyWorkflow
@@ -97,6 +98,8 @@ def cli(ctx: click.Context) -> None:
 cli.add_command(runs)
 cli.add_command(dlq)
 cli.add_command(reviews)
+for _command in COMMANDS:  # validate, graph, schema
+    cli.add_command(_command)
 
 
 def main() -> None:
@@ -130,7 +133,7 @@ def main() -> None:
 def run_command(
     target: str, input_: Any, store: str, detach: bool, run_id: str | None, queue: str | None, log_level: str
 ) -> int:
-    """Run the workflow TARGET (path/to/file.py:NAME or package.module:NAME).
+    """Run the workflow TARGET (FILE.yaml, path/to/file.py:NAME or package.module:NAME).
 
     Runs in this process until the run ends or waits for a person, then prints its
     timeline. With --detach, prints the new run's id and leaves it to `orchestrate
@@ -140,8 +143,8 @@ def run_command(
     if queue is not None and not detach:
         raise click.UsageError("--queue needs --detach: without it the run is driven in this process")
     setup_logging(log_level)
-    wf = load_workflow(target)
-    options = {"target": canonical_target(target)}
+    wf = load_target(target)
+    options = {"target": canonical(target)}
 
     if detach:
 
@@ -270,7 +273,7 @@ def worker_command(
     from its last recorded step.
     """
     setup_logging(log_level)
-    workflows = [load_workflow(app) for app in apps]
+    workflows = [load_target(app) for app in apps]
     try:
         driven = run_async(
             _work(
