@@ -45,9 +45,10 @@ and live in the private engine.
 
 from __future__ import annotations
 
-import re
 import traceback
 from typing import Any
+
+from orchestrate import _redact
 
 
 class OrchestrateError(Exception):
@@ -276,23 +277,15 @@ class LeaseLostError(StoreError):
 TRACEBACK_CHARS = 4000
 """Most characters of a traceback kept with a failed attempt (the innermost frames)."""
 
-# Credentials that commonly appear in error texts: bearer tokens, provider keys, and the
-# values of secret-looking fields. Replaced before anything is stored or logged.
-_SECRET_PATTERNS = (
-    re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]{8,}"),
-    re.compile(r"\b(sk|pk|rk)-[A-Za-z0-9_-]{16,}"),
-    re.compile(r"(?i)((?:api[_-]?key|access[_-]?token|secret|password|passwd)[\"']?\s*[:=]\s*[\"']?)[^\s\"',;&]{4,}"),
-)
-
 
 def redact_text(text: str) -> str:
-    """``text`` with bearer tokens, provider keys and secret-looking field values replaced."""
-    for pattern in _SECRET_PATTERNS:
-        if pattern.groups:
-            text = pattern.sub(lambda m: f"{m.group(1)}[REDACTED]" if m.group(1) else "[REDACTED]", text)
-        else:
-            text = pattern.sub("[REDACTED]", text)
-    return text
+    """``text`` with every ``Secret`` value of this process and common credential formats masked.
+
+    Formats: ``sk-…`` and other provider keys, AWS, GitHub and Slack tokens, bearer
+    tokens, JWTs, ``api_key=``/``token=``/``password=`` values, a URL's password. Applied
+    to every error message and traceback before it is stored or logged.
+    """
+    return _redact.redact(text)
 
 
 def format_traceback(exc: BaseException) -> str:

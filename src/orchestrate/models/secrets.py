@@ -2,8 +2,12 @@
 
 An API key or a tool credential is held in a :class:`Secret`: its ``repr`` and ``str``
 are masked, and only :meth:`Secret.reveal` gives the value, at the point of use (the
-HTTP client, the tool call). A :class:`Redactor` scrubs known secret values out of any
-text, error, log event or record before it leaves the component that holds them::
+HTTP client, the tool call). Every ``Secret`` is known to the process's redactor from
+the moment it is created: its value is masked in log records, stored errors, webhook
+bodies, the command line's output and the errors :class:`~orchestrate.Client` returns
+(values of at least 8 characters; shorter ones would mask ordinary words). A
+:class:`Redactor` scrubs a chosen set of secret values out of any text, error, log event
+or record before it leaves the component that holds them::
 
     key = Secret("sk-live-123", name="crm_api_key")
     redactor = Redactor([key])
@@ -16,11 +20,16 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from orchestrate import _redact
+
 _MASK = "***"
 
 
 class Secret:
     """A secret string that does not show itself.
+
+    Creating one registers its value with the process's redactor, which masks it (as
+    ``[REDACTED:name]``) in everything the library logs, stores as an error or prints.
 
     Args:
         value: the secret.
@@ -34,6 +43,7 @@ class Secret:
             raise ValueError("a Secret needs a non-empty string value")
         self._value = value
         self.name = name
+        _redact.register(value, name)
 
     def reveal(self) -> str:
         """The secret value; call it only where the value is used."""

@@ -4,6 +4,10 @@ The library logs nothing below WARNING until :func:`configure_logging` is called
 CLI calls it), so that an embedded engine stays quiet inside an application. Records
 are JSON objects, one per line: ``{"event": "step_succeeded", "workflow": ...,
 "run_id": ..., "step": ..., "attempts": 1, "latency_ms": 3.2, "input_hash": ...}``.
+
+Every record that is emitted has its secrets masked first (every ``Secret`` value of
+the process and common credential formats, in strings at any depth of the event: see
+:func:`orchestrate.errors.redact_text`); a record below the level costs nothing more.
 """
 
 from __future__ import annotations
@@ -14,6 +18,8 @@ from typing import Any, TextIO
 
 import structlog
 
+from orchestrate._redact import redact_event
+
 _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
 
 
@@ -22,7 +28,12 @@ def _build(level: int, stream: TextIO, json: bool) -> Any:
     return structlog.wrap_logger(
         structlog.PrintLogger(stream),
         wrapper_class=structlog.make_filtering_bound_logger(level),
+        # The filtering logger drops a record below the level before any processor runs.
+        # The redactor scans the caller's fields (and a traceback asked for with exc_info),
+        # before the level and the time are added.
         processors=[
+            structlog.processors.format_exc_info,
+            redact_event,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             renderer,
