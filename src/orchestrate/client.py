@@ -8,18 +8,25 @@ Every method that takes a run id or a review id also takes a unique prefix of on
 people type them: ``await client.get("3f2a")``. A whole id is looked up directly; a
 prefix that several ids share is refused with :class:`~orchestrate.errors.InvalidInputError`
 naming a few of them.
+
+What it returns never shows a secret in an error: a run's and a step's error, a step's
+metadata, the history's event data and a review item's metadata have every ``Secret``
+value of the process and common credential formats masked — also when an older version
+stored them in clear. Inputs, outputs and review payloads are returned as stored.
 """
 
 from __future__ import annotations
 
 import builtins
+import dataclasses
 import re
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from orchestrate._engine.context import new_signal_id
 from orchestrate._engine.runner import Engine, outcome
+from orchestrate._redact import redact_data
 from orchestrate.errors import ConflictError, InvalidInputError, ReviewNotFoundError, RunNotFoundError, RunStateError
 from orchestrate.review import _decisions
 from orchestrate.review._decisions import ReviewStats
@@ -27,6 +34,9 @@ from orchestrate.store import Store, open_store
 from orchestrate.store.base import REPLAYED_EVENT, Event, ReviewRecord, ReviewStatus, RunRecord, StepRecord
 from orchestrate.types import RunStatus, StepStatus
 from orchestrate.workflow import AnyWorkflow
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
 
 
 @dataclass
@@ -166,7 +176,7 @@ class Client:
         Returns:
             The run's record as it stands then: ended, or waiting for a person or a signal.
         """
-        return await self.engine.run_record(workflow, input, run_id=run_id, options=options)
+        return _masked_run(await self.engine.run_record(workflow, input, run_id=run_id, options=options))
 
     async def resume(self, run_id: str) -> RunRecord:
         """Drive a run in this process until it ends or waits for a person.
@@ -181,7 +191,7 @@ class Client:
             WorkflowNotFoundError: its workflow is not registered here.
         """
         run = await self._find_run(run_id)
-        return await self.engine.settle(run.run_id)
+        return _masked_run(await self.engine.settle(run.run_id))
 
     async def get(self, run_id: str) -> RunRecord:
         """The run's record.
@@ -193,7 +203,7 @@ class Client:
             RunNotFoundError: no such run.
             InvalidInputError: ``run_id`` is a prefix of several run ids.
         """
-        return await self._find_run(run_id)
+        return _masked_run(await self._find_run(run_id))
 
     async def result(self, run_id: str) -> Any:
         """The output of a succeeded run.
@@ -229,7 +239,8 @@ class Client:
             InvalidInputError: a status is not a run status.
         """
         await self.engine.open()
-        return await self.store.list_runs(status=_statuses(status), workflow=workflow, limit=limit)
+        runs = await self.store.list_runs(status=_statuses(status), workflow=workflow, limit=limit)
+        return [_masked_run(run) for run in runs]
 
     async def detail(self, run_id: str) -> RunDetail:
         """The run with its steps, its history and its review items.
@@ -241,9 +252,9 @@ class Client:
         found = run.run_id
         return RunDetail(
             run,
-            await self.store.get_steps(found),
-            await self.store.list_events(found),
-            await self.store.list_reviews(run_id=found, limit=1000),
+            [_masked(step, "error", "meta") for step in await self.store.get_steps(found)],
+            [_masked(event, "data") for event in await self.store.list_events(found)],
+            [_masked(item, "meta") for item in await self.store.list_reviews(run_id=found, limit=1000)],
         )
 
     async def cancel(self, run_id: str, *, reason: str = "cancelled by request") -> RunRecord:
@@ -260,7 +271,7 @@ class Client:
         found = (await self._find_run(run_id)).run_id
         record = await self.store.cancel_run(found, now=self.engine.clock.now(), reason=reason)
         await _decisions.cancel_items(self.store, found, self.engine.clock.now(), reason)
-        return record
+        return _masked_run(record)
 
     async def signal(self, run_id: str, key: str, value: Any = None, *, by: str | None = None) -> None:
         """Deliver ``value`` to ``ctx.wait(key)`` of a run, exactly once; the run is due at once.
@@ -380,7 +391,8 @@ class Client:
         else:
             wanted = [status] if isinstance(status, str) else list(status)
             statuses = [_review_status(s) for s in wanted]
-        return await self.store.list_reviews(status=statuses, role=role, run_id=run_id, limit=limit)
+        items = await self.store.list_reviews(status=statuses, role=role, run_id=run_id, limit=limit)
+        return [_masked(item, "meta") for item in items]
 
     async def get_review(self, review_id: str) -> ReviewRecord:
         """The review item.
@@ -395,7 +407,7 @@ class Client:
         item = await self.store.get_review(await self._review_id(review_id))
         if item is None:
             raise ReviewNotFoundError(f"review {review_id!r} does not exist")
-        return item
+        return _masked(item, "meta")
 
     async def approve(
         self, review_id: str, *, by: str, role: str | None = None, comment: str | None = None
@@ -412,7 +424,8 @@ class Client:
         """
         review_id = await self._review_id(review_id)
         now = self.engine.clock.now()
-        return await _decisions.decide(self.store, now, review_id, action="approve", by=by, role=role, comment=comment)
+        item = await _decisions.decide(self.store, now, review_id, action="approve", by=by, role=role, comment=comment)
+        return _masked(item, "meta")
 
     async def reject(self, review_id: str, *, by: str, reason: str, role: str | None = None) -> ReviewRecord:
         """Reject the item; the run fails with ``RejectedError`` or goes where the gate routes rejections.
@@ -426,7 +439,8 @@ class Client:
         """
         review_id = await self._review_id(review_id)
         now = self.engine.clock.now()
-        return await _decisions.decide(self.store, now, review_id, action="reject", by=by, role=role, reason=reason)
+        item = await _decisions.decide(self.store, now, review_id, action="reject", by=by, role=role, reason=reason)
+        return _masked(item, "meta")
 
     async def edit(
         self, review_id: str, payload: Any, *, by: str, role: str | None = None, comment: str | None = None
@@ -443,9 +457,10 @@ class Client:
         """
         review_id = await self._review_id(review_id)
         now = self.engine.clock.now()
-        return await _decisions.decide(
+        item = await _decisions.decide(
             self.store, now, review_id, action="edit", by=by, role=role, payload=payload, comment=comment
         )
+        return _masked(item, "meta")
 
     async def review_stats(self) -> ReviewStats:
         """Escalation rate, time to decision and counts over the review items.
@@ -464,7 +479,7 @@ class Client:
             The dead runs' records.
         """
         await self.engine.open()
-        return await self.store.list_dead_letters(workflow=workflow, limit=limit)
+        return [_masked_run(run) for run in await self.store.list_dead_letters(workflow=workflow, limit=limit)]
 
     async def replay(
         self,
@@ -537,8 +552,26 @@ class Client:
         # names the replay, which takes it out of the dead-letter queue.
         await self.store.append_event(Event(run_id, REPLAYED_EVENT, now, from_step, {"replay": new_id}))
         if execute:
-            return await self.engine.settle(new_id)
+            return _masked_run(await self.engine.settle(new_id))
         return await self.get(new_id)
+
+
+_R = TypeVar("_R", bound="DataclassInstance")
+
+
+def _masked(record: _R, *fields: str) -> _R:
+    """``record`` with secrets masked in the named fields; the record itself when none held one."""
+    changes = {}
+    for name in fields:
+        value = getattr(record, name)
+        masked = redact_data(value)
+        if masked is not value:
+            changes[name] = masked
+    return dataclasses.replace(record, **changes) if changes else record
+
+
+def _masked_run(run: RunRecord) -> RunRecord:
+    return _masked(run, "error")
 
 
 _QUEUE_NAME_MAX = 100

@@ -4,6 +4,10 @@ A notification never fails the run: a webhook that is down is retried once, then
 failure is logged and recorded in the run's history (``review_notify_failed``).
 Notifications are sent by the process that created the item (or gave the warning), right
 after the write that made it so; a process killed in between sends none.
+
+What leaves through a webhook or a hook has its secrets masked (every ``Secret`` value of
+the process and common credential formats, anywhere in the item), and so has the error
+of a failed notification recorded in the run's history.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
+from orchestrate._redact import redact, redact_data
 from orchestrate.store.base import Event, ReviewRecord, Store
 
 WEBHOOK_ENV = "ORCHESTRATE_REVIEW_WEBHOOK"
@@ -33,8 +38,9 @@ def targets(configured: Sequence[Any]) -> list[Any]:
 
 
 def body(event: str, review: ReviewRecord) -> dict[str, Any]:
-    """The JSON a webhook receives."""
-    return {"event": event, "review": review.to_dict()}
+    """The JSON a webhook receives (secrets masked)."""
+    payload: dict[str, Any] = redact_data({"event": event, "review": review.to_dict()})
+    return payload
 
 
 async def post(url: str, payload: dict[str, Any]) -> None:
@@ -68,19 +74,20 @@ async def notify(
             if isinstance(target, str):
                 await post(target, body(event, review))
             else:
-                result = target(event=event, review=review.copy())
+                result = target(event=event, review=redact_data(review.copy()))
                 if inspect.isawaitable(result):
                     await result
             told += 1
         except Exception as exc:  # noqa: BLE001 - a notification never fails the run
-            where = target if isinstance(target, str) else getattr(target, "__qualname__", repr(target))
+            where = redact(target if isinstance(target, str) else getattr(target, "__qualname__", repr(target)))
+            error = redact(f"{type(exc).__qualname__}: {exc}")
             log.warning(
                 "review_notify_failed",
                 run_id=review.run_id,
                 review_id=review.review_id,
                 notify_event=event,
                 target=where,
-                error=f"{type(exc).__qualname__}: {exc}",
+                error=error,
             )
             await store.append_event(
                 Event(
@@ -88,7 +95,7 @@ async def notify(
                     "review_notify_failed",
                     now,
                     review.step_key,
-                    {"review_id": review.review_id, "event": event, "target": where, "error": str(exc)},
+                    {"review_id": review.review_id, "event": event, "target": where, "error": redact(str(exc))},
                 )
             )
     return told
