@@ -21,7 +21,7 @@ from typing import Any
 
 from orchestrate import _codec, _serde
 from orchestrate._engine.context import RunContext, Suspend
-from orchestrate.errors import RejectedError, ReviewExpiredError
+from orchestrate.errors import PayloadTooLargeError, RejectedError, ReviewExpiredError
 from orchestrate.review import _notify
 from orchestrate.review.gate import (
     AnyGate,
@@ -157,6 +157,9 @@ async def await_review(
         return outcome_of(found.output, payload, reject_route=reject_route)
     if chosen is None:
         return await _auto(ctx, wait_key, step_key, payload, tier)
+    # Refused here, naming the review, if people could not be shown it: nested too deep, or
+    # over the store's payload limit (the store refuses the item).
+    _codec.check_depth(payload, f"the review at step {step_key!r} of run {ctx.run_id}", "payload")
     shown = json.loads(_serde.dumps(payload, what=f"the payload reviewed at step {step_key!r}"))
     clock = ctx.engine.clock
     item = await _current(ctx, chosen, key=key, step_key=step_key, shown=shown, tier=tier, queue=queue, before=before)
@@ -208,7 +211,13 @@ async def open_flag(ctx: RunContext, record: StepRecord) -> None:
         meta={"kind": "flag", "flag": flag, "error": error, "reviews": "output"},
     )
     data = {"review_id": review_id, "flag": flag, "blocking": False, "fallback": record.fallback}
-    await store.create_review(item, event=Event(ctx.run_id, "review_created", now, record.step_key, data))
+    try:
+        await store.create_review(item, event=Event(ctx.run_id, "review_created", now, record.step_key, data))
+    except PayloadTooLargeError as exc:
+        # The output fit in its record but not with the flag around it: the item goes
+        # without it (people find it in the step's record).
+        item.payload = {**item.payload, "output": None, "output_omitted": f"{exc.size:,} bytes of JSON"}
+        await store.create_review(item, event=Event(ctx.run_id, "review_created", now, record.step_key, data))
 
 
 async def _recorded(ctx: RunContext, wait_key: str) -> StepRecord | None:
