@@ -154,6 +154,7 @@ class Builder:
         self.raw: dict[str, Any] = {}  # components by name: functions and models, as built
         self.specs: dict[str, tuple[ComponentSpec, Loc]] = {}
         self.building: list[str] = []
+        self.failed: set[str] = set()  # components whose problem is recorded already
 
     # problems -------------------------------------------------------------------------------
 
@@ -227,6 +228,8 @@ class Builder:
     def component(self, name: str) -> Any:
         if name in self.raw:
             return self.raw[name]
+        if name in self.failed:
+            raise _Failed()
         if name not in self.specs:
             return self.given[name]
         spec, loc = self.specs[name]
@@ -240,6 +243,9 @@ class Builder:
                 obj = self.guarded(name, obj, spec, loc)
             elif not (callable(obj) or isinstance(obj, Model)):
                 raise self.problem((*loc, "use"), f"{spec.use!r} is {_a(obj)}, not a function or a model")
+        except _Failed:
+            self.failed.add(name)
+            raise
         finally:
             self.building.pop()
         self.raw[name] = obj

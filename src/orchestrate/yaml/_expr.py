@@ -410,9 +410,13 @@ def _compare(op: str, left: Any, right: Any, text: str) -> bool:
             return bool(left > right)
         return bool(left >= right)
     raise EvaluationError(
-        f"{text}: cannot order {_kind(left)} ({left!r:.40}) and {_kind(right)} ({right!r:.40}); "
-        "'<', '<=', '>', '>=' compare two numbers or two strings"
+        f"{text}: cannot order {_shown(left)} and {_shown(right)}; '<', '<=', '>', '>=' compare two numbers "
+        "or two strings"
     )
+
+
+def _shown(value: Any) -> str:
+    return "null" if value is None else f"{_kind(value)} ({value!r:.40})"
 
 
 @dataclass(frozen=True)
@@ -580,17 +584,27 @@ class _Parser:
 
     def sum(self) -> _Node:
         node = self.product()
+        chain = 0
         while self.token.kind == "op" and self.token.text in "+-":
+            chain = self.chained(chain)
             op = self.take().text
             node = _Arithmetic(op, node, self.operand_after(op, self.product))
         return node
 
     def product(self) -> _Node:
         node = self.unary()
+        chain = 0
         while self.token.kind == "op" and self.token.text in ("*", "/", "%"):
+            chain = self.chained(chain)
             op = self.take().text
             node = _Arithmetic(op, node, self.operand_after(op, self.unary))
         return node
+
+    def chained(self, count: int) -> int:
+        # Each operator of a chain nests the tree one level deeper (a + b + c is (a + b) + c).
+        if count >= MAX_DEPTH:
+            raise self.fail(f"more than {MAX_DEPTH} operators in a row; split the expression")
+        return count + 1
 
     def unary(self) -> _Node:
         if self.at("op", "-"):
@@ -719,6 +733,10 @@ class Expression:
         ExpressionError: the text does not parse, names an unknown function or gives a
             function the wrong number of arguments (a :class:`DefinitionError`).
     """
+
+    # Pinned to the public module: the name is part of every version fingerprint that
+    # describes an expression, so moving the implementation must not change versions.
+    __module__ = "orchestrate.yaml"
 
     def __init__(self, text: str) -> None:
         tree = _parse(text)
