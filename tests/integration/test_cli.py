@@ -181,7 +181,7 @@ def test_run_succeeds_and_prints_the_timeline(app: Path, store: str) -> None:
     assert run_id in out
 
 
-def test_run_records_its_target_for_later_commands(app: Path, store: str, tmp_path: Path, monkeypatch) -> None:
+def test_run_records_its_target_as_a_hint(app: Path, store: str, tmp_path: Path, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)
     assert invoke(store, "run", "cli_app.py:support", "--input", '"hi"').exit_code == 0
 
@@ -302,7 +302,7 @@ def test_runs_cancel_cancels_a_pending_run_once(app: Path, store: str) -> None:
 def test_dead_run_goes_to_the_dlq_and_replays_after_the_fix(app: Path, store: str) -> None:
     failed = invoke(store, "run", f"{app}:billing", "--input", '{"amount": 5}', "--run-id", "bill")
     assert failed.exit_code == 1
-    assert "dead" in failed.stdout and "dlq replay bill --from-step charge" in failed.stdout
+    assert "dead" in failed.stdout and f"dlq replay bill --from-step charge --app {app}:billing" in failed.stdout
 
     listed = invoke(store, "dlq", "list")
     assert line_of(listed.stdout, "bill", "billing", "charge: ValueError: card declined")
@@ -310,11 +310,12 @@ def test_dead_run_goes_to_the_dlq_and_replays_after_the_fix(app: Path, store: st
     assert line_of(shown.stdout, "charge", "failed ", "failed attempts: ValueError x2; ValueError: card declined")
     assert "at step 'charge' after 2 attempt(s)" in shown.stdout
 
-    still_broken = invoke(store, "dlq", "replay", "bill", "--from-step", "charge", "--input", '{"amount": 7}')
+    again = ("dlq", "replay", "bill", "--from-step", "charge", "--input", '{"amount": 7}', "--app", f"{app}:billing")
+    still_broken = invoke(store, *again)
     assert still_broken.exit_code == 1
 
     write_app(app, FIXED_CHARGE)
-    replayed = invoke(store, "dlq", "replay", "bill", "--from-step", "charge", "--input", '{"amount": 7}')
+    replayed = invoke(store, *again)
 
     assert replayed.exit_code == 0, replayed.output
     assert "replay of run bill is run" in replayed.stdout
@@ -336,7 +337,7 @@ def test_dead_run_goes_to_the_dlq_and_replays_after_the_fix(app: Path, store: st
     assert line_of(history, "replayed", f"as run {new_id} from step 'charge'")
 
 
-def test_dlq_replay_uses_app_when_the_run_has_no_recorded_target(app: Path, store: str) -> None:
+def test_dlq_replay_of_a_run_started_from_python_takes_the_app(app: Path, store: str) -> None:
     wf = load_workflow(f"{app}:billing")
 
     async def start_outside_the_cli() -> str:
@@ -345,7 +346,10 @@ def test_dlq_replay_uses_app_when_the_run_has_no_recorded_target(app: Path, stor
             return record.run_id
 
     asyncio.run(start_outside_the_cli())
-    assert_one_line_error(invoke(store, "dlq", "replay", "direct"), "--app")
+    assert_one_line_error(
+        invoke(store, "dlq", "replay", "direct"),
+        "run direct needs workflow 'billing' version '1': pass --app path/to/file.py:NAME",
+    )
 
     fixed = write_app(app.with_name("fixed_app.py"), FIXED_CHARGE)
     replayed = invoke(store, "dlq", "replay", "direct", "--app", f"{fixed}:billing")
@@ -372,7 +376,7 @@ def test_signal_resumes_a_waiting_run(app: Path, store: str) -> None:
 
     sent = invoke(store, "signal", "ask", "approve", "--value", '{"ok": true}', "--by", "alice")
     assert sent.exit_code == 0, sent.output
-    resumed = invoke(store, "runs", "resume", "ask")
+    resumed = invoke(store, "runs", "resume", "ask", "--app", f"{app}:approval")
 
     assert resumed.exit_code == 0, resumed.output
     assert line_of(resumed.stdout, "wait:approve", 'signal {"ok": true} by alice')
@@ -385,7 +389,7 @@ def test_signal_with_resume_and_a_worker_both_finish_waiting_runs(app: Path, sto
     invoke(store, "run", f"{app}:approval", "--input", '"a"', "--run-id", "one")
     invoke(store, "run", f"{app}:approval", "--input", '"b"', "--run-id", "two")
 
-    inline = invoke(store, "signal", "one", "approve", "--value", "true", "--resume")
+    inline = invoke(store, "signal", "one", "approve", "--value", "true", "--resume", "--app", f"{app}:approval")
     assert inline.exit_code == 0, inline.output
     assert detail(store, "one")["run"]["status"] == "succeeded"
 

@@ -92,7 +92,17 @@ def test_list_show_approve_and_edit_to_the_end(store: str, app: str) -> None:
 
     corrected = json.dumps({"patient": "P-7", "summary": "fracture, right wrist"})
     edited = invoke(
-        store, "reviews", "edit", review_id, "--payload", corrected, "--role", "quality_assurance", "--resume"
+        store,
+        "reviews",
+        "edit",
+        review_id,
+        "--payload",
+        corrected,
+        "--role",
+        "quality_assurance",
+        "--resume",
+        "--app",
+        app,
     )
     assert edited.exit_code == 0, edited.output  # the run was driven here and succeeded
     assert "edited and approved review" in edited.stdout and "succeeded" in edited.stdout

@@ -1,4 +1,8 @@
-"""Pieces shared by the commands: options, exit codes, the console, the client."""
+"""Pieces shared by the commands: options, exit codes, the console, the client.
+
+The code a command runs comes from the operator — ``--app`` or ``$ORCHESTRATE_APP`` —
+never from the store: a run's recorded ``target`` is only shown as a hint.
+"""
 
 from __future__ import annotations
 
@@ -6,13 +10,13 @@ import asyncio
 import json
 import os
 import sys
-from collections.abc import Awaitable, Callable, Coroutine, Iterable
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
 from typing import Any, TextIO, TypeVar, cast
 
 import click
 from rich.console import Console
 
-from orchestrate.cli.loading import canonical_target, load_workflow
+from orchestrate._redact import redact
 from orchestrate.client import Client
 from orchestrate.errors import InvalidInputError, StoreError
 from orchestrate.observe import configure_logging
@@ -72,6 +76,26 @@ def log_level_option(default: str = "warning") -> Callable[[F], F]:
             default=default,
             show_default=True,
             help="Level of the JSON logs written to stderr.",
+        )(fn)
+
+    return decorate
+
+
+APP_ENV = "ORCHESTRATE_APP"
+"""Targets the commands may load for existing runs, separated by spaces (like repeated ``--app``)."""
+
+
+def app_option(help: str) -> Callable[[F], F]:
+    """``--app TARGET`` (repeatable; else ``$ORCHESTRATE_APP``): the code, named by the operator."""
+
+    def decorate(fn: F) -> F:
+        return click.option(
+            "--app",
+            "apps",
+            multiple=True,
+            envvar=APP_ENV,
+            metavar="TARGET",
+            help=f"{help} (repeat for several; env {APP_ENV}).",
         )(fn)
 
     return decorate
@@ -148,32 +172,52 @@ def exit_code_for(run: RunRecord) -> int:
     return EXIT_RUN_FAILED
 
 
-def target_for(run: RunRecord, app: str | None) -> str:
-    """The workflow target for an existing run: ``--app``, else the one recorded at start.
+_HINT_CHARS = 200
 
-    Raises:
-        InvalidInputError: neither is available.
+
+def needs_app(run: RunRecord) -> str:
+    """One line: the workflow and version ``run`` needs, the flag that names its code, and a hint.
+
+    The target recorded at start is stored data, so it is only shown (quoted, masked,
+    clipped), never loaded.
     """
-    if app:
-        return canonical_target(app)
+    text = (
+        f"run {run.run_id} needs workflow {run.workflow!r} version {run.version!r}: "
+        f"pass --app path/to/file.py:NAME, module:NAME or FILE.yaml (or set ${APP_ENV})"
+    )
     recorded = run.options.get("target")
     if isinstance(recorded, str) and recorded:
-        return recorded
-    raise InvalidInputError(
-        f"run {run.run_id!r} of workflow {run.workflow!r} was not started by the CLI, so its code "
-        "location is unknown; pass --app path/to/file.py:NAME"
-    )
+        shown = recorded if len(recorded) <= _HINT_CHARS else recorded[: _HINT_CHARS - 1] + "…"
+        text += f"; it was started with --app {redact(shown)!r}"
+    return text
 
 
-def load_for(run: RunRecord, app: str | None) -> tuple[str, AnyWorkflow]:
-    """The target and the loaded workflow for an existing run (see :func:`target_for`)."""
-    target = target_for(run, app)
-    wf = load_workflow(target)
-    if wf.name != run.workflow:
+def load_for(run: RunRecord, apps: Sequence[str]) -> tuple[str, AnyWorkflow]:
+    """The operator's target for an existing run, and its loaded workflow.
+
+    Each of ``apps`` (``--app``, else ``$ORCHESTRATE_APP``) is loaded; the one whose
+    workflow is the run's is used. The store never names the code to load.
+
+    Raises:
+        InvalidInputError: no ``apps`` (the message names what the run needs), one fails
+            to load, or none is the run's workflow.
+    """
+    # Imported here: the YAML commands build on this module.
+    from orchestrate.cli.yaml_commands import canonical, load_target
+
+    if not apps:
+        raise InvalidInputError(needs_app(run))
+    loaded = [(canonical(app), load_target(app)) for app in apps]
+    for target, wf in loaded:
+        if wf.name == run.workflow:
+            return target, wf
+    if len(loaded) == 1:
+        target, wf = loaded[0]
         raise InvalidInputError(
             f"target {target!r} is workflow {wf.name!r}, but run {run.run_id!r} belongs to {run.workflow!r}"
         )
-    return target, wf
+    names = ", ".join(sorted({wf.name for _, wf in loaded}))
+    raise InvalidInputError(f"no --app is workflow {run.workflow!r} of run {run.run_id!r} (they are: {names})")
 
 
 def dump_json(value: Any) -> None:

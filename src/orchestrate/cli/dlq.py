@@ -8,6 +8,7 @@ import click
 from rich.text import Text
 
 from orchestrate.cli._common import (
+    app_option,
     console,
     exit_code_for,
     json_option,
@@ -93,31 +94,29 @@ def show_dead(run_id: str, store: str, as_json: bool, log_level: str) -> int:
     metavar="JSON",
     help="With --from-step: KEY's new input. Without: a new run input (nothing reused). @file reads a file.",
 )
-@click.option(
-    "--app",
-    metavar="TARGET",
-    help="The (fixed) workflow, path/to/file.py:NAME or module:NAME; default: the run's recorded target.",
-)
+@app_option("The (fixed) workflow: FILE.yaml, path/to/file.py:NAME or module:NAME (required)")
 @store_option
 @log_level_option()
-def replay_dead(run_id: str, from_step: str | None, input_: Any, app: str | None, store: str, log_level: str) -> int:
+def replay_dead(
+    run_id: str, from_step: str | None, input_: Any, apps: tuple[str, ...], store: str, log_level: str
+) -> int:
     """Replay an ended run as a new run, with the current code of its workflow.
 
-    Prints the new run's timeline. Exit codes: 0 succeeded, 1 failed/dead/cancelled,
-    3 waiting.
+    The code comes from --app (or $ORCHESTRATE_APP), never from the store. Prints
+    the new run's timeline. Exit codes: 0 succeeded, 1 failed/dead/cancelled, 3 waiting.
     """
     setup_logging(log_level)
 
-    async def go(client: Client) -> tuple[str, RunDetail]:
+    async def go(client: Client) -> tuple[str, str, RunDetail]:
         source = await client.get(run_id)
-        target, wf = load_for(source, app)
+        target, wf = load_for(source, apps)
         client.engine.register(wf)
         record = await client.replay(source.run_id, from_step=from_step, input=input_, options={"target": target})
-        return source.run_id, await client.detail(record.run_id)
+        return target, source.run_id, await client.detail(record.run_id)
 
-    source_id, detail = run_async(with_client(store, go))
+    target, source_id, detail = run_async(with_client(store, go))
     out = console()
     out.print(Text(f"replay of run {source_id} is run {detail.run.run_id}", style="bold"))
     render_timeline(detail, out)
-    print_next_steps(out, detail)
+    print_next_steps(out, detail, target)
     return exit_code_for(detail.run)

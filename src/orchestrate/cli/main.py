@@ -22,12 +22,15 @@ import click
 
 from orchestrate import __version__
 from orchestrate.cli._common import (
+    APP_ENV,
     EXIT_INTERRUPTED,
     EXIT_OK,
     EXIT_USAGE,
+    app_option,
     console,
     exit_code_for,
     log_level_option,
+    needs_app,
     run_async,
     setup_logging,
     store_option,
@@ -40,7 +43,7 @@ from orchestrate.cli.runs import drive_and_show, print_next_steps, runs
 from orchestrate.cli.timeline import render_timeline
 from orchestrate.cli.yaml_commands import COMMANDS, canonical, load_target
 from orchestrate.client import Client, RunDetail
-from orchestrate.errors import OrchestrateError
+from orchestrate.errors import InvalidInputError, OrchestrateError
 from orchestrate.workflow import AnyWorkflow
 
 
@@ -163,7 +166,7 @@ def run_command(
     detail = run_async(with_client(store, drive, workflows=[wf], create=True))
     out = console()
     render_timeline(detail, out)
-    print_next_steps(out, detail)
+    print_next_steps(out, detail, options["target"])
     return exit_code_for(detail.run)
 
 
@@ -182,29 +185,39 @@ def run_command(
 )
 @click.option("--by", metavar="WHO", help="Who sends it (recorded in the run's history).")
 @click.option("--resume", is_flag=True, help="Then drive the run in this process and print its timeline.")
-@click.option("--app", metavar="TARGET", help="With --resume: the workflow, if not the one recorded at start.")
+@app_option("With --resume: the run's workflow, FILE.yaml, path/to/file.py:NAME or module:NAME (required then)")
 @store_option
 @log_level_option()
 def signal_command(
-    run_id: str, key: str, value: Any, by: str | None, resume: bool, app: str | None, store: str, log_level: str
+    run_id: str,
+    key: str,
+    value: Any,
+    by: str | None,
+    resume: bool,
+    apps: tuple[str, ...],
+    store: str,
+    log_level: str,
 ) -> int:
     """Deliver --value to run RUN, waiting on `ctx.wait(KEY)` (exactly once).
 
     A review gate on step S waits for KEY `review:S` with a value like
     '{"approved": true}'. The run becomes due at once: a worker continues it, or
-    this command with --resume (exit codes then as for `orchestrate run`).
+    this command with --resume and --app (exit codes then as for `orchestrate run`).
     """
     setup_logging(log_level)
 
     async def deliver(client: Client) -> str:
-        found = (await client.get(run_id)).run_id
-        await client.signal(found, key, value, by=by)
-        return found
+        run = await client.get(run_id)
+        if resume and not apps:
+            # Refused before anything is delivered: the operator names the code, not the store.
+            raise InvalidInputError(needs_app(run))
+        await client.signal(run.run_id, key, value, by=by)
+        return run.run_id
 
     found = run_async(with_client(store, deliver))
     click.echo(f"signal {key!r} delivered to run {found}")
     if resume:
-        return drive_and_show(store, found, app)
+        return drive_and_show(store, found, apps)
     return EXIT_OK
 
 
@@ -218,8 +231,9 @@ def signal_command(
     "apps",
     multiple=True,
     required=True,
+    envvar=APP_ENV,
     metavar="TARGET",
-    help="A workflow to serve, path/to/file.py:NAME or module:NAME (repeat for several).",
+    help=f"A workflow to serve, path/to/file.py:NAME or module:NAME (repeat for several; env {APP_ENV}).",
 )
 @click.option("--concurrency", type=click.IntRange(min=1), default=10, show_default=True, help="Runs driven at once.")
 @click.option("--until-idle", is_flag=True, help="Stop when no run of these workflows is due or scheduled.")

@@ -24,6 +24,7 @@ from rich.table import Table
 from rich.text import Text
 
 from orchestrate.cli._common import (
+    app_option,
     console,
     dump_json,
     json_option,
@@ -85,9 +86,7 @@ def _role_option(fn: Any) -> Any:
 
 
 def _resume_options(fn: Any) -> Any:
-    fn = click.option("--app", metavar="TARGET", help="With --resume: the workflow, if not the one recorded at start.")(
-        fn
-    )
+    fn = app_option("With --resume: the run's workflow, FILE.yaml, path/to/file.py:NAME or module:NAME")(fn)
     return click.option("--resume", is_flag=True, help="Then drive the run in this process and print its timeline.")(fn)
 
 
@@ -281,7 +280,7 @@ def _report(item: ReviewRecord, verb: str) -> None:
     click.echo(f"{verb} review {item.review_id}: {item.status.value}; run {item.run_id} is due to resume")
 
 
-def _decide(store: str, review_id: str, action: str, resume: bool, app: str | None, **kwargs: Any) -> int:
+def _decide(store: str, review_id: str, action: str, resume: bool, apps: Sequence[str], **kwargs: Any) -> int:
     async def go(client: Client) -> ReviewRecord:
         if action == "approve":
             return await client.approve(review_id, **kwargs)
@@ -292,7 +291,7 @@ def _decide(store: str, review_id: str, action: str, resume: bool, app: str | No
     item = run_async(with_client(store, go))
     _report(item, {"approve": "approved", "reject": "rejected", "edit": "edited and approved"}[action])
     if resume and item.status.final:
-        return drive_and_show(store, item.run_id, app, or_leave=True)
+        return drive_and_show(store, item.run_id, apps, or_leave=True)
     return 0
 
 
@@ -310,13 +309,13 @@ def approve_review(
     role: str | None,
     comment: str | None,
     resume: bool,
-    app: str | None,
+    apps: tuple[str, ...],
     store: str,
     log_level: str,
 ) -> int:
     """Approve item ID; the run resumes once every required role has approved."""
     setup_logging(log_level)
-    return _decide(store, review_id, "approve", resume, app, by=by, role=role, comment=comment)
+    return _decide(store, review_id, "approve", resume, apps, by=by, role=role, comment=comment)
 
 
 @reviews.command("reject")
@@ -328,11 +327,18 @@ def approve_review(
 @store_option
 @log_level_option()
 def reject_review(
-    review_id: str, reason: str, by: str, role: str | None, resume: bool, app: str | None, store: str, log_level: str
+    review_id: str,
+    reason: str,
+    by: str,
+    role: str | None,
+    resume: bool,
+    apps: tuple[str, ...],
+    store: str,
+    log_level: str,
 ) -> int:
     """Reject item ID; the run fails (or goes where the gate routes rejections)."""
     setup_logging(log_level)
-    return _decide(store, review_id, "reject", resume, app, by=by, role=role, reason=reason)
+    return _decide(store, review_id, "reject", resume, apps, by=by, role=role, reason=reason)
 
 
 @reviews.command("edit")
@@ -353,13 +359,13 @@ def edit_review(
     role: str | None,
     comment: str | None,
     resume: bool,
-    app: str | None,
+    apps: tuple[str, ...],
     store: str,
     log_level: str,
 ) -> int:
     """Approve item ID with a corrected payload; the run continues with it (changes are recorded)."""
     setup_logging(log_level)
-    return _decide(store, review_id, "edit", resume, app, payload=payload, by=by, role=role, comment=comment)
+    return _decide(store, review_id, "edit", resume, apps, payload=payload, by=by, role=role, comment=comment)
 
 
 @reviews.command("stats")

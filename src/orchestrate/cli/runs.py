@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import shlex
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
@@ -14,6 +15,7 @@ from rich.text import Text
 
 from orchestrate.cli._common import (
     STATUS_STYLES,
+    app_option,
     console,
     dump_json,
     exit_code_for,
@@ -27,7 +29,7 @@ from orchestrate.cli._common import (
 )
 from orchestrate.cli.timeline import error_summary, pending_review, render_timeline
 from orchestrate.client import Client, RunDetail
-from orchestrate.errors import InvalidInputError, RunStateError, WorkflowNotFoundError
+from orchestrate.errors import RunStateError
 from orchestrate.store.base import RunRecord
 from orchestrate.types import RunStatus
 
@@ -108,9 +110,14 @@ def print_detail(detail: RunDetail, *, as_json: bool) -> None:
     render_timeline(detail, console())
 
 
-def print_next_steps(out: Console, detail: RunDetail) -> None:
-    """One line telling what to do about a run that did not succeed."""
+def print_next_steps(out: Console, detail: RunDetail, app: str | None = None) -> None:
+    """One line telling what to do about a run that did not succeed.
+
+    ``app`` is the target the operator gave this command; the commands shown pass it on
+    (a command that drives the run needs the operator's ``--app``).
+    """
     run = detail.run
+    with_app = f" --app {shlex.quote(app)}" if app else ""
     item = pending_review(detail)
     if item is not None:
         have = {a.get("role") for a in item.approvals}
@@ -119,8 +126,8 @@ def print_next_steps(out: Console, detail: RunDetail) -> None:
         out.print(
             Text(
                 f"run {run.run_id} is waiting for review {item.review_id}; decide with: "
-                f"orchestrate reviews approve {item.review_id}{role} --resume, or: "
-                f"orchestrate reviews reject {item.review_id}{role} --reason TEXT --resume",
+                f"orchestrate reviews approve {item.review_id}{role} --resume{with_app}, or: "
+                f"orchestrate reviews reject {item.review_id}{role} --reason TEXT --resume{with_app}",
                 style="yellow",
             ),
             soft_wrap=True,
@@ -130,7 +137,7 @@ def print_next_steps(out: Console, detail: RunDetail) -> None:
         out.print(
             Text(
                 f"run {run.run_id} is waiting; continue it with: "
-                f"orchestrate signal {run.run_id} {key} --value JSON --resume",
+                f"orchestrate signal {run.run_id} {key} --value JSON --resume{with_app}",
                 style="yellow",
             ),
             soft_wrap=True,
@@ -141,7 +148,7 @@ def print_next_steps(out: Console, detail: RunDetail) -> None:
         out.print(
             Text(
                 f"run {run.run_id} is in the dead-letter queue; after fixing the cause: "
-                f"orchestrate dlq replay {run.run_id}{again}",
+                f"orchestrate dlq replay {run.run_id}{again}{with_app}",
                 style="red",
             ),
             soft_wrap=True,
@@ -214,67 +221,59 @@ def cancel_run(run_id: str, reason: str, store: str, log_level: str) -> int:
 
 @runs.command("resume")
 @click.argument("run_id", metavar="RUN")
-@click.option(
-    "--app",
-    metavar="TARGET",
-    help="The workflow (path/to/file.py:NAME or module:NAME); default: the target recorded when it started.",
-)
+@app_option("The run's workflow: FILE.yaml, path/to/file.py:NAME or module:NAME (required)")
 @store_option
 @log_level_option()
-def resume_run(run_id: str, app: str | None, store: str, log_level: str) -> int:
+def resume_run(run_id: str, apps: tuple[str, ...], store: str, log_level: str) -> int:
     """Drive a run in this process until it ends or waits for a person, then show it.
 
-    Exit codes: 0 succeeded, 1 failed/dead/cancelled, 3 waiting.
+    The code comes from --app (or $ORCHESTRATE_APP), never from the store. Exit
+    codes: 0 succeeded, 1 failed/dead/cancelled, 3 waiting.
     """
     setup_logging(log_level)
-    return drive_and_show(store, run_id, app)
+    return drive_and_show(store, run_id, apps)
 
 
-def drive_and_show(store: str, run_id: str, app: str | None, *, or_leave: bool = False) -> int:
-    """Resume ``run_id`` in this process, print its timeline, return the exit code.
+def drive_and_show(store: str, run_id: str, apps: Sequence[str], *, or_leave: bool = False) -> int:
+    """Resume ``run_id`` in this process with the operator's code, print its timeline, return the exit code.
 
-    With ``or_leave`` (and no ``app``), a run whose workflow cannot be loaded here (no
-    recorded target, a file that moved or fails, another version) is left to a worker:
-    one line says so and the exit code is 0.
+    Without ``apps`` the run is refused with one line naming the workflow and version it
+    needs; with ``or_leave`` it is left to a worker instead: one line says so and the exit
+    code is 0.
     """
 
-    async def go(client: Client) -> RunDetail | str:
+    async def go(client: Client) -> tuple[str, RunDetail] | str:
         run = await client.get(run_id)
         if run.status.terminal:
-            hint = f"; replay it with `orchestrate dlq replay {run.run_id}`" if run.status is RunStatus.DEAD else ""
+            code = shlex.quote(apps[0]) if apps else "path/to/file.py:NAME"
+            dead = run.status is RunStatus.DEAD
+            hint = f"; replay it with `orchestrate dlq replay {run.run_id} --app {code}`" if dead else ""
             raise RunStateError(
                 f"run {run.run_id!r} already ended ({run.status.value}), there is nothing to resume{hint}"
             )
-        try:
-            _, wf = load_for(run, app)
-            client.engine.register(wf)
-            client.engine.get_workflow(run.workflow, run.version)
-        except (InvalidInputError, WorkflowNotFoundError) as exc:
-            if not or_leave or app is not None:
-                raise
-            return _left_to_a_worker(run, exc)
+        if or_leave and not apps:
+            return _left_to_a_worker(run)
+        target, wf = load_for(run, apps)
+        client.engine.register(wf)
+        client.engine.get_workflow(run.workflow, run.version)
         await client.resume(run.run_id)
-        return await client.detail(run.run_id)
+        return target, await client.detail(run.run_id)
 
-    detail = run_async(with_client(store, go))
-    if isinstance(detail, str):
-        click.echo(detail)
+    driven = run_async(with_client(store, go))
+    if isinstance(driven, str):
+        click.echo(driven)
         return 0
+    target, detail = driven
     out = console()
     render_timeline(detail, out)
-    print_next_steps(out, detail)
+    print_next_steps(out, detail, target)
     return exit_code_for(detail.run)
 
 
-def _left_to_a_worker(run: RunRecord, error: Exception) -> str:
+def _left_to_a_worker(run: RunRecord) -> str:
     """One line: why ``run`` is not driven here, and what will drive it."""
-    if isinstance(error, WorkflowNotFoundError):
-        why = f"this process does not have workflow {run.workflow!r} version {run.version!r}"
-    elif isinstance(run.options.get("target"), str):
-        why = " ".join(str(error).split())
-    else:
-        why = "it was not started by the CLI, so its code location is unknown"
     return (
-        f"run {run.run_id} is not resumed here ({why}): a worker serving workflow {run.workflow!r} "
-        f"will resume it, or resume it here with `orchestrate runs resume {run.run_id} --app path/to/file.py:NAME`"
+        f"run {run.run_id} is not resumed here (no --app names the code of workflow {run.workflow!r} "
+        f"version {run.version!r}): a worker serving workflow {run.workflow!r} will resume it, "
+        f"or resume it here with `orchestrate runs resume {run.run_id} --app path/to/file.py:NAME`"
     )
