@@ -1,5 +1,11 @@
 """Pieces shared by the commands: options, exit codes, the console, the client.
 
+Everything a command prints goes through :func:`shown` (records), :func:`echo`,
+:func:`dump_json` or :func:`console`, which mask secrets: every ``Secret`` value of the
+process and common credential formats (also in data an older version stored in clear).
+Records are masked before they are rendered, so a secret is never split by wrapping
+before it is recognised; the console masks what it writes once more.
+
 The code a command runs comes from the operator — ``--app`` or ``$ORCHESTRATE_APP`` —
 never from the store: a run's recorded ``target`` is only shown as a hint.
 """
@@ -16,7 +22,7 @@ from typing import Any, TextIO, TypeVar, cast
 import click
 from rich.console import Console
 
-from orchestrate._redact import redact
+from orchestrate._redact import redact, redact_data
 from orchestrate.client import Client
 from orchestrate.errors import InvalidInputError, StoreError
 from orchestrate.observe import configure_logging
@@ -124,9 +130,30 @@ def setup_logging(level: str) -> None:
     configure_logging(level, stream=_STDERR)
 
 
+class _MaskedStdout:
+    """Writes to whatever ``sys.stdout`` is at the time of the write, secrets masked."""
+
+    def write(self, text: str) -> int:
+        sys.stdout.write(redact(text))
+        return len(text)
+
+    def flush(self) -> None:
+        sys.stdout.flush()
+
+    def isatty(self) -> bool:
+        return sys.stdout.isatty()
+
+    def fileno(self) -> int:
+        return sys.stdout.fileno()
+
+    @property
+    def encoding(self) -> str:
+        return getattr(sys.stdout, "encoding", None) or "utf-8"
+
+
 def console() -> Console:
-    """A console on the current stdout; 120 columns when stdout is not a terminal."""
-    out = Console(highlight=False)
+    """A console on the current stdout, secrets masked; 120 columns when stdout is not a terminal."""
+    out = Console(file=cast(TextIO, _MaskedStdout()), highlight=False)
     if not out.is_terminal and "COLUMNS" not in os.environ:
         out.width = 120
     return out
@@ -220,6 +247,21 @@ def load_for(run: RunRecord, apps: Sequence[str]) -> tuple[str, AnyWorkflow]:
     raise InvalidInputError(f"no --app is workflow {run.workflow!r} of run {run.run_id!r} (they are: {names})")
 
 
+def shown(value: T) -> T:
+    """``value`` (records, lists of them, JSON-like data) as a command may print it: secrets masked."""
+    masked: T = redact_data(value)
+    return masked
+
+
+def echo(text: str, *, err: bool = False) -> None:
+    """Print one line on stdout (or stderr), secrets masked."""
+    click.echo(redact(text), err=err)
+
+
 def dump_json(value: Any) -> None:
-    """Print ``value`` as indented JSON on stdout."""
-    click.echo(json.dumps(value, indent=2, default=str, ensure_ascii=False))
+    """Print ``value`` as indented JSON on stdout, secrets masked.
+
+    Masked as data, string by string, so that the output stays valid JSON.
+    """
+    text = json.dumps(shown(value), indent=2, default=lambda obj: redact(str(obj)), ensure_ascii=False)
+    click.echo(text)

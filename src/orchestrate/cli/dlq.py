@@ -16,6 +16,7 @@ from orchestrate.cli._common import (
     log_level_option,
     run_async,
     setup_logging,
+    shown,
     store_option,
     with_client,
 )
@@ -115,6 +116,7 @@ def replay_dead(
         return target, source.run_id, await client.detail(record.run_id)
 
     target, source_id, detail = run_async(with_client(store, go))
+    source_id, detail = shown((source_id, detail))
     out = console()
     out.print(Text(f"replay of run {source_id} is run {detail.run.run_id}", style="bold"))
     render_timeline(detail, out)

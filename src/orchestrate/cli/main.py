@@ -21,6 +21,7 @@ from typing import Any
 import click
 
 from orchestrate import __version__
+from orchestrate._redact import redact
 from orchestrate.cli._common import (
     APP_ENV,
     EXIT_INTERRUPTED,
@@ -28,11 +29,13 @@ from orchestrate.cli._common import (
     EXIT_USAGE,
     app_option,
     console,
+    echo,
     exit_code_for,
     log_level_option,
     needs_app,
     run_async,
     setup_logging,
+    shown,
     store_option,
     with_client,
 )
@@ -52,7 +55,7 @@ def _one_line(text: str) -> str:
 
 
 def _fail(message: str, code: int) -> int:
-    click.echo(f"error: {_one_line(message)}", err=True)
+    click.echo(f"error: {_one_line(redact(message))}", err=True)
     return code
 
 
@@ -156,14 +159,14 @@ def run_command(
                 wf, input_, run_id=run_id, options=options, queue="default" if queue is None else queue
             )
 
-        click.echo(run_async(with_client(store, start, workflows=[wf], create=True)))
+        echo(run_async(with_client(store, start, workflows=[wf], create=True)))
         return EXIT_OK
 
     async def drive(client: Client) -> RunDetail:
         record = await client.run(wf, input_, run_id=run_id, options=options)
         return await client.detail(record.run_id)
 
-    detail = run_async(with_client(store, drive, workflows=[wf], create=True))
+    detail = shown(run_async(with_client(store, drive, workflows=[wf], create=True)))
     out = console()
     render_timeline(detail, out)
     print_next_steps(out, detail, options["target"])
@@ -215,7 +218,7 @@ def signal_command(
         return run.run_id
 
     found = run_async(with_client(store, deliver))
-    click.echo(f"signal {key!r} delivered to run {found}")
+    echo(f"signal {key!r} delivered to run {found}")
     if resume:
         return drive_and_show(store, found, apps)
     return EXIT_OK
@@ -343,7 +346,7 @@ async def _work(
         async with Client(store, workflows=workflows) as client:
             client.engine.lease_seconds = lease_seconds
             names = ", ".join(f"{wf.name} ({wf.version})" for wf in workflows)
-            click.echo(f"worker {client.engine.owner} serving {names} from {store}", err=True)
+            echo(f"worker {client.engine.owner} serving {names} from {store}", err=True)
             return await client.engine.work(
                 concurrency=concurrency,
                 poll_seconds=poll_seconds,

@@ -27,10 +27,12 @@ from orchestrate.cli._common import (
     app_option,
     console,
     dump_json,
+    echo,
     json_option,
     log_level_option,
     run_async,
     setup_logging,
+    shown,
     store_option,
     with_client,
 )
@@ -236,7 +238,7 @@ def list_reviews(
             role=role, status=None if status == "all" else status, run_id=run_id, limit=limit
         )
 
-    items = run_async(with_client(store, go))
+    items = shown(run_async(with_client(store, go)))
     if as_json:
         dump_json([item.to_dict() for item in items])
         return 0
@@ -262,7 +264,7 @@ def show_review(review_id: str, store: str, as_json: bool, log_level: str) -> in
     async def go(client: Client) -> ReviewRecord:
         return await client.get_review(review_id)
 
-    item = run_async(with_client(store, go))
+    item = shown(run_async(with_client(store, go)))
     if as_json:
         dump_json(item.to_dict())
     else:
@@ -275,9 +277,9 @@ def _report(item: ReviewRecord, verb: str) -> None:
         have = {a.get("role") for a in item.approvals}
         missing = [r for r in item.required_roles if r not in have]
         still = f"waiting for {', '.join(missing)}" if missing else f"waiting for {_approvals(item)} approvals"
-        click.echo(f"{verb} review {item.review_id} ({_approvals(item)}); {still}")
+        echo(f"{verb} review {item.review_id} ({_approvals(item)}); {still}")
         return
-    click.echo(f"{verb} review {item.review_id}: {item.status.value}; run {item.run_id} is due to resume")
+    echo(f"{verb} review {item.review_id}: {item.status.value}; run {item.run_id} is due to resume")
 
 
 def _decide(store: str, review_id: str, action: str, resume: bool, apps: Sequence[str], **kwargs: Any) -> int:

@@ -18,12 +18,14 @@ from orchestrate.cli._common import (
     app_option,
     console,
     dump_json,
+    echo,
     exit_code_for,
     json_option,
     load_for,
     log_level_option,
     run_async,
     setup_logging,
+    shown,
     store_option,
     with_client,
 )
@@ -91,7 +93,8 @@ def runs_table(records: Sequence[RunRecord], *, title: str, width: int = 200) ->
 
 
 def print_runs(records: Sequence[RunRecord], *, title: str, empty: str, as_json: bool) -> None:
-    """Print runs as a table (or JSON), or a line saying there are none."""
+    """Print runs as a table (or JSON), or a line saying there are none; secrets masked."""
+    records = shown(records)
     if as_json:
         dump_json([dataclasses.asdict(r) for r in records])
         return
@@ -103,7 +106,8 @@ def print_runs(records: Sequence[RunRecord], *, title: str, empty: str, as_json:
 
 
 def print_detail(detail: RunDetail, *, as_json: bool) -> None:
-    """Print a run's timeline (or its record, steps and events as JSON)."""
+    """Print a run's timeline (or its record, steps and events as JSON); secrets masked."""
+    detail = shown(detail)
     if as_json:
         dump_json(dataclasses.asdict(detail))
         return
@@ -215,7 +219,7 @@ def cancel_run(run_id: str, reason: str, store: str, log_level: str) -> int:
         return await client.cancel(run_id, reason=reason)
 
     run = run_async(with_client(store, go))
-    click.echo(f"run {run.run_id} is {run.status.value}")
+    echo(f"run {run.run_id} is {run.status.value}")
     return 0
 
 
@@ -261,9 +265,9 @@ def drive_and_show(store: str, run_id: str, apps: Sequence[str], *, or_leave: bo
 
     driven = run_async(with_client(store, go))
     if isinstance(driven, str):
-        click.echo(driven)
+        echo(driven)
         return 0
-    target, detail = driven
+    target, detail = driven[0], shown(driven[1])
     out = console()
     render_timeline(detail, out)
     print_next_steps(out, detail, target)
