@@ -201,7 +201,7 @@ def test_unknown_keys_are_errors_at_every_depth_with_a_suggestion():
         ("{step: c, retry: {strategy: fixed, initial_delay: 1s}}", "steps[1].retry.initial_delay: unknown key"),
         ("{step: c, retry: {strategy: linear}}", "steps[1].retry.strategy: expected 'exponential', got 'linear'"),
         ("{step: c, fallback: {cached: false}}", "steps[1].fallback.cached: expected True, got false"),
-        ("{step: c, fallback: later}", "steps[1].fallback: expected a fallback: a mapping with one of value, call"),
+        ("{step: c, fallback: later}", "steps[1].fallback: expected 'skip' or 'cached', got 'later'"),
         ("{step: c, gate: {priority: asap}}", "steps[1].gate.priority: expected 'urgent', 'high', 'normal' or 'low'"),
         ("{step: c, gate: {on_timeout: wait}}", "steps[1].gate.on_timeout: expected 'fail', 'approve', 'reject' or"),
         ("{step: c, gate: {required_approvals: 0}}", "steps[1].gate.required_approvals: expected a number >= 1, got 0"),

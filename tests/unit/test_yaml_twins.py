@@ -754,3 +754,15 @@ def test_the_twins_take_the_paths_their_stories_say(tmp_path: Path):
         )
     )
     assert models[0]["output"] == {"text": "answer to: explain retries", "model": "large"}
+
+
+def test_the_json_schema_accepts_every_twin():
+    jsonschema = pytest.importorskip("jsonschema")
+    from orchestrate.yaml import json_schema
+    from orchestrate.yaml._source import parse  # YAML 1.2 scalars: `on:` stays a key named "on"
+
+    validator = jsonschema.Draft202012Validator(json_schema())
+    for case in CASES:
+        for text in [case.yaml, *(case.files or {}).values()]:
+            errors = [e.message for e in validator.iter_errors(parse(textwrap.dedent(text), case.id).data)]
+            assert errors == [], (case.id, errors)

@@ -202,7 +202,7 @@ def _label(node: Node) -> str:
     if isinstance(node, Parallel):
         return f"parallel {node.name}" + (f" (max {node.max_workers} at once)" if node.max_workers else "")
     if isinstance(node, Map):
-        over = f" over {node.over}" if node.over is not None else ""
+        over = f" over {_predicate(node.over)}" if node.over is not None else ""
         workers = f", max {node.max_workers} at once" if node.max_workers else ""
         reduce = node.reduce if isinstance(node.reduce, str) else getattr(node.reduce, "__qualname__", "fn")
         return f"map {node.name}{over} (reduce {reduce}{workers})"

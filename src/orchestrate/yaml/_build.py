@@ -181,7 +181,8 @@ class Builder:
         except ValidationError as exc:
             raise YamlDefinitionError(from_validation(exc, self.doc, allowed_keys)) from None
         for name, component in spec.components.items():
-            self.specs[name] = (component, ("components", name))
+            full = component if isinstance(component, ComponentSpec) else ComponentSpec(use=component)
+            self.specs[name] = (full, ("components", name))
         for name in spec.components:
             try:
                 self.component(name)
@@ -510,6 +511,10 @@ class Builder:
         return self.attempt(loc, lambda: ExponentialBackoff(spec.max_attempts, **exponential, **errors))
 
     def fallback(self, spec: Any, loc: Loc) -> Fallback:
+        if spec == "skip":
+            return Fallback.skip()
+        if spec == "cached":
+            return Fallback.cached()
         flag = {"flag": spec.flag} if spec.flag is not None else {}
         if isinstance(spec, ValueFallbackSpec):
             return self.attempt(loc, lambda: Fallback.value(spec.value, **flag))

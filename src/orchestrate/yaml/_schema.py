@@ -315,24 +315,18 @@ class SkipFallbackSpec(Spec):
     flag: Text | None = None
 
 
-def _fallback_shorthand(value: Any) -> Any:
-    if value in ("skip", "cached"):
-        return {value: True}
-    return value
-
-
 _FALLBACK_KEYS = {"value": "<value>", "call": "<call>", "cached": "<cached>", "skip": "<skip>"}
 FallbackItem = Annotated[
-    Annotated[ValueFallbackSpec, Tag("<value>")]
+    Annotated[Literal["skip", "cached"], Tag("<word>")]
+    | Annotated[ValueFallbackSpec, Tag("<value>")]
     | Annotated[CallFallbackSpec, Tag("<call>")]
     | Annotated[CachedFallbackSpec, Tag("<cached>")]
     | Annotated[SkipFallbackSpec, Tag("<skip>")],
     _form(
-        _by_key(_FALLBACK_KEYS),
+        _by_key(_FALLBACK_KEYS, scalar="<word>"),
         "expected a fallback: a mapping with one of value, call, cached: true or skip: true "
         "(or the word skip or cached)",
     ),
-    BeforeValidator(_fallback_shorthand),
 ]
 FallbackField = Annotated[
     Annotated[Annotated[list[FallbackItem], Field(min_length=1)], Tag("<chain>")]
@@ -646,11 +640,13 @@ class ComponentSpec(Spec):
     circuit_breaker: CircuitBreakerSpec | None = None
 
 
-def _component_shorthand(value: Any) -> Any:
-    return {"use": value} if isinstance(value, str) else value
-
-
-Component = Annotated[ComponentSpec, BeforeValidator(_component_shorthand)]
+Component = Annotated[
+    Annotated[Reference, Tag("<use>")] | Annotated[ComponentSpec, Tag("<component>")],
+    _form(
+        _by_type(mapping="<component>", scalar="<use>"),
+        "expected a component: a name or import path (package.module:attribute), or a mapping with use",
+    ),
+]
 
 
 class WorkflowSpec(Spec):
@@ -682,6 +678,7 @@ TAGS: dict[str, type[Spec]] = {
     "<cached>": CachedFallbackSpec,
     "<skip>": SkipFallbackSpec,
     "<cache>": CacheSpec,
+    "<component>": ComponentSpec,
     "<timeout>": TimeoutSpec,
     "<escalate>": EscalateActionSpec,
     "<default>": DefaultActionSpec,
