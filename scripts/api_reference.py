@@ -46,6 +46,7 @@ MODULES = (
     "orchestrate.policies_shared",
     "orchestrate.observe",
     "orchestrate.cli",
+    "orchestrate.yaml",
 )
 
 SECTIONS = {

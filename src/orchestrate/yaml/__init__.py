@@ -10,7 +10,7 @@
 A file names its functions by import path (``call: support.steps:classify``, modules
 next to the file included) or by component (``components:`` in the file, or
 ``load(..., components=...)``); rules, loop exits and map sources are small
-:class:`Expression`\\ s (``score > 0.95``), evaluated without ``eval``. Every problem
+expressions (:class:`Expression`: ``score > 0.95``), evaluated without ``eval``. Every problem
 of a file is reported at once in a :class:`YamlDefinitionError`, one line each with the
 file, line and column: unknown keys, wrong types, bad durations and expressions,
 functions that cannot be found. A YAML workflow and its Python twin (the same nodes,
