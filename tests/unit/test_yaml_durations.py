@@ -122,3 +122,33 @@ def test_retry_refuses_a_text_that_is_no_duration():
     )
     with pytest.raises(DefinitionError, match="Retry.max_delay must be"):
         Retry(max_delay="-1s")
+
+
+def test_yaml_durations_reach_the_python_api_as_written():
+    from orchestrate.yaml import loads
+
+    wf = loads(
+        """
+name: w
+timeout: 1h30m
+steps:
+  - step: a
+    call: a
+    timeout: {attempt: 2s, total: 1m}
+    cache: 1d
+    retry: {initial_delay: 250ms, max_delay: 10s}
+    gate:
+      timeout: 30m
+      warn_before: 0
+      on_timeout: {escalate: {to: lead, timeout: 1h, warn_before: 0s}}
+""",
+        components={"a": one},
+    )
+    step = wf.nodes[0]
+    assert wf.timeout == 5400.0
+    assert step.policy.timeout == Timeout(attempt=2, total=60)  # type: ignore[attr-defined]
+    assert step.policy.cache == Cache(86400)  # type: ignore[attr-defined]
+    assert step.policy.retry == Retry(initial_delay=0.25, max_delay=10)  # type: ignore[attr-defined]
+    gate = step.gate  # type: ignore[attr-defined]
+    assert (gate.timeout, gate.warn_before) == (1800.0, None)  # 0: no warning
+    assert gate.on_timeout == Escalate("lead", timeout=3600, warn_before=0)

@@ -564,9 +564,11 @@ class Builder:
 
     def escalate(self, spec: EscalateSpec, loc: Loc) -> Escalate:
         options: dict[str, Any] = {}
-        for key in ("timeout", "priority", "warn_before"):
+        for key in ("timeout", "priority"):
             if key in spec.model_fields_set:
                 options[key] = getattr(spec, key)
+        if spec.warn_before is not None:
+            options["warn_before"] = 0 if _seconds(spec.warn_before) == 0 else spec.warn_before
         if "on_timeout" in spec.model_fields_set:
             options["on_timeout"] = self.action(spec.on_timeout, (*loc, "on_timeout"))
         return self.attempt(loc, lambda: Escalate(spec.to, **options))
