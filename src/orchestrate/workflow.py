@@ -27,6 +27,7 @@ import types
 import typing
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Literal, Union, overload
 
 from orchestrate.errors import DefinitionError, InvalidInputError
@@ -814,6 +815,13 @@ def _source(obj: Any) -> str:
         return f"{getattr(target, '__module__', '')}.{getattr(target, '__qualname__', repr(type(target)))}"
 
 
+def _scalar_cell(cell: Any) -> bool:
+    try:
+        return isinstance(cell.cell_contents, str | int | float | bool)
+    except ValueError:  # an empty cell
+        return False
+
+
 def _describe(obj: Any, depth: int = 0) -> str:
     """A stable text of a definition (no memory addresses) for version fingerprints."""
     if depth > 20:
@@ -825,9 +833,15 @@ def _describe(obj: Any, depth: int = 0) -> str:
     if isinstance(obj, type):
         return f"{obj.__module__}.{obj.__qualname__}"
     if callable(obj) and not isinstance(obj, Node):
-        return _source(obj)
+        # A closure's captured numbers and strings are part of what it does
+        # (``Branch.tiers`` thresholds): the same source with another threshold is another version.
+        cells = getattr(obj, "__closure__", None) or ()
+        captured = [repr(c.cell_contents) for c in cells if _scalar_cell(c)]
+        return _source(obj) + (f"|{','.join(captured)}" if captured else "")
     if isinstance(obj, str | int | float | bool | type(None)):
         return repr(obj)
+    if isinstance(obj, timedelta):
+        return f"timedelta({obj.total_seconds()!r})"
     if isinstance(obj, Mapping):
         return "{" + ",".join(f"{_describe(k)}:{_describe(v, depth + 1)}" for k, v in obj.items()) + "}"
     if isinstance(obj, Sequence):

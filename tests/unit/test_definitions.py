@@ -185,3 +185,21 @@ def test_policy_keyword_typos_are_caught():
     with pytest.raises(DefinitionError, match="unknown option 'retires'; did you mean 'retries'"):
         Step("a", one, retires=3)
     assert Step("b", one, model="gpt-4", threshold=0.7).options == {"model": "gpt-4", "threshold": 0.7}
+
+
+def test_a_tier_threshold_or_a_timedelta_change_makes_a_new_version() -> None:
+    from datetime import timedelta
+
+    from orchestrate import Branch, Step, Workflow
+
+    def f(x):
+        return x
+
+    def tiered(threshold: float) -> Workflow:
+        return Workflow("v", [Step("s", f), Branch.tiers("s", [(threshold, Step("hi", f))], otherwise=Step("lo", f))])
+
+    assert tiered(0.8).version == tiered(0.8).version
+    assert tiered(0.8).version != tiered(0.7).version
+    five = Workflow("v", [Step("s", f, timeout=timedelta(seconds=5))])
+    six = Workflow("v", [Step("s", f, timeout=timedelta(seconds=6))])
+    assert five.version != six.version
