@@ -25,9 +25,10 @@ from __future__ import annotations
 import copy
 import dataclasses
 import enum
+import functools
 import re
 import threading
-from collections.abc import Mapping, MutableMapping
+from collections.abc import Callable, Mapping, MutableMapping
 from typing import Any
 
 MIN_SECRET_LENGTH = 8
@@ -65,26 +66,63 @@ _COMPILED = tuple((words, re.compile(body)) for words, body in _FORMATS)
 _SHORTEST = 8
 """No text shorter than this holds a known value or a format match ("pwd=abcd"): skipped."""
 
-_SECRET_NAME = re.compile(
-    r"(?:.*[_.-])?(?:api[_-]?key|apikey|access[_-]?key|secret[_-]?key|secret|token|password|passwd"
-    r"|authorization|credentials?|private[_-]?key)",
-    re.IGNORECASE,
+_SECRET_NAMES = (
+    "api_key",
+    "api-key",
+    "apikey",
+    "access_key",
+    "access-key",
+    "secret_key",
+    "secret-key",
+    "private_key",
+    "private-key",
+    "secret",
+    "token",
+    "password",
+    "passwd",
+    "authorization",
+    "credential",
+    "credentials",
 )
-"""A mapping key whose string value is masked whole (``{"api_key": "…"}``, ``access_token``)."""
+"""Mapping keys whose string value is masked whole: these names, alone or after ``_``, ``-``
+or ``.`` (``{"api_key": "…"}``, ``access_token``, ``DB_PASSWORD``)."""
+
+
+@functools.lru_cache(maxsize=4096)  # keys repeat: the same few names in every log record
+def _is_secret_name(key: str) -> bool:
+    lowered = key.lower()
+    if not lowered.endswith(_SECRET_NAMES):  # one call decides for almost every key
+        return False
+    for name in _SECRET_NAMES:
+        if lowered.endswith(name):
+            cut = len(lowered) - len(name)
+            if cut == 0 or lowered[cut - 1] in "_.-":
+                return True
+    return False
 
 
 def _format_mark(match: re.Match[str]) -> str:
     return (match.group("keep") or "") + MARK if "keep" in match.re.groupindex else MARK
 
 
+_CACHED_CHARS = 256
+_CACHE_ENTRIES = 4096
+
+
 class _Known:
-    """The registered values and the regex matching them (rebuilt lazily after a change)."""
+    """The registered values, and what the redactor needs now (rebuilt lazily after a change).
+
+    ``current`` is swapped whole, so a reader never sees a regex without its marks: the
+    function replacing every known value (``None`` before the first), and the results of
+    recent short texts. Log fields repeat (run ids, step names, error classes): most are
+    answered from there. A registration starts a new one, so no text masked without a new
+    value is answered from before it.
+    """
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.names: dict[str, str] = {}
-        # (regex, marks by value), swapped as one so readers never see a half-built pair.
-        self.current: tuple[re.Pattern[str], dict[str, str]] | None = None
+        self.current: tuple[Callable[[str], str] | None, dict[str, str]] = (None, {})
         self.stale = False
 
     def add(self, value: str, name: str) -> None:
@@ -95,14 +133,15 @@ class _Known:
                 self.names[value] = f"[REDACTED:{name}]"
                 self.stale = True
 
-    def pattern(self) -> tuple[re.Pattern[str], dict[str, str]] | None:
+    def now(self) -> tuple[Callable[[str], str] | None, dict[str, str]]:
         if self.stale:
             with self.lock:
                 if self.stale:
                     marks = dict(self.names)
                     # Longest first: a value that contains another is masked whole.
                     values = sorted(marks, key=len, reverse=True)
-                    self.current = (re.compile("|".join(map(re.escape, values))), marks)
+                    pattern = re.compile("|".join(map(re.escape, values)))
+                    self.current = (functools.partial(pattern.sub, lambda m: marks[m.group(0)]), {})
                     self.stale = False
         return self.current
 
@@ -119,17 +158,22 @@ def redact(text: str) -> str:
     """``text`` with every registered secret value and every credential format masked."""
     if len(text) < _SHORTEST:
         return text
-    known = _known.pattern()
-    if known is not None:
-        pattern, marks = known
-        text = pattern.sub(lambda m: marks[m.group(0)], text)
-    lowered = text.lower()
+    substitute, recent = _known.now()
+    done = recent.get(text)
+    if done is not None:
+        return done
+    masked = text if substitute is None else substitute(text)
+    lowered = masked.lower()
     for words, pattern in _COMPILED:
         for word in words:
             if word in lowered:
-                text = pattern.sub(_format_mark, text)
+                masked = pattern.sub(_format_mark, masked)
                 break
-    return text
+    if len(text) <= _CACHED_CHARS:
+        if len(recent) >= _CACHE_ENTRIES:
+            recent.clear()
+        recent[text] = masked
+    return masked
 
 
 def redact_data(value: Any) -> Any:
@@ -158,7 +202,7 @@ def _walk(value: Any, depth: int, *, stringify: bool) -> Any:
         out: dict[Any, Any] = {}
         for key, item in value.items():
             new_key = redact(key) if isinstance(key, str) else key
-            if isinstance(item, str) and isinstance(key, str) and item and _SECRET_NAME.fullmatch(key):
+            if isinstance(item, str) and isinstance(key, str) and item and _is_secret_name(key):
                 new = MARK
             else:
                 new = _walk(item, depth + 1, stringify=stringify)
@@ -196,5 +240,15 @@ def redact_event(_logger: Any, _method: str, event_dict: MutableMapping[str, Any
     renderer would print). Placed in the chain of a filtering logger, it runs only for
     records that are emitted.
     """
-    walked = _walk(event_dict, 0, stringify=True)
-    return walked if isinstance(walked, MutableMapping) else event_dict
+    # The event's own keys are the logging call's keyword names, chosen by code: only its
+    # values are scanned (keys nested in them are data, and scanned).
+    for key, value in event_dict.items():
+        if type(value) is str:
+            masked: Any = MARK if value and _is_secret_name(key) else redact(value)
+        elif value is None or type(value) in (int, float, bool):
+            continue
+        else:
+            masked = _walk(value, 1, stringify=True)
+        if masked is not value:
+            event_dict[key] = masked
+    return event_dict

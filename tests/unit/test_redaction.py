@@ -145,14 +145,15 @@ def test_short_secret_values_are_not_matched_by_value() -> None:
 
 def test_the_regex_of_known_values_is_rebuilt_only_when_a_new_value_is_registered() -> None:
     Secret("first-value-0a9b8c7d", name="one")
-    built = _redact._known.pattern()
-    assert built is _redact._known.pattern()  # reused while nothing new is registered
+    built = _redact._known.now()
+    assert redact_text("second-value-1b2c3d4e") == "second-value-1b2c3d4e"  # answered, and remembered
+    assert _redact._known.now() is built  # reused while nothing new is registered
 
     Secret("first-value-0a9b8c7d", name="same value again")
-    assert _redact._known.pattern() is built
+    assert _redact._known.now() is built
 
     Secret("second-value-1b2c3d4e", name="two")
-    rebuilt = _redact._known.pattern()
+    rebuilt = _redact._known.now()
     assert rebuilt is not built
     assert redact_text("first-value-0a9b8c7d second-value-1b2c3d4e") == "[REDACTED:one] [REDACTED:two]"
 
