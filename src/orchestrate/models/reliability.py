@@ -46,6 +46,7 @@ from orchestrate.models.base import (
     estimate_tokens,
 )
 from orchestrate.observe.logging import get_logger
+from orchestrate.policies import Seconds, to_seconds
 
 FailureCode = int | str | type[BaseException]
 
@@ -113,8 +114,8 @@ class CircuitBreaker:
         self,
         *,
         failure_threshold: int = 5,
-        window: float | None = 60.0,
-        recovery_timeout: float = 30.0,
+        window: Seconds | None = 60.0,
+        recovery_timeout: Seconds = 30.0,
         half_open_max_requests: int = 1,
         failure_codes: Sequence[FailureCode] = (429, 500, 502, 503, 504, "timeout", "connection"),
         clock: Clock | None = None,
@@ -123,10 +124,12 @@ class CircuitBreaker:
     ) -> None:
         if isinstance(failure_threshold, bool) or not isinstance(failure_threshold, int) or failure_threshold < 1:
             raise DefinitionError(f"failure_threshold must be an int >= 1, got {failure_threshold!r}")
-        if window is not None and window <= 0:
-            raise DefinitionError(f"window must be positive seconds or None, got {window!r}")
-        if recovery_timeout <= 0:
-            raise DefinitionError(f"recovery_timeout must be positive, got {recovery_timeout!r}")
+        # Durations as numbers of seconds, timedeltas or text ("30s", as seed 002 writes it).
+        window = to_seconds(window, what=f"breaker {name!r}: window")
+        recovery = to_seconds(recovery_timeout, what=f"breaker {name!r}: recovery_timeout")
+        if recovery is None:
+            raise DefinitionError(f"breaker {name!r}: recovery_timeout must be a duration, got None")
+        recovery_timeout = recovery
         if half_open_max_requests < 1:
             raise DefinitionError(f"half_open_max_requests must be >= 1, got {half_open_max_requests!r}")
         for code in failure_codes:

@@ -142,3 +142,10 @@ async def test_a_non_counted_error_in_half_open_frees_its_trial_slot(clock) -> N
         await model.chat("x")
     assert cb.state is BreakerState.HALF_OPEN
     assert (await model.chat("x")).text == "ok" and cb.state is BreakerState.CLOSED
+
+
+def test_durations_are_taken_as_seed_002_writes_them() -> None:
+    breaker = CircuitBreaker(failure_threshold=3, recovery_timeout="30s", window="1m")
+    assert (breaker.recovery_timeout, breaker.window) == (30.0, 60.0)
+    with pytest.raises(DefinitionError, match="recovery_timeout"):
+        CircuitBreaker(recovery_timeout="soon")
