@@ -4,6 +4,9 @@ Every error the library raises derives from :class:`OrchestrateError`::
 
     OrchestrateError
     ├── DefinitionError            a workflow definition is invalid (names the place)
+    │   ├── YamlDefinitionError    a YAML definition has problems (each with file, line, column)
+    │   └── ExpressionError        a YAML rule expression does not parse
+    ├── EvaluationError            a YAML rule expression failed on a run's value
     ├── InvalidInputError          bad input given to a run, a CLI command or the client
     ├── WorkflowNotFoundError      no workflow of that name is registered
     │   └── WorkflowVersionNotFoundError   the run's pinned version is not available here
@@ -39,8 +42,8 @@ Every error the library raises derives from :class:`OrchestrateError`::
         ├── SchemaVersionError     the database schema is newer or older than this code
         └── LeaseLostError         another worker took over the run; this worker must stop
 
-Control signals that are not errors (``Suspend``) derive from ``BaseException``
-and live in the private engine.
+The YAML errors live in :mod:`orchestrate.yaml`. Control signals that are not errors
+(``Suspend``) derive from ``BaseException`` and live in the private engine.
 """
 
 from __future__ import annotations
