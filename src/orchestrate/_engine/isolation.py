@@ -1,22 +1,348 @@
-"""Run a sync step function in a separate process that can be killed on timeout.
+"""Where a sync step's call runs: a thread of the engine's pool, or a process it can kill.
 
 Threads cannot be stopped from outside: a sync step that times out in the default
 thread mode keeps running in its thread until it returns (its result is discarded).
-Steps declared with ``isolation="process"`` run in a fresh process instead; on timeout
-the process is killed. The function and its arguments must be picklable (a module-level
-function), and the result too.
+:class:`StepThreads` says so in the log and starts another thread in its place, so that
+such calls cannot starve the steps that still run. Steps declared with
+``isolation="process"`` run in a fresh process instead (:func:`call_in_process`); on
+timeout the process is killed. The function and its arguments must be picklable (a
+module-level function), and the result too.
 """
 
 from __future__ import annotations
 
 import asyncio
+import atexit
+import concurrent.futures
+import itertools
 import multiprocessing
 import multiprocessing.connection
 import pickle
+import queue
+import threading
+import time
+import weakref
 from collections.abc import Callable
 from typing import Any
 
 from orchestrate.errors import IsolatedProcessError
+
+_REPORT_MAX_SECONDS = 600.0
+"""The longest interval between two reports of the same stuck thread."""
+
+
+class _Call:
+    """One sync call handed to the pool, and what the pool knows about its thread."""
+
+    __slots__ = ("about", "args", "fn", "future", "kwargs", "next_report", "owner", "started", "stuck", "thread")
+
+    def __init__(
+        self,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        owner: tuple[str, str] | None,
+        about: dict[str, Any] | None,
+    ) -> None:
+        self.fn = fn
+        self.args = args
+        self.kwargs = kwargs
+        self.owner = owner
+        self.about = about or {}
+        self.future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        self.thread = ""
+        self.started = 0.0
+        self.stuck = False
+        self.next_report = 0.0
+
+
+class StepThreads:
+    """The engine's threads for sync steps, which replaces a thread that a call still holds
+    after the engine stopped waiting for it.
+
+    When the awaiting side gives up on a call (its attempt timed out, or its run was
+    cancelled) while the call is still running, its thread is *stuck*: the pool logs a
+    warning (``step_thread_stuck``: workflow, run, step, attempt, thread, how long it has
+    run, how many threads are stuck), logs it again while it stays stuck (after as long
+    again as it has run, at most every ten minutes), and counts it out of its capacity:
+    for each stuck thread one more thread may start, so calls still awaited keep
+    ``max_threads`` threads. A stuck thread whose call returns goes back to work, or
+    ends if the pool has more threads than it may have by then (``step_thread_released``).
+
+    Two bounds keep a hung dependency from taking threads without end:
+
+    * one step (``owner``: workflow and step name) holds at most ``max_threads // 2``
+      stuck threads (at least one); its next calls wait for one of them to return before
+      they take a thread, under their own timeout, so they time out without starting
+      and without taking capacity from any other step;
+    * the pool grows by at most ``4 * max_threads`` threads in all; past that, stuck
+      threads count against it again.
+
+    At exit the process waits for the calls still running, stuck ones included, as
+    :mod:`concurrent.futures` threads make it do (the threads are daemons only so that
+    idle ones do not hold the exit up). Queued calls are cancelled by :meth:`close`; a
+    closed pool takes no more calls.
+    """
+
+    def __init__(self, max_threads: int, *, log: Any, name: str = "orchestrate-step") -> None:
+        if max_threads < 1:
+            raise ValueError(f"max_threads must be at least 1, got {max_threads!r}")
+        self.max_threads = max_threads
+        self.per_step = max(1, max_threads // 2)
+        self.max_extra = 4 * max_threads
+        self.log = log
+        self._name = name
+        self._numbers = itertools.count()
+        self._work: queue.SimpleQueue[_Call | None] = queue.SimpleQueue()
+        # Released by a worker each time it goes back to waiting: acquired without
+        # blocking, it says a worker is free to take the call just queued (TPE's scheme).
+        self._idle = threading.Semaphore(0)
+        self._lock = threading.Lock()
+        self._threads = 0
+        self._workers: set[threading.Thread] = set()
+        self._stuck: set[_Call] = set()
+        self._stuck_of: dict[tuple[str, str], int] = {}
+        # Calls of a step at its bound, waiting for one of its stuck threads to return.
+        self._waiters: dict[tuple[str, str], list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]]] = {}
+        self._watch = threading.Condition(self._lock)
+        self._watching = False
+        self.closed = False
+        _POOLS.add(self)
+
+    @property
+    def stuck(self) -> int:
+        """How many threads are running calls that nobody awaits any more."""
+        return len(self._stuck)
+
+    async def call(
+        self,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        *,
+        owner: tuple[str, str] | None = None,
+        about: dict[str, Any] | None = None,
+    ) -> Any:
+        """Call ``fn(*args, **kwargs)`` on a pool thread and return its result.
+
+        Args:
+            owner: the step the call belongs to (workflow, step name), whose stuck
+                threads are bounded.
+            about: fields naming the call in log lines (workflow, run_id, step, attempt).
+        """
+        if owner is not None and self._stuck_of.get(owner, 0) >= self.per_step:
+            await self._admitted(owner, about)
+        call = _Call(fn, args, kwargs, owner, about)
+        self._submit(call)
+        try:
+            return await asyncio.wrap_future(call.future)
+        except asyncio.CancelledError:
+            self._abandon(call)
+            raise
+
+    def close(self) -> None:
+        """Cancel the calls not started yet and let idle threads end; running calls go on."""
+        with self._lock:
+            self.closed = True
+            self._watch.notify_all()
+        while True:
+            try:
+                call = self._work.get_nowait()
+            except queue.Empty:
+                break
+            if call is not None:
+                call.future.cancel()
+        self._work.put(None)  # each worker that meets it passes it on and ends
+
+    # the pool side ---------------------------------------------------------------------------
+    def _capacity(self) -> int:
+        return self.max_threads + min(len(self._stuck), self.max_extra)
+
+    def _submit(self, call: _Call) -> None:
+        if self.closed:
+            raise RuntimeError("the engine's step threads are closed")
+        self._work.put(call)
+        if self._idle.acquire(blocking=False):
+            return
+        with self._lock:
+            if self._threads < self._capacity():
+                self._start_thread()
+
+    def _start_thread(self) -> None:
+        """Start a worker (the lock held)."""
+        self._threads += 1
+        thread = threading.Thread(target=self._worker, name=f"{self._name}_{next(self._numbers)}", daemon=True)
+        self._workers.add(thread)
+        thread.start()
+
+    def _worker(self) -> None:
+        name = threading.current_thread().name
+        while True:
+            call = self._work.get()
+            if call is None:
+                self._work.put(None)
+                with self._lock:
+                    self._threads -= 1
+                    self._workers.discard(threading.current_thread())
+                return
+            if call.future.set_running_or_notify_cancel():
+                call.thread, call.started = name, time.monotonic()
+                try:
+                    result = call.fn(*call.args, **call.kwargs)
+                except BaseException as exc:  # noqa: BLE001 - handed to the awaiting side
+                    call.future.set_exception(exc)
+                else:
+                    call.future.set_result(result)
+                    del result
+                # Read under the lock, after the result is set: ``_abandon`` decides under
+                # it too, so a call is either stuck and released here, or never stuck.
+                with self._lock:
+                    stuck = call.stuck
+                if stuck and self._released(call):
+                    with self._lock:
+                        self._workers.discard(threading.current_thread())
+                    return
+            del call  # hold no call's arguments while waiting for the next
+            self._idle.release()
+
+    def _released(self, call: _Call) -> bool:
+        """Account a stuck call that returned; whether its thread should end."""
+        with self._lock:
+            self._stuck.discard(call)
+            owner = call.owner
+            if owner is not None:
+                left = self._stuck_of.get(owner, 1) - 1
+                if left:
+                    self._stuck_of[owner] = left
+                else:
+                    self._stuck_of.pop(owner, None)
+                for loop, waiter in self._waiters.pop(owner, ()):
+                    try:
+                        loop.call_soon_threadsafe(_wake, waiter)
+                    except RuntimeError:  # that loop is closed: nobody waits there any more
+                        pass
+            leave = self._threads > self._capacity()
+            if leave:
+                self._threads -= 1
+            stuck = len(self._stuck)
+            if not stuck:
+                self._watch.notify_all()  # the reporter ends
+        self.log.info(
+            "step_thread_released",
+            **call.about,
+            thread=call.thread,
+            running_seconds=round(time.monotonic() - call.started, 3),
+            stuck_threads=stuck,
+        )
+        return leave
+
+    def _abandon(self, call: _Call) -> None:
+        """The awaiting side gave up on ``call``: if it is still running, its thread is stuck."""
+        future = call.future
+        with self._lock:
+            if not future.running():  # not started (cancelled from the queue) or finished
+                return
+            call.stuck = True
+            self._stuck.add(call)
+            if call.owner is not None:
+                self._stuck_of[call.owner] = self._stuck_of.get(call.owner, 0) + 1
+            # Calls may be queued behind the thread that just got stuck: replace it now.
+            if not self.closed and not self._work.empty() and self._threads < self._capacity():
+                self._start_thread()
+            running = time.monotonic() - call.started
+            call.next_report = call.started + 2 * max(running, 0.5)
+            stuck = len(self._stuck)
+            step_stuck = self._stuck_of.get(call.owner, 0) if call.owner is not None else None
+            if not self._watching:
+                self._watching = True
+                threading.Thread(target=self._reporter, name=f"{self._name}-watch", daemon=True).start()
+            else:
+                self._watch.notify_all()
+        self.log.warning(
+            "step_thread_stuck",
+            **call.about,
+            thread=call.thread,
+            running_seconds=round(running, 3),
+            stuck_threads=stuck,
+            step_stuck_threads=step_stuck,
+            message="the engine stopped waiting for this sync call but its thread is still running "
+            "(a thread cannot be stopped; use isolation='process' for code that must be)",
+        )
+
+    def _reporter(self) -> None:
+        """Log each stuck thread again while it stays stuck; end when none is left."""
+        with self._lock:
+            while self._stuck and not self.closed:
+                now = time.monotonic()
+                due = [c for c in self._stuck if c.next_report <= now]
+                for c in due:
+                    running = now - c.started
+                    c.next_report = now + min(max(running, 0.5), _REPORT_MAX_SECONDS)
+                stuck = len(self._stuck)
+                if due:
+                    self._lock.release()
+                    try:
+                        for c in due:
+                            self.log.warning(
+                                "step_thread_stuck",
+                                **c.about,
+                                thread=c.thread,
+                                running_seconds=round(now - c.started, 3),
+                                stuck_threads=stuck,
+                            )
+                    finally:
+                        self._lock.acquire()
+                    continue
+                self._watch.wait(min(c.next_report for c in self._stuck) - now)
+            self._watching = False
+
+    async def _admitted(self, owner: tuple[str, str], about: dict[str, Any] | None) -> None:
+        """Wait until ``owner`` holds fewer stuck threads than its bound."""
+        loop = asyncio.get_running_loop()
+        reported = False
+        while True:
+            with self._lock:
+                held = self._stuck_of.get(owner, 0)
+                if held < self.per_step:
+                    return
+                waiter: asyncio.Future[None] = loop.create_future()
+                self._waiters.setdefault(owner, []).append((loop, waiter))
+            if not reported:
+                reported = True
+                self.log.warning(
+                    "step_threads_exhausted",
+                    **(about or {}),
+                    step_stuck_threads=held,
+                    message="this step's calls wait for one of its stuck threads to return",
+                )
+            try:
+                await waiter
+            finally:
+                with self._lock:
+                    waiting = self._waiters.get(owner)
+                    if waiting is not None and (loop, waiter) in waiting:
+                        waiting.remove((loop, waiter))
+                        if not waiting:
+                            del self._waiters[owner]
+
+
+_POOLS: weakref.WeakSet[StepThreads] = weakref.WeakSet()
+
+
+@atexit.register
+def _finish_at_exit() -> None:
+    """Let the calls already running end before the process does."""
+    for pool in list(_POOLS):
+        pool.close()
+        with pool._lock:
+            workers = list(pool._workers)
+        for thread in workers:
+            thread.join()
+
+
+def _wake(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
 
 
 def _child(

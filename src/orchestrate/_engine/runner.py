@@ -10,8 +10,6 @@ held in memory while a run waits.
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
-import functools
 import hashlib
 import os
 import socket
@@ -23,6 +21,7 @@ from typing import Any, cast
 from orchestrate import _codec
 from orchestrate._engine.clock import Clock, SystemClock
 from orchestrate._engine.context import RunContext, StepSpec, Suspend, current_run
+from orchestrate._engine.isolation import StepThreads
 from orchestrate.errors import (
     ApprovalRequired,
     DeadlineExceededError,
@@ -170,7 +169,8 @@ class Engine:
         self._plans: dict[Any, CallPlan] = {}
         self._step_limits: dict[tuple[str, str], asyncio.Semaphore] = {}
         self._run_limits: dict[str, asyncio.Semaphore] = {}
-        self._pool = concurrent.futures.ThreadPoolExecutor(max_threads, thread_name_prefix="orchestrate-step")
+        # Sync steps' threads; a thread that a timed-out call still holds is replaced.
+        self._threads = StepThreads(max_threads, log=self.log)
         self._leased = not isinstance(store, InMemoryStore)
         self._missing_reported: set[tuple[str, str]] = set()
         self._opened = False
@@ -237,8 +237,7 @@ class Engine:
 
     async def to_thread(self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         """Run a sync function on the engine's thread pool."""
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._pool, functools.partial(fn, *args, **kwargs))
+        return await self._threads.call(fn, args, kwargs)
 
     def step_semaphore(self, workflow: str, spec: StepSpec) -> asyncio.Semaphore:
         """The per-process concurrency limit of a step."""
@@ -254,6 +253,8 @@ class Engine:
         if not self._opened:
             await self.store.open()
             self._opened = True
+            if self._threads.closed:  # reopened after close()
+                self._threads = StepThreads(self._threads.max_threads, log=self.log)
         return self
 
     async def close(self) -> None:
@@ -261,7 +262,7 @@ class Engine:
         if self._opened:
             await self.store.close()
             self._opened = False
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        self._threads.close()
 
     async def __aenter__(self) -> Engine:
         return await self.open()

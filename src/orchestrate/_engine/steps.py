@@ -102,7 +102,8 @@ async def _invoke(
 
         call = call_in_process(plan.fn, args, kwargs)
     else:
-        call = engine.to_thread(plan.fn, args, kwargs)
+        about = {"workflow": ctx.workflow, "run_id": ctx.run_id, "step": key, "attempt": attempt}
+        call = engine._threads.call(plan.fn, args, kwargs, owner=(ctx.workflow, spec.name), about=about)
     if timeout is None:
         return await call
     return await _timed(ctx, call, key, attempt, timeout)
