@@ -155,3 +155,19 @@ async def test_a_process_isolated_step_is_killed_when_it_times_out(tmp_path):
     async with Engine(InMemoryStore()) as engine:
         assert (await engine.run_record(wf, path)).output == -1
     assert gone(path)  # killed and reaped: not running on in the background
+
+
+async def test_process_isolated_steps_hold_no_thread_while_they_wait(tmp_path):
+    paths = [str(tmp_path / f"pid{i}") for i in range(8)]
+    wf = Workflow(
+        "iso_many",
+        [Step("sleeps", write_pid_and_sleep, timeout=4, isolation="process", fallback=Fallback.value(-1))],
+    )
+    async with Engine(InMemoryStore()) as engine:
+        threads = threading.active_count()
+        runs = asyncio.gather(*(engine.run_record(wf, path) for path in paths))
+        await asyncio.sleep(1)
+        waiting = threading.active_count() - threads
+        assert [r.output for r in await runs] == [-1] * 8
+    assert waiting < 8, f"{waiting} threads waited for 8 processes"
+    assert all(gone(path) for path in paths)

@@ -14,9 +14,11 @@ from __future__ import annotations
 import asyncio
 import atexit
 import concurrent.futures
+import contextlib
 import itertools
 import multiprocessing
 import multiprocessing.connection
+import multiprocessing.process
 import pickle
 import queue
 import threading
@@ -361,13 +363,19 @@ def _child(
 
 
 async def call_in_process(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-    """Call ``fn(*args, **kwargs)`` in a new process; kill it if the awaiting task is cancelled."""
+    """Call ``fn(*args, **kwargs)`` in a new process; kill it if the awaiting task is cancelled.
+
+    No thread waits for the process: the loop watches its pipe and its exit, so any
+    number of process steps may run at once, and one that never returns holds nothing
+    once it is killed.
+    """
     ctx = multiprocessing.get_context("spawn")
     parent, child = ctx.Pipe(duplex=False)
     process = ctx.Process(target=_child, args=(child, fn, args, kwargs), daemon=True)
     try:
         process.start()
     except (pickle.PicklingError, TypeError, AttributeError) as exc:
+        parent.close()
         raise IsolatedProcessError(
             f"cannot run {getattr(fn, '__qualname__', fn)!r} in a process: {exc}; "
             "process isolation needs a module-level function and picklable arguments"
@@ -375,21 +383,71 @@ async def call_in_process(fn: Callable[..., Any], args: tuple[Any, ...], kwargs:
     finally:
         child.close()
     try:
-        ok, value = await asyncio.to_thread(_receive, parent)
-    except BaseException:
-        process.kill()
-        raise
+        try:
+            await _readable(parent, process.sentinel)
+            if parent.poll():
+                # The result is arriving: reading it may take a moment, not the loop's.
+                ok, value = await asyncio.to_thread(_receive, parent)
+            else:
+                ok, value = False, _died()
+        except BaseException:
+            process.kill()
+            raise
+        finally:
+            await _ended(process)
     finally:
-        await asyncio.to_thread(process.join, 5)
         parent.close()
     if not ok:
         raise value
     return value
 
 
+async def _readable(*handles: Any) -> None:
+    """Wait until one of ``handles`` (connections or file descriptors) can be read."""
+    loop = asyncio.get_running_loop()
+    ready: asyncio.Future[None] = loop.create_future()
+    fds = [h if isinstance(h, int) else h.fileno() for h in handles]
+    watched: list[int] = []
+    try:
+        for fd in fds:
+            loop.add_reader(fd, _wake, ready)
+            watched.append(fd)
+    except NotImplementedError:  # a loop without readers (Windows' proactor): a thread waits
+        for fd in watched:
+            loop.remove_reader(fd)
+        await asyncio.to_thread(multiprocessing.connection.wait, list(handles))
+        return
+    try:
+        await ready
+    finally:
+        for fd in watched:
+            loop.remove_reader(fd)
+
+
+async def _ended(process: multiprocessing.process.BaseProcess, grace_seconds: float = 5.0) -> None:
+    """Wait until the process has exited and is reaped; kill it if it outlives ``grace_seconds``."""
+    try:
+        await asyncio.wait_for(_reaped(process), grace_seconds)
+    except TimeoutError:
+        process.kill()  # it sent its result, or died, but does not exit
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(_reaped(process), grace_seconds)
+
+
+async def _reaped(process: multiprocessing.process.BaseProcess) -> None:
+    await _readable(process.sentinel)
+    # An exiting process closes its pipes a moment before it can be reaped.
+    while process.exitcode is None:
+        await asyncio.sleep(0.001)
+
+
+def _died() -> IsolatedProcessError:
+    return IsolatedProcessError("the step's process died before returning a result")
+
+
 def _receive(conn: multiprocessing.connection.Connection) -> tuple[bool, Any]:
     try:
         result: tuple[bool, Any] = conn.recv()
     except EOFError:
-        return False, IsolatedProcessError("the step's process died before returning a result")
+        return False, _died()
     return result
