@@ -10,9 +10,11 @@ held in memory while a run waits.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import hashlib
 import os
 import socket
+import time
 import uuid
 import weakref
 from collections.abc import Callable, Iterable, Sequence
@@ -70,6 +72,10 @@ def input_codec(wf: AnyWorkflow) -> _codec.Plan:
                 fn, annotation = first.plan.fn, first.plan.first_type
         found = _INPUT_CODECS[wf] = _codec.plan_for(fn, annotation)
     return found
+
+
+_TURN_SECONDS = 0.002
+"""The longest an engine drives runs one after another without giving its loop a turn."""
 
 
 def _host_identity() -> str:
@@ -171,6 +177,7 @@ class Engine:
         self._run_limits: dict[str, asyncio.Semaphore] = {}
         # Sync steps' threads; a thread that a timed-out call still holds is replaced.
         self._threads = StepThreads(max_threads, log=self.log)
+        self._turn_at = 0.0
         self._leased = not isinstance(store, InMemoryStore)
         self._missing_reported: set[tuple[str, str]] = set()
         self._opened = False
@@ -431,6 +438,14 @@ class Engine:
 
     async def _drive(self, run: RunRecord, *, fresh: bool) -> RunRecord:
         wf = self.get_workflow(run.workflow, run.version)
+        if time.monotonic() >= self._turn_at:
+            # Runs whose steps never suspend (async steps on SQLite, whose writes run on
+            # the caller's thread) never hand the loop back: its other tasks would wait
+            # for the whole sequence of runs, and its cancelled timers would pile up. A
+            # turn costs a few microseconds; one every slice, not every run, keeps it
+            # out of the per-step cost.
+            await asyncio.sleep(0)
+            self._turn_at = time.monotonic() + _TURN_SECONDS
         if fresh:
             recorded: dict[str, Any] = {}
             attempts: dict[str, Any] = {}
@@ -453,12 +468,14 @@ class Engine:
         timer: asyncio.TimerHandle | None = None
         if self._leased and task is not None:
             # The heartbeat starts a third of the lease in: a timer costs a short run
-            # nothing, a task per run would (and would wake the loop twice).
+            # nothing, a task per run would (and would wake the loop twice). It runs in
+            # an empty context: a cancelled timer stays in the loop's queue until the loop
+            # turns, and a copy of this one would hold the RunContext (``current_run``).
             def beat(task: asyncio.Task[Any] = task) -> None:
                 nonlocal heartbeat
                 heartbeat = asyncio.create_task(self._heartbeat(run, task))
 
-            timer = asyncio.get_running_loop().call_later(self.lease_seconds / 3, beat)
+            timer = asyncio.get_running_loop().call_later(self.lease_seconds / 3, beat, context=contextvars.Context())
         try:
             if limit is not None:
                 async with limit:
