@@ -86,7 +86,7 @@ def test_runs_show_cancel_and_resume_take_a_unique_prefix(app: Path, store: str)
     assert "ambiguous" in one_line_error(signalled)
     signalled = invoke(store, "signal", "order-101", "approve", "--value", "true")
     assert signalled.exit_code == 0 and "delivered to run order-101" in signalled.stdout
-    resumed = invoke(store, "runs", "resume", "order-101")
+    resumed = invoke(store, "runs", "resume", "order-101", "--app", f"{app}:approval")
     assert resumed.exit_code == 0, resumed.output
 
     cancelled = invoke(store, "runs", "cancel", "order-2")
@@ -111,13 +111,13 @@ def test_signal_with_resume_and_dlq_commands_take_a_prefix(app: Path, store: str
     assert invoke(store, "run", f"{app}:billing", "--input", "5", "--run-id", "bill-7f3a").exit_code == 1
     invoke(store, "run", f"{app}:approval", "--detach", "--run-id", "ask-1234")
 
-    sent = invoke(store, "signal", "ask", "approve", "--value", '"ok"', "--resume")
+    sent = invoke(store, "signal", "ask", "approve", "--value", '"ok"', "--resume", "--app", f"{app}:approval")
     assert sent.exit_code == 0, sent.output
     assert "signal 'approve' delivered to run ask-1234" in sent.stdout
 
     shown = invoke(store, "dlq", "show", "bill")
     assert shown.exit_code == 0 and "bill-7f3a" in shown.stdout
-    replayed = invoke(store, "dlq", "replay", "bill-7")
+    replayed = invoke(store, "dlq", "replay", "bill-7", "--app", f"{app}:billing")
     assert replayed.exit_code == 1  # still broken; it ran again
     assert "replay of run bill-7f3a is run " in replayed.stdout
 

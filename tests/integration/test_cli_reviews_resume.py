@@ -79,14 +79,14 @@ def test_a_run_parked_on_a_review_names_the_reviews_commands(app: Path, store: s
     assert f"for review {review_id} of step 'summarise'" in out  # the header
     assert (
         f"run gated is waiting for review {review_id}; decide with: "
-        f"orchestrate reviews approve {review_id} --role doctor --resume, or: "
-        f"orchestrate reviews reject {review_id} --role doctor --reason TEXT --resume"
+        f"orchestrate reviews approve {review_id} --role doctor --resume --app {app}:intake, or: "
+        f"orchestrate reviews reject {review_id} --role doctor --reason TEXT --resume --app {app}:intake"
     ) in out
     assert "orchestrate signal" not in out
-    assert f"orchestrate reviews approve {review_id}" in invoke(store, "runs", "resume", "gated").stdout
+    assert f"orchestrate reviews approve {review_id}" in invoke(store, "runs", "resume", "gated", "--app", f"{app}:intake").stdout
 
     # The hint works as printed.
-    approved = invoke(store, "reviews", "approve", review_id, "--role", "doctor", "--resume")
+    approved = invoke(store, "reviews", "approve", review_id, "--role", "doctor", "--resume", "--app", f"{app}:intake")
     assert approved.exit_code == 0, approved.output
     assert status(store, "gated") == "succeeded"
 
@@ -107,7 +107,7 @@ def test_approve_with_resume_on_a_run_started_from_python_leaves_it_to_a_worker(
     assert approved.exit_code == 0, approved.output
     first, second = approved.stdout.splitlines()
     assert first == f"approved review {review_id}: approved; run from-python is due to resume"
-    assert second.startswith("run from-python is not resumed here (it was not started by the CLI")
+    assert second.startswith("run from-python is not resumed here (no --app names the code of workflow 'intake'")
     assert "a worker serving workflow 'intake' will resume it" in second
     assert "orchestrate runs resume from-python --app path/to/file.py:NAME" in second
     assert approved.stderr == ""
@@ -132,7 +132,7 @@ def test_reject_with_resume_when_the_recorded_code_is_gone_leaves_it_to_a_worker
 
     assert rejected.exit_code == 0, rejected.output
     note = rejected.stdout.splitlines()[-1]
-    assert note.startswith("run moved is not resumed here (no such file:") and "will resume it" in note
+    assert note.startswith("run moved is not resumed here (no --app names the code") and "will resume it" in note
     assert status(store, "moved") == "waiting"
     assert invoke(store, "runs", "resume", "moved", "--app", f"{moved}:intake").exit_code == 1  # rejected: failed
 

@@ -172,13 +172,13 @@ def test_a_replayed_dead_run_leaves_the_dlq_and_says_by_which_run(app: Path, sto
     assert invoke(store, "run", f"{app}:billing", "--input", "5", "--run-id", "bill").exit_code == 1
     assert dead_ids(store) == ["bill"]
 
-    still_broken = invoke(store, "dlq", "replay", "bill", "--from-step", "charge")
+    still_broken = invoke(store, "dlq", "replay", "bill", "--from-step", "charge", "--app", f"{app}:billing")
     assert still_broken.exit_code == 1
     (failed_replay,) = dead_ids(store)  # the replay that died is in the queue; the original left it
     assert failed_replay != "bill"
 
     write_app(app, FIXED)
-    fixed = invoke(store, "dlq", "replay", failed_replay)
+    fixed = invoke(store, "dlq", "replay", failed_replay, "--app", f"{app}:billing")
     assert fixed.exit_code == 0, fixed.output
     assert dead_ids(store) == []
     assert "the dead-letter queue is empty" in invoke(store, "dlq", "list").stdout

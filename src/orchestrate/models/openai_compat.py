@@ -104,8 +104,9 @@ class OpenAICompatModel(BaseProvider):
         if key is None:
             if base_url is None:
                 raise DefinitionError("OpenAICompatModel needs api_key= or $OPENAI_API_KEY to reach api.openai.com")
-            key = "not-needed"
-        self._api_key = Secret(key, name="openai_api_key")
+        # A local server needs no key: the SDK still wants one, and a placeholder is no
+        # secret (as a Secret its words would be masked everywhere they appear).
+        self._api_key: Secret | None = None if key is None else Secret(key, name="openai_api_key")
         self.base_url = base_url
         self.timeout = float(timeout)
         self.use_completions = use_completions
@@ -124,7 +125,7 @@ class OpenAICompatModel(BaseProvider):
         client = self._clients.get(loop_id)
         if client is None:
             client = openai.AsyncOpenAI(
-                api_key=self._api_key.reveal(),
+                api_key=self._api_key.reveal() if self._api_key is not None else "not-needed",
                 base_url=self.base_url,
                 timeout=self.timeout,
                 max_retries=0,
