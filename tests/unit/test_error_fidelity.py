@@ -108,3 +108,18 @@ async def test_a_key_echoed_in_an_error_is_redacted_everywhere_it_is_stored() ->
     stored = [str(record.error), str(steps["call"].error), *(str(e.data) for e in events)]
     assert all(key not in text for text in stored)
     assert "[REDACTED]" in steps["call"].error["message"]
+
+
+async def test_a_key_in_a_failing_fallbacks_error_is_redacted_in_the_record() -> None:
+    key = "sk-live-0123456789abcdefghij"
+
+    def call(_: Any) -> str:
+        raise PermissionError("primary down")
+
+    def backup(_: Any) -> str:
+        raise PermissionError(f"401: bad key {key}")
+
+    wf = Workflow("leak_fallback", [Step("call", call, fallback=[Fallback.call(backup), Fallback.value("canned")])])
+    _, steps, _ = await _steps(wf)
+    assert steps["call"].output == "canned"
+    assert key not in str(steps["call"].meta["fallbacks_failed"])

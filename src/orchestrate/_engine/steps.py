@@ -15,6 +15,7 @@ from orchestrate.errors import (
     StepFailedError,
     StepTimeoutError,
     error_info,
+    redact_text,
 )
 from orchestrate.policies import MISSING, Fallback
 from orchestrate.store.base import AttemptState, Event, StepRecord
@@ -387,7 +388,7 @@ async def _fallbacks(
             else:
                 output, status = MISSING, StepStatus.SKIPPED
         except Exception as exc:  # noqa: BLE001 - a failing fallback hands over to the next
-            tried.append({"fallback": fallback.label, "error": f"{type(exc).__qualname__}: {exc}"})
+            tried.append({"fallback": fallback.label, "error": redact_text(f"{type(exc).__qualname__}: {exc}")})
             continue
         handed: Any = output
         if status is StepStatus.SUCCEEDED and fallback.kind != "cached":
@@ -426,7 +427,7 @@ async def _fallbacks(
         try:
             stored = await ctx.record(record, event=Event(ctx.run_id, "step_fallback", finished, key, data))
         except PayloadTooLargeError as exc:
-            tried.append({"fallback": fallback.label, "error": f"{type(exc).__qualname__}: {exc}"})
+            tried.append({"fallback": fallback.label, "error": redact_text(f"{type(exc).__qualname__}: {exc}")})
             continue
         if handed is not output and stored is record:
             ctx.handed[key] = (record, handed)
