@@ -10,11 +10,19 @@
 ``need_human_review`` returns ``Fallback("human_review_queue", doc)`` when the document's
 confidence is below 0.85. No step is named ``human_review_queue``, so the run parks on
 that queue of people (status ``waiting``; ``orchestrator.run`` raises
-``ApprovalRequired``) until a reviewer sends a decision to the signal
-``queue:human_review_queue:review_check``; then it resumes with the reviewed document.
+``ApprovalRequired``): a review item that a compliance officer approves, corrects or
+rejects with ``Client``; then the run resumes with the reviewed document.
 
-The de-identification model, the policy retrieval agent and the LLM are scripted. The
-runs live in a throw-away SQLite store, as a reviewer in another process would see them.
+The step functions carry no annotations, as in the article. ``generate_doc`` returns a
+``ComplianceDoc``, a dataclass of this module: the engine stores it as JSON and, reading it
+back after a restart (or in a reviewer's process), rebuilds the dataclass from the step's
+own module, so ``need_human_review`` still reads ``doc.confidence``.
+
+Differences: the store URL is a parameter (``state_store=``), and the scripted LLM also
+gets the policy matches (``context=``) to compute its confidence from. The
+de-identification model, the policy retrieval agent (its first query fails while its index
+warms up: ``retries=2`` covers it) and the LLM are scripted. The runs live in a throw-away SQLite store, as a reviewer in
+another process would see them.
 """
 
 from __future__ import annotations
@@ -90,11 +98,11 @@ def build_orchestrator(state_store: str) -> Orchestrator:
     orchestrator = Orchestrator(name="hipaa_approval_v2", state_store=state_store)
 
     # Step 1: De-identify patient data
-    def deidentify(data: dict[str, Any]) -> dict[str, Any]:
+    def deidentify(data):
         return deid_model.run(data)
 
     # Step 2: Check against policy database
-    def policy_check(data: dict[str, Any]) -> dict[str, Any]:
+    def policy_check(data):
         result = rag_agent.query(
             db="policy_vectors_v3",
             query=f"Does this case match exclusion criteria? {data['procedure']}",
@@ -102,7 +110,7 @@ def build_orchestrator(state_store: str) -> Orchestrator:
         return {"case": data, "matches": result["matches"]}
 
     # Step 3: Generate submission document
-    def generate_doc(context: dict[str, Any]) -> ComplianceDoc:
+    def generate_doc(context):
         return llm_client.complete(
             model="gpt-4-turbo",
             prompt=f"Generate compliance doc based on: {context}",
@@ -111,7 +119,7 @@ def build_orchestrator(state_store: str) -> Orchestrator:
         )
 
     # Step 4: Human review flag if confidence < 0.85
-    def need_human_review(doc: ComplianceDoc) -> ComplianceDoc | Fallback:
+    def need_human_review(doc):
         if doc.confidence < 0.85:
             return Fallback("human_review_queue", doc)
         return doc
@@ -166,12 +174,9 @@ async def main() -> dict[str, Any]:
 
         # A compliance officer, possibly in another process, looks at the queue and decides.
         async with Client(store, workflows=[orchestrator]) as reviewer:
-            detail = await reviewer.detail(run_id)
-            queued = next(s for s in detail.steps if s.step_key == "review_check")
-            print(f"  in the queue: {queued.output['text']}  (confidence {queued.output['confidence']})")
-            await reviewer.signal(
-                run_id, REVIEW_SIGNAL, {"approved": True, "by": "compliance_officer"}, by="compliance_officer"
-            )
+            (item,) = await reviewer.list_reviews(run_id=run_id)
+            print(f"  in the {item.queue} queue: {item.payload['text']}  (confidence {item.payload['confidence']})")
+            await reviewer.approve(item.review_id, by="officer_chen", comment="second reviewer assigned")
             resumed = await reviewer.resume(run_id)
             print(f"  reviewer approved; run {resumed.status.value}: {resumed.output['text']}")
             steps = [
