@@ -180,23 +180,30 @@ async def test_seed003_moderation_branches_parallel_checks_and_tiers(load):
     example = load("seeds/seed003_moderation.py")
     result = await example.main()
 
-    outcome = {text: (r["record"].output["action"], r["path"]) for text, r in result["moderation"].items()}
+    def final(entry):
+        return entry.get("final", entry["record"]).output["action"]
+
+    outcome = {text: (final(r), r["path"]) for text, r in result["moderation"].items()}
     start = ["keyword_filter", "ai_moderator"]
     assert outcome["Buy cheap pills at spam-pharmacy.example"] == ("blocked", [*start, "auto_block"])
     assert outcome["I know where you live and I will hurt you"] == ("blocked", [*start, "auto_block"])
+    # held for a moderator, who edits the action to "allowed"
     assert outcome["This movie was so bad I wanted to scream at the screen"] == (
-        "queued_for_review",
+        "allowed",
         [*start, "queue_for_review"],
     )
     assert outcome["You people are animals"] == ("blocked", [*start, "second_opinion", "auto_block"])
+    # held for a moderator, who approves the hold
     assert outcome["That referee should be shot for that call"] == (
-        "queued_for_review",
+        "blocked",
         [*start, "second_opinion", "queue_for_review"],
     )
+    assert outcome["What a lovely sunset over the bay tonight"] == ("allowed", [*start, "second_opinion", "allow"])
 
     images = result["images"]
     assert images["sunset.jpg"]["record"].output["action"] == "allowed"
-    assert images["beach_party.jpg"]["record"].output["action"] == "queued_for_review"
+    assert images["beach_party.jpg"]["record"].status is RunStatus.WAITING
+    assert final(images["beach_party.jpg"]) == "blocked"
     assert sorted(images["sunset.jpg"]["steps"][:3]) == ["metadata_check", "nsfw_detector", "text_extraction"]
 
     tiers = result["tiers"]
