@@ -49,6 +49,9 @@ def test_every_seed_has_an_example():
         "seed000_compliance.py",
         "seed001_patient_intake.py",
         "seed001_patterns.py",
+        "seed002_document_processing.py",
+        "seed002_shared_context.py",
+        "seed002_supervisor.py",
         "seed003_moderation.py",
         "seed003_support.py",
     ]
@@ -296,5 +299,5 @@ DOCS = EXAMPLES.parent / "docs"
 def test_seeds_doc_links_every_example_and_only_existing_ones():
     text = (DOCS / "seeds.md").read_text()
     linked = set(re.findall(r"\(\.\./(examples/[\w/]+\.py)\)", text))
-    on_disk = {str(p.relative_to(EXAMPLES.parent)) for p in [*SEEDS, EXAMPLES / "support_demo.py"]}
+    on_disk = {str(p.relative_to(EXAMPLES.parent)) for p in [*SEEDS, *EXAMPLES.glob("*.py")]}
     assert linked == on_disk
