@@ -21,8 +21,8 @@ own module, so ``need_human_review`` still reads ``doc.confidence``.
 Differences: the store URL is a parameter (``state_store=``), and the scripted LLM also
 gets the policy matches (``context=``) to compute its confidence from. The
 de-identification model, the policy retrieval agent (its first query fails while its index
-warms up: ``retries=2`` covers it) and the LLM are scripted. The runs live in a throw-away SQLite store, as a reviewer in
-another process would see them.
+warms up: ``retries=2`` covers it) and the LLM are scripted. The runs live in a throw-away
+SQLite store, as a reviewer in another process would see them.
 """
 
 from __future__ import annotations

@@ -83,7 +83,10 @@ def test_a_run_parked_on_a_review_names_the_reviews_commands(app: Path, store: s
         f"orchestrate reviews reject {review_id} --role doctor --reason TEXT --resume --app {app}:intake"
     ) in out
     assert "orchestrate signal" not in out
-    assert f"orchestrate reviews approve {review_id}" in invoke(store, "runs", "resume", "gated", "--app", f"{app}:intake").stdout
+    assert (
+        f"orchestrate reviews approve {review_id}"
+        in invoke(store, "runs", "resume", "gated", "--app", f"{app}:intake").stdout
+    )
 
     # The hint works as printed.
     approved = invoke(store, "reviews", "approve", review_id, "--role", "doctor", "--resume", "--app", f"{app}:intake")
