@@ -215,3 +215,18 @@ async def test_a_step_that_mutates_its_input_does_not_change_the_memory_stores_r
     assert record.output == 3
     # What a resumed run would read, as from SQLite: the value as it was recorded.
     assert steps["produce"].output == {"items": [1, 2], "meta": {"n": 2}}
+
+
+async def test_a_durable_functions_output_that_cannot_be_stored_fails_the_run_instead_of_leaving_it_running() -> None:
+    @workflow(version="1")
+    async def returns_big(ctx: Any, _: Any) -> str:
+        return "x" * (3 * 1024 * 1024)
+
+    @workflow(version="1")
+    async def returns_odd(ctx: Any, _: Any) -> Any:
+        return object()
+
+    big, _ = await _run(returns_big, None)
+    assert big.status is RunStatus.DEAD and big.error["name"] == "PayloadTooLargeError"
+    odd, _ = await _run(returns_odd, None)
+    assert odd.status is RunStatus.FAILED and odd.error["name"] == "SerializationError"

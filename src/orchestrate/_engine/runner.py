@@ -30,8 +30,10 @@ from orchestrate.errors import (
     InvalidInputError,
     LeaseLostError,
     OrchestrateError,
+    PayloadTooLargeError,
     RunFailedError,
     RunNotFoundError,
+    SerializationError,
     StepFailedError,
     StoreError,
     WorkflowNotFoundError,
@@ -558,6 +560,10 @@ class Engine:
             )
         except LeaseLostError:
             return await store.get_run(run.run_id) or run
+        except PayloadTooLargeError as exc:  # never retried: the run is dead, not left running
+            return await self._fail(ctx, wf, run, exc, RunStatus.DEAD, step=None)
+        except SerializationError as exc:  # an output that cannot be stored: the run fails, named
+            return await self._fail(ctx, wf, run, exc, RunStatus.FAILED, step=None)
         ctx.log.info("run_succeeded", workflow=run.workflow, run_id=run.run_id, version=run.version)
         return _with(run, status=RunStatus.SUCCEEDED, output=output, updated_at=now)
 
