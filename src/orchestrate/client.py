@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from orchestrate._engine.context import new_signal_id
+from orchestrate._engine.hooks import hooks_of
 from orchestrate._engine.runner import Engine, outcome
 from orchestrate._redact import redact_data
 from orchestrate.errors import ConflictError, InvalidInputError, ReviewNotFoundError, RunNotFoundError, RunStateError
@@ -357,6 +358,7 @@ class Client:
             reason=reason,
             payload=payload,
             override=role is None,
+            hooks=hooks_of(self.engine),
         )
 
     # reviews ----------------------------------------------------------------------------
@@ -424,7 +426,9 @@ class Client:
         """
         review_id = await self._review_id(review_id)
         now = self.engine.clock.now()
-        item = await _decisions.decide(self.store, now, review_id, action="approve", by=by, role=role, comment=comment)
+        item = await _decisions.decide(
+            self.store, now, review_id, action="approve", by=by, role=role, comment=comment, hooks=hooks_of(self.engine)
+        )
         return _masked(item, "meta")
 
     async def reject(self, review_id: str, *, by: str, reason: str, role: str | None = None) -> ReviewRecord:
@@ -439,7 +443,9 @@ class Client:
         """
         review_id = await self._review_id(review_id)
         now = self.engine.clock.now()
-        item = await _decisions.decide(self.store, now, review_id, action="reject", by=by, role=role, reason=reason)
+        item = await _decisions.decide(
+            self.store, now, review_id, action="reject", by=by, role=role, reason=reason, hooks=hooks_of(self.engine)
+        )
         return _masked(item, "meta")
 
     async def edit(
@@ -458,7 +464,15 @@ class Client:
         review_id = await self._review_id(review_id)
         now = self.engine.clock.now()
         item = await _decisions.decide(
-            self.store, now, review_id, action="edit", by=by, role=role, payload=payload, comment=comment
+            self.store,
+            now,
+            review_id,
+            action="edit",
+            by=by,
+            role=role,
+            payload=payload,
+            comment=comment,
+            hooks=hooks_of(self.engine),
         )
         return _masked(item, "meta")
 

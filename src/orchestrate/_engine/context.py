@@ -12,6 +12,7 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from orchestrate import _codec, _serde
+from orchestrate._engine.hooks import hooks_of
 from orchestrate.errors import NonDeterminismError, StepFailedError, StepTimeoutError
 from orchestrate.policies import MISSING, Fallback, StepPolicy
 from orchestrate.store.base import AttemptState, Event, RunRecord, RunUpdate, StepRecord
@@ -118,6 +119,8 @@ class RunContext:
         self.log: Any = engine.log.bind()
         enabled = getattr(self.log, "is_enabled_for", None)
         self.log_info = enabled(logging.INFO) if callable(enabled) else True  # skip building filtered lines
+        # The run's observers, or None: the one attribute each event's call site checks.
+        self.hooks = hooks_of(engine)
         self.run = run
         self.run_id = run.run_id
         self.workflow = run.workflow

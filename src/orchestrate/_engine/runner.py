@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any, cast
 
 from orchestrate import _codec
+from orchestrate._engine import hooks as _hooks
 from orchestrate._engine.clock import Clock, SystemClock
 from orchestrate._engine.context import RunContext, StepSpec, Suspend, current_run
 from orchestrate._engine.isolation import StepThreads
@@ -41,6 +42,8 @@ from orchestrate.errors import (
     error_info,
 )
 from orchestrate.observe import get_logger
+from orchestrate.observe._dispatch import Dispatch
+from orchestrate.observe.correlation import RUN
 from orchestrate.policies import StepPolicy
 from orchestrate.store import InMemoryStore, Store, open_store
 from orchestrate.store.base import ClaimingStore, Event, RunRecord, RunUpdate
@@ -144,6 +147,8 @@ class Engine:
             run and release it instead of sleeping in memory.
         max_threads: threads for sync steps.
         store_retry_seconds: how long a store call is retried on transient errors.
+        observers: :class:`~orchestrate.observe.Observer` s told about this engine's
+            runs, steps, reviews and model calls (besides the process-wide ones).
     """
 
     def __init__(
@@ -156,6 +161,7 @@ class Engine:
         park_after_seconds: float = 5.0,
         max_threads: int = 32,
         store_retry_seconds: float = 30.0,
+        observers: Iterable[Any] = (),
     ) -> None:
         # Transient failures (a dropped connection, a lost acknowledgement) are retried:
         # every store write is idempotent or compare-and-set. The in-memory store has no
@@ -183,6 +189,8 @@ class Engine:
         self._leased = not isinstance(store, InMemoryStore)
         self._missing_reported: set[tuple[str, str]] = set()
         self._opened = False
+        self._observers = tuple(observers)
+        self._hooks: tuple[int, Dispatch | None] = (-1, None)  # (process observers' generation, dispatch)
         for wf in workflows:
             self.register(wf)
 
@@ -317,8 +325,12 @@ class Engine:
         if input_type is not None:
             options = {**(options or {}), INPUT_TYPE: input_type}
         now = self.clock.now()
+        run_id = run_id or os.urandom(16).hex()  # as unique as a uuid4, cheaper to make
+        hooks = _hooks.hooks_of(self)
+        if hooks is not None and (carried := hooks.carry(workflow=workflow.name, run_id=run_id)):
+            options = {**(options or {}), _hooks.CARRIER: carried}
         run = RunRecord(
-            run_id=run_id or os.urandom(16).hex(),  # as unique as a uuid4, cheaper to make
+            run_id=run_id,
             workflow=workflow.name,
             version=workflow.version,
             status=RunStatus.RUNNING if claim else RunStatus.PENDING,
@@ -337,7 +349,11 @@ class Engine:
             run, event=Event(run.run_id, "run_created", now, data={"version": run.version, "claimed": claim})
         )
         # The store may hand back an existing run (same id): only ours is fresh.
-        return run if stored.fence == run.fence and stored.owner == run.owner and stored.created_at == now else stored
+        if stored.fence != run.fence or stored.owner != run.owner or stored.created_at != now:
+            return stored
+        if hooks is not None:
+            _hooks.run_created(hooks, run, claimed=claim)
+        return run
 
     def _ensure(self, wf: AnyWorkflow) -> AnyWorkflow:
         if not self.has_version(wf.name, wf.version):
@@ -441,13 +457,7 @@ class Engine:
     async def _drive(self, run: RunRecord, *, fresh: bool) -> RunRecord:
         wf = self.get_workflow(run.workflow, run.version)
         if time.monotonic() >= self._turn_at:
-            # Runs whose steps never suspend (async steps on SQLite, whose writes run on
-            # the caller's thread) never hand the loop back: its other tasks would wait
-            # for the whole sequence of runs, and its cancelled timers would pile up. A
-            # turn costs a few microseconds; one every slice, not every run, keeps it
-            # out of the per-step cost.
-            await asyncio.sleep(0)
-            self._turn_at = time.monotonic() + _TURN_SECONDS
+            await self._turn()
         if fresh:
             recorded: dict[str, Any] = {}
             attempts: dict[str, Any] = {}
@@ -463,7 +473,10 @@ class Engine:
                 )
             )
         ctx = RunContext(self, run, recorded, attempts, check_order=isinstance(wf, DurableFunction))
+        if not fresh and ctx.hooks is not None:
+            _hooks.run_resumed(ctx.hooks, run, len(recorded), self.clock.now())
         token = current_run.set(ctx)
+        ids = RUN.set(ctx)  # the correlation ids of log lines and model calls
         limit = self._run_limit(wf)
         task = asyncio.current_task()
         heartbeat: asyncio.Task[None] | None = None
@@ -490,10 +503,23 @@ class Engine:
             raise
         finally:
             current_run.reset(token)
+            RUN.reset(ids)
             if timer is not None:
                 timer.cancel()
             if heartbeat is not None:
                 heartbeat.cancel()
+
+    async def _turn(self) -> None:
+        """Give the event loop a turn; the next is due a slice (``_TURN_SECONDS``) later.
+
+        Runs whose steps never suspend (async steps on SQLite, whose writes run on the
+        caller's thread) never hand the loop back: its other tasks would wait for the
+        whole sequence of runs, and its cancelled timers would pile up. A turn costs a
+        few microseconds: one per slice, not one per run, keeps it out of the cost of a
+        step. Callers check ``time.monotonic() >= self._turn_at`` first, inline.
+        """
+        await asyncio.sleep(0)
+        self._turn_at = time.monotonic() + _TURN_SECONDS
 
     def _run_limit(self, wf: AnyWorkflow) -> asyncio.Semaphore | None:
         if not wf.max_concurrency:
@@ -549,6 +575,8 @@ class Engine:
         now = self.clock.now()
         if ctx.finished:  # the final step's record ended the run already
             ctx.log.info("run_succeeded", workflow=run.workflow, run_id=run.run_id, version=run.version)
+            if ctx.hooks is not None:
+                _hooks.run_ended(ctx.hooks, run, "succeeded", now)
             return _with(run, status=RunStatus.SUCCEEDED, output=output, updated_at=now)
         try:
             await store.update_run(
@@ -565,6 +593,8 @@ class Engine:
         except SerializationError as exc:  # an output that cannot be stored: the run fails, named
             return await self._fail(ctx, wf, run, exc, RunStatus.FAILED, step=None)
         ctx.log.info("run_succeeded", workflow=run.workflow, run_id=run.run_id, version=run.version)
+        if ctx.hooks is not None:
+            _hooks.run_ended(ctx.hooks, run, "succeeded", now)
         return _with(run, status=RunStatus.SUCCEEDED, output=output, updated_at=now)
 
     async def _park(self, ctx: RunContext, run: RunRecord, suspend: Suspend) -> RunRecord:
@@ -590,6 +620,8 @@ class Engine:
         self.log.info(
             "run_waiting", workflow=run.workflow, run_id=run.run_id, reason=suspend.reason, wake_at=suspend.wake_at
         )
+        if ctx.hooks is not None:
+            _hooks.run_parked(ctx.hooks, run, suspend.reason, update.wake_at, now)
         return _with(run, status=RunStatus.WAITING, wake_at=update.wake_at, wait_reason=suspend.reason, owner=None)
 
     async def _fail(
@@ -638,6 +670,8 @@ class Engine:
             error_class=info["name"],
             error=info["message"],
         )
+        if ctx.hooks is not None:
+            _hooks.run_ended(ctx.hooks, run, status.value, now, step=step, error_class=info["name"])
         return _with(run, status=status, error=info, updated_at=now)
 
     # working -------------------------------------------------------------------------------------

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 from collections.abc import Awaitable
 from typing import Any
 
 from orchestrate import _codec, _serde
-from orchestrate._engine.context import RunContext, StepSpec, _Args
+from orchestrate._engine import hooks as _hooks
+from orchestrate._engine.context import RunContext, StepSpec, _Args, current_run
 from orchestrate.errors import (
     DeadlineExceededError,
     NonDeterminismError,
@@ -17,6 +19,7 @@ from orchestrate.errors import (
     error_info,
     redact_text,
 )
+from orchestrate.observe.correlation import STEP
 from orchestrate.policies import MISSING, Fallback
 from orchestrate.store.base import AttemptState, Event, StepRecord
 from orchestrate.types import StepStatus
@@ -37,7 +40,13 @@ async def run_step(ctx: RunContext, spec: StepSpec, value: Any, key: str) -> tup
             value, route = await _gate_input(ctx, spec, key, value)
             if route is not None:
                 return value, route
-        record = await _execute(ctx, spec, value, key)
+        token = STEP.set(key)  # the correlation ids of log lines written by the step
+        try:
+            record = await _execute(ctx, spec, value, key)
+        finally:
+            STEP.reset(token)
+        if ctx.hooks is not None:
+            _hooks.step_ended(ctx.hooks, ctx, spec, record)
     output = ctx.output_of(record, spec)
     ctx.outputs[key] = output
     route = record.meta.get("route") if record.fallback else None
@@ -104,10 +113,26 @@ async def _invoke(
         call = call_in_process(plan.fn, args, kwargs)
     else:
         about = {"workflow": ctx.workflow, "run_id": ctx.run_id, "step": key, "attempt": attempt}
-        call = engine._threads.call(plan.fn, args, kwargs, owner=(ctx.workflow, spec.name), about=about)
+        # The thread runs in a copy of this task's context: log lines keep their ids.
+        call = engine._threads.call(
+            _in_context,
+            (contextvars.copy_context(), plan.fn, args, kwargs),
+            {},
+            owner=(ctx.workflow, spec.name),
+            about=about,
+        )
     if timeout is None:
         return await call
     return await _timed(ctx, call, key, attempt, timeout)
+
+
+def _in_context(context: contextvars.Context, fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    return context.run(_detached, fn, args, kwargs)
+
+
+def _detached(fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    current_run.set(None)  # a thread is not the run's task: no ``ctx.step`` from there
+    return fn(*args, **kwargs)
 
 
 async def _timed(ctx: RunContext, call: Awaitable[Any], key: str, attempt: int, timeout: float) -> Any:
@@ -211,6 +236,9 @@ async def _attempts(
     attempt_log: list[dict[str, Any]] = []
     if state is not None:
         await ctx.delay_until(state.next_at, reason=f"retry:{key}")
+    hooks = ctx.hooks
+    if hooks is not None:
+        _hooks.step_started(hooks, ctx, spec, key, attempt, hashed)
     last_error: BaseException | None = None
     last_info: dict[str, Any] | None = None
     reason = None
@@ -220,6 +248,8 @@ async def _attempts(
         last_error = DeadlineExceededError(f"{remaining:.3f}s of budget left, step needs {policy.min_budget:g}s")
     while reason is None:
         started = clock.now()
+        if attempt > 1:
+            STEP.set((key, attempt))  # reset with the step's own token in ``run_step``
         if first_started is None:
             first_started = started
         if policy.timeout.total is not None and started - first_started >= policy.timeout.total:
@@ -260,6 +290,8 @@ async def _attempts(
                 error=info["message"],
                 retry_in=delay,
             )
+            if hooks is not None:
+                _hooks.attempt_failed(hooks, ctx, spec, key, attempt, exc, finished - started, delay, finished)
             if delay is None:
                 last_error = exc
                 last_info = info
@@ -278,6 +310,8 @@ async def _attempts(
                 ),
             )
             ctx.attempts[key] = new_state
+            if hooks is not None:
+                _hooks.retried(hooks, ctx, spec, key, attempt + 1, delay, finished)
             await ctx.delay_until(next_at, reason=f"retry:{key}")
             ctx.attempts.pop(key, None)
             attempt += 1
@@ -462,9 +496,11 @@ async def _fallbacks(
         input_hash=hashed,
         meta=meta,
     )
-    await ctx.record(
+    stored = await ctx.record(
         record, event=Event(ctx.run_id, "step_failed", finished, key, {"error": info, "attempts": attempts})
     )
+    if ctx.hooks is not None:
+        _hooks.step_ended(ctx.hooks, ctx, spec, stored)
     engine.log.error(
         "step_failed",
         workflow=ctx.workflow,

@@ -28,6 +28,8 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
 
 from orchestrate.errors import BadRequestError
+from orchestrate.observe._dispatch import process_dispatch
+from orchestrate.observe.correlation import RUN, STEP, step_of
 
 Role = Literal["system", "user", "assistant", "tool"]
 RequestKind = Literal["chat", "generate"]
@@ -322,11 +324,11 @@ class _ModelAPI:
         self, messages: MessageLike | Iterable[MessageLike], *, settings: ModelSettings | None = None
     ) -> ModelResult:
         """Answer a conversation (a string is one user message)."""
-        return await self.request(ModelRequest.chat(messages, settings))
+        return await _observed(self, ModelRequest.chat(messages, settings))
 
     async def generate(self, prompt: str, *, settings: ModelSettings | None = None) -> ModelResult:
         """Continue a raw prompt."""
-        return await self.request(ModelRequest.generate(prompt, settings))
+        return await _observed(self, ModelRequest.generate(prompt, settings))
 
     async def embed(self, texts: Sequence[str]) -> EmbeddingResult:
         """Embed texts (unsupported unless overridden)."""
@@ -334,6 +336,64 @@ class _ModelAPI:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.model_id!r})"
+
+
+_OPERATIONS = {"chat": "chat", "generate": "text_completion"}  # OpenTelemetry's gen_ai.operation.name
+
+
+async def _observed(model: _ModelAPI, request: ModelRequest) -> ModelResult:
+    """``model.request(request)``, reported to the observers (``model_called``) if there are any.
+
+    The call a user makes (``chat``, ``generate``) is reported once, after its wrappers:
+    they call ``request`` on the models they wrap, which reports nothing.
+    """
+    run = RUN.get()
+    hooks = run.hooks if run is not None else process_dispatch()
+    if hooks is None:
+        return await model.request(request)
+    started = time.perf_counter()
+    try:
+        result = await model.request(request)
+    except Exception as exc:
+        _report(hooks, run, model.model_id, None, request, None, time.perf_counter() - started, exc)
+        raise
+    _report(hooks, run, result.model, result.provider, request, result, time.perf_counter() - started, None)
+    return result
+
+
+def _report(
+    hooks: Any,
+    run: Any,
+    model: str,
+    provider: str | None,
+    request: ModelRequest,
+    result: ModelResult | None,
+    latency_s: float,
+    error: BaseException | None,
+) -> None:
+    step, _ = step_of(STEP.get())
+    usage = result.usage if result is not None else Usage()
+    hooks.emit(
+        "model_called",
+        model=model,
+        provider=provider,
+        operation=_OPERATIONS[request.kind],
+        input_tokens=usage.input_tokens,
+        output_tokens=usage.output_tokens,
+        cost=result.cost if result is not None else None,
+        latency_s=latency_s,
+        error_class=type(error).__qualname__ if error is not None else None,
+        error=error,
+        version=result.version if result is not None else None,
+        finish_reason=result.finish_reason if result is not None else None,
+        cached=bool(result.meta.get("cache")) if result is not None else False,
+        request=request,
+        result=result,
+        workflow=run.workflow if run is not None else None,
+        run_id=run.run_id if run is not None else None,
+        step=step,
+        at=time.time(),
+    )
 
 
 class BaseProvider(_ModelAPI):

@@ -26,9 +26,10 @@ from orchestrate.errors import (
     ReviewPermissionError,
     RunStateError,
 )
+from orchestrate.observe._dispatch import Dispatch, process_dispatch
 from orchestrate.review._runtime import review_id_for, signal_record
 from orchestrate.review.gate import APPROVERS
-from orchestrate.store.base import Event, ReviewRecord, ReviewStatus, Store
+from orchestrate.store.base import Event, ReviewRecord, ReviewStatus, RunRecord, Store
 
 Action = Literal["approve", "reject", "edit"]
 
@@ -101,8 +102,12 @@ async def decide(
     payload: Any = _ABSENT,
     comment: str | None = None,
     override: bool = False,
+    hooks: Dispatch | None = None,
 ) -> ReviewRecord:
     """Approve, reject or edit the item; return it as written.
+
+    A final decision is reported to ``hooks`` (default: the process-wide observers) as
+    ``review_decided``.
 
     Raises:
         ReviewNotFoundError: no such item.
@@ -137,6 +142,8 @@ async def decide(
             raise RunStateError(f"review {review_id}: its run {item.run_id} is {state}; it takes no decisions")
         written = await _attempt(store, now, item, action, by, role, reason, payload, comment, override)
         if written is not None:
+            if written.status.final and (hooks := hooks or process_dispatch()) is not None:
+                decided(hooks, written, run, now)
             return written
         again = await store.get_review(review_id)
         if again is not None and _ours(again, item, by, now):
@@ -221,6 +228,27 @@ async def _attempt(
     updated.version = item.version + 1
     updated.updated_at = now
     return updated
+
+
+def decided(hooks: Dispatch, item: ReviewRecord, run: RunRecord | None, now: float) -> None:
+    """Report the final decision on ``item`` (``review_decided``)."""
+    decision = item.decision or {}
+    carrier = run.options.get("observe") if run is not None and run.options else None
+    hooks.emit(
+        "review_decided",
+        workflow=item.workflow,
+        run_id=item.run_id,
+        step=item.step_key,
+        review_id=item.review_id,
+        outcome=str(decision.get("outcome") or item.status.value),
+        by=decision.get("by"),
+        waited_s=max(now - item.created_at, 0.0),
+        carrier=carrier if isinstance(carrier, dict) else {},
+        created_at=item.created_at,
+        queue=item.queue,
+        level=item.level,
+        at=now,
+    )
 
 
 async def live_item(store: Store, run_id: str, key: str) -> ReviewRecord | None:

@@ -352,6 +352,20 @@ async def _create(
             priority=stored.priority,
             level=level,
         )
+        if ctx.hooks is not None:
+            ctx.hooks.emit(
+                "review_created",
+                workflow=ctx.workflow,
+                run_id=ctx.run_id,
+                step=step_key,
+                review_id=stored.review_id,
+                queue=stored.queue,
+                roles=list(stored.allowed_roles),
+                priority=stored.priority,
+                level=level,
+                due_at=due,
+                at=now,
+            )
         event = "review_escalated" if level else "review_created"
         await _notify.notify(engine.store, engine.log, gate.notify, event=event, review=stored, now=now)
     return stored
@@ -386,6 +400,19 @@ async def _expire(ctx: RunContext, gate: HumanReviewGate, item: ReviewRecord, no
             engine.log.warning(
                 "review_escalated", run_id=ctx.run_id, review_id=item.review_id, to=action.to, to_review_id=child_id
             )
+            if ctx.hooks is not None:
+                ctx.hooks.emit(
+                    "review_escalated",
+                    workflow=ctx.workflow,
+                    run_id=ctx.run_id,
+                    step=item.step_key,
+                    review_id=item.review_id,
+                    to_review_id=child_id,
+                    to=action.to,
+                    level=item.level + 1,
+                    waited_s=max(now - item.created_at, 0.0),
+                    at=now,
+                )
             await _create(
                 ctx,
                 gate,
@@ -419,6 +446,10 @@ async def _expire(ctx: RunContext, gate: HumanReviewGate, item: ReviewRecord, no
     event = Event(ctx.run_id, "review_expired", now, item.step_key, {"review_id": item.review_id, "action": label})
     if await engine.store.update_review(updated, expected_version=item.version, now=now, events=[event], signal=signal):
         engine.log.warning("review_expired", run_id=ctx.run_id, review_id=item.review_id, action=label)
+        if ctx.hooks is not None:
+            from orchestrate.review._decisions import decided
+
+            decided(ctx.hooks, updated, ctx.run, now)
 
 
 async def _warn(ctx: RunContext, gate: HumanReviewGate, item: ReviewRecord, now: float) -> None:
@@ -463,9 +494,15 @@ async def _close_after_signal(ctx: RunContext, key: str, record: StepRecord) -> 
         updated.decision["reason"] = value["reason"]
     now = ctx.engine.clock.now()
     data = {"review_id": item.review_id, "outcome": updated.decision["outcome"], "by": by, "via": "signal"}
-    await store.update_review(
-        updated,
-        expected_version=item.version,
-        now=now,
-        events=[Event(ctx.run_id, "review_decided", now, item.step_key, data)],
-    )
+    if (
+        await store.update_review(
+            updated,
+            expected_version=item.version,
+            now=now,
+            events=[Event(ctx.run_id, "review_decided", now, item.step_key, data)],
+        )
+        and ctx.hooks is not None
+    ):
+        from orchestrate.review._decisions import decided
+
+        decided(ctx.hooks, updated, ctx.run, now)
