@@ -126,8 +126,9 @@ _STDERR = cast(TextIO, _Stderr())
 
 
 def setup_logging(level: str) -> None:
-    """Send the library's JSON logs at ``level`` to stderr (stdout stays for results)."""
-    configure_logging(level, stream=_STDERR)
+    """Send JSON logs at ``level`` to stderr (stdout stays for results): the library's, and
+    the workflow code's own (``logging.getLogger(...)``) with their run's ids."""
+    configure_logging(level, stream=_STDERR, root=True)
 
 
 class _MaskedStdout:
