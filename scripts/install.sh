@@ -4,7 +4,7 @@
 # a CUDA build of it.
 set -euo pipefail
 BIN=${1:-.venv/bin}
-EXTRAS=${EXTRAS:-dev,postgres,openai,anthropic,ollama,local,llama,validation}
+EXTRAS=${EXTRAS:-dev,postgres,openai,anthropic,ollama,local,llama,validation,metrics,otel}
 "$BIN/pip" install --quiet "torch==2.13.0"
 # llama-cpp-python has no Linux wheel on PyPI: pip compiles llama.cpp. Build only the
 # library, on every core, for a portable x86-64 baseline (AVX2, FMA, F16C) rather than

@@ -41,6 +41,7 @@ from orchestrate.cli._common import (
 )
 from orchestrate.cli.dlq import dlq
 from orchestrate.cli.loading import JSON_VALUE
+from orchestrate.cli.metrics_command import metrics, metrics_port_option, start_metrics
 from orchestrate.cli.reviews import reviews
 from orchestrate.cli.runs import drive_and_show, print_next_steps, runs
 from orchestrate.cli.timeline import render_timeline
@@ -104,6 +105,7 @@ def cli(ctx: click.Context) -> None:
 cli.add_command(runs)
 cli.add_command(dlq)
 cli.add_command(reviews)
+cli.add_command(metrics)
 for _command in COMMANDS:  # validate, graph, schema
     cli.add_command(_command)
 
@@ -270,6 +272,7 @@ def signal_command(
     show_default=True,
     help="Seconds between looks for due runs when idle.",
 )
+@metrics_port_option
 @log_level_option("info")
 def worker_command(
     store: str,
@@ -280,6 +283,7 @@ def worker_command(
     lease_seconds: float,
     drain_seconds: float | None,
     poll_seconds: float,
+    metrics_port: int | None,
     log_level: str,
 ) -> int:
     """Claim and drive due runs of the given workflows until SIGTERM/SIGINT.
@@ -290,6 +294,7 @@ def worker_command(
     from its last recorded step.
     """
     setup_logging(log_level)
+    start_metrics(metrics_port)
     workflows = [load_target(app) for app in apps]
     try:
         driven = run_async(
