@@ -355,17 +355,16 @@ async def _observed(model: _ModelAPI, request: ModelRequest) -> ModelResult:
     try:
         result = await model.request(request)
     except Exception as exc:
-        _report(hooks, run, model.model_id, None, request, None, time.perf_counter() - started, exc)
+        _report(hooks, run, model.model_id, request, None, time.perf_counter() - started, exc)
         raise
-    _report(hooks, run, result.model, result.provider, request, result, time.perf_counter() - started, None)
+    _report(hooks, run, model.model_id, request, result, time.perf_counter() - started, None)
     return result
 
 
 def _report(
     hooks: Any,
     run: Any,
-    model: str,
-    provider: str | None,
+    requested: str,
     request: ModelRequest,
     result: ModelResult | None,
     latency_s: float,
@@ -375,8 +374,9 @@ def _report(
     usage = result.usage if result is not None else Usage()
     hooks.emit(
         "model_called",
-        model=model,
-        provider=provider,
+        model=result.model if result is not None else requested,
+        requested_model=requested,
+        provider=result.provider if result is not None else None,
         operation=_OPERATIONS[request.kind],
         input_tokens=usage.input_tokens,
         output_tokens=usage.output_tokens,

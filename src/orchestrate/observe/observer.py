@@ -314,8 +314,14 @@ class Observer:
 
         One event per call a step makes (``chat``, ``generate``), after the wrappers
         (failover, cache, accounting): ``model`` is the one that served, ``cost`` the
-        price table's figure when one is set. ``workflow``, ``run_id`` and ``step`` name
-        the step that called, or are ``None`` outside a run. ``at`` is POSIX seconds.
+        price table's figure when one is set; ``operation`` is ``chat`` or
+        ``text_completion`` (OpenTelemetry's ``gen_ai.operation.name``). ``workflow``,
+        ``run_id`` and ``step`` name the step that called, or are ``None`` outside a
+        run. ``at`` is POSIX seconds. Also given: ``requested_model`` (the id of the model
+        called, before routing or failover), ``version``, ``finish_reason``, ``cached``,
+        ``error`` (the exception), and ``request`` and ``result`` (the
+        :class:`~orchestrate.models.ModelRequest` and ``ModelResult``: prompts and
+        answers, to be masked before they leave the process).
         """
 
     # propagation --------------------------------------------------------------------------
