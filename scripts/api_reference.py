@@ -45,6 +45,8 @@ MODULES = (
     "orchestrate.testing",
     "orchestrate.policies_shared",
     "orchestrate.observe",
+    "orchestrate.observe.prometheus",
+    "orchestrate.observe.otel",
     "orchestrate.cli",
     "orchestrate.yaml",
 )
