@@ -13,6 +13,7 @@ Every error the library raises derives from :class:`OrchestrateError`::
     ├── RunNotFoundError           no run with that id in the store
     ├── RunStateError              the operation does not fit the run's status
     ├── RunFailedError             a run awaited by the caller ended failed, dead or cancelled
+    ├── RunCrashedError            a run's attempts kept killing their process (it went to the DLQ)
     ├── ApprovalRequired           (control signal) the awaited run parked, waiting for a person
     ├── ConflictError              a write lost a race (e.g. a second decision on a signal)
     ├── NonDeterminismError        a durable function's replay diverged from its history
@@ -92,6 +93,16 @@ class RunFailedError(OrchestrateError):
     def __init__(self, message: str, *, run: Any) -> None:
         super().__init__(message)
         self.run = run
+
+
+class RunCrashedError(OrchestrateError):
+    """A run's attempts kept killing their worker process; the run went to the dead-letter queue.
+
+    Never raised in a worker: it is what a dead run's ``error`` names, with ``reason``
+    ``"crashed"``, the count in ``crashes`` and the last worker in ``owner``, after
+    ``max_crashes`` attempts died without recording a step (``os._exit``, a segfault,
+    an OOM kill).
+    """
 
 
 class ApprovalRequired(OrchestrateError):  # noqa: N818 - a control signal, not an error

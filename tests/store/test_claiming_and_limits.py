@@ -25,7 +25,7 @@ from orchestrate.errors import CircuitOpenError, InvalidInputError, RateLimitedE
 from orchestrate.models.reliability import BreakerState
 from orchestrate.policies_shared import SharedCircuitBreaker, SharedRateLimiter
 from orchestrate.store import InMemoryStore
-from orchestrate.store.base import BreakerRecord, ClaimingStore, LimitsStore, RateGrant, decide_rate
+from orchestrate.store.base import BreakerRecord, ClaimingStore, LimitsStore, RateGrant, RunUpdate, decide_rate
 from orchestrate.store.postgres import PostgresStore
 from orchestrate.store.sqlite import SQLiteStore
 from orchestrate.testing.store_suite import LEASE, T0, claimed, make_run
@@ -112,6 +112,36 @@ async def test_claim_due_takes_over_runs_of_dead_owners_unless_someone_did(store
     stored = await store.get_run("taken")
     assert stored is not None and (stored.owner, stored.fence) == ("other", taken.fence + 1)
     assert await store.claim_due(owner="w3", now=T0, lease_seconds=LEASE, limit=10, orphans_of=["dead-worker"]) == []
+
+
+async def test_claim_due_takes_at_most_the_suspects_asked_for_and_them_first(store: Any) -> None:
+    for i in range(3):  # held by a worker that died: each claim of them counts a crash
+        await claimed(store, f"crashed{i}", owner="dead-worker", now=T0 - LEASE - 10 + i)
+    for i in range(3):
+        await store.create_run(make_run(f"fresh{i}", created_at=T0 - 5 + i))
+    # The suspect comes before the older fresh runs; the claimed runs come back in due order.
+    got = await store.claim_due(owner="w2", now=T0, lease_seconds=LEASE, limit=3, suspects=1)
+    assert {r.run_id: r.crashes for r in got} == {"crashed0": 1, "fresh0": 0, "fresh1": 0}
+    assert await store.claim_due(owner="w2", now=T0, lease_seconds=LEASE, limit=10, suspects=0) == [
+        await store.get_run("fresh2")
+    ]
+    assert await store.claim_due(owner="w2", now=T0, lease_seconds=LEASE, limit=10, suspects=0) == []
+    # A dead owner's runs, before their lease expires, are suspects too.
+    await claimed(store, "orphan", owner="gone", now=T0)
+    taken = await store.claim_due(owner="w3", now=T0, lease_seconds=LEASE, limit=10, orphans_of=["gone"], suspects=1)
+    assert _ids(taken) == ["crashed1"]
+    rest = await store.claim_due(owner="w3", now=T0, lease_seconds=LEASE, limit=10, orphans_of=["gone"])
+    assert {r.run_id: r.crashes for r in rest} == {"crashed2": 1, "orphan": 1}
+
+
+async def test_a_released_suspect_stays_a_suspect(store: Any) -> None:
+    await claimed(store, "r1", owner="dead-worker", now=T0 - LEASE - 1)
+    (got,) = await store.claim_due(owner="w2", now=T0, lease_seconds=LEASE, limit=1)
+    assert got.crashes == 1
+    await store.update_run("r1", fence=got.fence, now=T0 + 1, update=RunUpdate(RunStatus.PENDING), event=None)
+    assert await store.claim_due(owner="w3", now=T0 + 2, lease_seconds=LEASE, limit=5, suspects=0) == []
+    (again,) = await store.claim_due(owner="w3", now=T0 + 2, lease_seconds=LEASE, limit=5, suspects=1)
+    assert (again.run_id, again.crashes) == ("r1", 1)
 
 
 async def test_claim_due_only_takes_the_versions_and_queues_asked_for(store: Any) -> None:

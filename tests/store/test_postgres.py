@@ -237,18 +237,29 @@ async def test_a_newer_schema_is_refused_and_the_store_stays_closed(pg_url: str,
         await second.get_run("r1")
 
 
-def _old_schema(pg_url: str, schema: str) -> None:
-    """A schema as version 1 of orchestrate left it."""
+def _old_schema(pg_url: str, schema: str, version: int = 1) -> None:
+    """A schema as orchestrate left it at ``version``, with a pending run and a run that crashed mid-step."""
     with psycopg.connect(pg_url, autocommit=True, options=f"-c search_path={schema}") as conn:
         conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
         conn.execute(shared_sql.META_DDL)
-        version, statements = shared_sql.MIGRATIONS[0]
-        for statement in statements:
-            conn.execute(statement.format(real="DOUBLE PRECISION", serial="BIGSERIAL"))
+        for number, statements in shared_sql.MIGRATIONS:
+            if number <= version:
+                for statement in statements:
+                    conn.execute(statement.format(real="DOUBLE PRECISION", serial="BIGSERIAL"))
+                for statement in q.EXTRA_MIGRATIONS.get(number, []):
+                    conn.execute(statement)
         conn.execute("INSERT INTO orchestrate_meta VALUES ('schema_version', %s)", (str(version),))
         conn.execute(
             "INSERT INTO orchestrate_runs (run_id, workflow, version, status, input, created_at, updated_at)"
             " VALUES ('old', 'wf', '1', 'pending', 'null', 1, 1)"
+        )
+        conn.execute(
+            "INSERT INTO orchestrate_runs (run_id, workflow, version, status, input, created_at, updated_at, owner,"
+            " lease_expires_at, fence) VALUES ('crashed', 'wf', '1', 'running', 'null', 1, 1, 'w1', 2, 1)"
+        )
+        conn.execute(
+            "INSERT INTO orchestrate_steps (run_id, step_key, name, status, attempts, started_at, finished_at)"
+            " VALUES ('crashed', 'a', 'a', 'succeeded', 1, 1, 1)"
         )
 
 
@@ -259,13 +270,19 @@ async def test_an_older_schema_is_refused_by_a_process_that_does_not_migrate(pg_
         await worker.open()
 
 
-async def test_an_older_schema_is_migrated_keeping_its_runs(pg_url: str, schema: str) -> None:
-    _old_schema(pg_url, schema)
+@pytest.mark.parametrize("version", range(1, SCHEMA_VERSION))
+async def test_an_older_schema_is_migrated_keeping_its_runs(pg_url: str, schema: str, version: int) -> None:
+    _old_schema(pg_url, schema, version)
     store = PostgresStore(pg_url, schema=schema)
     await store.open()
     try:
         assert await store.schema_version() == SCHEMA_VERSION
         assert (await store.get_run("old")) is not None
+        crashed = await store.get_run("crashed")
+        assert crashed is not None and (crashed.crashes, crashed.crashed_owner) == (0, None)
+        # Its holder died before the upgrade: the claim counts that attempt.
+        taken = await store.claim_run("crashed", owner="w2", now=T0, lease_seconds=LEASE)
+        assert taken is not None and (taken.crashes, taken.crashed_owner, taken.fence) == (1, "w1", 2)
         assert (await store.load_breaker("x", now=0))[0] == BreakerRecord("x")
         triggers = _sync(
             pg_url,

@@ -11,8 +11,10 @@ import pytest
 
 from orchestrate.errors import InvalidInputError, LeaseLostError, SchemaVersionError, StoreError
 from orchestrate.store import SCHEMA_VERSION, open_store
+from orchestrate.store import _sql as shared_sql
 from orchestrate.store.sqlite import SQLiteStore
 from orchestrate.testing.store_suite import LEASE, T0, StoreConformance, claimed, make_run, make_step
+from orchestrate.types import RunStatus
 
 
 class TestSQLiteStore(StoreConformance):
@@ -113,6 +115,42 @@ async def test_reopening_keeps_the_data(url: str) -> None:
         assert await second.get_steps("r1") == [step]
     finally:
         await second.close()
+
+
+def _schema_at(path: Path, version: int) -> None:
+    """A database as orchestrate left it at schema ``version``, with a run that crashed mid-step."""
+    with sqlite3.connect(path) as conn:
+        conn.execute(shared_sql.META_DDL)
+        for number, statements in shared_sql.MIGRATIONS:
+            if number <= version:
+                for statement in statements:
+                    conn.execute(statement.format(real="REAL", serial="INTEGER"))
+        conn.execute("INSERT INTO orchestrate_meta VALUES ('schema_version', ?)", (str(version),))
+        conn.execute(
+            "INSERT INTO orchestrate_runs (run_id, workflow, version, status, input, created_at, updated_at, owner,"
+            " lease_expires_at, fence) VALUES ('old', 'wf', '1', 'running', 'null', 1, 1, 'w1', 2, 1)"
+        )
+        conn.execute(
+            "INSERT INTO orchestrate_steps (run_id, step_key, name, status, attempts, started_at, finished_at)"
+            " VALUES ('old', 'a', 'a', 'succeeded', 1, 1, 1)"
+        )
+
+
+@pytest.mark.parametrize("version", range(1, SCHEMA_VERSION))
+async def test_an_older_schema_is_migrated_keeping_its_runs(url: str, tmp_path: Path, version: int) -> None:
+    _schema_at(tmp_path / "orchestrate.db", version)
+    store = SQLiteStore(url)
+    await store.open()
+    try:
+        assert await store.schema_version() == SCHEMA_VERSION
+        old = await store.get_run("old")
+        assert old is not None and (old.status, old.crashes, old.crashed_owner) == (RunStatus.RUNNING, 0, None)
+        assert [s.step_key for s in await store.get_steps("old")] == ["a"]
+        # Its holder died before the upgrade: the claim counts that attempt.
+        taken = await store.claim_run("old", owner="w2", now=T0, lease_seconds=LEASE)
+        assert taken is not None and (taken.crashes, taken.crashed_owner, taken.fence) == (1, "w1", 2)
+    finally:
+        await store.close()
 
 
 async def test_a_newer_schema_is_refused(url: str, tmp_path: Path) -> None:

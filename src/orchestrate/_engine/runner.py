@@ -32,6 +32,7 @@ from orchestrate.errors import (
     LeaseLostError,
     OrchestrateError,
     PayloadTooLargeError,
+    RunCrashedError,
     RunFailedError,
     RunNotFoundError,
     SerializationError,
@@ -147,6 +148,12 @@ class Engine:
             run and release it instead of sleeping in memory.
         max_threads: threads for sync steps.
         store_retry_seconds: how long a store call is retried on transient errors.
+        max_crashes: crashed attempts after which a run goes to the dead-letter queue
+            (``reason: crashed``) instead of being driven again. An attempt crashed when
+            its process died (or stalled past its lease) before the run recorded another
+            step: a step that kills its process (``os._exit``, a segfault, an OOM kill)
+            would otherwise be taken up, and take a worker down, forever. The store counts
+            them when it hands the run to the next worker.
         observers: :class:`~orchestrate.observe.Observer` s told about this engine's
             runs, steps, reviews and model calls (besides the process-wide ones).
     """
@@ -161,6 +168,7 @@ class Engine:
         park_after_seconds: float = 5.0,
         max_threads: int = 32,
         store_retry_seconds: float = 30.0,
+        max_crashes: int = 3,
         observers: Iterable[Any] = (),
     ) -> None:
         # Transient failures (a dropped connection, a lost acknowledgement) are retried:
@@ -174,6 +182,9 @@ class Engine:
         self.clock: Clock = clock or SystemClock()
         self.owner = _owner_id()
         self.lease_seconds = lease_seconds
+        if isinstance(max_crashes, bool) or not isinstance(max_crashes, int) or max_crashes < 1:
+            raise InvalidInputError(f"max_crashes must be an int >= 1, got {max_crashes!r}")
+        self.max_crashes = max_crashes
         self.park_after_seconds = park_after_seconds
         self.log = get_logger()
         self._workflows: dict[str, dict[str, AnyWorkflow]] = {}
@@ -401,6 +412,8 @@ class Engine:
         )
         if run is None:
             return None
+        if run.crashes and (dead := await self._count_crash(run)) is not None:
+            return dead
         return await self._drive(run, fresh=False)
 
     async def settle(self, run_id: str, *, poll_seconds: float = 0.2) -> RunRecord:
@@ -454,7 +467,7 @@ class Engine:
                 return
             await asyncio.sleep(interval)
 
-    async def _drive(self, run: RunRecord, *, fresh: bool) -> RunRecord:
+    async def _drive(self, run: RunRecord, *, fresh: bool, progressed: asyncio.Event | None = None) -> RunRecord:
         wf = self.get_workflow(run.workflow, run.version)
         if time.monotonic() >= self._turn_at:
             await self._turn()
@@ -463,6 +476,8 @@ class Engine:
             attempts: dict[str, Any] = {}
         else:
             recorded = {s.step_key: s for s in await self.store.get_steps(run.run_id)}
+            if progressed is not None:  # a suspect (``work``): its first new record says so
+                recorded = _Progress(recorded, progressed)
             attempts = await self.store.get_attempts(run.run_id)
             await self.store.append_event(
                 Event(
@@ -709,6 +724,12 @@ class Engine:
         and released at once, for another worker to resume from their last recorded
         step. Cancelling ``work`` itself releases them the same way.
 
+        A run whose previous attempt crashed (see ``max_crashes``) is a *suspect*: this
+        worker drives at most one suspect at a time, beside its other runs, until the
+        suspect records a step (or parks, or ends). So when a suspect kills the process
+        again, the runs that die with it were not suspects: a healthy run is not counted
+        crash after crash with a poisoned one until it reaches the dead-letter queue.
+
         Returns the number of runs driven.
         """
         await self.open()
@@ -717,14 +738,29 @@ class Engine:
         versions = [(name, version) for name, found in self._workflows.items() for version in found]
         driven = 0
         tasks: dict[asyncio.Task[Any], RunRecord | None] = {}
+        # The suspect in flight: its task, and the event its first new step record sets.
+        suspect: tuple[asyncio.Task[Any], asyncio.Event] | None = None
 
         def launch(run: RunRecord | None, run_id: str) -> None:
-            task = asyncio.create_task(self._work_claimed(run) if run is not None else self._work_one(run_id))
+            nonlocal suspect
+            progressed = asyncio.Event() if run is not None and 0 < run.crashes < self.max_crashes else None
+            task = asyncio.create_task(
+                self._work_claimed(run, progressed) if run is not None else self._work_one(run_id)
+            )
             tasks[task] = run
             task.add_done_callback(lambda t: tasks.pop(t, None))
+            if progressed is not None:
+                suspect = (task, progressed)
+
+        def busy_with_suspect() -> asyncio.Event | None:
+            """The event of the suspect in flight that has not recorded a step yet, if any."""
+            if suspect is None or suspect[0].done() or suspect[1].is_set():
+                return None
+            return suspect[1]
 
         try:
-            for orphan in await self._claim_orphans(concurrency, queues, claiming):
+            orphans, dead_owners = await self._claim_orphans(concurrency, queues, claiming)
+            for orphan in orphans:
                 launch(orphan, orphan.run_id)
                 driven += 1
             next_report = 0.0
@@ -743,6 +779,8 @@ class Engine:
                         limit=free,
                         versions=versions,
                         queues=queues,
+                        orphans_of=dead_owners,
+                        suspects=0 if busy_with_suspect() else 1,
                     )
                     for run in claimed:
                         launch(run, run.run_id)
@@ -762,11 +800,14 @@ class Engine:
                     for run in await store.due_runs(now=now, limit=50):
                         self._runnable(run)
                 wait = poll_seconds
+                progressed = busy_with_suspect()
                 if claiming is not None:
                     until = await claiming.seconds_until_due(now=now, versions=versions, queues=queues)
-                    if until is not None:
+                    # Due now yet not claimed while a suspect is in flight: another
+                    # suspect, for when this one records a step (which ends the wait).
+                    if until is not None and not (until == 0 and progressed is not None):
                         wait = max(min(wait, until), 0.02)
-                await self._idle(wait, stop, claiming)
+                await self._idle(wait, stop, claiming, progressed)
             if tasks:
                 _, pending = await asyncio.wait(set(tasks), timeout=drain_seconds)
                 if pending:
@@ -776,9 +817,18 @@ class Engine:
             raise
         return driven
 
-    async def _idle(self, seconds: float, stop: asyncio.Event | None, claiming: ClaimingStore | None) -> None:
-        """Wait ``seconds`` (on the engine's clock unless ``stop`` is given), a store hint, or ``stop``."""
+    async def _idle(
+        self,
+        seconds: float,
+        stop: asyncio.Event | None,
+        claiming: ClaimingStore | None,
+        progressed: asyncio.Event | None = None,
+    ) -> None:
+        """Wait ``seconds`` (on the engine's clock unless ``stop`` is given), a store hint,
+        ``stop``, or ``progressed``."""
         waits: set[asyncio.Future[Any]] = set()
+        if progressed is not None:
+            waits.add(asyncio.ensure_future(progressed.wait()))
         if stop is not None:
             waits.add(asyncio.ensure_future(asyncio.wait_for(stop.wait(), seconds)))
         else:
@@ -789,12 +839,16 @@ class Engine:
 
     async def _claim_orphans(
         self, limit: int, queues: Sequence[str] | None, claiming: ClaimingStore | None
-    ) -> list[RunRecord]:
-        """Claim runs held by dead processes of this host, without waiting for their lease."""
+    ) -> tuple[list[RunRecord], list[str]]:
+        """Claim runs held by dead processes of this host, without waiting for their lease.
+
+        Returns the runs claimed and the dead owners found. On a claiming store that is
+        one run (each is a suspect): the work loop claims the others one after another.
+        """
         running = await self.store.list_runs(status=[RunStatus.RUNNING], limit=1000)
         dead = sorted({r.owner for r in running if r.owner and _owner_is_dead(r.owner)})
         if not dead:
-            return []
+            return [], []
         if claiming is not None:
             # Conditional on the dead owner still holding the run: a live worker that took
             # it over meanwhile keeps it.
@@ -806,6 +860,7 @@ class Engine:
                 versions=[(name, version) for name, found in self._workflows.items() for version in found],
                 queues=queues,
                 orphans_of=dead,
+                suspects=1,
             )
         else:
             claimed = []
@@ -823,7 +878,7 @@ class Engine:
                     claimed.append(got)
         for run in claimed:
             self.log.info("run_recovered", run_id=run.run_id, workflow=run.workflow)
-        return claimed
+        return claimed, dead
 
     async def _release(self, tasks: dict[asyncio.Task[Any], RunRecord | None], which: set[asyncio.Task[Any]]) -> None:
         """Interrupt runs in flight and hand them back (pending, lease dropped) under their fence."""
@@ -847,11 +902,58 @@ class Engine:
                 continue
             self.log.warning("run_released", run_id=run.run_id, workflow=run.workflow, fence=run.fence)
 
-    async def _work_claimed(self, run: RunRecord) -> None:
+    async def _work_claimed(self, run: RunRecord, progressed: asyncio.Event | None = None) -> None:
         try:
-            await self._drive(run, fresh=False)
+            if run.crashes and await self._count_crash(run) is not None:
+                return
+            await self._drive(run, fresh=False, progressed=progressed)
         except Exception as exc:  # noqa: BLE001 - a worker keeps going; the error is logged
             self.log.error("run_execution_error", run_id=run.run_id, error=str(exc), error_class=type(exc).__qualname__)
+
+    async def _count_crash(self, run: RunRecord) -> RunRecord | None:
+        """Note a run's crashed attempt in its history; at ``max_crashes``, move it to the DLQ.
+
+        Returns the dead run's record when it was moved (it is not driven), else ``None``.
+        """
+        now = self.clock.now()
+        if run.crashes < self.max_crashes:
+            data = {"crashes": run.crashes, "max_crashes": self.max_crashes, "owner": run.crashed_owner}
+            await self.store.append_event(Event(run.run_id, "attempt_crashed", now, data=data))
+            self.log.warning(
+                "run_attempt_crashed",
+                run_id=run.run_id,
+                workflow=run.workflow,
+                crashes=run.crashes,
+                max_crashes=self.max_crashes,
+                owner=run.crashed_owner,
+            )
+            return None
+        exc = RunCrashedError(
+            f"run {run.run_id} crashed its worker {run.crashes} times in a row without recording a step "
+            f"(last worker {run.crashed_owner}); moved to the dead-letter queue (max_crashes={self.max_crashes})"
+        )
+        info = {**error_info(exc), "reason": "crashed", "crashes": run.crashes, "owner": run.crashed_owner}
+        try:
+            await self.store.update_run(
+                run.run_id,
+                fence=run.fence,
+                now=now,
+                update=RunUpdate(RunStatus.DEAD, error=info),
+                event=Event(run.run_id, "run_dead", now, data={"error": info}),
+            )
+        except LeaseLostError:
+            return await self.store.get_run(run.run_id) or run
+        self.log.error(
+            "run_dead",
+            workflow=run.workflow,
+            run_id=run.run_id,
+            reason="crashed",
+            crashes=run.crashes,
+            owner=run.crashed_owner,
+            error_class=info["name"],
+            error=info["message"],
+        )
+        return _with(run, status=RunStatus.DEAD, error=info, owner=None, lease_expires_at=None, updated_at=now)
 
     async def _pending_timers(self, queues: Sequence[str] | None = None) -> bool:
         runs = await self.store.list_runs(status=[RunStatus.WAITING, RunStatus.PENDING, RunStatus.RUNNING], limit=1000)
@@ -893,6 +995,18 @@ async def _first(waits: set[asyncio.Future[Any]], *, own: set[asyncio.Future[Any
             if not waiter.done():
                 waiter.cancel()
         await asyncio.gather(*own, return_exceptions=True)
+
+
+class _Progress(dict[str, Any]):
+    """The step records of a suspect run (see :meth:`Engine.work`): a new one sets ``progressed``."""
+
+    def __init__(self, records: dict[str, Any], progressed: asyncio.Event) -> None:
+        super().__init__(records)
+        self.progressed = progressed
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        super().__setitem__(key, value)
+        self.progressed.set()
 
 
 def _with(run: RunRecord, **changes: Any) -> RunRecord:

@@ -272,6 +272,14 @@ def signal_command(
     show_default=True,
     help="Seconds between looks for due runs when idle.",
 )
+@click.option(
+    "--max-crashes",
+    type=click.IntRange(min=1),
+    default=3,
+    show_default=True,
+    help="Attempts of a run that may die with their process (os._exit, segfault, OOM kill) before it goes "
+    "to the dead-letter queue.",
+)
 @metrics_port_option
 @log_level_option("info")
 def worker_command(
@@ -283,6 +291,7 @@ def worker_command(
     lease_seconds: float,
     drain_seconds: float | None,
     poll_seconds: float,
+    max_crashes: int,
     metrics_port: int | None,
     log_level: str,
 ) -> int:
@@ -307,6 +316,7 @@ def worker_command(
                 list(queues) or None,
                 lease_seconds=lease_seconds,
                 drain_seconds=drain_seconds,
+                max_crashes=max_crashes,
             )
         )
     except asyncio.CancelledError:
@@ -326,6 +336,7 @@ async def _work(
     *,
     lease_seconds: float = 30.0,
     drain_seconds: float | None = None,
+    max_crashes: int = 3,
 ) -> int:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
@@ -350,6 +361,7 @@ async def _work(
     try:
         async with Client(store, workflows=workflows) as client:
             client.engine.lease_seconds = lease_seconds
+            client.engine.max_crashes = max_crashes
             names = ", ".join(f"{wf.name} ({wf.version})" for wf in workflows)
             echo(f"worker {client.engine.owner} serving {names} from {store}", err=True)
             return await client.engine.work(

@@ -456,6 +456,12 @@ def _describe(event: Event, state: str | None, axis: _Axis) -> tuple[str, str, s
             return "resumed after crash", "bold magenta", f"the previous holder stopped mid-run; {replayed}", "running"
         label = {"pending": "claimed", "waiting": "woke up"}.get(state or "", "resumed")
         return label, "blue", replayed, "running"
+    if kind == "attempt_crashed":
+        text = (
+            f"the previous attempt died without a record (crash {data.get('crashes', '?')} of "
+            f"{data.get('max_crashes', '?')}; worker {data.get('owner') or '?'})"
+        )
+        return "crashed", "bold magenta", text, state
     if kind == "step_retry":
         text = f"attempt {data.get('attempt', '?')} failed: {_error_text(data.get('error'))}"
         if isinstance(data.get("delay"), int | float):

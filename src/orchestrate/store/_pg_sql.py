@@ -132,7 +132,7 @@ _STEP_SELECT = (
 
 
 _FENCE_HELD = "EXISTS (SELECT 1 FROM r WHERE r.fence = %s AND r.status = 'running')"
-_INSERT_RUN = f"INSERT INTO orchestrate_runs ({_sql.RUN_COLUMNS}) VALUES ({', '.join(['%s'] * 18)})"
+_INSERT_RUN = f"INSERT INTO orchestrate_runs ({_sql.RUN_COLUMNS}) VALUES ({', '.join(['%s'] * _sql.RUN_FIELDS)})"
 
 
 def create_run(with_event: bool) -> str:
@@ -375,7 +375,7 @@ class Statements:
         )
         self._claim_set = (
             "UPDATE orchestrate_runs AS u SET status = 'running', owner = %(owner)s,"
-            " lease_expires_at = t.now + %(lease)s, fence = u.fence + 1, updated_at = %(now)s"
+            f" lease_expires_at = t.now + %(lease)s, fence = u.fence + 1, updated_at = %(now)s, {_sql.crash_count('u')}"
         )
         self._cache: dict[tuple[Any, ...], str] = {}
 
@@ -390,16 +390,36 @@ class Statements:
             )
         return self._cache[key]
 
-    def claim_due(self, versions: bool, queues: bool, orphans: bool) -> str:
-        """Claim up to ``%(limit)s`` due runs, skipping rows another worker is claiming."""
-        key = ("claim_due", versions, queues, orphans)
+    def claim_due(self, versions: bool, queues: bool, orphans: bool, split: bool = False) -> str:
+        """Claim up to ``%(limit)s`` due runs, skipping rows another worker is claiming.
+
+        With ``split``, at most ``%(suspects)s`` of them are suspects (claimed first).
+        """
+        key = ("claim_due", versions, queues, orphans, split)
         if key not in self._cache:
             orphaned = " OR (r.status = 'running' AND r.owner = ANY(%(orphans)s::text[]))" if orphans else ""
+            where = _filter("r", versions, queues)
+            claimable = _claimable("r")
+
+            def due(condition: str, limit: str) -> str:
+                return (
+                    f"SELECT r.run_id FROM orchestrate_runs r, t WHERE {condition}{where}"
+                    f" ORDER BY COALESCE(r.wake_at, r.created_at), r.run_id LIMIT {limit} FOR UPDATE OF r SKIP LOCKED"
+                )
+
+            if split:
+                suspect = f"({claimable}{orphaned}) AND (r.status = 'running' OR r.crashes > 0)"
+                other = f"{claimable} AND r.status <> 'running' AND r.crashes = 0"
+                ctes = (
+                    f"sus AS ({due(suspect, '%(suspects)s')}),"
+                    f" ok AS ({due(other, '(%(limit)s - (SELECT count(*) FROM sus))')}),"
+                    " due AS (SELECT run_id FROM sus UNION ALL SELECT run_id FROM ok)"
+                )
+            else:
+                ctes = f"due AS ({due(f'({claimable}{orphaned})', '%(limit)s')})"
             self._cache[key] = (
-                f"{self._t}, due AS (SELECT r.run_id FROM orchestrate_runs r, t WHERE ({_claimable('r')}{orphaned})"
-                f"{_filter('r', versions, queues)}"
-                " ORDER BY COALESCE(r.wake_at, r.created_at), r.run_id LIMIT %(limit)s FOR UPDATE OF r SKIP LOCKED)"
-                f" {self._claim_set} FROM due, t WHERE u.run_id = due.run_id RETURNING {_RUN_COLUMNS_U}"
+                f"{self._t}, {ctes} {self._claim_set} FROM due, t"
+                f" WHERE u.run_id = due.run_id RETURNING {_RUN_COLUMNS_U}"
             )
         return self._cache[key]
 

@@ -166,6 +166,17 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
             )""",
         ],
     ),
+    (
+        4,
+        [
+            # Crashed attempts, counted by the claim that takes a run over from a holder
+            # that died (see ``crash_count``); ``claim_steps`` is how many step records the
+            # run had when it was last claimed, which tells whether its holder got further.
+            "ALTER TABLE orchestrate_runs ADD COLUMN crashes INTEGER NOT NULL DEFAULT 0",
+            "ALTER TABLE orchestrate_runs ADD COLUMN crashed_owner TEXT",
+            "ALTER TABLE orchestrate_runs ADD COLUMN claim_steps INTEGER NOT NULL DEFAULT 0",
+        ],
+    ),
 ]
 
 META_DDL = "CREATE TABLE IF NOT EXISTS orchestrate_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)"
@@ -177,11 +188,12 @@ SET_VERSION = (
 
 RUN_COLUMNS = (
     "run_id, workflow, version, status, input, output, error, created_at, updated_at, wake_at,"
-    " wait_reason, owner, lease_expires_at, fence, deadline_at, queue, options, parent_run_id"
+    " wait_reason, owner, lease_expires_at, fence, deadline_at, queue, options, parent_run_id,"
+    " crashes, crashed_owner"
 )
+RUN_FIELDS = RUN_COLUMNS.count(",") + 1
 INSERT_RUN = (
-    f"INSERT INTO orchestrate_runs ({RUN_COLUMNS})"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    f"INSERT INTO orchestrate_runs ({RUN_COLUMNS}) VALUES ({', '.join(['?'] * RUN_FIELDS)})"
     " ON CONFLICT (run_id) DO NOTHING"
 )
 SELECT_RUN = f"SELECT {RUN_COLUMNS} FROM orchestrate_runs WHERE run_id = ?"
@@ -198,9 +210,31 @@ DUE_RUNS = (
     f"SELECT {RUN_COLUMNS} FROM orchestrate_runs WHERE {CLAIMABLE}"
     " ORDER BY COALESCE(wake_at, created_at), run_id LIMIT ?"
 )
+
+
+def crash_count(row: str) -> str:
+    """The assignments of a claim that count crashed attempts; ``row`` names the updated table.
+
+    A claim of a run still ``running`` takes it from a holder that died or stalled (its
+    lease expired, or its process is known dead): one more crashed attempt, or the first
+    one when a step was recorded since that holder's claim. Other claims keep the count,
+    or reset it after a recorded step. The expressions read the row as it was before the
+    update (SQL evaluates every assignment against the old row).
+    """
+    steps = f"(SELECT count(*) FROM orchestrate_steps s WHERE s.run_id = {row}.run_id)"
+    return (
+        f"crashes = CASE WHEN {steps} > {row}.claim_steps THEN 0 ELSE {row}.crashes END"
+        f" + CASE WHEN {row}.status = 'running' THEN 1 ELSE 0 END,"
+        f" crashed_owner = CASE WHEN {row}.status = 'running' THEN {row}.owner ELSE {row}.crashed_owner END,"
+        f" claim_steps = {steps}"
+    )
+
+
+SUSPECT = "(status = 'running' OR crashes > 0)"
+"""A claimable run whose previous attempt died (see ``ClaimingStore.claim_due``'s ``suspects``)."""
 CLAIM_RUN = (
     "UPDATE orchestrate_runs SET status = 'running', owner = ?, lease_expires_at = ?,"
-    " fence = fence + 1, updated_at = ? WHERE run_id = ? AND "
+    f" fence = fence + 1, updated_at = ?, {crash_count('orchestrate_runs')} WHERE run_id = ? AND "
 )
 RENEW_LEASE = "UPDATE orchestrate_runs SET lease_expires_at = ? WHERE run_id = ? AND fence = ? AND status = 'running'"
 FENCE_OF = "SELECT fence, status FROM orchestrate_runs WHERE run_id = ?"
@@ -457,6 +491,8 @@ def run_params(run: RunRecord) -> tuple[Any, ...]:
         run.queue,
         "{}" if not run.options else _serde.dumps(run.options, what="run options"),
         run.parent_run_id,
+        run.crashes,
+        run.crashed_owner,
     )
 
 
@@ -481,6 +517,8 @@ def run_from_row(row: Sequence[Any]) -> RunRecord:
         queue=row[15],
         options=json.loads(row[16]),
         parent_run_id=row[17],
+        crashes=row[18],
+        crashed_owner=row[19],
     )
 
 

@@ -24,8 +24,8 @@ from typing import Any, Protocol, runtime_checkable
 
 from orchestrate.types import RunStatus, StepStatus
 
-SCHEMA_VERSION = 3
-"""Version of the schema this code reads and writes (3: shared rate limits and breakers)."""
+SCHEMA_VERSION = 4
+"""Version of the schema this code reads and writes (4: crashed attempts counted on claim)."""
 
 REPLAYED_EVENT = "replayed"
 """The kind of the event a replay appends to the history of the run it replays.
@@ -54,6 +54,12 @@ class RunRecord:
         deadline_at: the run's deadline (time budget), if any.
         options: replay overrides and other run options (JSON object).
         parent_run_id: the run this one replays, if any.
+        crashes: crashed attempts since the run last recorded a step: counted by the
+            store when it hands the run to a worker while the previous holder still held
+            it (the holder died or stalled and its lease expired) without a new step
+            recorded since that holder's claim; a claim after a recorded step starts the
+            count again.
+        crashed_owner: the worker whose attempt was counted last.
     """
 
     run_id: str
@@ -74,6 +80,8 @@ class RunRecord:
     queue: str = "default"
     options: dict[str, Any] = field(default_factory=dict)
     parent_run_id: str | None = None
+    crashes: int = 0
+    crashed_owner: str | None = None
 
     def copy(self) -> RunRecord:
         """A shallow copy (stores hand out copies, never their own objects)."""
@@ -377,8 +385,12 @@ class Store(Protocol):
     ) -> RunRecord | None:
         """Take the run's lease if it is claimable (or ``force`` for a dead owner).
 
-        Increments the fence and sets the status to running. Returns the claimed run, or
-        ``None`` when someone else holds it or it is not due.
+        Increments the fence and sets the status to running. Counts a crashed attempt
+        when the run was still ``running`` (its holder died or stalled): ``crashes``
+        becomes one more than before, or 1 when a step was recorded since the previous
+        claim, and ``crashed_owner`` names that holder; any other claim keeps the count,
+        or resets it to 0 after a recorded step. Returns the claimed run, or ``None``
+        when someone else holds it or it is not due.
         """
 
     async def renew_lease(self, run_id: str, *, owner: str, fence: int, now: float, lease_seconds: float) -> bool:
@@ -506,14 +518,21 @@ class ClaimingStore(Store, Protocol):
         versions: Sequence[tuple[str, str]] | None = None,
         queues: Sequence[str] | None = None,
         orphans_of: Sequence[str] = (),
+        suspects: int | None = None,
     ) -> list[RunRecord]:
         """Claim up to ``limit`` due runs at once, oldest first, and return them claimed.
 
         Only runs of the ``(workflow, version)`` pairs in ``versions`` (``None``: any) and
         in ``queues`` (``None``: any) are considered. Each claim is the compare-and-set of
-        :meth:`Store.claim_run`: a run is handed to exactly one caller. Running runs still
-        held by one of ``orphans_of`` (owners known to be dead) are claimable too, before
-        their lease expires; once someone else took such a run over, it is not.
+        :meth:`Store.claim_run` (crashed attempts counted alike): a run is handed to
+        exactly one caller. Running runs still held by one of ``orphans_of`` (owners known
+        to be dead) are claimable too, before their lease expires; once someone else took
+        such a run over, it is not.
+
+        ``suspects`` bounds how many of the claimed runs may be *suspects*: runs whose
+        previous holder died (still ``running``) or whose ``crashes`` count is above 0.
+        Suspects are claimed first, then other runs up to ``limit`` in all. ``None``:
+        no bound.
         """
 
     async def seconds_until_due(

@@ -209,6 +209,7 @@ class InMemoryStore:
         self._reviews: dict[str, ReviewRecord] = {}
         self._rate_log: dict[str, list[tuple[float, float]]] = {}
         self._breakers: dict[str, BreakerRecord] = {}
+        self._claim_steps: dict[str, int] = {}  # step records a run had when last claimed
         self._event_id = 0
 
     async def open(self) -> None:
@@ -361,6 +362,14 @@ class InMemoryStore:
             return None
         if not self._claimable(run, now) and not (force and run.status is RunStatus.RUNNING):
             return None
+        # Crashed attempts, counted as the SQL stores' claim does (``_sql.crash_count``).
+        steps = len(self._steps.get(run_id, ()))
+        crashes = 0 if steps > self._claim_steps.get(run_id, 0) else run.crashes
+        if run.status is RunStatus.RUNNING:
+            crashes += 1
+            run.crashed_owner = run.owner
+        run.crashes = crashes
+        self._claim_steps[run_id] = steps
         run.status = RunStatus.RUNNING
         run.owner = owner
         run.lease_expires_at = now + lease_seconds
@@ -423,6 +432,7 @@ class InMemoryStore:
         versions: Sequence[tuple[str, str]] | None = None,
         queues: Sequence[str] | None = None,
         orphans_of: Sequence[str] = (),
+        suspects: int | None = None,
     ) -> list[RunRecord]:
         """Claim due runs of these versions and queues (and runs of dead owners), oldest first."""
         due = [
@@ -432,6 +442,9 @@ class InMemoryStore:
             and self._wanted(r, versions, queues)
         ]
         due.sort(key=lambda r: (r.created_at if r.wake_at is None else r.wake_at, r.run_id))
+        if suspects is not None:
+            suspect = [r for r in due if r.status is RunStatus.RUNNING or r.crashes > 0]
+            due = suspect[: max(suspects, 0)] + [r for r in due if r.status is not RunStatus.RUNNING and not r.crashes]
         claimed = []
         for run in due[:limit]:
             got = await self.claim_run(run.run_id, owner=owner, now=now, lease_seconds=lease_seconds, force=True)

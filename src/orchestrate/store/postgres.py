@@ -773,12 +773,15 @@ class PostgresStore:
         versions: Sequence[tuple[str, str]] | None = None,
         queues: Sequence[str] | None = None,
         orphans_of: Sequence[str] = (),
+        suspects: int | None = None,
     ) -> list[RunRecord]:
         """Claim up to ``limit`` due runs in one statement (``FOR UPDATE SKIP LOCKED``)."""
         if limit <= 0 or (versions is not None and not versions) or (queues is not None and not queues):
             return []
-        sql = self._sql.claim_due(versions is not None, queues is not None, bool(orphans_of))
+        sql = self._sql.claim_due(versions is not None, queues is not None, bool(orphans_of), suspects is not None)
         params = {"now": now, "owner": owner, "lease": lease_seconds, "limit": limit, "orphans": list(orphans_of)}
+        if suspects is not None:
+            params["suspects"] = max(min(suspects, limit), 0)
         params.update(q.filter_params(versions, queues))
 
         async def op(conn: Conn, attempt: int) -> list[RunRecord]:

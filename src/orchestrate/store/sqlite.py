@@ -513,15 +513,28 @@ class SQLiteStore:
         versions: Sequence[tuple[str, str]] | None = None,
         queues: Sequence[str] | None = None,
         orphans_of: Sequence[str] = (),
+        suspects: int | None = None,
     ) -> list[RunRecord]:
         """Claim due runs in one transaction (the write lock makes it atomic across processes)."""
         where, params = _sql.claim_filter(versions, queues)
         orphans = _sql.orphans_condition(orphans_of)
-        select = _sql.DUE_IDS.format(where=where, orphans=orphans)
         claim = f"{_sql.CLAIM_RUN}({_sql.CLAIMABLE}{orphans})"
+        # (statement, most rows, owners it names): suspects first, then the others.
+        selects: list[tuple[str, int, Sequence[str]]] = []
+        if suspects is None:
+            selects.append((_sql.DUE_IDS.format(where=where, orphans=orphans), limit, orphans_of))
+        else:
+            if suspects > 0:
+                suspect = _sql.DUE_IDS.format(where=f"{where} AND {_sql.SUSPECT}", orphans=orphans)
+                selects.append((suspect, suspects, orphans_of))
+            selects.append((_sql.DUE_IDS.format(where=f"{where} AND NOT {_sql.SUSPECT}", orphans=""), limit, ()))
 
         def op(cur: sqlite3.Cursor) -> list[RunRecord]:
-            ids = [row[0] for row in cur.execute(select, (now, now, now, *orphans_of, *params, limit))]
+            ids: list[str] = []
+            for select, most, owners in selects:
+                most = min(most, limit - len(ids))
+                if most > 0:
+                    ids += [row[0] for row in cur.execute(select, (now, now, now, *owners, *params, most))]
             claimed = []
             for run_id in ids:
                 if cur.execute(claim, (owner, now + lease_seconds, now, run_id, now, now, now, *orphans_of)).rowcount:

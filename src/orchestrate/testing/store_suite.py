@@ -341,6 +341,46 @@ class StoreConformance:
         assert await store.renew_lease("r1", owner="w1", fence=run.fence, now=T0 + 2, lease_seconds=LEASE) is False
         assert await store.renew_lease("nope", owner="w1", fence=1, now=T0, lease_seconds=LEASE) is False
 
+    # crashed attempts -------------------------------------------------------------------
+    async def test_a_claim_from_a_holder_that_died_counts_a_crashed_attempt(self, store: Store) -> None:
+        first = await claimed(store, "r1", owner="w1")
+        assert (first.crashes, first.crashed_owner) == (0, None)
+        second = await store.claim_run("r1", owner="w2", now=T0 + LEASE, lease_seconds=LEASE)  # w1's lease ran out
+        assert second is not None and (second.crashes, second.crashed_owner) == (1, "w1")
+        third = await store.claim_run("r1", owner="w3", now=T0 + LEASE + 1, lease_seconds=LEASE, force=True)
+        assert third is not None and (third.crashes, third.crashed_owner) == (2, "w2")
+        assert await store.get_run("r1") == third
+
+    async def test_a_recorded_step_starts_the_crash_count_again(self, store: Store) -> None:
+        await claimed(store, "r1", owner="w1")
+        second = await store.claim_run("r1", owner="w2", now=T0 + LEASE, lease_seconds=LEASE)
+        assert second is not None and second.crashes == 1
+        await store.record_step(make_step("r1", "a", 1), fence=second.fence, now=T0 + LEASE + 1)
+        # w2 got further before it died: its attempt is the first crash of the next step.
+        third = await store.claim_run("r1", owner="w3", now=T0 + 3 * LEASE, lease_seconds=LEASE)
+        assert third is not None and (third.crashes, third.crashed_owner) == (1, "w2")
+        fourth = await store.claim_run("r1", owner="w4", now=T0 + 5 * LEASE, lease_seconds=LEASE)
+        assert fourth is not None and (fourth.crashes, fourth.crashed_owner) == (2, "w3")
+
+    async def test_hand_offs_without_a_crash_count_none(self, store: Store) -> None:
+        run = await claimed(store, "r1", owner="w1")
+        park = RunUpdate(RunStatus.WAITING, wake_at=T0 + 5, wait_reason="timer")
+        await store.update_run("r1", fence=run.fence, now=T0 + 1, update=park, event=None)
+        woken = await store.claim_run("r1", owner="w2", now=T0 + 5, lease_seconds=LEASE)
+        assert woken is not None and (woken.crashes, woken.crashed_owner) == (0, None)
+        crashed = await store.claim_run("r1", owner="w3", now=T0 + 5 + LEASE, lease_seconds=LEASE)
+        assert crashed is not None and crashed.crashes == 1
+        # Handed back (a drained worker) before any step: the count stands.
+        release = RunUpdate(RunStatus.PENDING)
+        await store.update_run("r1", fence=crashed.fence, now=T0 + 40, update=release, event=None)
+        again = await store.claim_run("r1", owner="w4", now=T0 + 41, lease_seconds=LEASE)
+        assert again is not None and (again.crashes, again.crashed_owner) == (1, "w2")
+        # A step recorded, then a clean park: the next claim starts from zero.
+        await store.record_step(make_step("r1", "a", 1), fence=again.fence, now=T0 + 42)
+        await store.update_run("r1", fence=again.fence, now=T0 + 43, update=park, event=None)
+        fresh = await store.claim_run("r1", owner="w5", now=T0 + 44, lease_seconds=LEASE)
+        assert fresh is not None and fresh.crashes == 0
+
     async def test_fifty_concurrent_claims_have_exactly_one_winner(self, store: Store) -> None:
         created = await store.create_run(make_run("r1"))
         results = await asyncio.gather(
