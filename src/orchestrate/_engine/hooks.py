@@ -44,6 +44,8 @@ def carrier_of(run: RunRecord) -> dict[str, str]:
 # steps ------------------------------------------------------------------------------------
 def step_started(hooks: Dispatch, ctx: RunContext, spec: StepSpec, key: str, attempt: int, hashed: str) -> None:
     """A step begins executing."""
+    if not hooks.methods["step_started"]:
+        return
     hooks.emit(
         "step_started",
         workflow=ctx.workflow,
@@ -68,6 +70,8 @@ def attempt_failed(
     at: float,
 ) -> None:
     """An attempt raised."""
+    if not hooks.methods["step_attempt_failed"]:
+        return
     hooks.emit(
         "step_attempt_failed",
         workflow=ctx.workflow,
@@ -86,6 +90,8 @@ def attempt_failed(
 
 def retried(hooks: Dispatch, ctx: RunContext, spec: StepSpec, key: str, attempt: int, delay: float, at: float) -> None:
     """The retry is recorded; ``attempt`` is the next one."""
+    if not hooks.methods["step_retried"]:
+        return
     hooks.emit(
         "step_retried",
         workflow=ctx.workflow,
@@ -100,6 +106,26 @@ def retried(hooks: Dispatch, ctx: RunContext, spec: StepSpec, key: str, attempt:
 
 def step_ended(hooks: Dispatch, ctx: RunContext, spec: StepSpec, record: StepRecord) -> None:
     """The step's record was written: succeeded, answered by a fallback, or failed."""
+    meta = record.meta
+    if record.status is StepStatus.SUCCEEDED and (record.fallback is None or record.fallback.startswith("route:")):
+        methods = hooks.methods["step_succeeded"]
+        if not methods:
+            return
+        hooks.emit(
+            "step_succeeded",
+            workflow=ctx.workflow,
+            run_id=ctx.run_id,
+            step=record.step_key,
+            name=spec.name,
+            attempts=record.attempts,
+            latency_s=record.finished_at - record.started_at,
+            at=record.finished_at,
+            input_hash=record.input_hash,
+            cached=bool(meta.get("cached")),
+            model=meta.get("model"),
+            route=meta.get("route"),
+        )
+        return
     common: dict[str, Any] = {
         "workflow": ctx.workflow,
         "run_id": ctx.run_id,
@@ -109,9 +135,8 @@ def step_ended(hooks: Dispatch, ctx: RunContext, spec: StepSpec, record: StepRec
         "latency_s": (record.finished_at - record.started_at),
         "at": record.finished_at,
     }
-    meta = record.meta
     error = record.error or {}
-    if record.fallback is not None and not record.fallback.startswith("route:"):
+    if record.fallback is not None:
         hooks.emit(
             "step_fallback",
             **common,
@@ -120,21 +145,12 @@ def step_ended(hooks: Dispatch, ctx: RunContext, spec: StepSpec, record: StepRec
             error_class=str(error.get("name") or ""),
             flag=meta.get("flag"),
         )
-    elif record.status is StepStatus.FAILED:
+    else:
         hooks.emit(
             "step_failed",
             **common,
             error_class=str(error.get("name") or ""),
             error=str(error.get("message") or ""),
-        )
-    else:
-        hooks.emit(
-            "step_succeeded",
-            **common,
-            input_hash=record.input_hash,
-            cached=bool(meta.get("cached")),
-            model=meta.get("model"),
-            route=meta.get("route"),
         )
 
 

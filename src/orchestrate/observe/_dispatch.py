@@ -35,21 +35,24 @@ def _overrides(obs: Any, event: str) -> bool:
 class Dispatch:
     """Calls one event's method on every observer that has it, swallowing their errors."""
 
-    __slots__ = ("_methods", "observers")
+    __slots__ = ("methods", "observers")
 
     def __init__(self, observers: Iterable[Any]) -> None:
         self.observers = tuple(dict.fromkeys(observers))  # each observer once, in order
-        self._methods: dict[str, tuple[Any, ...]] = {
-            event: tuple(getattr(o, event) for o in self.observers if _overrides(o, event)) for event in EVENTS
+        self.methods: dict[str, tuple[Any, ...]] = {
+            event: tuple(getattr(o, event) for o in self.observers if _overrides(o, event))
+            for event in (*EVENTS, "carry")
         }
+        """The methods listening to each event: empty when nobody does (check it before
+        building an event's arguments)."""
 
     def wants(self, event: str) -> bool:
         """Whether any observer listens to ``event`` (to skip building its arguments)."""
-        return bool(self._methods[event])
+        return bool(self.methods[event])
 
     def emit(self, event: str, /, **kwargs: Any) -> None:
         """Call ``event`` on each observer that overrides it."""
-        for method in self._methods[event]:
+        for method in self.methods[event]:
             try:
                 method(**kwargs)
             except Exception as exc:  # noqa: BLE001 - an observer never fails a run
@@ -58,10 +61,7 @@ class Dispatch:
     def carry(self, *, workflow: str, run_id: str) -> dict[str, str]:
         """What the observers ask to store with a new run (see :meth:`Observer.carry`)."""
         carried: dict[str, str] = {}
-        for obs in self.observers:
-            method = getattr(obs, "carry", None)
-            if method is None:
-                continue
+        for method in self.methods["carry"]:
             try:
                 found = method(workflow=workflow, run_id=run_id)
                 if found:

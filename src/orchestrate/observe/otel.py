@@ -13,8 +13,9 @@ A run is one trace, however many processes drive it:
   W3C ``traceparent``), so every process that drives the run continues the same trace;
 - ``run <workflow>``: one span per drive (a process picking the run up until it ends or
   parks), a child of ``start_run``;
-- ``step <name>`` with an ``attempt <n>`` span per attempt (failed ones carry the
-  exception), children of the drive;
+- ``step <name>``, children of the drive, with an ``attempt <n>`` span per attempt
+  when there were several (failed ones carry the exception; a step that succeeded at
+  once is its own attempt, which spares a span on the common path);
 - ``chat <model>`` / ``text_completion <model>``: model calls made by a step, following
   OpenTelemetry's GenAI semantic conventions (``gen_ai.operation.name``,
   ``gen_ai.request.model``, ``gen_ai.response.model``, ``gen_ai.provider.name``,
@@ -271,7 +272,7 @@ class OpenTelemetryObserver(Observer):
         found = self._end_step(run_id, step, name, latency_s, at)
         if found is None:
             return
-        if not cached:
+        if attempts > 1:  # a first attempt that succeeded is the step span itself
             found.attempt = attempts
             self._attempt(found, at, None)
         found.span.set_attributes({"orchestrate.attempts": attempts, "orchestrate.cached": cached})
