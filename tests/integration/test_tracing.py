@@ -154,3 +154,22 @@ async def test_prompts_are_recorded_only_when_asked_and_then_masked() -> None:
     assert "what is my key?" in attributes["gen_ai.input.messages"]
     assert key.reveal() not in attributes["gen_ai.input.messages"] + attributes["gen_ai.output.messages"]
     assert "REDACTED" in attributes["gen_ai.output.messages"]
+
+
+async def test_a_run_started_by_a_step_joins_the_starting_runs_trace() -> None:
+    tracing = Tracing()
+    child = Workflow("child", [Step("echo", lambda x: x)])
+    engine = Engine(InMemoryStore(), workflows=[child], observers=[tracing.observer])
+
+    async def spawn(x: str) -> str:
+        return await engine.start(child, x)
+
+    parent = Workflow("parent", [Step("spawn", spawn)])
+    async with engine:
+        child_id = await engine.run(parent, "hi")
+        await engine.work(until_idle=True, poll_seconds=0.01)
+    spans = tracing.spans()
+    assert len({s.context.trace_id for s in spans}) == 1
+    started = _one(spans, "start_run child")
+    assert _parent(started) == _one(spans, "step spawn").context.span_id
+    assert _one(spans, "run child").attributes["orchestrate.run_id"] == child_id

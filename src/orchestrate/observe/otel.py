@@ -43,6 +43,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from orchestrate._redact import redact
+from orchestrate.observe.correlation import RUN, STEP, step_of
 from orchestrate.observe.observer import Observer
 
 try:
@@ -92,9 +93,21 @@ class OpenTelemetryObserver(Observer):
 
     # propagation --------------------------------------------------------------------------
     def carry(self, *, workflow: str, run_id: str, **future_kwargs: Any) -> Mapping[str, str] | None:
-        """Open (and close) ``start_run`` under the current span; return its ``traceparent``."""
+        """Open (and close) ``start_run`` under the current span; return its ``traceparent``.
+
+        A run started by a step of another run (``client.start`` inside a step) joins that
+        run's trace, under the step.
+        """
+        parent = None
+        starter = RUN.get()
+        drive = self._drives.get(starter.run_id) if starter is not None else None
+        if drive is not None:
+            step, _ = step_of(STEP.get())
+            found = drive.steps.get(step) if step is not None else None
+            parent = trace.set_span_in_context(found.span) if found is not None else drive.context
         span = self.tracer.start_span(
             f"start_run {workflow}",
+            context=parent,
             kind=SpanKind.PRODUCER,
             attributes={"orchestrate.workflow": workflow, "orchestrate.run_id": run_id},
         )
