@@ -47,6 +47,7 @@ MODULES = (
     "orchestrate.observe",
     "orchestrate.observe.prometheus",
     "orchestrate.observe.otel",
+    "orchestrate.observe.monitors",
     "orchestrate.cli",
     "orchestrate.yaml",
 )
