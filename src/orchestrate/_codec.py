@@ -424,8 +424,8 @@ def plan_for(fn: Callable[..., Any] | None, annotation: Any) -> Plan:
     return Plan(annotation, getattr(fn, "__module__", None))
 
 
-def to_json(value: Any) -> Any:
-    """JSON-native data of any value pydantic can serialise (a run's output, shown to people).
+def to_json(value: Any, what: str = "the run's output") -> Any:
+    """JSON-native data of any value pydantic can serialise (a run's output, a payload shown to people).
 
     Unlike :meth:`Plan.settle` nothing is revived from it, so nothing must come back the
     same: dataclasses become objects, tuples lists, datetimes ISO-8601 text.
@@ -435,4 +435,4 @@ def to_json(value: Any) -> Any:
     try:
         return _adapter_of(Any).dump_python(value, mode="json", warnings=False)
     except Exception as exc:  # noqa: BLE001 - pydantic's error, named for the user
-        raise SerializationError(f"the run's output cannot be stored as JSON: {_first_line(exc)}") from None
+        raise SerializationError(f"{what} cannot be stored as JSON: {_first_line(exc)}") from None

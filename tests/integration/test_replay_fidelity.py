@@ -4,8 +4,9 @@ Property-based: hypothesis draws workflows (graph and durable function) whose st
 return values of many shapes (JSON data, dataclasses and pydantic models with and without
 a return annotation, int-keyed dicts, tuples, datetimes, decimals, UUIDs, enums, model
 results), crashes the run at a drawn step (an exception no ``except Exception`` catches,
-leaving the run ``running`` in the store, as a killed process would), resumes it with a
-fresh engine on the same store, and compares what every step received, and every route
+leaving the run ``running`` in the store, as a killed process would) or parks it after
+that step (on a review gate, or ``ctx.wait``), resumes it with a fresh engine on the same
+store, and compares what every step received, and every route
 taken, with an uninterrupted run of the same workflow. On SQLite files and on PostgreSQL.
 """
 
@@ -31,7 +32,7 @@ from hypothesis import strategies as st
 from psycopg import sql
 from pydantic import BaseModel
 
-from orchestrate import Branch, Engine, RunStatus, Step, Workflow, workflow
+from orchestrate import Branch, Client, Engine, HumanReviewGate, RunStatus, Step, Workflow, workflow
 from orchestrate.models import ModelResult, Usage
 from orchestrate.store import open_store
 
@@ -159,7 +160,9 @@ def make_step(i: int, annotation: Any, value: Any, trace: Callable[[], Trace]) -
 _names = itertools.count()
 
 
-def build(kind: str, values: list[tuple[Any, Any]], trace: Callable[[], Trace]) -> Any:
+def build(kind: str, values: list[tuple[Any, Any]], trace: Callable[[], Trace], park_at: int | None = None) -> Any:
+    """The workflow; with ``park_at`` it parks after that step (a review gate on the step in a
+    graph, ``ctx.wait`` in a durable function) until a person or a signal lets it go on."""
     steps = [make_step(i, annotation, value, trace) for i, (annotation, value) in enumerate(values)]
     name = f"fidelity_{kind}_{next(_names)}"
 
@@ -171,13 +174,15 @@ def build(kind: str, values: list[tuple[Any, Any]], trace: Callable[[], Trace]) 
     if kind == "graph":
         nodes: list[Any] = []
         for i, fn in enumerate(steps):
-            nodes.append(Step(f"s{i}", fn))
+            nodes.append(Step(f"s{i}", fn, gate=HumanReviewGate() if i == park_at else None))
             nodes.append(Branch(route_on, {"never": []}, default=[], name=f"b{i}"))
         return Workflow(name, nodes, version="1")
 
     async def flow(ctx: Any, value: Any) -> Any:
-        for fn in steps:
+        for i, fn in enumerate(steps):
             value = await ctx.step(fn, value)
+            if i == park_at:
+                await ctx.wait("go")
             route_on(value)
         return "done"
 
@@ -209,9 +214,30 @@ async def drive(url: str, values: list[tuple[Any, Any]], kind: str, crash_at: in
     return trace
 
 
-def check_same(url: str, kind: str, values: list[tuple[Any, Any]], crash_at: int) -> None:
+async def park_and_resume(url: str, values: list[tuple[Any, Any]], kind: str, park_at: int) -> Trace:
+    """Run until the run parks after step ``park_at``; let it go on from another engine."""
+    trace = Trace()
+    wf = build(kind, values, lambda: trace, park_at)
+    async with Client(url, workflows=[wf]) as first:
+        parked = await first.run(wf, {"start": 1})
+        assert parked.status is RunStatus.WAITING, parked.error
+    async with Client(url, workflows=[wf]) as second:
+        if kind == "graph":
+            (item,) = await second.list_reviews(run_id=parked.run_id)
+            await second.approve(item.review_id, by="reviewer")
+        else:
+            await second.signal(parked.run_id, "go", True)
+        done = await second.resume(parked.run_id)
+    assert done.status is RunStatus.SUCCEEDED, done.error
+    return trace
+
+
+def check_same(url: str, kind: str, values: list[tuple[Any, Any]], crash_at: int, *, park: bool = False) -> None:
     reference = asyncio.run(drive(url, values, kind, None))
-    crashed = asyncio.run(drive(url, values, kind, crash_at))
+    if park:
+        crashed = asyncio.run(park_and_resume(url, values, kind, crash_at))
+    else:
+        crashed = asyncio.run(drive(url, values, kind, crash_at))
     for i, seen in crashed.received.items():
         expected_shape, expected = reference.received[i][0]
         for got_shape, got in seen:
@@ -223,7 +249,12 @@ def check_same(url: str, kind: str, values: list[tuple[Any, Any]], crash_at: int
 
 
 workflows = st.lists(shaped, min_size=1, max_size=4).flatmap(
-    lambda values: st.tuples(st.just(values), st.integers(0, len(values) - 1), st.sampled_from(["graph", "durable"]))
+    lambda values: st.tuples(
+        st.just(values),
+        st.integers(0, len(values) - 1),
+        st.sampled_from(["graph", "durable"]),
+        st.sampled_from(["crash", "park"]),
+    )
 )
 
 FIDELITY = settings(max_examples=35, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -256,22 +287,22 @@ def postgres_url() -> Iterator[str]:
 
 @given(workflows)
 @FIDELITY
-def test_sqlite_steps_see_the_same_values_after_a_crash(sqlite_url: str, drawn: Any) -> None:
-    values, crash_at, kind = drawn
-    check_same(sqlite_url, kind, values, crash_at)
+def test_sqlite_steps_see_the_same_values_after_a_crash_or_a_park(sqlite_url: str, drawn: Any) -> None:
+    values, at, kind, interruption = drawn
+    check_same(sqlite_url, kind, values, at, park=interruption == "park")
 
 
 @given(workflows)
 @FIDELITY
-def test_postgres_steps_see_the_same_values_after_a_crash(postgres_url: str, drawn: Any) -> None:
-    values, crash_at, kind = drawn
-    check_same(postgres_url, kind, values, crash_at)
+def test_postgres_steps_see_the_same_values_after_a_crash_or_a_park(postgres_url: str, drawn: Any) -> None:
+    values, at, kind, interruption = drawn
+    check_same(postgres_url, kind, values, at, park=interruption == "park")
 
 
 @given(workflows)
 @settings(max_examples=25, deadline=None)
 def test_memory_hands_steps_what_a_durable_store_would(drawn: Any) -> None:
-    values, _, kind = drawn
+    values, _, kind, _ = drawn
     in_memory = asyncio.run(drive("memory://", values, kind, None))
     # What the durable store hands a resumed run is the reference for every store.
     for i, seen in in_memory.received.items():

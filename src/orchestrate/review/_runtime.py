@@ -160,7 +160,9 @@ async def await_review(
     # Refused here, naming the review, if people could not be shown it: nested too deep, or
     # over the store's payload limit (the store refuses the item).
     _codec.check_depth(payload, f"the review at step {step_key!r} of run {ctx.run_id}", "payload")
-    shown = json.loads(_serde.dumps(payload, what=f"the payload reviewed at step {step_key!r}"))
+    # Shown as JSON: a declared type's value (a dataclass, a Decimal) as pydantic writes it;
+    # an edit comes back as JSON and is revived into the declared type.
+    shown = json.loads(_serde.dumps(_codec.to_json(payload, f"the payload reviewed at step {step_key!r}")))
     clock = ctx.engine.clock
     item = await _current(ctx, chosen, key=key, step_key=step_key, shown=shown, tier=tier, queue=queue, before=before)
     for _ in range(_MAX_PASSES):
