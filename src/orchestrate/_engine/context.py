@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import logging
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -340,6 +341,9 @@ class RunContext:
         self.recorded[record.step_key] = stored
         if update is not None and stored is record:
             self.finished = True
+        engine = self.engine
+        if time.monotonic() >= engine._turn_at:  # a long run of steps that never suspend
+            await engine._turn()  # still lets the loop's other tasks run, once per slice
         return stored
 
     async def delay_until(self, at: float, *, reason: str) -> None:
