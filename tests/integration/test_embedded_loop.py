@@ -5,23 +5,17 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import os
 import time
 import tracemalloc
-import uuid
 import weakref
 from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
-import psycopg
 import pytest
-from psycopg import sql
 
 from orchestrate import Engine, RunContext, workflow
 from orchestrate.store import open_store
-
-PG = os.environ.get("ORCHESTRATE_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/orchestrate_test")
+from tests.postgres import in_schema
 
 contexts: list[weakref.ref[RunContext]] = []
 
@@ -40,23 +34,8 @@ async def short_run(ctx: RunContext, x: int) -> int:
 
 
 def _pg_url() -> Iterator[str]:
-    """A fresh schema in the test database (created if missing)."""
-    parts = urlsplit(PG)
-    admin = urlunsplit((parts.scheme, parts.netloc, "/postgres", parts.query, ""))
-    name = parts.path.lstrip("/")
-    try:
-        with psycopg.connect(admin, autocommit=True, connect_timeout=5) as conn:
-            if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone() is None:
-                try:
-                    conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-                except psycopg.errors.DuplicateDatabase:
-                    pass
-    except psycopg.OperationalError as exc:
-        pytest.fail(f"PostgreSQL at {PG} is not reachable ({exc}); start it with `make services`")
-    schema = f"t_{uuid.uuid4().hex[:16]}"
-    yield f"{PG}{'&' if parts.query else '?'}schema={schema}"
-    with psycopg.connect(PG, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
+    """A fresh schema in the test database."""
+    yield from in_schema()
 
 
 @pytest.fixture(params=["sqlite", "postgres"])

@@ -9,36 +9,14 @@ a schema of its own that is dropped afterwards.
 
 from __future__ import annotations
 
-import os
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
-import psycopg
 import pytest
-from psycopg import sql
 
 from orchestrate.store import open_store
+from tests.postgres import in_schema
 from tests.unit.test_hooks import check_support_events, run_support_scenario
-
-PG = os.environ.get("ORCHESTRATE_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/orchestrate_test")
-
-
-def _pg_ready() -> str:
-    parts = urlsplit(PG)
-    admin = urlunsplit((parts.scheme, parts.netloc, "/postgres", parts.query, ""))
-    name = parts.path.lstrip("/")
-    try:
-        with psycopg.connect(admin, autocommit=True, connect_timeout=5) as conn:
-            if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone() is None:
-                try:
-                    conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-                except psycopg.errors.DuplicateDatabase:
-                    pass
-    except psycopg.OperationalError as exc:
-        pytest.fail(f"PostgreSQL at {PG} is not reachable ({exc}); start it with `make services`")
-    return PG
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -46,11 +24,7 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'hooks.db'}"
         return
-    url = _pg_ready()
-    schema = f"t_{uuid.uuid4().hex[:16]}"
-    yield f"{url}{'&' if urlsplit(url).query else '?'}schema={schema}"
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
+    yield from in_schema()
 
 
 async def test_every_hook_fires_once_per_event_on_a_real_store(store_url: str) -> None:

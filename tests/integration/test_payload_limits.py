@@ -14,7 +14,6 @@ refused before it is sent, in under 3 GB of memory.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import textwrap
@@ -22,7 +21,6 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 import pytest
@@ -33,34 +31,9 @@ from orchestrate.errors import PayloadTooLargeError
 from orchestrate.observe import configure_logging
 from orchestrate.review import HumanReviewGate
 from orchestrate.store.base import RunRecord
+from tests.postgres import PG, in_schema
 
-PG = os.environ.get("ORCHESTRATE_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/orchestrate_test")
 MiB = 1024 * 1024
-
-
-def _pg_ready() -> str:
-    """The test database, created if missing; a clear failure when the server is down."""
-    parts = urlsplit(PG)
-    admin = urlunsplit((parts.scheme, parts.netloc, "/postgres", parts.query, ""))
-    name = parts.path.lstrip("/")
-    try:
-        with psycopg.connect(admin, autocommit=True, connect_timeout=5) as conn:
-            if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone() is None:
-                try:
-                    conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-                except psycopg.errors.DuplicateDatabase:
-                    pass
-    except psycopg.OperationalError as exc:
-        pytest.fail(f"PostgreSQL at {PG} is not reachable ({exc}); start it with `make services`")
-    return PG
-
-
-def _in_schema(schema: str) -> Iterator[str]:
-    """A PostgreSQL store URL in ``schema``, dropped afterwards."""
-    url = _pg_ready()
-    yield f"{url}{'&' if urlsplit(url).query else '?'}schema={schema}"
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
 
 
 @pytest.fixture
@@ -76,7 +49,7 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path, schema: str) -> It
     elif request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'limits.db'}"
     else:
-        yield from _in_schema(schema)
+        yield from in_schema(schema)
 
 
 async def _stored_bytes(client: Client, run_id: str) -> int:
@@ -181,7 +154,7 @@ async def test_a_review_edit_over_the_limit_is_refused_and_the_item_stays_pendin
 
 @pytest.mark.soak
 def test_a_gigabyte_output_is_refused_before_it_is_sent_to_postgresql(schema: str) -> None:
-    pg_url = next(urls := _in_schema(schema))
+    pg_url = next(urls := in_schema(schema))
     script = textwrap.dedent(
         """
         import asyncio, resource, sys

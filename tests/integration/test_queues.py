@@ -8,23 +8,17 @@ a schema of its own that is dropped afterwards.
 from __future__ import annotations
 
 import json
-import os
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
-import psycopg
 import pytest
 from click.testing import CliRunner, Result
-from psycopg import sql
 
 from orchestrate import Client, RunStatus, Step, Workflow
 from orchestrate.cli import cli
 from orchestrate.cli._common import setup_logging
 from orchestrate.errors import InvalidInputError
-
-PG = os.environ.get("ORCHESTRATE_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/orchestrate_test")
+from tests.postgres import in_schema
 
 APP = """
 from orchestrate import Step, Workflow
@@ -33,34 +27,13 @@ render = Workflow("render", [Step("draw", lambda scene: f"drawn {scene}")], vers
 """
 
 
-def _pg_ready() -> str:
-    """The test database, created if missing; a clear failure when the server is down."""
-    parts = urlsplit(PG)
-    admin = urlunsplit((parts.scheme, parts.netloc, "/postgres", parts.query, ""))
-    name = parts.path.lstrip("/")
-    try:
-        with psycopg.connect(admin, autocommit=True, connect_timeout=5) as conn:
-            if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone() is None:
-                try:
-                    conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-                except psycopg.errors.DuplicateDatabase:
-                    pass
-    except psycopg.OperationalError as exc:
-        pytest.fail(f"PostgreSQL at {PG} is not reachable ({exc}); start it with `make services`")
-    return PG
-
-
 @pytest.fixture(params=["sqlite", "postgres"])
 def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """A store URL on SQLite, or on PostgreSQL in a fresh schema."""
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'queues.db'}"
         return
-    url = _pg_ready()
-    schema = f"t_{uuid.uuid4().hex[:16]}"
-    yield f"{url}{'&' if urlsplit(url).query else '?'}schema={schema}"
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
+    yield from in_schema()
 
 
 @pytest.fixture(autouse=True)

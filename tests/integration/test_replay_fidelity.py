@@ -17,26 +17,21 @@ import dataclasses
 import datetime as dt
 import enum
 import itertools
-import os
 import uuid
 from collections.abc import Callable, Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
-import psycopg
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from psycopg import sql
 from pydantic import BaseModel
 
 from orchestrate import Branch, Client, Engine, HumanReviewGate, RunStatus, Step, Workflow, workflow
 from orchestrate.models import ModelResult, Usage
 from orchestrate.store import open_store
-
-PG = os.environ.get("ORCHESTRATE_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/orchestrate_test")
+from tests.postgres import in_schema
 
 
 class Color(enum.Enum):
@@ -267,22 +262,7 @@ def sqlite_url(tmp_path: Path) -> str:
 
 @pytest.fixture
 def postgres_url() -> Iterator[str]:
-    parts = urlsplit(PG)
-    admin = urlunsplit((parts.scheme, parts.netloc, "/postgres", parts.query, ""))
-    name = parts.path.lstrip("/")
-    try:
-        with psycopg.connect(admin, autocommit=True, connect_timeout=5) as conn:
-            if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone() is None:
-                try:
-                    conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-                except psycopg.errors.DuplicateDatabase:
-                    pass
-    except psycopg.OperationalError as exc:
-        pytest.fail(f"PostgreSQL at {PG} is not reachable ({exc}); start it with `make services`")
-    schema = f"t_{uuid.uuid4().hex[:16]}"
-    yield f"{PG}{'&' if parts.query else '?'}schema={schema}"
-    with psycopg.connect(PG, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
+    yield from in_schema()
 
 
 @given(workflows)
