@@ -41,6 +41,8 @@ Every error the library raises derives from :class:`OrchestrateError`::
     │   └── PayloadTooLargeError   a value's JSON is over the store's size limit (never retried)
     └── StoreError                 the store failed; driver errors are wrapped in it
         ├── SchemaVersionError     the database schema is newer or older than this code
+        ├── StoreAccessError       the store refuses this process (never retried): wrong credentials,
+        │                          no such database or host, refused, TLS, read-only, not orchestrate's
         └── LeaseLostError         another worker took over the run; this worker must stop
 
 The YAML errors live in :mod:`orchestrate.yaml`. Control signals that are not errors
@@ -282,6 +284,16 @@ class StoreError(OrchestrateError):
 
 class SchemaVersionError(StoreError):
     """The database schema version does not match what this code understands."""
+
+
+class StoreAccessError(StoreError):
+    """The store cannot be used as configured, and trying again will not change that.
+
+    Wrong credentials, an unknown database, role or host, a refused connection or a TLS
+    mismatch when a store is opened; a read-only file, a directory that cannot be
+    created, a file that is not an orchestrate database. Never retried: the message
+    gives the store's own reason and what to fix.
+    """
 
 
 class LeaseLostError(StoreError):

@@ -22,7 +22,14 @@ from psycopg import sql
 
 from orchestrate import Engine, Retry, RunStatus, Step, Workflow
 from orchestrate.cli import cli
-from orchestrate.errors import InvalidInputError, LeaseLostError, RunNotFoundError, SchemaVersionError, StoreError
+from orchestrate.errors import (
+    InvalidInputError,
+    LeaseLostError,
+    RunNotFoundError,
+    SchemaVersionError,
+    StoreAccessError,
+    StoreError,
+)
 from orchestrate.store import SCHEMA_VERSION, open_store
 from orchestrate.store import _pg_sql as q
 from orchestrate.store import _sql as shared_sql
@@ -135,6 +142,43 @@ async def test_unreachable_server_fails_with_a_store_error() -> None:
     store = PostgresStore("postgresql://postgres@127.0.0.1:1/nowhere", retry_seconds=1)
     with pytest.raises(StoreError, match="cannot connect"):
         await store.open()
+
+
+@pytest.mark.parametrize(
+    ("message", "retried"),
+    [
+        ("connection failed: timeout expired", True),
+        ("connection failed: FATAL:  the database system is starting up", True),
+        ("connection failed: FATAL:  sorry, too many clients already", True),
+        ("connection failed: FATAL:  the database system is shutting down", True),
+        ('connection failed: FATAL:  password authentication failed for user "x"', False),
+        ('connection failed: FATAL:  database "x" does not exist', False),
+        ("connection failed: Connection refused", False),
+        ("failed to resolve host 'x': [Errno -2] Name or service not known", False),
+        ("connection failed: server does not support SSL, but SSL was required", False),
+    ],
+)
+def test_connection_errors_are_told_apart(message: str, retried: bool) -> None:
+    from orchestrate.store.postgres import _access_fix
+
+    assert (_access_fix(psycopg.OperationalError(message)) is None) is retried
+
+
+async def test_a_read_only_store_refuses_writes_without_retrying(pg_url: str, schema: str) -> None:
+    writer = PostgresStore(pg_url, schema=schema)
+    await writer.open()
+    await writer.create_run(make_run("r1"))
+    await writer.close()
+    reader = PostgresStore(pg_url, schema=schema, read_only=True, retry_seconds=30)
+    await reader.open()
+    try:
+        assert [r.run_id for r in await reader.list_runs()] == ["r1"]
+        started = time.monotonic()
+        with pytest.raises(StoreAccessError, match="read-only transaction"):
+            await reader.create_run(make_run("r2"))
+        assert time.monotonic() - started < 5
+    finally:
+        await reader.close()
 
 
 async def test_tables_live_in_the_schema_with_postgres_types(store: PostgresStore, pg_url: str, schema: str) -> None:

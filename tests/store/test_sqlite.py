@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
-from orchestrate.errors import InvalidInputError, LeaseLostError, SchemaVersionError, StoreError
+from orchestrate.errors import InvalidInputError, LeaseLostError, SchemaVersionError, StoreAccessError, StoreError
 from orchestrate.store import SCHEMA_VERSION, open_store
 from orchestrate.store import _sql as shared_sql
+from orchestrate.store.retrying import RetryingStore
 from orchestrate.store.sqlite import SQLiteStore
 from orchestrate.testing.store_suite import LEASE, T0, StoreConformance, claimed, make_run, make_step
 from orchestrate.types import RunStatus
@@ -309,6 +311,8 @@ async def test_one_run_at_a_time_writes_inline_one_commit_per_step(store: SQLite
 
 async def test_a_plain_step_is_one_statement_committed_on_its_own(store: SQLiteStore, url: str) -> None:
     run = await claimed(store, "solo")
+    assert store._lock.acquire(timeout=10)  # the writer thread may still hold it (see above)
+    store._lock.release()
     statements: list[str] = []
     assert store._conn is not None
     store._conn.set_trace_callback(statements.append)
@@ -465,3 +469,65 @@ async def test_a_run_whose_lease_was_taken_over_stops(url: str) -> None:
     async with Engine(SQLiteStore(url), workflows=[wf], lease_seconds=0.3) as engine:
         record = await asyncio.wait_for(engine.run_record(wf, 1), timeout=5)
     assert record.status.value == "running" and record.owner == "thief"
+
+
+# opening without writing ----------------------------------------------------------------------
+
+
+async def test_a_read_only_store_reads_and_never_writes(url: str, tmp_path: Path) -> None:
+    writer = SQLiteStore(url)
+    await writer.open()
+    await writer.create_run(make_run("r1"))
+    await writer.close()
+    reader = SQLiteStore(url, read_only=True)
+    await reader.open()
+    try:
+        assert [r.run_id for r in await reader.list_runs()] == ["r1"]
+        with pytest.raises(StoreAccessError, match="readonly"):
+            await reader.create_run(make_run("r2"))
+    finally:
+        await reader.close()
+    with pytest.raises(StoreAccessError, match="no orchestrate database"):
+        await SQLiteStore(f"sqlite:///{tmp_path / 'missing.db'}", read_only=True).open()
+    assert not (tmp_path / "missing.db").exists()
+
+
+async def test_opening_a_current_store_takes_no_write_lock(url: str, tmp_path: Path) -> None:
+    first = SQLiteStore(url)
+    await first.open()
+    await first.close()
+    holder = sqlite3.connect(tmp_path / "orchestrate.db", isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        second = SQLiteStore(url, busy_timeout_ms=60_000)
+        await asyncio.wait_for(second.open(), 5)  # would wait a minute for the lock if it wrote
+        await second.close()
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+
+
+async def test_an_empty_file_is_not_a_store_unless_created(tmp_path: Path) -> None:
+    (tmp_path / "empty.db").write_bytes(b"")
+    with pytest.raises(StoreAccessError, match="holds no orchestrate tables"):
+        await SQLiteStore(f"sqlite:///{tmp_path / 'empty.db'}", create=False).open()
+    created = SQLiteStore(f"sqlite:///{tmp_path / 'empty.db'}")
+    await created.open()
+    assert await created.schema_version() == SCHEMA_VERSION
+    await created.close()
+
+
+async def test_permanent_errors_are_not_retried() -> None:
+    calls = 0
+
+    class Refusing:
+        async def get_run(self, run_id: str) -> None:
+            nonlocal calls
+            calls += 1
+            raise StoreAccessError("read-only")
+
+    retrying = RetryingStore(Refusing(), total_seconds=30)
+    started = time.monotonic()
+    with pytest.raises(StoreAccessError):
+        await retrying.get_run("r1")
+    assert (calls, retrying.retries) == (1, 0) and time.monotonic() - started < 1

@@ -131,11 +131,26 @@ def setup_logging(level: str) -> None:
     configure_logging(level, stream=_STDERR, root=True)
 
 
+def printable(text: str) -> str:
+    """``text`` with lone surrogates (which no output encoding takes) written as ``\\udXXX`` escapes.
+
+    Old data may hold them (JSON can spell one, ``"\\ud800"``): a command that shows it
+    must not fail on it, and must not fail for the whole listing either.
+    """
+    if text.isascii():
+        return text
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
+
+
 class _MaskedStdout:
     """Writes to whatever ``sys.stdout`` is at the time of the write, secrets masked."""
 
     def write(self, text: str) -> int:
-        sys.stdout.write(redact(text))
+        sys.stdout.write(printable(redact(text)))
         return len(text)
 
     def flush(self) -> None:
@@ -171,13 +186,16 @@ async def with_client(
     *,
     workflows: Iterable[AnyWorkflow] = (),
     create: bool = False,
+    read_only: bool = False,
 ) -> T:
     """Open a client on ``store``, call ``fn`` with it, close it.
 
     Only commands that start runs pass ``create=True``: for the others a SQLite file that
-    does not exist (a mistyped ``--store``) is an error, and nothing is created.
+    does not exist (a mistyped ``--store``) is an error, and nothing is created. Commands
+    that only read pass ``read_only=True``: they write nothing, not even a migration, and
+    do not wait for another process's write.
     """
-    backend = open_store(store, create=create)
+    backend = open_store(store, create=create, read_only=read_only)
     client = Client(backend, workflows=workflows)
     try:
         await client.engine.open()
@@ -256,7 +274,7 @@ def shown(value: T) -> T:
 
 def echo(text: str, *, err: bool = False) -> None:
     """Print one line on stdout (or stderr), secrets masked."""
-    click.echo(redact(text), err=err)
+    click.echo(printable(redact(text)), err=err)
 
 
 def dump_json(value: Any) -> None:
@@ -265,4 +283,4 @@ def dump_json(value: Any) -> None:
     Masked as data, string by string, so that the output stays valid JSON.
     """
     text = json.dumps(shown(value), indent=2, default=lambda obj: redact(str(obj)), ensure_ascii=False)
-    click.echo(text)
+    click.echo(printable(text))  # a lone surrogate becomes its JSON escape: still valid JSON

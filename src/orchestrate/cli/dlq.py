@@ -53,7 +53,7 @@ def list_dead(workflow: str | None, limit: int, store: str, as_json: bool, log_l
     async def go(client: Client) -> list[RunRecord]:
         return await client.dead_letters(workflow=workflow, limit=limit)
 
-    records = run_async(with_client(store, go))
+    records = run_async(with_client(store, go, read_only=True))
     print_runs(records, title="dead-letter queue", empty="the dead-letter queue is empty", as_json=as_json)
     return 0
 
@@ -76,7 +76,7 @@ def show_dead(run_id: str, store: str, as_json: bool, log_level: str) -> int:
             )
         return detail
 
-    print_detail(run_async(with_client(store, go)), as_json=as_json)
+    print_detail(run_async(with_client(store, go, read_only=True)), as_json=as_json)
     return 0
 
 

@@ -166,16 +166,63 @@ class JSONParam(_ParamType):
         if not isinstance(value, str):
             return value
         text = value
+        where = "the value"
         if value.startswith("@"):
+            where = repr(value[1:])
             try:
                 with open(value[1:], encoding="utf-8") as fh:
                     text = fh.read()
             except OSError as exc:
                 self.fail(f"cannot read {value[1:]!r}: {exc.strerror}", param, ctx)
+            except UnicodeDecodeError as exc:
+                self.fail(
+                    f"{where} is not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start}); "
+                    "JSON files must be UTF-8: convert it (iconv -t UTF-8) and try again",
+                    param,
+                    ctx,
+                )
         try:
-            return json.loads(text)
+            parsed = json.loads(text)
         except json.JSONDecodeError as exc:
             self.fail(f"not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno}): {_clip(text)}", param, ctx)
+        except RecursionError:
+            self.fail(
+                f"{where} nests lists or objects too deeply to read (orchestrate stores values nested at most "
+                f"{MAX_DEPTH} levels): flatten it",
+                param,
+                ctx,
+            )
+        found = _lone_surrogate(parsed)
+        if found is not None:
+            self.fail(
+                f"{where} holds a lone surrogate ({found!r}), which is not a character: no store or terminal "
+                "can take it; fix the \\uXXXX escape (a pair of them, or the character itself)",
+                param,
+                ctx,
+            )
+        return parsed
+
+
+MAX_DEPTH = 256
+"""How deeply a stored value may nest (the codec's and the stores' limit)."""
+
+
+def _lone_surrogate(value: Any) -> str | None:
+    """The first string in ``value`` (keys included) holding a lone surrogate, clipped; else ``None``."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+        elif isinstance(item, str) and not item.isascii():
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError as exc:
+                return item[max(exc.start - 10, 0) : exc.end + 10]
+    return None
 
 
 def _clip(text: str, size: int = 40) -> str:

@@ -13,6 +13,7 @@ Every command is a thin layer over :class:`orchestrate.Client`. Exit codes:
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import sys
 from collections.abc import Sequence
@@ -33,6 +34,7 @@ from orchestrate.cli._common import (
     exit_code_for,
     log_level_option,
     needs_app,
+    printable,
     run_async,
     setup_logging,
     shown,
@@ -48,7 +50,11 @@ from orchestrate.cli.timeline import render_timeline
 from orchestrate.cli.yaml_commands import COMMANDS, canonical, load_target
 from orchestrate.client import Client, RunDetail
 from orchestrate.errors import InvalidInputError, OrchestrateError
+from orchestrate.store import SCHEMA_VERSION, open_store
 from orchestrate.workflow import AnyWorkflow
+
+TRACEBACK_ENV = "ORCHESTRATE_TRACEBACK"
+"""Set to print the traceback of an unexpected error instead of its one line."""
 
 
 def _one_line(text: str) -> str:
@@ -56,7 +62,7 @@ def _one_line(text: str) -> str:
 
 
 def _fail(message: str, code: int) -> int:
-    click.echo(f"error: {_one_line(redact(message))}", err=True)
+    click.echo(f"error: {printable(_one_line(redact(message)))}", err=True)
     return code
 
 
@@ -84,6 +90,15 @@ class OrchestrateGroup(click.Group):
             code = _fail("interrupted", EXIT_INTERRUPTED)
         except OrchestrateError as exc:
             code = _fail(str(exc) or type(exc).__name__, EXIT_USAGE)
+        except Exception as exc:
+            # Not an error orchestrate expected: still one line (and the traceback on request).
+            if os.environ.get(TRACEBACK_ENV):
+                raise
+            code = _fail(
+                f"unexpected {type(exc).__name__}: {exc} (this is a bug in orchestrate or in the code it ran; "
+                f"set {TRACEBACK_ENV}=1 to see the traceback, and report it)",
+                EXIT_USAGE,
+            )
         if standalone_mode:
             sys.exit(code)
         return code
@@ -375,3 +390,32 @@ async def _work(
     finally:
         for signum in installed:
             loop.remove_signal_handler(signum)
+
+
+# migrate --------------------------------------------------------------------------------------
+
+
+@cli.command("migrate", short_help="Create the store's tables, or migrate an older schema.")
+@store_option
+@log_level_option()
+def migrate_command(store: str, log_level: str) -> int:
+    """Create the store's tables, or migrate an older schema to this version of orchestrate.
+
+    A deploy step: workers started with ?migrate=false, and the commands that only read
+    (runs list, runs show, dlq list...), never migrate. Running it again does nothing.
+    """
+    setup_logging(log_level)
+
+    async def go() -> tuple[int, int]:
+        backend = open_store(store)
+        if hasattr(backend, "migrate"):  # PostgreSQL: migrate even with ?migrate=false
+            backend.migrate = True
+        await backend.open()
+        try:
+            return await backend.schema_version(), SCHEMA_VERSION
+        finally:
+            await backend.close()
+
+    version, wanted = run_async(go())
+    echo(f"store {store} is at schema version {version} (this orchestrate: {wanted})")
+    return EXIT_OK

@@ -238,7 +238,7 @@ def list_reviews(
             role=role, status=None if status == "all" else status, run_id=run_id, limit=limit
         )
 
-    items = shown(run_async(with_client(store, go)))
+    items = shown(run_async(with_client(store, go, read_only=True)))
     if as_json:
         dump_json([item.to_dict() for item in items])
         return 0
@@ -264,7 +264,7 @@ def show_review(review_id: str, store: str, as_json: bool, log_level: str) -> in
     async def go(client: Client) -> ReviewRecord:
         return await client.get_review(review_id)
 
-    item = shown(run_async(with_client(store, go)))
+    item = shown(run_async(with_client(store, go, read_only=True)))
     if as_json:
         dump_json(item.to_dict())
     else:
@@ -381,7 +381,7 @@ def review_stats(store: str, as_json: bool, log_level: str) -> int:
     async def go(client: Client) -> Any:
         return await client.review_stats()
 
-    stats = run_async(with_client(store, go))
+    stats = run_async(with_client(store, go, read_only=True))
     if as_json:
         dump_json(dataclasses.asdict(stats))
         return 0

@@ -185,7 +185,7 @@ def list_runs(
     async def go(client: Client) -> list[RunRecord]:
         return await client.list(status=wanted or None, workflow=workflow, limit=limit)
 
-    records = run_async(with_client(store, go))
+    records = run_async(with_client(store, go, read_only=True))
     print_runs(records, title=f"runs in {store}", empty="no runs match", as_json=as_json)
     return 0
 
@@ -202,7 +202,7 @@ def show_run(run_id: str, store: str, as_json: bool, log_level: str) -> int:
     async def go(client: Client) -> RunDetail:
         return await client.detail(run_id)
 
-    print_detail(run_async(with_client(store, go)), as_json=as_json)
+    print_detail(run_async(with_client(store, go, read_only=True)), as_json=as_json)
     return 0
 
 

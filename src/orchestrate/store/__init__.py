@@ -49,11 +49,14 @@ __all__ = [
 ]
 
 
-def open_store(url: str | None = None, *, create: bool = True) -> Store:
+def open_store(url: str | None = None, *, create: bool = True, read_only: bool = False) -> Store:
     """Build the store for ``url`` (not yet opened: ``await store.open()``).
 
-    ``create=False`` makes opening a SQLite file that does not exist an error instead of
-    creating an empty store (for commands that only read); other stores ignore it.
+    ``create=False`` makes opening a SQLite file that does not exist (or holds no
+    orchestrate schema) an error instead of creating an empty store; other stores ignore
+    it. ``read_only=True`` opens a SQL store that never writes: no file, table or
+    migration is created, and a schema older than this code is refused (for commands
+    that only read).
 
     Raises:
         InvalidInputError: the URL's scheme is unknown.
@@ -65,7 +68,7 @@ def open_store(url: str | None = None, *, create: bool = True) -> Store:
     if scheme == "sqlite":
         from orchestrate.store.sqlite import SQLiteStore
 
-        return SQLiteStore(url, create=create)
+        return SQLiteStore(url, create=create, read_only=read_only)
     if scheme in ("postgresql", "postgres"):
         try:
             from orchestrate.store.postgres import PostgresStore  # type: ignore[import-not-found,unused-ignore]
@@ -73,6 +76,6 @@ def open_store(url: str | None = None, *, create: bool = True) -> Store:
             raise InvalidInputError(
                 f"store URL {url!r} needs the PostgreSQL backend: pip install 'orchestrate-ai[postgres]'"
             ) from exc
-        store: Store = PostgresStore(url)
+        store: Store = PostgresStore(url, read_only=read_only)
         return store
     raise InvalidInputError(f"unknown store URL {url!r}: use memory://, sqlite:///path or postgresql://...")

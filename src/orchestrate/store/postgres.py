@@ -23,7 +23,11 @@ refuses an *older* schema instead of migrating it: run workers that way and migr
 from one deploy step (``orchestrate`` opened with the default), so that an old and a
 new release never both think they own the schema.
 
-**Failures.** Driver errors are wrapped in :class:`~orchestrate.errors.StoreError`.
+**Failures.** Opening makes one connection first: a server that refuses this process —
+wrong password, unknown role or database, a host name that does not resolve, a refused
+port, a TLS mismatch, a bad libpq option — fails at once with
+:class:`~orchestrate.errors.StoreAccessError`, carrying the server's reason and what to
+fix, instead of being retried. Driver errors are wrapped in :class:`~orchestrate.errors.StoreError`.
 Connection errors, a restarting server, serialization failures and deadlocks are
 retried with backoff for up to ``retry_seconds``: every write is idempotent or
 compare-and-set, and the writes whose effect is visible (step records, fenced status
@@ -40,6 +44,9 @@ URL options (removed before connecting; the rest goes to libpq):
 ``migrate`` (``true``/``false``), ``pool_min``, ``pool_max``, ``retry_seconds``,
 ``prepare_threshold`` (``none`` behind a transaction-pooling PgBouncer),
 ``max_payload_bytes``, ``warn_payload_bytes``.
+
+``read_only=True`` (reading commands) never writes: the session is read-only
+(``default_transaction_read_only``) and an older or missing schema is refused, not migrated.
 """
 
 from __future__ import annotations
@@ -65,6 +72,7 @@ from orchestrate.errors import (
     RunStateError,
     SchemaVersionError,
     SerializationError,
+    StoreAccessError,
     StoreError,
 )
 from orchestrate.observe import get_logger
@@ -122,6 +130,34 @@ async def _answer(cur: psycopg.AsyncCursor[Any]) -> tuple[Any, ...] | None:
     return await cur.fetchone()
 
 
+_ACCESS_FIXES: tuple[tuple[tuple[str, ...], str], ...] = (
+    (("password authentication failed", "authentication failed"), "check the user name and password in the URL"),
+    (("no pg_hba.conf entry",), "allow this host and user in the server's pg_hba.conf, or use another user"),
+    (('role "',), "create that role, or put an existing user in the URL"),
+    (('database "',), "create the database (createdb NAME), or fix its name in the URL"),
+    (
+        ("failed to resolve host", "could not translate host name", "name or service not known", "nodename nor"),
+        "check the host name in the URL",
+    ),
+    (("connection refused",), "check the host and port in the URL, and that PostgreSQL is running there"),
+    (("ssl", "certificate"), "check sslmode (and sslrootcert) in the URL against the server's TLS settings"),
+    (("invalid", "unrecognized", "uri query parameter"), "fix that option in the URL"),
+)
+
+
+def _access_fix(exc: psycopg.Error) -> str | None:
+    """What to fix when ``exc`` (raised while connecting) will not go away by retrying; else ``None``."""
+    text = str(exc).lower()
+    if isinstance(exc, psycopg.ProgrammingError):
+        return "fix the URL"
+    if "timeout" in text or "starting up" in text or "shutting down" in text or "too many" in text:
+        return None  # the server is busy or restarting: worth retrying
+    for needles, fix in _ACCESS_FIXES:
+        if any(n in text for n in needles):
+            return fix
+    return None
+
+
 def _flag(url: str, name: str, value: str) -> bool:
     text = value.lower()
     if text in _TRUE:
@@ -145,6 +181,7 @@ class PostgresStore:
         payload_limits: how large a value's JSON may be (default: the URL's
             ``max_payload_bytes``/``warn_payload_bytes``, else ``$ORCHESTRATE_MAX_PAYLOAD_BYTES``,
             else 2 MiB).
+        read_only: never write (a read-only session; the schema is checked, not migrated).
     """
 
     def __init__(
@@ -158,8 +195,10 @@ class PostgresStore:
         max_connections: int | None = None,
         retry_seconds: float | None = None,
         payload_limits: PayloadLimits | None = None,
+        read_only: bool = False,
     ) -> None:
         self.url = url
+        self.read_only = read_only
         parts = urlsplit(url)
         if parts.scheme not in ("postgresql", "postgres"):
             raise InvalidInputError(f"not a PostgreSQL URL: {url!r}")
@@ -173,6 +212,7 @@ class PostgresStore:
         if self.clock not in ("database", "caller"):
             raise InvalidInputError(f"PostgreSQL URL {url!r}: clock must be 'database' or 'caller'")
         self.migrate = migrate if migrate is not None else _flag(url, "migrate", ours.get("migrate", "true"))
+        self.migrate = self.migrate and not read_only
         self.payload_limits = PayloadLimits.resolve(payload_limits, ours, where=f"PostgreSQL URL {url!r}")
         try:
             self.min_connections = min_connections or int(ours.get("pool_min", "1"))
@@ -185,8 +225,11 @@ class PostgresStore:
         threshold = ours.get("prepare_threshold", "5")
         self._prepare_threshold = None if threshold.lower() == "none" else int(threshold)
         self._kwargs: dict[str, Any] = {"autocommit": True, "prepare_threshold": self._prepare_threshold}
-        if self.schema is not None:
-            self._kwargs["options"] = f"-c search_path={self.schema}"
+        settings = [f"-c search_path={self.schema}"] if self.schema is not None else []
+        if read_only:
+            settings.append("-c default_transaction_read_only=on")
+        if settings:
+            self._kwargs["options"] = " ".join(settings)
         self._pool: AsyncConnectionPool[Conn] | None = None
         self._sql = q.Statements(database_clock=self.clock == "database")
         self._channel = ""
@@ -228,6 +271,12 @@ class PostgresStore:
                 return result
             except OrchestrateError:
                 raise
+            except (psycopg.errors.ReadOnlySqlTransaction, psycopg.errors.InsufficientPrivilege) as exc:
+                # Asking again changes nothing: a read-only session or replica, a role without rights.
+                raise StoreAccessError(
+                    f"{self._describe()}: {name} failed: {' '.join(str(exc).split())}; connect as a role that may "
+                    "write these tables, to the primary (target_session_attrs=read-write)"
+                ) from exc
             except psycopg.errors.ProgramLimitExceeded as exc:
                 # A value over what the server takes (a text over 1 GB, an index row too
                 # long): sending it again would be refused again, after as much work.
@@ -301,6 +350,7 @@ class PostgresStore:
         """Connect, then migrate (or check) the schema; idempotent."""
         if self._pool is not None:
             return
+        await self._probe()
         # Fresh per opening: asyncio objects belong to the loop that opens the store.
         self._hint = asyncio.Event()
         self._steps = Batcher(self._send_batch)
@@ -326,6 +376,25 @@ class PostgresStore:
             await self.close()  # a refused schema must not leave a half-open store
             raise
 
+    async def _probe(self) -> None:
+        """Connect once, so that a server refusing this process fails now, with its reason.
+
+        A refusal that retrying cannot fix raises :class:`StoreAccessError`; anything else
+        (a timeout, a server starting up) is left to the pool, which retries it.
+        """
+        kwargs = dict(self._kwargs)
+        if "connect_timeout" not in self.conninfo:
+            kwargs["connect_timeout"] = 10
+        try:
+            conn = await psycopg.AsyncConnection.connect(self.conninfo, **kwargs)
+        except psycopg.Error as exc:
+            fix = _access_fix(exc)
+            if fix is None:
+                return
+            reason = " ".join(str(exc).split())
+            raise StoreAccessError(f"cannot connect to {self._describe()}: {reason}; {fix}") from None
+        await conn.close()
+
     async def close(self) -> None:
         """Stop listening and close the pool."""
         if self._listener is not None:
@@ -350,6 +419,17 @@ class PostgresStore:
             raise SchemaVersionError(
                 f"{self._describe()} has schema version {current}, newer than this orchestrate understands "
                 f"({SCHEMA_VERSION}); upgrade orchestrate on this machine"
+            )
+        if self.read_only:
+            if current == 0:
+                raise StoreAccessError(
+                    f"no orchestrate tables in {self._describe()}: check the store URL (database, ?schema=); "
+                    "a read command creates nothing"
+                )
+            raise SchemaVersionError(
+                f"{self._describe()} has schema version {current}, older than this orchestrate ({SCHEMA_VERSION}), "
+                "and a read command does not migrate it: run `orchestrate migrate --store URL` (or start a "
+                "worker) first"
             )
         if not self.migrate:
             raise SchemaVersionError(

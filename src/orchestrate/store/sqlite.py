@@ -16,6 +16,12 @@ Pragmas: WAL journal, ``synchronous=FULL`` by default so that a step reported as
 recorded survives a power loss, not only a process crash. ``?synchronous=normal`` in
 the URL trades that for speed (WAL with NORMAL can lose the last commits on power
 loss, never on a process crash).
+
+Opening reads before it writes: the schema version is read in a read transaction
+(which in WAL mode waits for no writer), and a write transaction is taken only to
+migrate. A file that holds tables but no orchestrate schema is refused untouched. A
+store opened ``read_only`` never writes (``PRAGMA query_only``): no migration, no
+journal-mode change, no file created.
 """
 
 from __future__ import annotations
@@ -38,6 +44,7 @@ from orchestrate.errors import (
     RunNotFoundError,
     RunStateError,
     SchemaVersionError,
+    StoreAccessError,
     StoreError,
 )
 from orchestrate.store import _limits, _sql
@@ -83,6 +90,35 @@ _FIND_RUN_IDS = _sql.FIND_RUN_IDS.replace("LIKE ? ESCAPE '!'", "GLOB ?")
 _FIND_REVIEW_IDS = _sql.FIND_REVIEW_IDS.replace("LIKE ? ESCAPE '!'", "GLOB ?")
 _GLOB_SPECIAL = re.compile(r"([*?\[])")
 _SYNC_MODES = {"full": "FULL", "normal": "NORMAL", "extra": "EXTRA", "off": "OFF"}
+# Errors that waiting will not fix: the file cannot be written, opened, or is no database.
+_PERMANENT = frozenset(
+    {
+        sqlite3.SQLITE_READONLY,
+        sqlite3.SQLITE_CANTOPEN,
+        sqlite3.SQLITE_NOTADB,
+        sqlite3.SQLITE_CORRUPT,
+        sqlite3.SQLITE_PERM,
+        sqlite3.SQLITE_AUTH,
+    }
+)
+
+
+def _wrap(path: str, exc: sqlite3.Error) -> StoreError:
+    """The store error for a driver error: :class:`StoreAccessError` when retrying cannot help."""
+    code = (getattr(exc, "sqlite_errorcode", None) or 0) & 0xFF
+    if code not in _PERMANENT:
+        return StoreError(f"SQLite store {path!r}: {exc}")
+    where = os.path.abspath(path)
+    if code == sqlite3.SQLITE_READONLY:
+        fix = (
+            "this process may not write the file (or its directory, where SQLite keeps -wal and -shm "
+            "files); fix the permissions, or only read it (runs list, runs show)"
+        )
+    elif code in (sqlite3.SQLITE_NOTADB, sqlite3.SQLITE_CORRUPT):
+        fix = "it is not an SQLite database (or is damaged); check the store URL"
+    else:
+        fix = "check that the file and its directory exist and that this process may open them"
+    return StoreAccessError(f"SQLite store {where!r}: {exc}: {fix}")
 
 
 @dataclass
@@ -121,8 +157,10 @@ def parse_url(url: str) -> tuple[str, str]:
 class SQLiteStore:
     """A store in one SQLite file, safe for several processes on one machine.
 
-    With ``create=False``, :meth:`open` refuses a file that does not exist rather than
-    create an empty one (and its directory). ``payload_limits`` bounds the JSON of the
+    With ``create=False``, :meth:`open` refuses a file that does not exist, or holds no
+    orchestrate schema yet, rather than create one (and its directory). With
+    ``read_only=True`` it never writes: a schema older than this code is refused instead
+    of migrated (reading commands use it). ``payload_limits`` bounds the JSON of the
     values it writes (default: ``?max_payload_bytes=`` and ``?warn_payload_bytes=`` in the
     URL, else ``$ORCHESTRATE_MAX_PAYLOAD_BYTES``, else 2 MiB; see
     :class:`~orchestrate.store.PayloadLimits`).
@@ -135,13 +173,15 @@ class SQLiteStore:
         busy_timeout_ms: int = 30_000,
         max_batch: int = 512,
         create: bool = True,
+        read_only: bool = False,
         payload_limits: PayloadLimits | None = None,
     ) -> None:
         self.url = url
         self.path, self.synchronous = parse_url(url)
         options = {k: v[-1] for k, v in parse_qs(urlsplit(url).query).items()}
         self.payload_limits = PayloadLimits.resolve(payload_limits, options, where=f"sqlite URL {url!r}")
-        self.create = create  # False: a missing file is an error, not a new empty store
+        self.read_only = read_only  # never write: no migration, no new file
+        self.create = create and not read_only  # False: a missing file is an error, not a new empty store
         self._busy_timeout_ms = busy_timeout_ms
         self._max_batch = max_batch
         self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
@@ -156,17 +196,56 @@ class SQLiteStore:
         self.inline = 0  # operations run on the caller's thread, for benchmarks and tests
 
     # thread -------------------------------------------------------------------------------
-    def _connect(self) -> sqlite3.Connection:
+    def _connect(self) -> tuple[sqlite3.Connection, int]:
+        """Open the file and read its schema version, writing nothing (on the caller's thread)."""
         path = os.path.abspath(self.path)
-        if self.create or self.path == ":memory:":
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-        elif not os.path.exists(path):
-            raise StoreError(f"no orchestrate database at {path!r} (nothing has run against this store yet?)")
-        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        conn.execute(f"PRAGMA busy_timeout = {self._busy_timeout_ms}")
-        conn.execute("PRAGMA journal_mode = WAL")
-        conn.execute(f"PRAGMA synchronous = {self.synchronous}")
-        return conn
+        missing = self.path != ":memory:" and not os.path.exists(path)
+        if missing and not self.create:
+            raise StoreAccessError(f"no orchestrate database at {path!r} (nothing has run against this store yet?)")
+        if missing:
+            try:
+                os.makedirs(os.path.dirname(path), exist_ok=True)
+            except OSError as exc:
+                raise StoreAccessError(
+                    f"cannot create the directory of the SQLite store {path!r}: {exc.strerror} ({exc.filename}); "
+                    "create it, or point the store URL at a directory this process may write"
+                ) from None
+        try:
+            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        except sqlite3.Error as exc:
+            raise _wrap(self.path, exc) from exc
+        try:
+            conn.execute(f"PRAGMA busy_timeout = {self._busy_timeout_ms}")
+            if self.read_only:
+                conn.execute("PRAGMA query_only = ON")
+            version = _inspect(conn.cursor())
+            if version is None:
+                raise StoreAccessError(
+                    f"{path!r} is an SQLite database of another application (it has tables, none of them "
+                    "orchestrate's); nothing was changed: check the store URL"
+                )
+            if version > SCHEMA_VERSION:
+                raise SchemaVersionError(
+                    f"database schema version {version} is newer than this orchestrate understands "
+                    f"({SCHEMA_VERSION}); upgrade orchestrate"
+                )
+            if version == 0 and not self.create:
+                raise StoreAccessError(f"no orchestrate database at {path!r} (the file holds no orchestrate tables)")
+            if version < SCHEMA_VERSION and self.read_only:
+                raise SchemaVersionError(
+                    f"the SQLite store {path!r} has schema version {version}, older than this orchestrate "
+                    f"({SCHEMA_VERSION}), and a read command does not migrate it: run `orchestrate migrate "
+                    f"--store {self.url}` (or any command that writes, such as `orchestrate worker`) first"
+                )
+            if not self.read_only:
+                conn.execute("PRAGMA journal_mode = WAL")  # a no-op once the file is in WAL mode
+            conn.execute(f"PRAGMA synchronous = {self.synchronous}")
+        except BaseException as exc:
+            conn.close()
+            if isinstance(exc, sqlite3.Error):
+                raise _wrap(self.path, exc) from exc
+            raise
+        return conn, version
 
     def _serve(self) -> None:
         conn = self._conn
@@ -227,12 +306,12 @@ class SQLiteStore:
                 cur.execute("ROLLBACK")
             except sqlite3.Error:
                 pass
-            error = StoreError(f"SQLite store {self.path!r}: {exc}")
+            error = _wrap(self.path, exc)
             error.__cause__ = exc
             results = [(None, error) for _ in batch]
         for job, (result, err) in zip(batch, results, strict=True):
             if isinstance(err, sqlite3.Error):
-                wrapped = StoreError(f"SQLite store {self.path!r}: {err}")
+                wrapped = _wrap(self.path, err)
                 wrapped.__cause__ = err
                 err = wrapped
             job.loop.call_soon_threadsafe(_resolve, job.future, result, err)
@@ -269,20 +348,24 @@ class SQLiteStore:
             sql, params, answer = alone
             try:
                 changed = cur.execute(sql, params).rowcount
-            except sqlite3.OperationalError:
+            except sqlite3.OperationalError as exc:
+                if (exc.sqlite_errorcode & 0xFF) in _PERMANENT:
+                    raise _wrap(self.path, exc) from exc
                 return False, None  # locked by another process: nothing was written
             except sqlite3.Error as exc:
-                raise StoreError(f"SQLite store {self.path!r}: {exc}") from exc
+                raise _wrap(self.path, exc) from exc
             if changed:
                 self.commits += 1
                 self.inline += 1
                 return True, answer
         try:
             cur.execute("BEGIN IMMEDIATE" if write else "BEGIN")
-        except sqlite3.OperationalError:
+        except sqlite3.OperationalError as exc:
+            if (exc.sqlite_errorcode & 0xFF) in _PERMANENT:
+                raise _wrap(self.path, exc) from exc
             return False, None  # SQLITE_BUSY: another process writes right now
         except sqlite3.Error as exc:
-            raise StoreError(f"SQLite store {self.path!r}: {exc}") from exc
+            raise _wrap(self.path, exc) from exc
         try:
             result = op(cur)
             cur.execute("COMMIT")
@@ -292,7 +375,7 @@ class SQLiteStore:
             except sqlite3.Error:
                 pass
             if isinstance(exc, sqlite3.Error):
-                raise StoreError(f"SQLite store {self.path!r}: {exc}") from exc
+                raise _wrap(self.path, exc) from exc
             raise
         self.commits += 1
         self.inline += 1
@@ -341,18 +424,22 @@ class SQLiteStore:
     async def open(self) -> None:
         """Open the file (creating it and its directory unless ``create=False``) and migrate the schema.
 
+        The version is read first, writing nothing; only an older schema takes the write
+        lock, to migrate (never with ``read_only``).
+
         Raises:
-            StoreError: the file cannot be opened; with ``create=False``, it does not exist
-                (nothing is created then).
+            StoreAccessError: the file or its directory cannot be created or opened, it
+                belongs to another application, or (``create=False``) it does not exist
+                or holds no orchestrate schema; nothing is created then.
+            SchemaVersionError: the schema is newer than this code, or (``read_only``) older.
         """
         if self._thread is not None:
             return
-        try:
-            self._conn = await asyncio.to_thread(self._connect)
-        except sqlite3.Error as exc:
-            raise StoreError(f"cannot open SQLite database {self.path!r}: {exc}") from exc
+        self._conn, version = await asyncio.to_thread(self._connect)
         self._thread = threading.Thread(target=self._serve, name="orchestrate-sqlite", daemon=True)
         self._thread.start()
+        if version == SCHEMA_VERSION:
+            return
         try:
             await self._call(_migrate)
         except BaseException:
@@ -369,8 +456,8 @@ class SQLiteStore:
         self._cur = None  # its connection is closed
 
     async def schema_version(self) -> int:
-        """The recorded schema version."""
-        return int(await self._call(_read_version, write=False))
+        """The recorded schema version (0 for none)."""
+        return int(await self._call(_inspect, write=False) or 0)
 
     # runs -----------------------------------------------------------------------------------
     async def create_run(self, run: RunRecord, *, event: Event | None = None) -> RunRecord:
@@ -851,19 +938,26 @@ class SQLiteStore:
 # helpers run on the writer thread ------------------------------------------------------
 
 
-def _read_version(cur: sqlite3.Cursor) -> int:
-    cur.execute(_sql.META_DDL)
+def _inspect(cur: sqlite3.Cursor) -> int | None:
+    """The file's schema version, read without writing: 0 for an empty file, ``None`` for a
+    file whose tables are none of orchestrate's (another application's database)."""
+    tables = [row[0] for row in cur.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+    if "orchestrate_meta" not in tables:
+        return None if any(not t.startswith("sqlite_") for t in tables) else 0
     row = cur.execute(_sql.GET_VERSION).fetchone()
     return 0 if row is None else int(row[0])
 
 
 def _migrate(cur: sqlite3.Cursor) -> None:
-    current = _read_version(cur)
+    current = _inspect(cur)  # again, under the write lock: another process may have migrated
+    if current is None:
+        raise StoreAccessError("the database belongs to another application; nothing was changed")
     if current > SCHEMA_VERSION:
         raise SchemaVersionError(
             f"database schema version {current} is newer than this orchestrate understands "
             f"({SCHEMA_VERSION}); upgrade orchestrate"
         )
+    cur.execute(_sql.META_DDL)
     for version, statements in _sql.MIGRATIONS:
         if version <= current:
             continue
