@@ -140,8 +140,10 @@ class _Known:
                     marks = dict(self.names)
                     # Longest first: a value that contains another is masked whole.
                     values = sorted(marks, key=len, reverse=True)
-                    pattern = re.compile("|".join(map(re.escape, values)))
-                    self.current = (functools.partial(pattern.sub, lambda m: marks[m.group(0)]), {})
+                    # The token a value starts goes with it: a registered key that is the
+                    # start of a longer one (sk-live-... and sk-live-...-2) leaves nothing behind.
+                    pattern = re.compile("(" + "|".join(map(re.escape, values)) + r")[A-Za-z0-9_-]*")
+                    self.current = (functools.partial(pattern.sub, lambda m: marks[m.group(1)]), {})
                     self.stale = False
         return self.current
 

@@ -269,3 +269,12 @@ def test_a_record_below_the_level_is_not_even_looked_at() -> None:
     finally:
         configure_logging("warning")
     assert looked == [1]  # read once, for the record that is written
+
+
+def test_a_registered_key_that_starts_a_longer_one_leaves_nothing_of_it() -> None:
+    from orchestrate._redact import redact, register
+
+    register("sk-prefix-0123456789abcdef", "short_key")
+    masked = redact("401: invalid api_key sk-prefix-0123456789abcdefghij and sk-prefix-0123456789abcdef.")
+    assert "ghij" not in masked and "0123456789" not in masked
+    assert masked.endswith("[REDACTED:short_key].") or masked.endswith("[REDACTED:short_key]")
