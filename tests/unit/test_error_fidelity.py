@@ -107,7 +107,7 @@ async def test_a_key_echoed_in_an_error_is_redacted_everywhere_it_is_stored() ->
     record, steps, events = await _steps(wf)
     stored = [str(record.error), str(steps["call"].error), *(str(e.data) for e in events)]
     assert all(key not in text for text in stored)
-    assert "[REDACTED]" in steps["call"].error["message"]
+    assert "[REDACTED" in steps["call"].error["message"]
 
 
 async def test_a_key_in_a_failing_fallbacks_error_is_redacted_in_the_record() -> None:
