@@ -28,11 +28,27 @@ from orchestrate._engine.context import new_signal_id
 from orchestrate._engine.hooks import hooks_of
 from orchestrate._engine.runner import Engine, outcome
 from orchestrate._redact import redact_data
-from orchestrate.errors import ConflictError, InvalidInputError, ReviewNotFoundError, RunNotFoundError, RunStateError
+from orchestrate.errors import (
+    ConflictError,
+    InvalidInputError,
+    OrchestrateError,
+    ReviewNotFoundError,
+    RunNotFoundError,
+    RunStateError,
+)
+from orchestrate.policies import parse_duration
 from orchestrate.review import _decisions
 from orchestrate.review._decisions import ReviewStats
 from orchestrate.store import Store, open_store
-from orchestrate.store.base import REPLAYED_EVENT, Event, ReviewRecord, ReviewStatus, RunRecord, StepRecord
+from orchestrate.store.base import (
+    PRUNED_BY_DEFAULT,
+    REPLAYED_EVENT,
+    Event,
+    ReviewRecord,
+    ReviewStatus,
+    RunRecord,
+    StepRecord,
+)
 from orchestrate.types import RunStatus, StepStatus
 from orchestrate.workflow import AnyWorkflow
 
@@ -224,6 +240,7 @@ class Client:
         status: RunStatus | str | Iterable[RunStatus | str] | None = None,
         workflow: str | None = None,
         limit: int = 50,
+        values: bool = True,
     ) -> list[RunRecord]:
         """Runs, newest first.
 
@@ -232,6 +249,8 @@ class Client:
                 (or none) for every status.
             workflow: only runs of this workflow.
             limit: at most this many runs.
+            values: read each run's input and output too; ``False`` leaves them ``None``
+                (a summary: what ``orchestrate runs list`` shows, whatever their size).
 
         Returns:
             The runs' records.
@@ -240,8 +259,53 @@ class Client:
             InvalidInputError: a status is not a run status.
         """
         await self.engine.open()
-        runs = await self.store.list_runs(status=_statuses(status), workflow=workflow, limit=limit)
+        runs = await self.store.list_runs(status=_statuses(status), workflow=workflow, limit=limit, values=values)
         return [_masked_run(run) for run in runs]
+
+    async def prune(
+        self,
+        *,
+        older_than: float | str,
+        status: RunStatus | str | Iterable[RunStatus | str] | None = None,
+        dry_run: bool = False,
+        batch: int = 500,
+    ) -> int:
+        """Delete the runs that ended longer ago than ``older_than``, with all they kept.
+
+        A run goes with its step records, its history and its review items
+        (:meth:`~orchestrate.store.Store.prune_runs`); runs that have not ended are never
+        deleted. Deleted in batches of ``batch`` runs, one transaction each, so workers
+        keep writing in between.
+
+        Args:
+            older_than: seconds, or a duration as text (``"30d"``, ``"12h"``): runs whose
+                last change (their end) is older are deleted.
+            status: the ended statuses to delete (default: succeeded, failed and
+                cancelled; dead runs, the dead-letter queue, only when named).
+            dry_run: delete nothing; return how many runs would be deleted.
+            batch: runs per transaction.
+
+        Returns:
+            How many runs were deleted (or, with ``dry_run``, would be).
+
+        Raises:
+            InvalidInputError: ``older_than`` is not a positive duration, or a status is
+                not an ended one.
+        """
+        seconds = _duration(older_than)
+        statuses = _statuses(status) or list(PRUNED_BY_DEFAULT)
+        if not isinstance(batch, int) or batch < 1:
+            raise InvalidInputError(f"batch must be an int >= 1, got {batch!r}")
+        await self.engine.open()
+        before = self.engine.clock.now() - seconds
+        if dry_run:
+            return await self.store.prune_runs(before=before, status=statuses, dry_run=True)
+        pruned = 0
+        while True:
+            done = await self.store.prune_runs(before=before, status=statuses, limit=batch)
+            pruned += done
+            if done < batch:
+                return pruned
 
     async def detail(self, run_id: str) -> RunDetail:
         """The run with its steps, its history and its review items.
@@ -486,14 +550,20 @@ class Client:
         return await _decisions.stats(self.store, self.engine.clock.now())
 
     # dead-letter queue ------------------------------------------------------------------
-    async def dead_letters(self, *, workflow: str | None = None, limit: int = 50) -> builtins.list[RunRecord]:
+    async def dead_letters(
+        self, *, workflow: str | None = None, limit: int = 50, values: bool = True
+    ) -> builtins.list[RunRecord]:
         """The dead-letter queue, newest first: dead runs that were not replayed since.
+
+        ``values=False`` leaves each run's input and output unread (``None``), as for
+        :meth:`list`.
 
         Returns:
             The dead runs' records.
         """
         await self.engine.open()
-        return [_masked_run(run) for run in await self.store.list_dead_letters(workflow=workflow, limit=limit)]
+        dead = await self.store.list_dead_letters(workflow=workflow, limit=limit, values=values)
+        return [_masked_run(run) for run in dead]
 
     async def replay(
         self,
@@ -631,6 +701,22 @@ async def _by_prefix(
         return found[0]
     shown = ", ".join(found[:_CANDIDATES_SHOWN]) + (" and more" if len(found) > _CANDIDATES_SHOWN else "")
     raise InvalidInputError(f"{what} id {prefix!r} is ambiguous: {shown} start with it; type more of the id")
+
+
+def _duration(value: object) -> float:
+    """Seconds from a number or a duration's text (``"30d"``); refuses zero, negatives and the rest."""
+    if isinstance(value, str):
+        try:
+            seconds = parse_duration(value, what="older_than")
+        except OrchestrateError as exc:
+            raise InvalidInputError(str(exc)) from None
+    elif isinstance(value, int | float) and not isinstance(value, bool):
+        seconds = float(value)
+    else:
+        raise InvalidInputError(f"older_than must be seconds or a duration like '30d', got {value!r}")
+    if not seconds > 0 or seconds == float("inf"):
+        raise InvalidInputError(f"older_than must be a positive duration, got {value!r}")
+    return seconds
 
 
 def _statuses(status: RunStatus | str | Iterable[RunStatus | str] | None) -> builtins.list[RunStatus] | None:

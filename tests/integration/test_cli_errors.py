@@ -125,7 +125,7 @@ def test_a_stored_lone_surrogate_does_not_break_the_listing(store: str) -> None:
             return (await client.run(flow, {"text": "bad \ud800 value"})).run_id
 
     bad = asyncio.run(plant())
-    listed, _ = invoke("runs", "list", "--json", "--store", store)
+    listed, _ = invoke("runs", "list", "--json", "--full", "--store", store)
     assert listed.exit_code == 0, listed.output
     runs = json.loads(listed.stdout)
     assert len(runs) == 2

@@ -155,7 +155,7 @@ def invoke(store: str, *args: str) -> Result:
 
 
 def listed(store: str) -> list[dict[str, object]]:
-    result = invoke(store, "runs", "list", "--json")
+    result = invoke(store, "runs", "list", "--json", "--full")
     assert result.exit_code == 0, result.output
     runs: list[dict[str, object]] = json.loads(result.stdout)
     return runs

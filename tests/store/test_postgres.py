@@ -181,6 +181,40 @@ async def test_a_read_only_store_refuses_writes_without_retrying(pg_url: str, sc
         await reader.close()
 
 
+def _explain(pg_url: str, schema: str, statement: str, params: tuple[object, ...]) -> str:
+    with psycopg.connect(pg_url, autocommit=True, options=f"-c search_path={schema}") as conn:
+        return "\n".join(row[0] for row in conn.execute(f"EXPLAIN {statement}", params))
+
+
+async def test_listings_and_pruning_read_indexes_not_the_table(store: PostgresStore, pg_url: str, schema: str) -> None:
+    # 20,000 runs, most of them succeeded, over 200 workflows, as statistics see them: a
+    # listing of dead runs or of one workflow's runs wants a few rows out of many.
+    _sync(
+        pg_url,
+        sql.SQL(
+            "INSERT INTO {} (run_id, workflow, version, status, input, created_at, updated_at)"
+            " SELECT 'r' || i, 'wf' || (i %% 200), '1',"
+            " CASE i %% 100 WHEN 0 THEN 'dead' WHEN 1 THEN 'pending' ELSE 'succeeded' END,"
+            " 'null', i, i FROM generate_series(1, 20000) AS i"
+        ).format(_in(schema, "orchestrate_runs")),
+    )
+    _sync(pg_url, sql.SQL("ANALYZE {}").format(_in(schema, "orchestrate_runs")))
+    for status, workflow, index in [
+        ([RunStatus.DEAD], None, "orchestrate_runs_status"),
+        (None, "wf3", "orchestrate_runs_workflow"),
+    ]:
+        text, params = shared_sql.list_runs_sql(status, workflow, values=False)
+        plan = _explain(pg_url, schema, q.fmt(text), (*params, 50))
+        assert f"Index Scan Backward using {index}" in plan, plan
+        assert "Seq Scan" not in plan and "Sort" not in plan, plan
+    text, params = shared_sql.list_dead_letters_sql(None, values=False)
+    plan = _explain(pg_url, schema, q.fmt(text), (*params, 50))
+    assert "orchestrate_runs_status" in plan and "Seq Scan on orchestrate_runs" not in plan, plan
+    plan = _explain(pg_url, schema, q.PRUNE_COUNT, (["succeeded", "failed"], 100.0))
+    assert "orchestrate_runs_ended" in plan and "Seq Scan" not in plan, plan
+    assert await store.prune_runs(before=101.0) == 98  # runs 1..100 but pending r1 and dead r100
+
+
 async def test_tables_live_in_the_schema_with_postgres_types(store: PostgresStore, pg_url: str, schema: str) -> None:
     rows = _sync(
         pg_url,

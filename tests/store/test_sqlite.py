@@ -532,3 +532,44 @@ async def test_permanent_errors_are_not_retried() -> None:
     with pytest.raises(StoreAccessError):
         await retrying.get_run("r1")
     assert (calls, retrying.retries) == (1, 0) and time.monotonic() - started < 1
+
+
+# indexes ---------------------------------------------------------------------------------------
+
+
+def _plan(path: Path, sql: str, params: list[object]) -> str:
+    conn = sqlite3.connect(path)
+    try:
+        return "\n".join(row[-1] for row in conn.execute(f"EXPLAIN QUERY PLAN {sql}", params))
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize(
+    ("status", "workflow", "index"),
+    [
+        ([RunStatus.SUCCEEDED], None, "orchestrate_runs_status"),
+        ([RunStatus.DEAD], None, "orchestrate_runs_status"),
+        (None, "billing", "orchestrate_runs_workflow"),
+        ([RunStatus.PENDING], "billing", None),  # one of the two, whichever the planner prefers
+    ],
+)
+async def test_listings_by_status_or_workflow_read_an_index_in_their_order(
+    store: SQLiteStore, tmp_path: Path, status: list[RunStatus] | None, workflow: str | None, index: str | None
+) -> None:
+    sql, params = shared_sql.list_runs_sql(status, workflow, values=False)
+    plan = _plan(tmp_path / "orchestrate.db", sql, [*params, 50])
+    assert "USING INDEX orchestrate_runs_" in plan, plan
+    if index is not None:
+        assert f"USING INDEX {index} " in plan, plan
+        assert "TEMP B-TREE" not in plan, plan  # read in order: no sort of every match
+    assert "SCAN orchestrate_runs\n" not in plan + "\n", plan
+
+
+async def test_the_dead_letter_queue_and_pruning_read_indexes(store: SQLiteStore, tmp_path: Path) -> None:
+    sql, params = shared_sql.list_dead_letters_sql(None, values=False)
+    plan = _plan(tmp_path / "orchestrate.db", sql, [*params, 50])
+    assert "USING INDEX orchestrate_runs_status" in plan and "TEMP B-TREE" not in plan, plan
+    prune = shared_sql.PRUNE_CANDIDATES.format(statuses="?, ?")
+    plan = _plan(tmp_path / "orchestrate.db", prune, ["failed", "succeeded", T0, 500])
+    assert "USING INDEX orchestrate_runs_ended" in plan or "USING COVERING INDEX orchestrate_runs_ended" in plan, plan

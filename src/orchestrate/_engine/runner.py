@@ -80,6 +80,9 @@ def input_codec(wf: AnyWorkflow) -> _codec.Plan:
     return found
 
 
+_PRUNE_EVERY_SECONDS = 300.0
+"""How often a worker with ``retain_seconds`` deletes the runs whose retention has passed."""
+
 _TURN_SECONDS = 0.002
 """The longest an engine drives runs one after another without giving its loop a turn."""
 
@@ -154,6 +157,10 @@ class Engine:
             step: a step that kills its process (``os._exit``, a segfault, an OOM kill)
             would otherwise be taken up, and take a worker down, forever. The store counts
             them when it hands the run to the next worker.
+        retain_seconds: with it, :meth:`work` deletes the runs that ended (succeeded,
+            failed or cancelled) longer ago than this, with their steps, history and
+            review items (:meth:`~orchestrate.store.Store.prune_runs`), a batch at a time
+            every few minutes. ``None`` (the default): runs are kept until pruned.
         observers: :class:`~orchestrate.observe.Observer` s told about this engine's
             runs, steps, reviews and model calls (besides the process-wide ones).
     """
@@ -169,6 +176,7 @@ class Engine:
         max_threads: int = 32,
         store_retry_seconds: float = 30.0,
         max_crashes: int = 3,
+        retain_seconds: float | None = None,
         observers: Iterable[Any] = (),
     ) -> None:
         # Transient failures (a dropped connection, a lost acknowledgement) are retried:
@@ -185,6 +193,9 @@ class Engine:
         if isinstance(max_crashes, bool) or not isinstance(max_crashes, int) or max_crashes < 1:
             raise InvalidInputError(f"max_crashes must be an int >= 1, got {max_crashes!r}")
         self.max_crashes = max_crashes
+        if retain_seconds is not None and not (isinstance(retain_seconds, int | float) and retain_seconds > 0):
+            raise InvalidInputError(f"retain_seconds must be a number of seconds > 0, got {retain_seconds!r}")
+        self.retain_seconds = retain_seconds
         self.park_after_seconds = park_after_seconds
         self.log = get_logger()
         self._workflows: dict[str, dict[str, AnyWorkflow]] = {}
@@ -694,7 +705,7 @@ class Engine:
         """Claim and drive runs held by processes of this host that died; return how many."""
         await self.open()
         count = 0
-        for run in await self.store.list_runs(status=[RunStatus.RUNNING], limit=1000):
+        for run in await self.store.list_runs(status=[RunStatus.RUNNING], limit=1000, values=False):
             if _owner_is_dead(run.owner) and self.has_version(run.workflow, run.version):
                 if await self.execute(run.run_id, force=True) is not None:
                     count += 1
@@ -758,6 +769,8 @@ class Engine:
                 return None
             return suspect[1]
 
+        pruning: asyncio.Task[int] | None = None
+        next_prune = 0.0
         try:
             orphans, dead_owners = await self._claim_orphans(concurrency, queues, claiming)
             for orphan in orphans:
@@ -765,6 +778,10 @@ class Engine:
                 driven += 1
             next_report = 0.0
             while stop is None or not stop.is_set():
+                if self.retain_seconds is not None and time.monotonic() >= next_prune:
+                    if pruning is None or pruning.done():
+                        pruning = asyncio.create_task(self.prune_ended())
+                    next_prune = time.monotonic() + _PRUNE_EVERY_SECONDS
                 free = concurrency - len(tasks)
                 if free <= 0:
                     own: set[asyncio.Future[Any]] = {asyncio.ensure_future(stop.wait())} if stop else set()
@@ -815,7 +832,39 @@ class Engine:
         except asyncio.CancelledError:
             await asyncio.shield(self._release(tasks, set(tasks)))
             raise
+        finally:
+            if pruning is not None and not pruning.done():
+                pruning.cancel()  # a batch is one transaction: it lands whole or not at all
         return driven
+
+    async def prune_ended(self, *, batch: int = 500) -> int:
+        """Delete the runs that ended more than ``retain_seconds`` ago, a batch at a time.
+
+        What :meth:`work` does every few minutes when the engine has ``retain_seconds``.
+        Succeeded, failed and cancelled runs are deleted with their steps, history and
+        review items; dead runs (the dead-letter queue) and runs still going are kept.
+
+        Returns:
+            How many runs were deleted (0 without ``retain_seconds``). Store errors are
+            logged, not raised: the next round tries again.
+        """
+        if self.retain_seconds is None:
+            return 0
+        before = self.clock.now() - self.retain_seconds
+        pruned = 0
+        try:
+            while True:
+                done = await self.store.prune_runs(before=before, limit=batch)
+                pruned += done
+                if done < batch:
+                    break
+                await asyncio.sleep(0)  # one batch, one transaction: let the runs' writes in between
+        except StoreError as exc:
+            self.log.warning("runs_prune_failed", error=str(exc), pruned=pruned)
+            return pruned
+        if pruned:
+            self.log.info("runs_pruned", pruned=pruned, ended_before=before, retain_seconds=self.retain_seconds)
+        return pruned
 
     async def _idle(
         self,
@@ -845,7 +894,7 @@ class Engine:
         Returns the runs claimed and the dead owners found. On a claiming store that is
         one run (each is a suspect): the work loop claims the others one after another.
         """
-        running = await self.store.list_runs(status=[RunStatus.RUNNING], limit=1000)
+        running = await self.store.list_runs(status=[RunStatus.RUNNING], limit=1000, values=False)
         dead = sorted({r.owner for r in running if r.owner and _owner_is_dead(r.owner)})
         if not dead:
             return [], []
@@ -956,7 +1005,9 @@ class Engine:
         return _with(run, status=RunStatus.DEAD, error=info, owner=None, lease_expires_at=None, updated_at=now)
 
     async def _pending_timers(self, queues: Sequence[str] | None = None) -> bool:
-        runs = await self.store.list_runs(status=[RunStatus.WAITING, RunStatus.PENDING, RunStatus.RUNNING], limit=1000)
+        runs = await self.store.list_runs(
+            status=[RunStatus.WAITING, RunStatus.PENDING, RunStatus.RUNNING], limit=1000, values=False
+        )
         return any(
             (r.status is not RunStatus.WAITING or r.wake_at is not None)
             and self.has_version(r.workflow, r.version)

@@ -51,10 +51,11 @@ def list_dead(workflow: str | None, limit: int, store: str, as_json: bool, log_l
     setup_logging(log_level)
 
     async def go(client: Client) -> list[RunRecord]:
-        return await client.dead_letters(workflow=workflow, limit=limit)
+        return await client.dead_letters(workflow=workflow, limit=limit, values=False)
 
     records = run_async(with_client(store, go, read_only=True))
-    print_runs(records, title="dead-letter queue", empty="the dead-letter queue is empty", as_json=as_json)
+    title, empty = "dead-letter queue", "the dead-letter queue is empty"
+    print_runs(records, title=title, empty=empty, as_json=as_json, values=False)
     return 0
 
 

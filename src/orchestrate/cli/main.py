@@ -50,11 +50,22 @@ from orchestrate.cli.timeline import render_timeline
 from orchestrate.cli.yaml_commands import COMMANDS, canonical, load_target
 from orchestrate.client import Client, RunDetail
 from orchestrate.errors import InvalidInputError, OrchestrateError
+from orchestrate.policies import parse_duration
 from orchestrate.store import SCHEMA_VERSION, open_store
 from orchestrate.workflow import AnyWorkflow
 
 TRACEBACK_ENV = "ORCHESTRATE_TRACEBACK"
 """Set to print the traceback of an unexpected error instead of its one line."""
+
+
+def _positive_duration(text: str, option: str) -> float:
+    try:
+        seconds = parse_duration(text, what=option)
+    except OrchestrateError as exc:
+        raise click.BadParameter(str(exc)) from None
+    if seconds <= 0:
+        raise click.BadParameter(f"{option} must be longer than 0, got {text!r}")
+    return seconds
 
 
 def _one_line(text: str) -> str:
@@ -288,6 +299,13 @@ def signal_command(
     help="Seconds between looks for due runs when idle.",
 )
 @click.option(
+    "--retain",
+    "retain",
+    metavar="DURATION",
+    default=None,
+    help="Delete runs that ended (succeeded, failed, cancelled) longer ago than this, e.g. 30d. Default: keep them.",
+)
+@click.option(
     "--max-crashes",
     type=click.IntRange(min=1),
     default=3,
@@ -306,6 +324,7 @@ def worker_command(
     lease_seconds: float,
     drain_seconds: float | None,
     poll_seconds: float,
+    retain: str | None,
     max_crashes: int,
     metrics_port: int | None,
     log_level: str,
@@ -318,6 +337,7 @@ def worker_command(
     from its last recorded step.
     """
     setup_logging(log_level)
+    retain_seconds = None if retain is None else _positive_duration(retain, "--retain")
     start_metrics(metrics_port)
     workflows = [load_target(app) for app in apps]
     try:
@@ -332,6 +352,7 @@ def worker_command(
                 lease_seconds=lease_seconds,
                 drain_seconds=drain_seconds,
                 max_crashes=max_crashes,
+                retain_seconds=retain_seconds,
             )
         )
     except asyncio.CancelledError:
@@ -352,6 +373,7 @@ async def _work(
     lease_seconds: float = 30.0,
     drain_seconds: float | None = None,
     max_crashes: int = 3,
+    retain_seconds: float | None = None,
 ) -> int:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
@@ -377,6 +399,7 @@ async def _work(
         async with Client(store, workflows=workflows) as client:
             client.engine.lease_seconds = lease_seconds
             client.engine.max_crashes = max_crashes
+            client.engine.retain_seconds = retain_seconds
             names = ", ".join(f"{wf.name} ({wf.version})" for wf in workflows)
             echo(f"worker {client.engine.owner} serving {names} from {store}", err=True)
             return await client.engine.work(

@@ -92,11 +92,18 @@ def runs_table(records: Sequence[RunRecord], *, title: str, width: int = 200) ->
     return table
 
 
-def print_runs(records: Sequence[RunRecord], *, title: str, empty: str, as_json: bool) -> None:
-    """Print runs as a table (or JSON), or a line saying there are none; secrets masked."""
+def print_runs(records: Sequence[RunRecord], *, title: str, empty: str, as_json: bool, values: bool = True) -> None:
+    """Print runs as a table (or JSON), or a line saying there are none; secrets masked.
+
+    Without ``values`` the JSON leaves out each run's input and output (they were not read).
+    """
     records = shown(records)
     if as_json:
-        dump_json([dataclasses.asdict(r) for r in records])
+        rows = [dataclasses.asdict(r) for r in records]
+        if not values:
+            for row in rows:
+                del row["input"], row["output"]
+        dump_json(rows)
         return
     out = console()
     if not records:
@@ -174,19 +181,66 @@ def print_next_steps(out: Console, detail: RunDetail, app: str | None = None) ->
 @click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True, help="Newest runs shown.")
 @store_option
 @json_option
+@click.option("--full", is_flag=True, help="With --json: each run's input and output too (read from the store).")
 @log_level_option()
 def list_runs(
-    statuses: tuple[str, ...], workflow: str | None, limit: int, store: str, as_json: bool, log_level: str
+    statuses: tuple[str, ...],
+    workflow: str | None,
+    limit: int,
+    store: str,
+    as_json: bool,
+    full: bool,
+    log_level: str,
 ) -> int:
-    """List runs, newest first."""
+    """List runs, newest first (their inputs and outputs are not read, unless --full)."""
     setup_logging(log_level)
     wanted = [part.strip() for text in statuses for part in text.split(",") if part.strip()]
 
     async def go(client: Client) -> list[RunRecord]:
-        return await client.list(status=wanted or None, workflow=workflow, limit=limit)
+        return await client.list(status=wanted or None, workflow=workflow, limit=limit, values=full)
 
     records = run_async(with_client(store, go, read_only=True))
-    print_runs(records, title=f"runs in {store}", empty="no runs match", as_json=as_json)
+    print_runs(records, title=f"runs in {store}", empty="no runs match", as_json=as_json, values=full)
+    return 0
+
+
+@runs.command("prune")
+@click.option(
+    "--older-than",
+    "older_than",
+    required=True,
+    metavar="DURATION",
+    help="Delete runs that ended longer ago than this: 30d, 12h, 90m...",
+)
+@click.option(
+    "--status",
+    "statuses",
+    multiple=True,
+    metavar="STATUS",
+    help="Only ended runs with this status (repeat, or separate with commas). Default: succeeded, failed, cancelled "
+    "(dead runs only when named).",
+)
+@click.option("--dry-run", is_flag=True, help="Delete nothing; say how many runs would be deleted.")
+@store_option
+@log_level_option()
+def prune_runs(older_than: str, statuses: tuple[str, ...], dry_run: bool, store: str, log_level: str) -> int:
+    """Delete ended runs older than --older-than, with their steps, history and review items.
+
+    Runs that have not ended are never deleted. Deleted in batches, one transaction
+    each, so workers keep going meanwhile.
+    """
+    setup_logging(log_level)
+    wanted = [part.strip() for text in statuses for part in text.split(",") if part.strip()]
+
+    async def go(client: Client) -> int:
+        return await client.prune(older_than=older_than, status=wanted or None, dry_run=dry_run)
+
+    count = run_async(with_client(store, go, read_only=dry_run))
+    which = ", ".join(wanted) or "succeeded, failed or cancelled"
+    if dry_run:
+        echo(f"{count} run(s) ({which}) ended more than {older_than} ago; nothing was deleted (--dry-run)")
+    else:
+        echo(f"deleted {count} run(s) ({which}) that ended more than {older_than} ago")
     return 0
 
 

@@ -110,6 +110,18 @@ BREAKER_GET = fmt(_sql.BREAKER_GET)
 BREAKER_INSERT = fmt(_sql.BREAKER_INSERT)
 BREAKER_UPDATE = fmt(_sql.BREAKER_UPDATE)
 
+PRUNE_COUNT = "SELECT count(*) FROM orchestrate_runs WHERE status = ANY(%s::text[]) AND updated_at < %s"
+PRUNE_RUNS = (
+    "WITH gone AS (SELECT run_id FROM orchestrate_runs WHERE status = ANY(%(statuses)s::text[])"
+    " AND updated_at < %(before)s LIMIT %(limit)s FOR UPDATE SKIP LOCKED)"
+    + "".join(
+        f", d{i} AS (DELETE FROM {t} WHERE run_id IN (SELECT run_id FROM gone))"
+        for i, t in enumerate(_sql.PRUNE_TABLES)
+    )
+    + " DELETE FROM orchestrate_runs WHERE run_id IN (SELECT run_id FROM gone)"
+)
+"""A batch of ended runs and their rows, deleted in one statement; its row count is the runs'."""
+
 _RUN_COLUMNS_U = ", ".join(f"u.{c.strip()}" for c in _sql.RUN_COLUMNS.split(","))
 CANCEL_RUN = (
     f"WITH c AS ({fmt(_sql.CANCEL_RUN)} RETURNING {_sql.RUN_COLUMNS}),"

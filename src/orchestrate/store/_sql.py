@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from orchestrate import _serde
+from orchestrate.errors import InvalidInputError
 from orchestrate.store import _limits
 from orchestrate.store._limits import PayloadLimits
 from orchestrate.store.base import (
@@ -177,6 +178,17 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
             "ALTER TABLE orchestrate_runs ADD COLUMN claim_steps INTEGER NOT NULL DEFAULT 0",
         ],
     ),
+    (
+        5,
+        [
+            # Listings by status and by workflow, newest first, read only what they show
+            # (an index in the listing's order: no scan, no sort, whatever the table's size).
+            "CREATE INDEX IF NOT EXISTS orchestrate_runs_status ON orchestrate_runs (status, created_at, run_id)",
+            "CREATE INDEX IF NOT EXISTS orchestrate_runs_workflow ON orchestrate_runs (workflow, created_at, run_id)",
+            # Pruning finds the runs that ended before a time.
+            "CREATE INDEX IF NOT EXISTS orchestrate_runs_ended ON orchestrate_runs (status, updated_at)",
+        ],
+    ),
 ]
 
 META_DDL = "CREATE TABLE IF NOT EXISTS orchestrate_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)"
@@ -192,6 +204,8 @@ RUN_COLUMNS = (
     " crashes, crashed_owner"
 )
 RUN_FIELDS = RUN_COLUMNS.count(",") + 1
+RUN_SUMMARY_COLUMNS = RUN_COLUMNS.replace("input, output,", "NULL, NULL,")
+"""``RUN_COLUMNS`` without the input and the output (read as ``NULL``): what a listing shows."""
 INSERT_RUN = (
     f"INSERT INTO orchestrate_runs ({RUN_COLUMNS}) VALUES ({', '.join(['?'] * RUN_FIELDS)})"
     " ON CONFLICT (run_id) DO NOTHING"
@@ -393,7 +407,9 @@ def placeholders(sql: str, style: str) -> str:
     return "".join(p + (f"${i}" if i < len(parts) else "") for i, p in enumerate(parts, 1))
 
 
-def list_runs_sql(status: Sequence[RunStatus] | None, workflow: str | None) -> tuple[str, list[Any]]:
+def list_runs_sql(
+    status: Sequence[RunStatus] | None, workflow: str | None, values: bool = True
+) -> tuple[str, list[Any]]:
     """SELECT for ``Store.list_runs`` with its parameters (limit appended by the caller)."""
     where: list[str] = []
     params: list[Any] = []
@@ -404,24 +420,46 @@ def list_runs_sql(status: Sequence[RunStatus] | None, workflow: str | None) -> t
         where.append("workflow = ?")
         params.append(workflow)
     clause = f" WHERE {' AND '.join(where)}" if where else ""
-    sql = f"SELECT {RUN_COLUMNS} FROM orchestrate_runs{clause} ORDER BY created_at DESC, run_id DESC LIMIT ?"
+    columns = RUN_COLUMNS if values else RUN_SUMMARY_COLUMNS
+    sql = f"SELECT {columns} FROM orchestrate_runs{clause} ORDER BY created_at DESC, run_id DESC LIMIT ?"
     return sql, params
 
 
-def list_dead_letters_sql(workflow: str | None) -> tuple[str, list[Any]]:
+def list_dead_letters_sql(workflow: str | None, values: bool = True) -> tuple[str, list[Any]]:
     """SELECT for ``Store.list_dead_letters`` with its parameters (limit appended by the caller)."""
     params: list[Any] = []
     clause = ""
     if workflow is not None:
         clause = " AND r.workflow = ?"
         params.append(workflow)
+    columns = RUN_COLUMNS if values else RUN_SUMMARY_COLUMNS
     sql = (
-        f"SELECT {RUN_COLUMNS} FROM orchestrate_runs r WHERE r.status = 'dead'{clause}"
+        f"SELECT {columns} FROM orchestrate_runs r WHERE r.status = 'dead'{clause}"
         " AND NOT EXISTS (SELECT 1 FROM orchestrate_events e"
         f" WHERE e.run_id = r.run_id AND e.kind = '{REPLAYED_EVENT}')"
         " ORDER BY r.created_at DESC, r.run_id DESC LIMIT ?"
     )
     return sql, params
+
+
+def prune_statuses(status: Sequence[RunStatus]) -> list[str]:
+    """The statuses ``Store.prune_runs`` may delete, as text; refuses one that is not terminal."""
+    found = [RunStatus(s) for s in status]
+    live = [s.value for s in found if not s.terminal]
+    if live:
+        raise InvalidInputError(
+            f"cannot prune {', '.join(live)} runs: only ended runs are deleted "
+            f"({', '.join(s.value for s in RunStatus if s.terminal)})"
+        )
+    return sorted({s.value for s in found})
+
+
+# No ORDER BY: a batch is any runs past their retention (the ``orchestrate_runs_ended``
+# index finds them and stops at the limit; sorting them all would cost as much as a scan).
+PRUNE_CANDIDATES = "SELECT run_id FROM orchestrate_runs WHERE status IN ({statuses}) AND updated_at < ? LIMIT ?"
+PRUNE_COUNT = "SELECT count(*) FROM orchestrate_runs WHERE status IN ({statuses}) AND updated_at < ?"
+PRUNE_TABLES = ("orchestrate_steps", "orchestrate_events", "orchestrate_attempts", "orchestrate_reviews")
+"""The tables whose rows of a pruned run go with it (keyed by ``run_id``), besides the run's own."""
 
 
 def to_json(value: Any, what: str) -> str | None:

@@ -24,8 +24,15 @@ from typing import Any, Protocol, runtime_checkable
 
 from orchestrate.types import RunStatus, StepStatus
 
-SCHEMA_VERSION = 4
-"""Version of the schema this code reads and writes (4: crashed attempts counted on claim)."""
+SCHEMA_VERSION = 5
+"""Version of the schema this code reads and writes (5: indexes for listing and pruning runs)."""
+
+PRUNED_BY_DEFAULT: tuple[RunStatus, ...] = (RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED)
+"""The statuses :meth:`Store.prune_runs` deletes unless told otherwise.
+
+Dead runs are left out: the dead-letter queue is work someone still has to do. Name
+``dead`` explicitly to prune them too.
+"""
 
 REPLAYED_EVENT = "replayed"
 """The kind of the event a replay appends to the history of the run it replays.
@@ -361,8 +368,13 @@ class Store(Protocol):
         status: Sequence[RunStatus] | None = None,
         workflow: str | None = None,
         limit: int = 100,
+        values: bool = True,
     ) -> list[RunRecord]:
-        """Runs, newest first, optionally filtered."""
+        """Runs, newest first, optionally filtered.
+
+        With ``values=False`` the runs' inputs and outputs are not read (they come back
+        ``None``): what a listing needs, whatever the size of the values.
+        """
 
     async def find_run_ids(self, prefix: str, *, limit: int = 5) -> list[str]:
         """Ids of the runs whose id starts with ``prefix``, in id order, at most ``limit``.
@@ -371,10 +383,35 @@ class Store(Protocol):
         match only themselves).
         """
 
-    async def list_dead_letters(self, *, workflow: str | None = None, limit: int = 100) -> list[RunRecord]:
+    async def list_dead_letters(
+        self, *, workflow: str | None = None, limit: int = 100, values: bool = True
+    ) -> list[RunRecord]:
         """The dead-letter queue, newest first: dead runs that were not replayed.
 
-        A run was replayed when its history has a :data:`REPLAYED_EVENT`.
+        A run was replayed when its history has a :data:`REPLAYED_EVENT`. ``values``: as
+        for :meth:`list_runs`.
+        """
+
+    async def prune_runs(
+        self,
+        *,
+        before: float,
+        status: Sequence[RunStatus] = PRUNED_BY_DEFAULT,
+        limit: int = 500,
+        dry_run: bool = False,
+    ) -> int:
+        """Delete up to ``limit`` runs that ended before ``before``; return how many.
+
+        A run goes with everything kept under its id: its step records, its history
+        (events), its retry progress and its review items, in one transaction. Only runs
+        in one of ``status`` (terminal statuses only) whose last change (``updated_at``)
+        is before ``before`` are deleted; a run that is not terminal never is. Cached step
+        outputs, rate-limit windows and breakers are not per run and stay. With
+        ``dry_run`` nothing is deleted and the answer is how many runs would be, all of
+        them (``limit`` aside).
+
+        Raises:
+            InvalidInputError: ``status`` names a status that is not terminal.
         """
 
     async def due_runs(self, *, now: float, limit: int = 100) -> list[RunRecord]:

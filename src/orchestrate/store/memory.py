@@ -20,10 +20,11 @@ from urllib.parse import parse_qsl, urlsplit
 
 from orchestrate import _serde
 from orchestrate.errors import LeaseLostError, RunNotFoundError, RunStateError
-from orchestrate.store import _limits
+from orchestrate.store import _limits, _sql
 from orchestrate.store._limits import PayloadLimits
 from orchestrate.store.base import (
     PRIORITY_RANKS,
+    PRUNED_BY_DEFAULT,
     REPLAYED_EVENT,
     SCHEMA_VERSION,
     AttemptState,
@@ -311,6 +312,7 @@ class InMemoryStore:
         status: Sequence[RunStatus] | None = None,
         workflow: str | None = None,
         limit: int = 100,
+        values: bool = True,
     ) -> list[RunRecord]:
         """Newest first."""
         runs = [
@@ -319,13 +321,21 @@ class InMemoryStore:
             if (status is None or r.status in status) and (workflow is None or r.workflow == workflow)
         ]
         runs.sort(key=lambda r: (r.created_at, r.run_id), reverse=True)
-        return [copy.deepcopy(r) for r in runs[:limit]]
+        return [self._listed(r, values) for r in runs[:limit]]
+
+    @staticmethod
+    def _listed(run: RunRecord, values: bool) -> RunRecord:
+        if values:
+            return copy.deepcopy(run)
+        return _deep_copy(run, input=None, output=None)
 
     async def find_run_ids(self, prefix: str, *, limit: int = 5) -> list[str]:
         """In id order."""
         return sorted(run_id for run_id in self._runs if run_id.startswith(prefix))[:limit]
 
-    async def list_dead_letters(self, *, workflow: str | None = None, limit: int = 100) -> list[RunRecord]:
+    async def list_dead_letters(
+        self, *, workflow: str | None = None, limit: int = 100, values: bool = True
+    ) -> list[RunRecord]:
         """Newest first."""
         runs = [
             r
@@ -335,7 +345,29 @@ class InMemoryStore:
             and not any(e.kind == REPLAYED_EVENT for e in self._events.get(r.run_id, ()))
         ]
         runs.sort(key=lambda r: (r.created_at, r.run_id), reverse=True)
-        return [copy.deepcopy(r) for r in runs[:limit]]
+        return [self._listed(r, values) for r in runs[:limit]]
+
+    async def prune_runs(
+        self,
+        *,
+        before: float,
+        status: Sequence[RunStatus] = PRUNED_BY_DEFAULT,
+        limit: int = 500,
+        dry_run: bool = False,
+    ) -> int:
+        """Delete a batch of ended runs with everything kept under their ids."""
+        wanted = set(_sql.prune_statuses(status))
+        found = [r for r in self._runs.values() if r.status.value in wanted and r.updated_at < before]
+        if dry_run:
+            return len(found)
+        gone = {r.run_id for r in found[:limit]}
+        for run_id in gone:
+            del self._runs[run_id]
+            for table in (self._steps, self._attempts, self._events, self._claim_steps):
+                table.pop(run_id, None)
+        for review_id in [k for k, v in self._reviews.items() if v.run_id in gone]:
+            del self._reviews[review_id]
+        return len(gone)
 
     @staticmethod
     def _claimable(run: RunRecord, now: float) -> bool:

@@ -81,6 +81,7 @@ from orchestrate.store import _pg_sql as q
 from orchestrate.store._limits import PayloadLimits
 from orchestrate.store._pg_batch import Batcher, BatchError
 from orchestrate.store.base import (
+    PRUNED_BY_DEFAULT,
     SCHEMA_VERSION,
     AttemptState,
     BreakerRecord,
@@ -503,9 +504,10 @@ class PostgresStore:
         status: Sequence[RunStatus] | None = None,
         workflow: str | None = None,
         limit: int = 100,
+        values: bool = True,
     ) -> list[RunRecord]:
         """Newest first."""
-        sql, params = _sql.list_runs_sql(status, workflow)
+        sql, params = _sql.list_runs_sql(status, workflow, values)
         rows = await self._fetch("list_runs", q.fmt(sql), (*params, limit))
         return [_sql.run_from_row(r) for r in rows]
 
@@ -514,11 +516,32 @@ class PostgresStore:
         rows = await self._fetch("find_run_ids", q.FIND_RUN_IDS, (_sql.like_prefix(prefix), limit))
         return [row[0] for row in rows]
 
-    async def list_dead_letters(self, *, workflow: str | None = None, limit: int = 100) -> list[RunRecord]:
+    async def list_dead_letters(
+        self, *, workflow: str | None = None, limit: int = 100, values: bool = True
+    ) -> list[RunRecord]:
         """Newest first."""
-        sql, params = _sql.list_dead_letters_sql(workflow)
+        sql, params = _sql.list_dead_letters_sql(workflow, values)
         rows = await self._fetch("list_dead_letters", q.fmt(sql), (*params, limit))
         return [_sql.run_from_row(r) for r in rows]
+
+    async def prune_runs(
+        self,
+        *,
+        before: float,
+        status: Sequence[RunStatus] = PRUNED_BY_DEFAULT,
+        limit: int = 500,
+        dry_run: bool = False,
+    ) -> int:
+        """Delete a batch of ended runs with everything kept under their ids, in one statement.
+
+        Runs another worker is pruning at the same moment are skipped (``SKIP LOCKED``);
+        a retry after a lost acknowledgement finds them gone and deletes the next ones.
+        """
+        statuses = _sql.prune_statuses(status)
+        if dry_run:
+            row = await self._fetchone("prune_runs", q.PRUNE_COUNT, (statuses, before))
+            return int(row[0]) if row else 0
+        return await self._execute("prune_runs", q.PRUNE_RUNS, {"statuses": statuses, "before": before, "limit": limit})
 
     async def due_runs(self, *, now: float, limit: int = 100) -> list[RunRecord]:
         """Claimable runs, oldest first (due-ness on the database clock by default)."""

@@ -50,6 +50,7 @@ from orchestrate.errors import (
 from orchestrate.store import _limits, _sql
 from orchestrate.store._limits import PayloadLimits
 from orchestrate.store.base import (
+    PRUNED_BY_DEFAULT,
     SCHEMA_VERSION,
     AttemptState,
     BreakerRecord,
@@ -492,9 +493,10 @@ class SQLiteStore:
         status: Sequence[RunStatus] | None = None,
         workflow: str | None = None,
         limit: int = 100,
+        values: bool = True,
     ) -> list[RunRecord]:
         """Newest first."""
-        sql, params = _sql.list_runs_sql(status, workflow)
+        sql, params = _sql.list_runs_sql(status, workflow, values)
 
         def op(cur: sqlite3.Cursor) -> list[RunRecord]:
             return [_sql.run_from_row(r) for r in cur.execute(sql, (*params, limit))]
@@ -506,15 +508,44 @@ class SQLiteStore:
         """In id order."""
         return await self._find_ids(_FIND_RUN_IDS, prefix, limit)
 
-    async def list_dead_letters(self, *, workflow: str | None = None, limit: int = 100) -> list[RunRecord]:
+    async def list_dead_letters(
+        self, *, workflow: str | None = None, limit: int = 100, values: bool = True
+    ) -> list[RunRecord]:
         """Newest first."""
-        sql, params = _sql.list_dead_letters_sql(workflow)
+        sql, params = _sql.list_dead_letters_sql(workflow, values)
 
         def op(cur: sqlite3.Cursor) -> list[RunRecord]:
             return [_sql.run_from_row(r) for r in cur.execute(sql, (*params, limit))]
 
         result: list[RunRecord] = await self._call(op, write=False)
         return result
+
+    async def prune_runs(
+        self,
+        *,
+        before: float,
+        status: Sequence[RunStatus] = PRUNED_BY_DEFAULT,
+        limit: int = 500,
+        dry_run: bool = False,
+    ) -> int:
+        """Delete a batch of ended runs with everything kept under their ids, in one transaction."""
+        statuses = _sql.prune_statuses(status)
+        marks = ", ".join("?" for _ in statuses)
+        if dry_run:
+            count = _sql.PRUNE_COUNT.format(statuses=marks)
+            return int(await self._call(lambda cur: cur.execute(count, (*statuses, before)).fetchone()[0], write=False))
+        select = _sql.PRUNE_CANDIDATES.format(statuses=marks)
+
+        def op(cur: sqlite3.Cursor) -> int:
+            ids = [row[0] for row in cur.execute(select, (*statuses, before, limit))]
+            if not ids:
+                return 0
+            among = f"run_id IN ({', '.join('?' for _ in ids)})"
+            for table in _sql.PRUNE_TABLES:
+                cur.execute(f"DELETE FROM {table} WHERE {among}", ids)
+            return int(cur.execute(f"DELETE FROM orchestrate_runs WHERE {among}", ids).rowcount)
+
+        return int(await self._call(op))
 
     async def due_runs(self, *, now: float, limit: int = 100) -> list[RunRecord]:
         """Claimable runs."""

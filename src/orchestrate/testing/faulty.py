@@ -186,10 +186,11 @@ class FaultyStore:
         status: Sequence[RunStatus] | None = None,
         workflow: str | None = None,
         limit: int = 100,
+        values: bool = True,
     ) -> list[RunRecord]:
         """See :meth:`Store.list_runs`."""
         return await self._call(
-            "list_runs", lambda: self.inner.list_runs(status=status, workflow=workflow, limit=limit)
+            "list_runs", lambda: self.inner.list_runs(status=status, workflow=workflow, limit=limit, values=values)
         )
 
     async def due_runs(self, *, now: float, limit: int = 100) -> list[RunRecord]:

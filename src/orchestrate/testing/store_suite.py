@@ -30,12 +30,14 @@ sets to small limits, and refuses values whose JSON is over them before writing 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 from typing import Any, cast
 
 import pytest
 
 from orchestrate.errors import (
+    InvalidInputError,
     LeaseLostError,
     PayloadTooLargeError,
     RunNotFoundError,
@@ -206,6 +208,78 @@ class StoreConformance:
         assert _ids(both) == ["b-dead", "a-done"]
         assert _ids(await store.list_runs(status=[RunStatus.PENDING], workflow="b")) == ["b-pending"]
         assert await store.list_runs(workflow="missing") == []
+
+    async def test_listings_without_values_read_no_input_or_output(self, store: Store) -> None:
+        run = await claimed(store, "r1")
+        await store.update_run(
+            "r1",
+            fence=run.fence,
+            now=T0 + 1,
+            update=RunUpdate(RunStatus.DEAD, output={"big": "x" * 1000}, error={"name": "E", "message": "m"}),
+            event=None,
+        )
+        full = await store.get_run("r1")
+        assert full is not None and full.output == {"big": "x" * 1000}
+        (listed,) = await store.list_runs(values=False)
+        (dead,) = await store.list_dead_letters(values=False)
+        for summary in (listed, dead):
+            assert (summary.input, summary.output) == (None, None)
+            assert dataclasses.replace(summary, input=full.input, output=full.output) == full
+        assert await store.list_runs(values=True) == [full]
+
+    # pruning ------------------------------------------------------------------------------
+    async def _ended(self, store: Store, run_id: str, status: RunStatus, at: float) -> None:
+        """A run that recorded a step, a history, retry progress and a review item, then ended at ``at``."""
+        run = await claimed(store, run_id, now=at - 5)
+        await store.save_attempts(AttemptState(run_id, "b", 1, at, at - 4), fence=run.fence, event=None)
+        await store.record_step(make_step(run_id, "a", 1), fence=run.fence, now=at - 3)
+        await store.create_review(make_review(f"rv-{run_id}", run_id), event=Event(run_id, "review_created", at - 2))
+        await store.update_run(
+            run_id, fence=run.fence, now=at, update=RunUpdate(status), event=Event(run_id, f"run_{status.value}", at)
+        )
+
+    async def test_prune_deletes_ended_runs_with_everything_they_kept(self, store: Store) -> None:
+        for run_id, status, at in [
+            ("old-ok", RunStatus.SUCCEEDED, T0),
+            ("old-failed", RunStatus.FAILED, T0 + 1),
+            ("old-dead", RunStatus.DEAD, T0 + 2),
+            ("new-ok", RunStatus.SUCCEEDED, T0 + 1000),
+        ]:
+            await self._ended(store, run_id, status, at)
+        await claimed(store, "still-going", now=T0 - 100)  # long quiet, not ended: never pruned
+        await store.create_run(make_run("pending", created_at=T0 - 100))
+        assert await store.prune_runs(before=T0 + 500, dry_run=True) == 2
+        assert await store.prune_runs(before=T0 + 500) == 2
+        for gone in ("old-ok", "old-failed"):
+            assert await store.get_run(gone) is None
+            assert await store.get_steps(gone) == []
+            assert await store.list_events(gone) == []
+            assert await store.get_attempts(gone) == {}
+            assert await store.get_review(f"rv-{gone}") is None
+        kept = {r.run_id for r in await store.list_runs()}
+        assert kept == {"old-dead", "new-ok", "still-going", "pending"}
+        assert [s.step_key for s in await store.get_steps("new-ok")] == ["a"]
+        assert await store.get_review("rv-old-dead") is not None
+        assert await store.prune_runs(before=T0 + 500) == 0
+
+    async def test_prune_goes_a_batch_at_a_time_and_takes_dead_runs_when_named(self, store: Store) -> None:
+        for i in range(3):
+            await self._ended(store, f"ok{i}", RunStatus.SUCCEEDED, T0 + 10 - i)
+        await self._ended(store, "dead", RunStatus.DEAD, T0)
+        assert await store.prune_runs(before=T0 + 100, limit=2) == 2
+        left = [r.run_id for r in await store.list_runs()]
+        assert len(left) == 2 and "dead" in left
+        assert await store.prune_runs(before=T0 + 100, limit=2) == 1
+        assert await store.prune_runs(before=T0 + 100, status=[RunStatus.DEAD], dry_run=True) == 1
+        assert await store.prune_runs(before=T0 + 100, status=[RunStatus.DEAD]) == 1
+        assert await store.list_runs() == []
+
+    async def test_prune_refuses_statuses_that_have_not_ended(self, store: Store) -> None:
+        await claimed(store, "r1", now=T0 - 1000)
+        for status in (RunStatus.RUNNING, RunStatus.PENDING, RunStatus.WAITING):
+            with pytest.raises(InvalidInputError, match="only ended runs"):
+                await store.prune_runs(before=T0 + 1000, status=[RunStatus.SUCCEEDED, status])
+        assert await store.get_run("r1") is not None
 
     async def test_find_run_ids_by_prefix(self, store: Store) -> None:
         for run_id in ("3f2a-1", "3f2b-2", "3f9c-3", "4a00-4", "AB-5", "ab-6"):
