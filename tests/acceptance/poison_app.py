@@ -12,7 +12,7 @@ poison_app.py:mixed``). A run's input says what its steps do:
   and puts it in the message of an error its first attempt raises; it must never reach
   the store in clear.
 
-Every execution of a step appends ``run_id step pid`` to the file ``$POISON_LEDGER``
+Every execution of a step appends ``run_id step pid time`` to the file ``$POISON_LEDGER``
 (``O_APPEND``, one write per line), so a test counts executions across processes.
 """
 
@@ -35,7 +35,7 @@ def _ledger(run_id: str, step: str) -> None:
     if path:
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         try:
-            os.write(fd, f"{run_id} {step} {os.getpid()}\n".encode())
+            os.write(fd, f"{run_id} {step} {os.getpid()} {time.time()}\n".encode())
         finally:
             os.close(fd)
 

@@ -177,3 +177,105 @@ def test_poison_runs_reach_the_dead_letter_queue_on_postgres(
     supervised: list[Supervisor],
 ) -> None:
     _poison_test(db.url, tmp_path, supervised, healthy=60, poison=2)
+
+
+# soak -------------------------------------------------------------------------------------------
+
+SOAK_LEASE = 5.0
+SOAK_POLL = 0.5
+
+
+def _drain(url: str, sup: Supervisor, ids: list[str], limit: float, *, kills: int = 0) -> float:
+    """Tend the workers until every run of ``ids`` has ended (SIGKILLing one every few seconds
+    ``kills`` times meanwhile); return the seconds it took."""
+    started = time.monotonic()
+    next_kill = started + 4.0
+    wanted = set(ids)
+    while True:
+        sup.tend()
+        found = statuses(url)
+        if all(found[rid][0] in ("succeeded", "dead", "failed", "cancelled") for rid in wanted):
+            return time.monotonic() - started
+        if kills and time.monotonic() >= next_kill:
+            sup.kill_one(kills % 2)
+            kills -= 1
+            next_kill = time.monotonic() + 4.0
+        assert time.monotonic() - started < limit, (
+            f"runs left: {Counter(found[rid][0] for rid in wanted)}, deaths: {len(sup.deaths)}\n{sup.tails()}"
+        )
+        time.sleep(0.25)
+
+
+@pytest.mark.soak
+@pytest.mark.timeout(1200)
+def test_soak_poison_oversized_and_secret_echoing_runs_among_1000_healthy_ones(
+    db: Db,  # noqa: F811 - the fixture
+    tmp_path: Path,
+    supervised: list[Supervisor],
+    request: pytest.FixtureRequest,
+) -> None:
+    """1,000 healthy runs with 3 poisoned, 3 oversized and 3 secret-echoing ones, on PostgreSQL
+    with two supervised workers SIGKILLed three times: 0 lost, 0 stuck, each poisoned run in
+    the DLQ within max_crashes x (lease + poll) of its first execution, no canary in any
+    table, and the healthy runs' throughput at least 80 % of what it is without the others."""
+    if "soak" not in (request.config.getoption("markexpr") or ""):
+        pytest.skip("a soak variant: run it with -m soak")
+    args = ("--app", f"{APP}:mixed", "--concurrency", "4", "--lease", str(SOAK_LEASE), "--poll", str(SOAK_POLL))
+    healthy = {"n": 0, "pause": 0.15}
+    # The floor: healthy runs alone, on the same workers.
+    sup = Supervisor(db.url, tmp_path, 2, *args)
+    supervised.append(sup)
+    warm = start_runs(db.url, [healthy] * 20)
+    _drain(db.url, sup, warm, 120)
+    floor_ids = start_runs(db.url, [healthy] * 400)
+    floor_rate = len(floor_ids) / _drain(db.url, sup, floor_ids, 300)
+    # The mix: the odd runs spread among the healthy ones.
+    odd = [{"n": 0, "poison": True}] * 3 + [{"n": 0, "big": True}] * 3 + [{"n": 0, "echo": True}] * 3
+    inputs = [dict(healthy) for _ in range(1000)]
+    for i, value in enumerate(odd):
+        inputs[50 + i * 100] = value
+    ids = start_runs(db.url, inputs)
+    took = _drain(db.url, sup, ids, 900, kills=3)
+    sup.stop()
+    sup.tend()
+    kind = {
+        rid: next((k for k in ("poison", "big", "echo") if value.get(k)), "healthy")
+        for rid, value in zip(ids, inputs, strict=True)
+    }
+    found = statuses(db.url)
+    # 0 lost, 0 stuck: every run ended, the way its kind must.
+    expected = {"healthy": "succeeded", "echo": "succeeded", "big": "dead", "poison": "dead"}
+    assert {rid: found[rid][0] for rid in ids} == {rid: expected[kind[rid]] for rid in ids}
+    assert not [s for s, _ in found.values() if s in ("pending", "running", "waiting")]
+    for rid in ids:
+        error = found[rid][1]
+        if kind[rid] == "poison":
+            assert (error["reason"], error["crashes"]) == ("crashed", CAP)
+        elif kind[rid] == "big":
+            assert error["name"] == "PayloadTooLargeError"
+    # Each step of each healthy run recorded once.
+    recorded = Counter(db.query("SELECT run_id, step_key FROM orchestrate_steps"))
+    assert set(recorded.values()) == {1}
+    assert all(recorded[(rid, "s3")] == 1 for rid in ids if kind[rid] in ("healthy", "echo"))
+    # Poisoned runs: in the DLQ within max_crashes x (lease + poll) of their first execution.
+    first: dict[str, float] = {}
+    for line in sup.ledger.read_text().splitlines():
+        run_id, step, _pid, at = line.split()
+        if kind.get(run_id) == "poison" and step == "s2":
+            first.setdefault(run_id, float(at))
+    dead_at = dict(db.query("SELECT run_id, at FROM orchestrate_events WHERE kind = 'run_dead'"))
+    for rid, began in first.items():
+        assert dead_at[rid] - began <= CAP * (SOAK_LEASE + SOAK_POLL), (rid, dead_at[rid] - began)
+    # No canary anywhere in the store.
+    canary = poison_app.CANARY.reveal()
+    tables = [t for (t,) in db.query("SELECT tablename FROM pg_tables WHERE schemaname = current_schema()")]
+    for table in tables:
+        (hits,) = db.query(f"SELECT count(*) FROM {table} t WHERE t::text LIKE %s", (f"%{canary}%",))[0]
+        assert hits == 0, table
+    assert canary not in "".join(path.read_text(errors="replace") for path in sup.logs.values())
+    # The healthy runs kept their pace.
+    rate = sum(1 for k in kind.values() if k == "healthy") / took
+    deaths = Counter(code for _, code, _ in sup.deaths)
+    print(f"floor {floor_rate:.1f} runs/s, with the odd runs {rate:.1f} runs/s ({rate / floor_rate:.0%}); {deaths}")
+    assert deaths[1] == 3 * CAP  # the poisoned runs took down their workers max_crashes times each
+    assert rate >= 0.8 * floor_rate
