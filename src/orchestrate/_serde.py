@@ -1,8 +1,8 @@
 """JSON serialisation of step inputs and outputs, and input hashing.
 
 Values are stored as JSON so that the store stays inspectable from SQL and from other
-languages. Dataclasses and pydantic models are stored as objects and, on replay,
-rebuilt into the type named by the step's return annotation.
+languages. What a step's value is stored as, and revived into, is the codec's business
+(:mod:`orchestrate._codec`); this module encodes and hashes.
 """
 
 from __future__ import annotations
@@ -108,15 +108,3 @@ def input_hash(value: Any) -> str:
             # (a cache lookup misses); storing such a value is refused with a named error.
             text = f"<too deep> {os.urandom(16).hex()}"
     return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
-def revive(value: Any, annotation: Any) -> Any:
-    """Rebuild a replayed value into ``annotation`` when it names a dataclass or pydantic model."""
-    if value is None or not isinstance(annotation, type) or not isinstance(value, dict):
-        return value
-    if dataclasses.is_dataclass(annotation):
-        return annotation(**value)
-    validate = getattr(annotation, "model_validate", None)
-    if callable(validate):
-        return validate(value)
-    return value
