@@ -4,7 +4,17 @@
 # a CUDA build of it.
 set -euo pipefail
 BIN=${1:-.venv/bin}
-EXTRAS=${EXTRAS:-dev,postgres,openai,anthropic,ollama,local,llama,validation,metrics,otel}
+EXTRAS=${EXTRAS:-dev,postgres,openai,anthropic,ollama,local,llama,validation,metrics,otel,server,cron,nats,redis,rabbitmq,drift,zstd,mcp}
+# The dashboard's browser tests drive Debian's Chromium through its ChromeDriver (a test
+# tool's own browser download cannot work offline).
+if [[ ",${EXTRAS}," == *",dev,"* ]] && ! command -v chromedriver > /dev/null; then
+    if [[ $(id -u) == 0 ]] && command -v apt-get > /dev/null; then
+        apt-get install -y -q chromium chromium-driver > /dev/null \
+            || { apt-get update -q > /dev/null && apt-get install -y -q chromium chromium-driver > /dev/null; }
+    else
+        echo "install.sh: the browser tests need Chromium and ChromeDriver: sudo apt-get install chromium chromium-driver" >&2
+    fi
+fi
 "$BIN/pip" install --quiet "torch==2.13.0"
 # llama-cpp-python has no Linux wheel on PyPI: pip compiles llama.cpp. Build only the
 # library, on every core, for a portable x86-64 baseline (AVX2, FMA, F16C) rather than
