@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import builtins
 import dataclasses
+import datetime
 import re
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -156,6 +157,7 @@ class Client:
         run_id: str | None = None,
         options: dict[str, Any] | None = None,
         queue: str = "default",
+        start_at: float | datetime.datetime | None = None,
     ) -> str:
         """Create a pending run for a worker (or :meth:`resume`) to execute.
 
@@ -168,14 +170,24 @@ class Client:
                 (``orchestrate worker --queue NAME``) claim only runs of those queues;
                 workers without it take every queue. 1 to 100 ASCII letters, digits,
                 ``-``, ``_``, ``.`` or ``:``.
+            start_at: a delayed start: no worker claims the run before this time (POSIX
+                seconds on the engine's clock, or a timezone-aware datetime). The wait is
+                a timer in the store: it holds no worker and survives restarts.
 
         Returns:
             The run's id (``run_id`` when given).
 
         Raises:
-            InvalidInputError: ``queue`` is not a valid queue name.
+            InvalidInputError: ``queue`` is not a valid queue name, or ``start_at`` is a
+                naive datetime.
         """
-        return await self.engine.start(workflow, input, run_id=run_id, options=options, queue=_check_queue_name(queue))
+        if isinstance(start_at, datetime.datetime):
+            if start_at.tzinfo is None:
+                raise InvalidInputError("start_at must be timezone-aware (e.g. datetime(..., tzinfo=ZoneInfo('UTC')))")
+            start_at = start_at.timestamp()
+        return await self.engine.start(
+            workflow, input, run_id=run_id, options=options, queue=_check_queue_name(queue), start_at=start_at
+        )
 
     async def run(
         self,

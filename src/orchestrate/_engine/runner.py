@@ -320,10 +320,21 @@ class Engine:
         parent_run_id: str | None = None,
         queue: str = "default",
         claim: bool = False,
+        start_at: float | None = None,
     ) -> str:
-        """Create a run (``pending``, or ``running`` and held by this engine with ``claim``)."""
+        """Create a run (``pending``, or ``running`` and held by this engine with ``claim``).
+
+        With ``start_at`` (POSIX seconds) the pending run is claimable from then on.
+        """
         run = await self._create(
-            wf, input, run_id=run_id, options=options, parent_run_id=parent_run_id, queue=queue, claim=claim
+            wf,
+            input,
+            run_id=run_id,
+            options=options,
+            parent_run_id=parent_run_id,
+            queue=queue,
+            claim=claim,
+            start_at=start_at,
         )
         return run.run_id
 
@@ -337,6 +348,7 @@ class Engine:
         parent_run_id: str | None = None,
         queue: str = "default",
         claim: bool = False,
+        start_at: float | None = None,
     ) -> RunRecord:
         """Insert the run; return the stored record (an existing one if the id was taken)."""
         await self.open()
@@ -362,7 +374,9 @@ class Engine:
             owner=self.owner if claim else None,
             lease_expires_at=now + self.lease_seconds if claim else None,
             fence=1 if claim else 0,
-            deadline_at=now + workflow.timeout if workflow.timeout else None,
+            # A pending run with a due time is claimable from then on (a delayed start).
+            wake_at=None if claim or start_at is None or start_at <= now else start_at,
+            deadline_at=max(now, start_at or now) + workflow.timeout if workflow.timeout else None,
             queue=queue,
             options=options or {},
             parent_run_id=parent_run_id,
