@@ -159,7 +159,7 @@ async def test_unreachable_server_fails_with_a_store_error() -> None:
     ],
 )
 def test_connection_errors_are_told_apart(message: str, retried: bool) -> None:
-    from orchestrate.store.postgres import _access_fix
+    from orchestrate.store._pg_conn import _access_fix
 
     assert (_access_fix(psycopg.OperationalError(message)) is None) is retried
 
