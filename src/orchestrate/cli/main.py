@@ -46,12 +46,14 @@ from orchestrate.cli.loading import JSON_VALUE
 from orchestrate.cli.metrics_command import metrics, metrics_port_option, start_metrics
 from orchestrate.cli.reviews import reviews
 from orchestrate.cli.runs import drive_and_show, print_next_steps, runs
+from orchestrate.cli.schedules import load_all, schedules
 from orchestrate.cli.timeline import render_timeline
 from orchestrate.cli.yaml_commands import COMMANDS, canonical, load_target
 from orchestrate.client import Client, RunDetail
 from orchestrate.errors import InvalidInputError, OrchestrateError
 from orchestrate.policies import parse_duration
 from orchestrate.store import SCHEMA_VERSION, open_store
+from orchestrate.triggers import Trigger, WebhookTrigger, run_triggers
 from orchestrate.workflow import AnyWorkflow
 
 TRACEBACK_ENV = "ORCHESTRATE_TRACEBACK"
@@ -130,6 +132,7 @@ def cli(ctx: click.Context) -> None:
 
 cli.add_command(runs)
 cli.add_command(dlq)
+cli.add_command(schedules)
 cli.add_command(reviews)
 cli.add_command(metrics)
 for _command in COMMANDS:  # validate, graph, schema
@@ -313,6 +316,14 @@ def signal_command(
     help="Attempts of a run that may die with their process (os._exit, segfault, OOM kill) before it goes "
     "to the dead-letter queue.",
 )
+@click.option(
+    "--triggers",
+    "trigger_targets",
+    multiple=True,
+    metavar="TARGET",
+    help="Also serve these triggers (cron schedules, NATS, Redis, RabbitMQ), path/to/file.py:NAME or module:NAME "
+    "naming a trigger or a list of them (repeat for several). Webhooks are served by `orchestrate serve`.",
+)
 @metrics_port_option
 @log_level_option("info")
 def worker_command(
@@ -326,6 +337,7 @@ def worker_command(
     poll_seconds: float,
     retain: str | None,
     max_crashes: int,
+    trigger_targets: tuple[str, ...],
     metrics_port: int | None,
     log_level: str,
 ) -> int:
@@ -340,6 +352,7 @@ def worker_command(
     retain_seconds = None if retain is None else _positive_duration(retain, "--retain")
     start_metrics(metrics_port)
     workflows = [load_target(app) for app in apps]
+    triggers = [t for t in load_all(trigger_targets) if not isinstance(t, WebhookTrigger)]
     try:
         driven = run_async(
             _work(
@@ -353,6 +366,7 @@ def worker_command(
                 drain_seconds=drain_seconds,
                 max_crashes=max_crashes,
                 retain_seconds=retain_seconds,
+                triggers=triggers,
             )
         )
     except asyncio.CancelledError:
@@ -374,6 +388,7 @@ async def _work(
     drain_seconds: float | None = None,
     max_crashes: int = 3,
     retain_seconds: float | None = None,
+    triggers: Sequence[Trigger] = (),
 ) -> int:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
@@ -402,17 +417,42 @@ async def _work(
             client.engine.retain_seconds = retain_seconds
             names = ", ".join(f"{wf.name} ({wf.version})" for wf in workflows)
             echo(f"worker {client.engine.owner} serving {names} from {store}", err=True)
-            return await client.engine.work(
+            if triggers:
+                echo(f"worker triggers: {', '.join(t.name for t in triggers)}", err=True)
+            return await _work_with_triggers(
+                client,
+                triggers,
+                stop,
                 concurrency=concurrency,
                 poll_seconds=poll_seconds,
                 until_idle=until_idle,
-                stop=stop,
                 queues=queues,
                 drain_seconds=drain_seconds,
             )
     finally:
         for signum in installed:
             loop.remove_signal_handler(signum)
+
+
+async def _work_with_triggers(client: Client, triggers: Sequence[Trigger], stop: asyncio.Event, **work: Any) -> int:
+    """Drive runs and serve the triggers until ``stop``; a trigger that fails stops the worker."""
+    if not triggers:
+        return await client.engine.work(stop=stop, **work)
+    serving = asyncio.create_task(run_triggers(client, triggers, stop=stop))
+    working = asyncio.create_task(client.engine.work(stop=stop, **work))
+    try:
+        await asyncio.wait({serving, working}, return_when=asyncio.FIRST_COMPLETED)
+        if serving.done() and serving.exception() is not None:
+            stop.set()
+            await asyncio.gather(working, return_exceptions=True)
+            serving.result()  # raises the trigger's error: one line, exit 2
+        stop.set()  # the work ended (--until-idle): stop the triggers too
+        await serving
+        return await working
+    finally:
+        for task in (serving, working):
+            task.cancel()
+        await asyncio.gather(serving, working, return_exceptions=True)
 
 
 # migrate --------------------------------------------------------------------------------------
