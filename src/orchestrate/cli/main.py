@@ -47,7 +47,9 @@ from orchestrate.cli.metrics_command import metrics, metrics_port_option, start_
 from orchestrate.cli.reviews import reviews
 from orchestrate.cli.runs import drive_and_show, print_next_steps, runs
 from orchestrate.cli.schedules import load_all, schedules
+from orchestrate.cli.serve import serve_command
 from orchestrate.cli.timeline import render_timeline
+from orchestrate.cli.tokens import tokens
 from orchestrate.cli.yaml_commands import COMMANDS, canonical, load_target
 from orchestrate.client import Client, RunDetail
 from orchestrate.errors import InvalidInputError, OrchestrateError
@@ -135,6 +137,8 @@ cli.add_command(dlq)
 cli.add_command(schedules)
 cli.add_command(reviews)
 cli.add_command(metrics)
+cli.add_command(serve_command)
+cli.add_command(tokens)
 for _command in COMMANDS:  # validate, graph, schema
     cli.add_command(_command)
 

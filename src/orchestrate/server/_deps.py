@@ -1,0 +1,140 @@
+"""What every route shares: the server's state, who is asking, what they may do, the audit."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Annotated, Any, TypeVar
+
+from fastapi import Depends, Request
+
+from orchestrate.client import Client
+from orchestrate.errors import InvalidInputError, OrchestrateError
+from orchestrate.server._auth import (
+    CSRF_HEADER,
+    LEVELS,
+    LOCAL,
+    SESSION_COOKIE,
+    UNSAFE_METHODS,
+    AuthError,
+    Principal,
+    Sessions,
+    authenticate,
+)
+from orchestrate.server._http import status_of
+from orchestrate.server.settings import ServerSettings
+from orchestrate.store._access import AccessStore, AuditEntry, payload_hash
+
+T = TypeVar("T")
+
+
+@dataclass
+class ServerState:
+    """The one object a server's routes share."""
+
+    client: Client
+    settings: ServerSettings
+    access: AccessStore
+    sessions: Sessions
+
+
+def state_of(request: Request) -> ServerState:
+    """The server's state."""
+    found: ServerState = request.app.state.orchestrate
+    return found
+
+
+async def principal(request: Request) -> Principal:
+    """Who the request acts as (401/403 when it cannot be told)."""
+    state = state_of(request)
+    if not state.settings.auth:
+        return LOCAL
+    return await authenticate(
+        state.access,
+        state.sessions,
+        method=request.method,
+        authorization=request.headers.get("authorization"),
+        cookie=request.cookies.get(SESSION_COOKIE),
+        csrf=request.headers.get(CSRF_HEADER),
+    )
+
+
+def require(role: str) -> Callable[..., Awaitable[Principal]]:
+    """A dependency: the principal, refused (403) unless it ranks at least as ``role``."""
+    if role not in LEVELS:
+        raise ValueError(role)
+
+    async def check(request: Request, who: Annotated[Principal, Depends(principal)]) -> Principal:
+        if not who.at_least(role):
+            message = f"{who.name} ({', '.join(who.roles)}) may not do this: it needs the {role} role"
+            if request.method in UNSAFE_METHODS:
+                await record(state_of(request), who, f"refused {request.method} {request.url.path}", None, None, 403)
+            raise AuthError(403, message)
+        return who
+
+    return check
+
+
+async def record(state: ServerState, who: Principal, action: str, target: str | None, body: Any, outcome: int) -> None:
+    """Append one entry to the audit trail."""
+    await state.access.append_audit(
+        AuditEntry(
+            principal=who.name,
+            at=time.time(),
+            action=action,
+            target=target,
+            payload_hash=payload_hash(body),
+            outcome=outcome,
+        )
+    )
+
+
+async def audited(
+    state: ServerState, who: Principal, action: str, target: str | None, body: Any, call: Callable[[], Awaitable[T]]
+) -> T:
+    """Run the mutation ``call`` and audit it, whatever its outcome."""
+    try:
+        result = await call()
+    except OrchestrateError as exc:
+        await record(state, who, action, target, body, status_of(exc))
+        raise
+    except AuthError as exc:
+        await record(state, who, action, target, body, exc.status)
+        raise
+    await record(state, who, action, target, body, 200)
+    return result
+
+
+def encode_cursor(value: Any) -> str:
+    """An opaque cursor for ``value`` (JSON)."""
+    return base64.urlsafe_b64encode(json.dumps(value, separators=(",", ":")).encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str | None) -> Any:
+    """The value of a cursor from :func:`encode_cursor` (``None`` for none).
+
+    Raises:
+        InvalidInputError: the cursor was not made by this server.
+    """
+    if not cursor:
+        return None
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        return json.loads(base64.urlsafe_b64decode(padded.encode("ascii")))
+    except (ValueError, binascii.Error, UnicodeError):
+        raise InvalidInputError(f"invalid cursor {cursor[:40]!r}: pass next_cursor from the previous page") from None
+
+
+def page_limit(state: ServerState, limit: int) -> int:
+    """``limit`` if the server allows it.
+
+    Raises:
+        InvalidInputError: below 1 or above the server's ``page_limit``.
+    """
+    if limit < 1 or limit > state.settings.page_limit:
+        raise InvalidInputError(f"limit must be between 1 and {state.settings.page_limit}, got {limit}")
+    return limit
