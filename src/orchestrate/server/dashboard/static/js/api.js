@@ -95,6 +95,18 @@ export function canDecide(item) {
   return mine.some((r) => r !== "viewer");
 }
 
+const STREAM_EVENTS = new Set([
+  "message", "created", "decided", "approval", "sla_warning", "escalated", "expired", "cancelled", "claimed",
+  "attempt_crashed", "replay_started", "replayed", "signal_received", "timer_set", "wait_started",
+  "review_approval_recorded", "review_auto_approved", "review_cancelled", "review_claimed", "review_created",
+  "review_decided", "review_escalated", "review_expired", "review_sla_warning", "review_notify_failed",
+  "run_attempt_crashed", "run_cancelled", "run_created", "run_dead", "run_ended", "run_execution_error",
+  "run_failed", "run_parked", "run_recovered", "run_released", "run_resumed", "run_succeeded", "run_waiting",
+  "step_attempt_failed", "step_failed", "step_fallback", "step_ok", "step_recorded", "step_retried", "step_retry",
+  "step_routed", "step_skipped", "step_started", "step_succeeded", "step_thread_released", "step_thread_stuck",
+  "step_threads_exhausted",
+]);
+
 /**
  * Subscribe to a server-sent event stream. EventSource sends the session cookie and, when it
  * reconnects, the Last-Event-ID header, so the server resumes where the stream stopped.
@@ -105,8 +117,9 @@ export function subscribe(path, onEvent, { onState } = {}) {
   let source = null;
   let closed = false;
   let retry = null;
-  const kinds = ["message", "run", "step", "status", "event", "created", "decided", "sla_warning", "escalated",
-    "review", "updated", "ping", "end"];
+  // EventSource only delivers named events to listeners of that name: every name the
+  // streams use (history kinds for a run, short names for the inbox) is listed here.
+  const kinds = [...STREAM_EVENTS];
   const open = () => {
     if (closed) return;
     source = new EventSource(url, { withCredentials: true });

@@ -31,7 +31,7 @@ function card(run, reload) {
   const box = h("article.card.dlq-item", { dataset: { runId: run.run_id } },
     h("div.row", {},
       h("a.mono", { href: `#/runs/${encodeURIComponent(run.run_id)}` }, run.run_id.slice(0, 12)),
-      h("strong", {}, run.workflow), h("span.muted", {}, ` v${run.version}`), h("span.spacer"),
+      h("strong", {}, run.workflow), h("span.muted", { title: `version ${run.version}` }, ` ${String(run.version).slice(0, 7)}`), h("span.spacer"),
       h("span.muted", { title: fmtTime(run.updated_at) }, `dead ${fmtAgo(run.updated_at)}`)),
     h("p.error-line", {}, h("strong", {}, error.name || error.type || "Error"), error.step ? ` in step ${error.step}` : "", `: ${error.message || ""}`),
     detail);

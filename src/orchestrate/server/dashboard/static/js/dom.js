@@ -109,7 +109,7 @@ export function jsonBlock(value, cls = "json") {
   else {
     try { text = JSON.stringify(value, null, 2); } catch { text = String(value); }
   }
-  return h(`pre.${cls}`, {}, text);
+  return h("pre", { class: cls }, text);
 }
 
 export function badge(text, kind = "") {

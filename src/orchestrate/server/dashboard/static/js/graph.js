@@ -2,7 +2,7 @@
 
 import { s, h } from "./dom.js";
 
-const W = 150;
+const W = 190;
 const H = 38;
 const GAP_X = 60;
 const GAP_Y = 22;
@@ -53,6 +53,15 @@ function layout(nodes, edges) {
     col.forEach((id, i) => place.set(id, { x: PAD + c * (W + GAP_X), y: PAD + offset + i * (H + GAP_Y) }));
   });
   return { place, back, width: PAD * 2 + columns.length * (W + GAP_X) - GAP_X, height: PAD * 2 + tallest * (H + GAP_Y) - GAP_Y + 30 };
+}
+
+const STEP_LABEL = /^(step|map|loop|branch|parallel|subworkflow) (\S+)/;
+
+/** The step a node stands for: its `step` field, or the name its label starts with. */
+function stepOf(node) {
+  if (node.step) return String(node.step);
+  const found = STEP_LABEL.exec(String(node.label || ""));
+  return found ? found[2] : null;
 }
 
 function avg(values) {
@@ -108,15 +117,18 @@ export function drawGraph(graph, { statusOf = () => null, onSelect } = {}) {
   }
   for (const n of nodes) {
     const p = place.get(n.id);
-    const status = statusOf(n.id);
+    const step = stepOf(n);
+    const status = statusOf(step || n.id);
     const cls = ["node", `k-${n.kind || "step"}`, taken.has(n.id) ? "taken" : "untaken", status ? `st-${status}` : ""].filter(Boolean).join(" ");
     const g = s("g", { class: cls, "data-node": n.id, transform: `translate(${p.x},${p.y})`, tabindex: onSelect ? 0 : undefined });
-    const label = String(n.label || n.id);
-    g.append(s("rect", { width: W, height: H, rx: n.kind === "gate" || n.kind === "review" ? 18 : 6 }),
-      s("text", { x: W / 2, y: H / 2 + 4, "text-anchor": "middle" }, label.length > 20 ? `${label.slice(0, 19)}…` : label),
-      s("title", {}, `${label} (${n.kind || "step"})${status ? `: ${status}` : ""}${taken.has(n.id) ? " — on the path taken" : ""}`));
-    if (n.kind && n.kind !== "step") g.append(s("text", { x: 6, y: 11, class: "node-kind" }, n.kind));
-    if (onSelect) g.addEventListener("click", () => onSelect(n.id));
+    const full = String(n.label || n.id);
+    const label = step || full;
+    g.append(s("rect", { width: W, height: H, rx: ["gate", "review", "terminal", "start", "end"].includes(n.kind) ? 18 : 6 }),
+      s("text", { x: W / 2, y: H / 2 + 4, "text-anchor": "middle" }, label.length > 27 ? `${label.slice(0, 26)}…` : label),
+      s("title", {}, `${full} (${n.kind || "step"})${status ? `: ${status}` : ""}${taken.has(n.id) ? " — on the path taken" : ""}`));
+    if (n.kind && !["step", "terminal", "start", "end"].includes(n.kind)) g.append(s("text", { x: 6, y: 11, class: "node-kind" }, n.kind));
+    if (onSelect) g.addEventListener("click", () => onSelect(step || n.id));
+    g.dataset.step = step || "";
     svg.append(g);
   }
   return h("div.scroll", {}, svg);

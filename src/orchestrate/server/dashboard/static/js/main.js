@@ -2,6 +2,7 @@
 
 import { ApiError, loadSession, signIn, signOut, subscribe, get } from "./api.js";
 import { h, clear } from "./dom.js";
+import { setReviewStream } from "./ui.js";
 import { renderRuns } from "./runs.js";
 import { renderRun } from "./run.js";
 import { renderReviews } from "./reviews.js";
@@ -11,6 +12,7 @@ import { renderCost } from "./cost.js";
 const main = document.getElementById("main");
 let cleanup = null;
 let inboxStream = null;
+
 
 const ROUTES = [
   [/^#?\/?$/, () => renderRuns],
@@ -83,7 +85,16 @@ function showSession(session) {
   document.getElementById("who-name").textContent = session.principal;
   document.getElementById("who-roles").textContent = (session.roles || []).join(", ");
   refreshInboxCount();
-  if (!inboxStream) inboxStream = subscribe("/events/reviews", () => refreshInboxCount());
+  // One stream of inbox events per page: the badge and the inbox view share it.
+  if (!inboxStream) {
+    inboxStream = subscribe("/events/reviews", (event) => {
+      refreshInboxCount();
+      window.dispatchEvent(new CustomEvent("orchestrate:review-event", { detail: event }));
+    }, { onState: (state) => {
+      setReviewStream(state);
+      window.dispatchEvent(new CustomEvent("orchestrate:review-stream", { detail: state }));
+    } });
+  }
 }
 
 async function refreshInboxCount() {

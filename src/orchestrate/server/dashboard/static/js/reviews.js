@@ -2,10 +2,10 @@
 // its confidence, approve / reject with a reason / edit with a validated form and its diff, who
 // else must approve, escalations; keyboard shortcuts; live through the inbox's event stream.
 
-import { get, post, subscribe, canDecide, currentSession } from "./api.js";
+import { get, post, canDecide, currentSession } from "./api.js";
 import { h, clear, fmtTime, fmtAgo, fmtDuration, toMs, jsonBlock, badge, statusBadge, emptyState } from "./dom.js";
 import { schemaForm, diff, diffView } from "./form.js";
-import { dialog, flash, reportError, liveDot } from "./ui.js";
+import { dialog, flash, reportError, liveDot, reviewStream } from "./ui.js";
 
 const PRIORITY = { urgent: 0, high: 1, normal: 2, low: 3 };
 const SHORTCUTS = [["j / ↓", "next item"], ["k / ↑", "previous item"], ["a", "approve"], ["r", "reject (asks for a reason)"],
@@ -236,15 +236,27 @@ export async function renderReviews(root, [selectedId], query) {
 
   await load();
   let pending = null;
-  const stop = subscribe("/events/reviews", (event) => {
-    const kind = (event.data && (event.data.kind || event.data.event)) || event.type;
-    if (/sla_warning/.test(kind)) flash(`SLA warning: ${(event.data && event.data.review_id) || "an item"} is due soon`, "warn");
-    if (/escalat/.test(kind)) flash(`Escalated: ${(event.data && event.data.review_id) || "an item"}`, "warn");
+  const onEvent = (e) => {
+    const event = e.detail || {};
+    const kind = (event.data && (event.data.kind || event.data.event)) || event.type || "";
+    const id = (event.data && event.data.review_id) || "an item";
+    if (/sla_warning/.test(kind)) flash(`SLA warning: ${id} is due soon`, "warn");
+    if (/escalat/.test(kind)) flash(`Escalated: ${id}`, "warn");
     clearTimeout(pending);
     pending = setTimeout(() => load().catch(reportError), 60);
-  }, { onState: live.set });
+  };
+  const onState = (e) => live.set(e.detail);
+  window.addEventListener("orchestrate:review-event", onEvent);
+  window.addEventListener("orchestrate:review-stream", onState);
+  live.set(reviewStream());
   const clock = setInterval(() => { for (const el of root.querySelectorAll(".sla[data-due]")) updateClock(el); }, 1000);
-  return () => { stop(); clearInterval(clock); clearTimeout(pending); document.removeEventListener("keydown", onKey); };
+  return () => {
+    window.removeEventListener("orchestrate:review-event", onEvent);
+    window.removeEventListener("orchestrate:review-stream", onState);
+    clearInterval(clock);
+    clearTimeout(pending);
+    document.removeEventListener("keydown", onKey);
+  };
 }
 
 function decisionText(item) {

@@ -20,18 +20,17 @@ export async function renderRun(root, [runId]) {
   const draw = () => {
     clear(body);
     body.append(header(run, live), actions(run, reload));
-    body.append(section("Timeline", timeline(run, { onSelect: (st) => select(st.step_key) })));
+    const width = Math.max(720, (root.clientWidth || 1200) - 36);
+    body.append(section("Timeline", timeline(run, { onSelect: (st) => select(st.step_key), width })));
     const statusOf = (id) => {
       const st = (run.steps || []).filter((x) => x.name === id || x.step_key === id).pop();
       return st ? st.status : null;
     };
-    body.append(h("div.two-col", {},
-      section("Graph", drawGraph(run.graph, { statusOf, onSelect: (id) => select(id) })),
-      usage(run)));
+    body.append(section("Graph", drawGraph(run.graph, { statusOf, onSelect: (id) => select(id) })));
     body.append(section("Steps", steps(run, selected, select)));
     if ((run.reviews || []).length) body.append(section("Reviews", runReviews(run)));
-    body.append(h("div.two-col", {}, section("Input", jsonBlock(run.input)), section(run.error_info || run.error ? "Error" : "Output",
-      run.error_info || run.error ? errorBlock(run.error_info || run.error) : jsonBlock(run.output))));
+    body.append(h("div.three-col", {}, section("Input", jsonBlock(run.input)), section(run.error_info || run.error ? "Error" : "Output",
+      run.error_info || run.error ? errorBlock(run.error_info || run.error) : jsonBlock(run.output)), usage(run)));
     body.append(section("History", history(run)));
   };
   const select = (key) => {
@@ -44,19 +43,27 @@ export async function renderRun(root, [runId]) {
   async function reload() {
     try {
       run = await get(`/runs/${encodeURIComponent(runId)}`);
+      if (TERMINAL.has(run.status)) { stop(); live.set("ended"); }
       draw();
     } catch (err) {
       reportError(err);
     }
   }
   draw();
-  const stop = subscribe(`/events/runs/${encodeURIComponent(runId)}`, () => {
-    // Events come in bursts (a step, its record, the run's status): one reload per burst.
-    clearTimeout(pending);
-    pending = setTimeout(reload, 60);
-  }, { onState: live.set });
-  // A waiting or running run's clock moves on its own: redraw the timeline now and then.
-  const tick = setInterval(() => { if (!TERMINAL.has(run.status) && !document.hidden) draw(); }, 5000);
+  // An ended run changes no more (a retry or a replay is a new run): no stream for it.
+  let stop = () => {};
+  const follow = () => {
+    if (TERMINAL.has(run.status)) { live.set("ended"); return; }
+    stop = subscribe(`/events/runs/${encodeURIComponent(runId)}`, () => {
+      // Events come in bursts (a step, its record, the run's status): one reload per burst.
+      clearTimeout(pending);
+      pending = setTimeout(reload, 60);
+    }, { onState: live.set });
+  };
+  follow();
+  // A run still going: its clock moves on its own, and a kind of event this page does not
+  // know by name would not reach it, so read it again now and then.
+  const tick = setInterval(() => { if (!TERMINAL.has(run.status) && !document.hidden) reload(); }, 5000);
   return () => { stop(); clearInterval(tick); clearTimeout(pending); };
 }
 
@@ -69,7 +76,7 @@ function header(run, live) {
       h("h1.mono", {}, run.run_id)),
     h("div.facts", {},
       h("span#run-status", {}, statusBadge(run.status)),
-      h("span", {}, `${run.workflow} v${run.version}`),
+      h("span", { title: `version ${run.version}` }, `${run.workflow} @ ${String(run.version).slice(0, 12)}`),
       h("span", { title: fmtTime(run.created_at) }, `started ${fmtTime(run.created_at)}`),
       h("span", {}, `took ${started && ended ? fmtDuration(ended - started) : "—"}`),
       run.queue && run.queue !== "default" ? h("span", {}, `queue ${run.queue}`) : null,
@@ -209,7 +216,7 @@ function history(run) {
     h("tbody", {}, events.map((e) => h("tr", { dataset: { kind: e.kind } },
       h("td.nowrap", {}, fmtTime(e.at)), h("td.num", {}, t0 ? fmtDuration(toMs(e.at) - t0) : ""),
       h("td", {}, h("span", { class: ["kind", `k-${String(e.kind).split("_")[0]}`] }, e.kind)), h("td.mono", {}, e.step_key || ""),
-      h("td", {}, e.description || (e.detail && Object.keys(e.detail).length ? JSON.stringify(e.detail) : "")))))));
+      h("td", {}, e.description || (e.detail && Object.keys(e.detail).length ? JSON.stringify(e.detail) : ""))))));
 }
 
 function runReviews(run) {

@@ -20,7 +20,7 @@ export async function renderRuns(root, _params, query) {
   const statusSelect = h("select#f-status", { name: "status" }, h("option", { value: "" }, "any status"),
     STATUSES.map((s) => h("option", { value: s }, s)));
   const windowSelect = h("select#f-window", { name: "window" }, TIMES.map(([v, label]) => h("option", { value: v }, label)));
-  const text = h("input#f-q", { type: "search", name: "q", placeholder: "run id, input or error text", value: filters.q });
+  const text = h("input#f-q", { type: "search", name: "q", placeholder: "run id, workflow or error text", value: filters.q });
   statusSelect.value = filters.status;
   windowSelect.value = filters.window;
 
@@ -111,7 +111,7 @@ function runRow(run) {
   const error = run.error && typeof run.error === "object" ? `${run.error.name || run.error.type || ""}: ${run.error.message || ""}` : run.error || "";
   const tr = h("tr.run-row", { dataset: { runId: run.run_id, status: run.status } },
     h("td.mono", {}, h("a", { href: `#/runs/${encodeURIComponent(run.run_id)}` }, run.run_id.slice(0, 12))),
-    h("td", {}, run.workflow, run.version ? h("span.muted", {}, ` v${run.version}`) : null),
+    h("td", {}, run.workflow, run.version ? h("span.muted.version", { title: `version ${run.version}` }, ` ${run.version.slice(0, 7)}`) : null),
     h("td", {}, statusBadge(run.status)),
     h("td", { title: fmtTime(run.created_at) }, fmtAgo(run.created_at)),
     h("td", {}, started && ended ? fmtDuration(ended - started) : "—"),

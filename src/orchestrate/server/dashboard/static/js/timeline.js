@@ -6,6 +6,7 @@ import { s, h, toMs, fmtDuration, fmtTime } from "./dom.js";
 const ROW = 26;
 const LABEL = 170;
 const AXIS = 24;
+const FLAGS = 230; // room right of the plot for the longest bar's flags
 const RESUMES = /^(run_resumed|run_recovered|step_started|run_(succeeded|failed|cancelled|dead|ended))$/;
 const TERMINAL = new Set(["succeeded", "failed", "cancelled", "dead"]);
 
@@ -60,7 +61,7 @@ export function timeline(run, { onSelect, width = 960 } = {}) {
   const lastKnown = Math.max(created, toMs(run.updated_at) || 0, ...steps.map((st) => toMs(st.finished_at) || 0), ...events.map((e) => e.ms));
   const end = TERMINAL.has(run.status) ? lastKnown : Math.max(lastKnown, Date.now());
   const span = Math.max(end - created, 1);
-  const plot = width - LABEL - 16;
+  const plot = width - LABEL - FLAGS;
   const x = (ms) => LABEL + ((ms - created) / span) * plot;
   const parked = waits(run, end);
   const rows = 1 + steps.length;
@@ -112,7 +113,7 @@ export function timeline(run, { onSelect, width = 960 } = {}) {
     for (const e of mine.filter((ev) => ev.kind === "step_fallback")) {
       g.append(s("path", { d: `M${x(e.ms)},${y + 4} l5,9 l-5,9 l-5,-9 z`, class: "mark fallback" }, s("title", {}, `fallback: ${e.description || ""}`)));
     }
-    let fx = Math.min(x(start) + bw + 6, width - 120);
+    let fx = x(start) + bw + 6;
     for (const [kind, text] of flags) {
       const t = s("text", { x: fx, y: y + 17, class: `flag f-${kind}` }, text);
       g.append(t);

@@ -50,4 +50,10 @@ export function section(title, ...children) {
   return h("section.card", {}, h("h2", {}, title), ...children);
 }
 
+let reviewStreamState = "connecting";
+
+/** The state of the inbox's event stream ("live", "reconnecting"...), shared by the views. */
+export const reviewStream = () => reviewStreamState;
+export const setReviewStream = (state) => { reviewStreamState = state; };
+
 export { clear };

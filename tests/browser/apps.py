@@ -1,0 +1,72 @@
+"""The workflows the browser tests serve: a support reply a lead must review, and a payout
+whose card is declined until someone replays it with another card."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from orchestrate import Step, Workflow
+from orchestrate.policies import Retry
+from orchestrate.review import HumanReviewGate
+from orchestrate.testing import FakeModel
+
+REVIEWER_ROLE = "support_lead"
+
+triage_model = FakeModel(["refund"], model_id="small-triage", repeat_last=True)
+
+
+async def classify(ticket: dict[str, Any]) -> Any:
+    """Ask the (scripted) model what the ticket is about; the step records its tokens and cost."""
+    result = await triage_model.generate(f"classify this ticket: {ticket['text']}")
+    return result.replace(cost=0.00042)
+
+
+def draft(intent: Any) -> dict[str, Any]:
+    """The reply a person checks before it goes out."""
+    label = intent["text"] if isinstance(intent, dict) else intent.text
+    return {"intent": label, "reply": "We refunded your order #4829.", "amount": 42.5, "confidence": 0.62}
+
+
+def send(reply: dict[str, Any]) -> str:
+    return f"sent: {reply['reply']} ({reply['amount']})"
+
+
+support = Workflow(
+    "support_reply",
+    [
+        Step("classify", classify),
+        Step(
+            "draft",
+            draft,
+            gate=HumanReviewGate(roles=[REVIEWER_ROLE], priority="high", timeout=timedelta(minutes=30)),
+        ),
+        Step("send", send),
+    ],
+)
+
+
+def check(order: dict[str, Any]) -> dict[str, Any]:
+    return {**order, "checked": True}
+
+
+def charge(order: dict[str, Any]) -> dict[str, Any]:
+    if order.get("card") == "declined":
+        raise ValueError(f"card declined for order {order['order']}")
+    return {**order, "charged": True}
+
+
+def receipt(order: dict[str, Any]) -> str:
+    return f"receipt for {order['order']}"
+
+
+payout = Workflow(
+    "payout",
+    [
+        Step("check", check),
+        Step("charge", charge, retry=Retry(max_attempts=2, initial_delay=0.01, jitter=0.0)),
+        Step("receipt", receipt),
+    ],
+)
+
+WORKFLOWS = [support, payout]

@@ -1,0 +1,325 @@
+"""The dashboard in a real browser, against the real server: sign-in, runs, a run's timeline,
+the review inbox (approve, reject, edit) resuming runs live, replay from the dead-letter
+queue, cost, and a cross-site POST refused."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import Select
+
+from orchestrate.types import RunStatus
+from tests.browser.apps import payout, support
+from tests.browser.conftest import Browser, LiveServer
+
+TICKET = {"text": "where is my refund for order #4829?"}
+
+
+def start(server: LiveServer, workflow: Any, value: Any) -> str:
+    """Start a run and let the server's worker drive it until it parks or ends."""
+
+    async def go() -> str:
+        run_id = await server.client.start(workflow, value)
+        await server.client.resume(run_id)
+        return str(run_id)
+
+    return str(server.call(go()))
+
+
+def status_of(server: LiveServer, run_id: str) -> RunStatus:
+    return server.call(server.client.get(run_id)).status
+
+
+def output_of(server: LiveServer, run_id: str) -> Any:
+    return server.call(server.client.get(run_id)).output
+
+
+def no_page_errors(browser: Browser) -> None:
+    """No script error and no Content-Security-Policy violation in the page's console."""
+    bad = [
+        message
+        for message in browser.console_errors()
+        if "Content Security Policy" in message or "Uncaught" in message or "SyntaxError" in message
+    ]
+    assert not bad, bad
+
+
+def test_sign_in_refuses_a_bad_token_then_lists_and_filters_runs(server: LiveServer, browser: Browser) -> None:
+    waiting = start(server, support, TICKET)
+    dead = start(server, payout, {"order": "A-1", "card": "declined"})
+    paid = start(server, payout, {"order": "A-2", "card": "visa"})
+    assert status_of(server, dead) is RunStatus.DEAD
+
+    browser.driver.get(server.url + "/")
+    browser.screenshot("sign-in")
+    browser.visible("#token").send_keys("not-a-token")
+    browser.click("#sign-in button[type=submit]")
+    browser.text_in("#sign-in .form-error", "not valid")
+
+    browser.sign_in(server, "vic")
+    browser.text_in("#who-name", "vic")
+    rows = {r.get_attribute("data-run-id"): r.get_attribute("data-status") for r in browser.all("#runs tr.run-row")}
+    assert rows == {waiting: "waiting", dead: "dead", paid: "succeeded"}
+
+    Select(browser.find("#f-status")).select_by_value("dead")
+    browser.wait(lambda d: [r.get_attribute("data-run-id") for r in browser.all("#runs tr.run-row")] == [dead])
+    assert "status=dead" in browser.driver.current_url
+
+    Select(browser.find("#f-status")).select_by_value("")
+    search = browser.find("#f-q")
+    search.send_keys(paid[:10] + "\n")
+    browser.wait(lambda d: [r.get_attribute("data-run-id") for r in browser.all("#runs tr.run-row")] == [paid])
+
+    # A viewer reads a run but is offered no action on it.
+    browser.driver.get(f"{server.url}/#/runs/{dead}")
+    browser.text_in(".actions", "Read-only")
+    assert not browser.all(".actions button")
+    no_page_errors(browser)
+
+
+def test_runs_page_shows_status_changes_without_a_reload(server: LiveServer, browser: Browser) -> None:
+    waiting = start(server, support, TICKET)
+    browser.sign_in(server, "ana")
+    browser.find(f'#runs tr[data-run-id="{waiting}"][data-status="waiting"]')
+    [item] = server.call(server.client.list_reviews(run_id=waiting))
+    server.call(server.client.approve(item.review_id, by="lee", role="support_lead"))
+    browser.find(f'#runs tr[data-run-id="{waiting}"][data-status="succeeded"]')
+    start(server, payout, {"order": "A-9", "card": "declined"})
+    start(server, payout, {"order": "A-10", "card": "visa"})
+    browser.wait(lambda d: len(browser.all("#runs tr.run-row")) == 3)
+    browser.screenshot("runs")
+    no_page_errors(browser)
+
+
+def test_a_timeline_shows_steps_attempts_and_the_wait_for_people(server: LiveServer, browser: Browser) -> None:
+    dead = start(server, payout, {"order": "A-1", "card": "declined"})
+    browser.sign_in(server, "ana", f"/#/runs/{dead}")
+    browser.text_in("#run-status", "dead")
+    rows = {g.get_attribute("data-step"): g for g in browser.all("svg.timeline g.step-row")}
+    assert list(rows) == ["check", "charge"]
+    assert rows["check"].find_element(By.CSS_SELECTOR, "rect.bar").get_attribute("class").split()[-1] == "st-succeeded"
+    assert "st-failed" in rows["charge"].find_element(By.CSS_SELECTOR, "rect.bar").get_attribute("class")
+    assert "2 attempts" in rows["charge"].text
+    assert rows["charge"].find_elements(By.CSS_SELECTOR, ".mark.retry"), "the failed attempt is marked"
+    # The graph shows the path: check and charge taken, receipt not reached.
+    taken = {n.get_attribute("data-step") for n in browser.all("svg.graph g.node.taken")}
+    assert {"check", "charge"} <= taken and "receipt" not in taken
+    rows["charge"].click()
+    detail = browser.visible('[data-step-detail="charge"]')
+    assert "card declined for order A-1" in detail.text
+    assert "attempt 1: ValueError" in detail.text
+
+    waiting = start(server, support, TICKET)
+    browser.driver.get(f"{server.url}/#/runs/{waiting}")
+    browser.text_in("#run-status", "waiting")
+    park = browser.find('svg.timeline rect[data-kind="human-wait"]')
+    assert "waiting for people" in park.find_element(By.CSS_SELECTOR, "title").get_attribute("textContent")
+    assert "small-triage" in browser.find(".run-page").text  # the model's usage and cost
+    browser.screenshot("run")
+    no_page_errors(browser)
+
+
+def open_inbox_beside_run(server: LiveServer, browser: Browser, run_id: str) -> tuple[str, str]:
+    """The run's page in one tab and the inbox in another; returns both tabs' handles."""
+    browser.sign_in(server, "lee", f"/#/runs/{run_id}")
+    browser.text_in("#run-status", "waiting")
+    run_tab = browser.driver.current_window_handle
+    browser.driver.switch_to.new_window("tab")
+    browser.driver.get(f"{server.url}/#/reviews")
+    browser.find("#inbox li[data-review-id].selected")
+    return run_tab, browser.driver.current_window_handle
+
+
+def test_approve_from_the_inbox_resumes_the_run_live(server: LiveServer, browser: Browser) -> None:
+    first = start(server, support, TICKET)
+    second = start(server, support, {"text": "and my other order?"})
+    run_tab, inbox_tab = open_inbox_beside_run(server, browser, first)
+    items = [li.get_attribute("data-review-id") for li in browser.all("#inbox li.inbox-item")]
+    assert len(items) == 2
+    browser.text_in("#inbox li.selected .sla", "left")
+    browser.keys("?")
+    browser.text_in("#shortcuts", "approve")
+    browser.keys("\ue00c")  # Escape closes the help
+    browser.wait(lambda d: not browser.all(".backdrop"))
+    browser.keys("j")
+    browser.wait(lambda d: browser.find("#inbox li.selected").get_attribute("data-review-id") == items[1])
+    browser.keys("k")
+    browser.wait(lambda d: browser.find("#inbox li.selected").get_attribute("data-review-id") == items[0])
+    target = browser.find("#review-detail").text
+    selected_run = first if first[:12] in target else second
+    browser.screenshot("inbox")
+
+    browser.keys("a")
+    browser.visible("#approve-comment").send_keys("checked the order")
+    browser.click("#approve-go")
+    browser.wait(lambda d: len(browser.all("#inbox li.inbox-item")) == 1)
+    assert status_of(server, selected_run) is RunStatus.SUCCEEDED
+
+    browser.driver.switch_to.window(run_tab)
+    if selected_run == first:
+        browser.text_in("#run-status", "succeeded")  # the page followed the run, no reload
+        assert "sent: We refunded your order #4829." in browser.find(".run-page").text
+    [decided] = server.call(server.client.list_reviews(run_id=selected_run, status="approved"))
+    assert decided.decision is not None and decided.decision["by"] == "lee"
+    assert decided.approvals[0]["comment"] == "checked the order"
+    no_page_errors(browser)
+    browser.driver.switch_to.window(inbox_tab)
+    no_page_errors(browser)
+
+
+def test_reject_needs_a_reason_and_fails_the_run_live(server: LiveServer, browser: Browser) -> None:
+    run_id = start(server, support, TICKET)
+    run_tab, _ = open_inbox_beside_run(server, browser, run_id)
+    browser.keys("r")
+    browser.visible("#reject-reason")
+    browser.click("#reject-go")
+    browser.text_in(".dialog .form-error", "needs a reason")
+    assert status_of(server, run_id) is RunStatus.WAITING
+    browser.find("#reject-reason").send_keys("the order was never paid")
+    browser.click("#reject-go")
+    browser.text_in("#review-detail", "Nothing waits")
+    browser.driver.switch_to.window(run_tab)
+    browser.text_in("#run-status", "failed")
+    assert "RejectedError" in browser.find(".run-page").text
+    browser.driver.get(f"{server.url}/#/reviews?status=rejected")
+    browser.text_in("#decision", "the order was never paid")
+    browser.text_in("#decision", "lee")
+    no_page_errors(browser)
+
+
+def test_edit_validates_shows_the_diff_and_the_run_goes_on_with_the_edit(server: LiveServer, browser: Browser) -> None:
+    run_id = start(server, support, TICKET)
+    run_tab, _ = open_inbox_beside_run(server, browser, run_id)
+    browser.keys("e")
+    editor = browser.visible("#payload-json")
+    editor.clear()
+    editor.send_keys('{"reply": "oops"')
+    browser.click("#edit-go")
+    browser.text_in(".dialog .form-errors", "not valid JSON")
+    assert status_of(server, run_id) is RunStatus.WAITING
+    edited = {"intent": "refund", "reply": "We refunded 42.50 to your card.", "amount": 42.5, "confidence": 0.62}
+    editor.clear()
+    editor.send_keys(json.dumps(edited))
+    browser.text_in("#edit-diff", "We refunded 42.50 to your card.")
+    changed = [td.text for td in browser.all("#edit-diff td.mono")]
+    assert changed == ["reply"]
+    browser.screenshot("review-edit")
+    browser.click("#edit-go")
+    browser.driver.switch_to.window(run_tab)
+    browser.text_in("#run-status", "succeeded")
+    assert output_of(server, run_id) == "sent: We refunded 42.50 to your card. (42.5)"
+    no_page_errors(browser)
+
+
+def test_replay_a_dead_run_from_a_step_with_an_edited_input(server: LiveServer, browser: Browser) -> None:
+    dead = start(server, payout, {"order": "A-7", "card": "declined"})
+    browser.sign_in(server, "ops", "/#/dlq")
+    card = browser.find(f'.dlq-item[data-run-id="{dead}"]')
+    assert "card declined for order A-7" in card.text
+    card.find_element(By.XPATH, ".//button[contains(., 'Traceback')]").click()
+    browser.text_in(f'.dlq-item[data-run-id="{dead}"] .dlq-detail', "A-7")
+    browser.screenshot("dlq")
+    card.find_element(By.CSS_SELECTOR, "button.replay").click()
+    assert Select(browser.visible("#replay-step")).first_selected_option.get_attribute("value") == "charge"
+    browser.click("#replay-edit")
+    editor = browser.visible("#replay-input")
+    editor.clear()
+    editor.send_keys(json.dumps({"order": "A-7", "card": "visa", "checked": True}))
+    browser.click("#replay-go")
+    browser.wait(lambda d: "#/runs/" in d.current_url and dead not in d.current_url)
+    new_id = browser.driver.current_url.rsplit("/", 1)[-1]
+    browser.text_in("#run-status", "succeeded")
+    assert output_of(server, new_id) == "receipt for A-7"
+    replayed = server.call(server.client.get(new_id))
+    assert replayed.parent_run_id == dead
+    browser.driver.get(f"{server.url}/#/dlq")
+    browser.text_in("#dlq", "empty")
+    no_page_errors(browser)
+
+
+def test_cost_per_workflow_and_model(server: LiveServer, browser: Browser) -> None:
+    start(server, support, TICKET)
+    start(server, support, {"text": "second"})
+    start(server, payout, {"order": "A-3", "card": "visa"})
+    browser.sign_in(server, "vic", "/#/cost")
+    browser.text_in("#cost-total", "$0.00084")
+    bars = browser.all("#chart-workflows svg title")
+    assert [b.get_attribute("textContent") for b in bars][:2] == ["support_reply: $0.00084", "payout: $0"]
+    assert "small-triage" in browser.find("#chart-models").text
+    browser.screenshot("cost")
+    no_page_errors(browser)
+
+
+class _Attacker(BaseHTTPRequestHandler):
+    """Another site: its page posts a form to the dashboard's API with the reader's browser."""
+
+    target = ""
+
+    def do_GET(self) -> None:
+        page = f"""<!doctype html><title>win a prize</title>
+<form id="f" method="post" action="{self.target}" enctype="text/plain">
+<input name='{{"reason":"' value='csrf"}}'></form>
+<script>document.getElementById("f").submit()</script>"""
+        body = page.encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def attacker() -> Iterator[ThreadingHTTPServer]:
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Attacker)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield httpd
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+def test_a_post_without_the_csrf_token_is_refused(
+    server: LiveServer, browser: Browser, attacker: ThreadingHTTPServer
+) -> None:
+    run_id = start(server, support, TICKET)
+    browser.sign_in(server, "ana", f"/#/runs/{run_id}")
+    browser.text_in("#run-status", "waiting")
+
+    # Another origin (localhost is not 127.0.0.1) submits a form to the API: refused.
+    _Attacker.target = f"{server.url}/api/v1/runs/{run_id}/cancel"
+    browser.driver.get(f"http://localhost:{attacker.server_address[1]}/")
+    browser.wait(lambda d: d.current_url.startswith(server.url))
+    refused = browser.find("body").text
+    assert '"status":401' in refused.replace(" ", "") or '"status":403' in refused.replace(" ", ""), refused
+    assert status_of(server, run_id) is RunStatus.WAITING
+
+    # The dashboard's own origin, with the session cookie but without the CSRF header: refused.
+    browser.driver.get(f"{server.url}/#/runs/{run_id}")
+    browser.text_in("#run-status", "waiting")
+    answer = browser.driver.execute_async_script(
+        """const done = arguments[arguments.length - 1];
+        fetch(arguments[0], {method: "POST", headers: {"Content-Type": "application/json"}, body: "{}"})
+          .then(async (r) => done({status: r.status, body: await r.text()}));""",
+        f"/api/v1/runs/{run_id}/cancel",
+    )
+    assert answer["status"] == 403 and "CSRF" in answer["body"]
+    assert status_of(server, run_id) is RunStatus.WAITING
+
+    # The dashboard's cancel button sends the token: the same request goes through.
+    browser.click(".actions button.danger")
+    browser.visible("#cancel-reason").send_keys("customer withdrew")
+    browser.click(".dialog button.danger")
+    browser.text_in("#run-status", "cancelled")
+    assert status_of(server, run_id) is RunStatus.CANCELLED
+    no_page_errors(browser)
