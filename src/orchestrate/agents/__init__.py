@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from orchestrate.agents.agent import Agent, AgentResult, AgentStep, Approver, ToolCall
+from orchestrate.agents.agent import Agent, AgentBudget, AgentResult, AgentStep, Approver, ToolCall, args_hash
 from orchestrate.agents.approval import review_approver
 from orchestrate.agents.supervisor import Delegation, Supervisor
 from orchestrate.agents.tools import Tool, ToolArgumentError, tool
@@ -10,6 +10,7 @@ from orchestrate.models.secrets import Redactor, Secret
 
 __all__ = [
     "Agent",
+    "AgentBudget",
     "AgentResult",
     "AgentStep",
     "Approver",
@@ -20,6 +21,7 @@ __all__ = [
     "Tool",
     "ToolArgumentError",
     "ToolCall",
+    "args_hash",
     "review_approver",
     "tool",
 ]

@@ -8,33 +8,33 @@
         ...
 
     @tool(requires_approval=True)
-    def issue_refund(order_id: str, amount: float) -> str:
+    def issue_refund(order_id: str, amount: Annotated[float, Field(gt=0)], idempotency_key: str) -> str:
         '''Refund an order (a person approves first).'''
 
 The model sees the name, the docstring's first paragraph and a JSON schema of the
-arguments it may pass; credential parameters are hidden from it and filled in by the
-agent from its own scoped credentials.
+arguments it may pass. Schema and validation both come from pydantic, so they agree:
+nested models, lists, enums, ``Literal``, ``Annotated`` constraints and optional fields
+are described exactly and checked exactly. Credential parameters are hidden from the
+model and filled in by the agent from its own scoped credentials; a parameter named
+``idempotency_key`` is hidden too and receives the call's stable idempotency key (the
+durable step's key when the agent runs inside a workflow), to pass on to the API the
+tool calls.
 """
 
 from __future__ import annotations
 
 import inspect
-import types
 import typing
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal, Union, get_args, get_origin
+from typing import Any
+
+import pydantic
 
 from orchestrate.errors import DefinitionError
 
-_JSON_TYPES: dict[Any, str] = {
-    str: "string",
-    int: "integer",
-    float: "number",
-    bool: "boolean",
-    list: "array",
-    dict: "object",
-}
+IDEMPOTENCY_PARAM = "idempotency_key"
+"""The parameter name through which a tool receives its call's idempotency key."""
 
 
 class ToolArgumentError(ValueError):
@@ -52,6 +52,8 @@ class Tool:
         parameters: the JSON schema of the arguments the model passes.
         requires_approval: a person (the agent's ``approve`` callback) must allow each call.
         credentials: names of keyword parameters filled from the agent's credentials.
+        wants_idempotency_key: the function takes an ``idempotency_key`` parameter.
+        timeout: seconds a call may take (``None``: the agent's ``tool_timeout``).
     """
 
     name: str
@@ -60,25 +62,36 @@ class Tool:
     parameters: Mapping[str, Any]
     requires_approval: bool = False
     credentials: tuple[str, ...] = ()
-    _hints: Mapping[str, Any] = field(default_factory=dict, repr=False)
-    _required: frozenset[str] = field(default_factory=frozenset, repr=False)
+    wants_idempotency_key: bool = False
+    timeout: float | None = None
+    _arguments: type[pydantic.BaseModel] | None = field(default=None, repr=False, compare=False)
 
     @property
     def is_async(self) -> bool:
         """Whether calling it returns an awaitable."""
         return inspect.iscoroutinefunction(self.fn)
 
+    @property
+    def required(self) -> frozenset[str]:
+        """Names of the arguments the model must pass."""
+        return frozenset(self.parameters.get("required", ()))
+
     def signature_line(self) -> str:
         """``name(arg: type, ...)``: the compact form shown to the model."""
         props = self.parameters.get("properties", {})
         args = ", ".join(
-            f"{name}: {spec.get('type', 'any')}{'' if name in self._required else ' (optional)'}"
+            f"{name}: {_type_name(spec)}{'' if name in self.required else ' (optional)'}"
             for name, spec in props.items()
         )
         return f"{self.name}({args})"
 
     def check_args(self, args: Any) -> dict[str, Any]:
-        """Validate (and lightly coerce) the model's arguments.
+        """Validate the model's arguments against the tool's signature (pydantic, lax mode).
+
+        Returns:
+            the arguments to call the function with (nested models built, numbers
+            coerced where lossless); arguments the model left out are not included, so
+            the function's own defaults apply.
 
         Raises:
             ToolArgumentError: with a message for the model.
@@ -86,61 +99,60 @@ class Tool:
         if not isinstance(args, Mapping):
             raise ToolArgumentError(f"arguments of {self.name} must be a JSON object, got {type(args).__name__}")
         allowed = set(self.parameters.get("properties", {}))
-        unknown = sorted(set(args) - allowed)
+        unknown = sorted(set(args) - allowed, key=str)
         if unknown:
             raise ToolArgumentError(f"{self.name} has no argument(s) {unknown}; it takes {sorted(allowed)}")
-        missing = sorted(self._required - set(args))
+        missing = sorted(self.required - set(args))
         if missing:
             raise ToolArgumentError(f"{self.name} is missing argument(s) {missing}")
-        return {name: _coerce(value, self._hints.get(name, Any), f"{self.name}.{name}") for name, value in args.items()}
+        if self._arguments is None:
+            return dict(args)
+        try:
+            checked = self._arguments.model_validate(dict(args))
+        except pydantic.ValidationError as exc:
+            raise ToolArgumentError(_describe(self.name, exc)) from None
+        return {name: getattr(checked, name) for name in checked.model_fields_set}
+
+    def spec(self) -> Any:
+        """The :class:`~orchestrate.models.base.ToolSpec` offered to native tool calling."""
+        from orchestrate.models.base import ToolSpec
+
+        return ToolSpec(self.name, self.description, self.parameters)
 
 
-def _coerce(value: Any, hint: Any, where: str) -> Any:
-    if hint is Any or hint is inspect.Parameter.empty:
-        return value
-    origin = get_origin(hint)
-    if origin in (Union, types.UnionType):
-        options = get_args(hint)
-        if value is None and type(None) in options:
-            return None
-        for option in options:
-            if option is type(None):
-                continue
-            try:
-                return _coerce(value, option, where)
-            except ToolArgumentError:
-                continue
-        raise ToolArgumentError(f"{where}: {value!r} fits none of {hint}")
-    if origin is Literal:
-        if value in get_args(hint):
-            return value
-        raise ToolArgumentError(f"{where}: {value!r} is not one of {list(get_args(hint))}")
-    base = origin or hint
-    if base is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if base is int and isinstance(value, float) and value.is_integer():
-        return int(value)
-    if base in (list, tuple) and isinstance(value, list):
-        return value if base is list else tuple(value)
-    if isinstance(base, type) and isinstance(value, base) and not (base is int and isinstance(value, bool)):
-        return value
-    raise ToolArgumentError(
-        f"{where}: expected {getattr(base, '__name__', base)}, got {type(value).__name__} {value!r}"
-    )
+def _describe(name: str, exc: pydantic.ValidationError) -> str:
+    problems = []
+    for error in exc.errors(include_url=False)[:5]:
+        where = ".".join(str(part) for part in error["loc"])
+        problems.append(f"{name}.{where}: {error['msg']} (got {error.get('input')!r})")
+    more = len(exc.errors()) - len(problems)
+    return "; ".join(problems) + (f"; and {more} more" if more > 0 else "")
 
 
-def _schema_of(hint: Any) -> dict[str, Any]:
-    origin = get_origin(hint)
-    if origin in (Union, types.UnionType):
-        options = [o for o in get_args(hint) if o is not type(None)]
-        return _schema_of(options[0]) if len(options) == 1 else {"anyOf": [_schema_of(o) for o in options]}
-    if origin is Literal:
-        return {"enum": list(get_args(hint))}
-    base = origin or hint
-    if base is tuple:
-        base = list
-    json_type = _JSON_TYPES.get(base)
-    return {"type": json_type} if json_type else {}
+def _type_name(spec: Mapping[str, Any]) -> str:
+    if "type" in spec:
+        kind = spec["type"]
+        if kind == "array" and isinstance(spec.get("items"), Mapping):
+            return f"array of {_type_name(spec['items'])}"
+        return str(kind)
+    if "enum" in spec:
+        return "one of " + ", ".join(repr(v) for v in spec["enum"])
+    for key in ("anyOf", "oneOf"):
+        if key in spec:
+            options = [_type_name(o) for o in spec[key] if o.get("type") != "null"]
+            return " | ".join(options) or "null"
+    if "$ref" in spec:
+        return "object"
+    return "any"
+
+
+def _clean(schema: Any) -> Any:
+    """The schema without pydantic's generated ``title`` keywords (noise to a model)."""
+    if isinstance(schema, dict):
+        return {k: _clean(v) for k, v in schema.items() if not (k == "title" and isinstance(v, str))}
+    if isinstance(schema, list):
+        return [_clean(v) for v in schema]
+    return schema
 
 
 def tool(
@@ -150,6 +162,7 @@ def tool(
     description: str | None = None,
     requires_approval: bool = False,
     credentials: Iterable[str] = (),
+    timeout: float | None = None,
 ) -> Any:
     """Make a :class:`Tool` of a function (usable bare, ``@tool``, or with options).
 
@@ -160,7 +173,10 @@ def tool(
         requires_approval: each call needs the agent's ``approve`` callback to allow it.
         credentials: keyword-only parameters the agent fills with its own secrets; they
             are never part of what the model sees or passes.
+        timeout: seconds one call may take (default: the agent's ``tool_timeout``).
     """
+    if timeout is not None and not timeout > 0:
+        raise DefinitionError(f"tool timeout must be > 0 seconds, got {timeout!r}")
 
     def build(func: Callable[..., Any]) -> Tool:
         if isinstance(func, Tool):
@@ -172,29 +188,48 @@ def tool(
             raise DefinitionError(f"a tool needs an identifier-like name, got {tool_name!r}")
         creds = tuple(credentials)
         try:
-            hints = typing.get_type_hints(func)
+            hints = typing.get_type_hints(func, include_extras=True)
         except (NameError, TypeError):
             hints = {}
         sig = inspect.signature(func)
         for cred in creds:
             if cred not in sig.parameters:
                 raise DefinitionError(f"tool {tool_name!r} has no parameter {cred!r} for its credential")
-        properties: dict[str, Any] = {}
-        required: list[str] = []
-        arg_hints: dict[str, Any] = {}
+        fields: dict[str, Any] = {}
         for param in sig.parameters.values():
-            if param.name in creds:
+            if param.name in creds or param.name == IDEMPOTENCY_PARAM:
                 continue
             if param.kind in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD):
                 raise DefinitionError(f"tool {tool_name!r}: *args/**kwargs cannot be described to a model")
+            if param.kind is inspect.Parameter.POSITIONAL_ONLY:
+                raise DefinitionError(f"tool {tool_name!r}: positional-only parameter {param.name!r} cannot be named")
             hint = hints.get(param.name, Any)
-            arg_hints[param.name] = hint
-            properties[param.name] = _schema_of(hint)
-            if param.default is inspect.Parameter.empty:
-                required.append(param.name)
+            default = ... if param.default is inspect.Parameter.empty else param.default
+            fields[param.name] = (hint, default)
+        try:
+            arguments = pydantic.create_model(
+                f"{tool_name}_arguments", __config__=pydantic.ConfigDict(extra="forbid"), **fields
+            )
+            schema = _clean(arguments.model_json_schema())
+        except (pydantic.PydanticSchemaGenerationError, pydantic.PydanticUserError, TypeError) as exc:
+            raise DefinitionError(
+                f"tool {tool_name!r}: its parameters cannot be described as JSON ({exc}); "
+                "use JSON-friendly types (str, int, float, bool, lists, dicts, enums, pydantic models)"
+            ) from None
+        schema.setdefault("properties", {})
+        schema.setdefault("required", [])
         doc = inspect.getdoc(func) or ""
         text = description or doc.split("\n\n", 1)[0].replace("\n", " ").strip() or tool_name
-        schema = {"type": "object", "properties": properties, "required": required}
-        return Tool(tool_name, func, text, schema, requires_approval, creds, arg_hints, frozenset(required))
+        return Tool(
+            tool_name,
+            func,
+            text,
+            schema,
+            requires_approval,
+            creds,
+            IDEMPOTENCY_PARAM in sig.parameters,
+            timeout,
+            arguments,
+        )
 
     return build(fn) if fn is not None else build

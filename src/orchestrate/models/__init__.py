@@ -27,6 +27,8 @@ from orchestrate.models.base import (
     ModelResult,
     ModelSettings,
     MonotonicClock,
+    ToolSpec,
+    ToolUse,
     Usage,
     WrapperModel,
 )
@@ -145,6 +147,8 @@ __all__ = [
     "Secret",
     "SemanticCache",
     "StoreCacheBackend",
+    "ToolSpec",
+    "ToolUse",
     "Usage",
     "ValidatedModel",
     "Validator",

@@ -26,7 +26,16 @@ from orchestrate.errors import (
     ServerError,
 )
 from orchestrate.models._http import status_error
-from orchestrate.models.base import BaseProvider, FinishReason, ModelRequest, ModelResult, ModelSettings, Usage
+from orchestrate.models.base import (
+    BaseProvider,
+    FinishReason,
+    Message,
+    ModelRequest,
+    ModelResult,
+    ModelSettings,
+    ToolUse,
+    Usage,
+)
 from orchestrate.models.secrets import Secret, reveal
 
 _FINISH: dict[str, FinishReason] = {
@@ -54,6 +63,7 @@ class AnthropicModel(BaseProvider):
     """
 
     provider = "anthropic"
+    supports_tools = True  # the Messages API's ``tools``, ``tool_use`` and ``tool_result`` blocks
 
     def __init__(
         self,
@@ -102,11 +112,7 @@ class AnthropicModel(BaseProvider):
         settings = self._settings(request)
         system = [m.content for m in request.messages if m.role == "system"]
         if request.kind == "chat":
-            messages = [
-                {"role": "assistant" if m.role == "assistant" else "user", "content": m.content}
-                for m in request.messages
-                if m.role != "system"
-            ]
+            messages = anthropic_messages(request.messages)
         else:
             messages = [{"role": "user", "content": request.prompt}]
         if settings.json_schema is not None or settings.json_mode:
@@ -123,6 +129,11 @@ class AnthropicModel(BaseProvider):
             params["stop_sequences"] = list(settings.stop)
         if settings.extra:
             params["extra_body"] = dict(settings.extra)
+        if request.tools:
+            params["tools"] = [
+                {"name": t.name, "description": t.description, "input_schema": dict(t.parameters)}
+                for t in request.tools
+            ]
         started = time.perf_counter()
         try:
             response: Any = await self._client().messages.create(
@@ -133,6 +144,11 @@ class AnthropicModel(BaseProvider):
         latency = time.perf_counter() - started
         try:
             text = "".join(block.text for block in response.content if getattr(block, "type", None) == "text")
+            calls = tuple(
+                ToolUse(str(block.id), str(block.name), _arguments(block.input))
+                for block in response.content
+                if getattr(block, "type", None) == "tool_use"
+            )
             reason = response.stop_reason
             usage = Usage(int(response.usage.input_tokens or 0), int(response.usage.output_tokens or 0))
         except (AttributeError, TypeError, ValueError) as exc:
@@ -154,6 +170,7 @@ class AnthropicModel(BaseProvider):
             provider=self.provider,
             finish_reason=_FINISH.get(reason or "", "other") if reason else None,
             data=data,
+            tool_calls=calls,
         )
 
     def _map_error(self, exc: Exception) -> ModelError:
@@ -175,3 +192,44 @@ class AnthropicModel(BaseProvider):
         if isinstance(exc, anthropic.APIResponseValidationError | ValueError):
             return ServerError(f"{name}: malformed response: {exc}", model=name)
         return ServerError(f"{name}: {type(exc).__qualname__}: {exc}", model=name)
+
+
+def anthropic_messages(messages: tuple[Message, ...]) -> list[dict[str, Any]]:
+    """Messages in the Messages API's form (system messages go to ``system`` instead).
+
+    Native tool calls become ``tool_use`` blocks of the assistant turn; the results of
+    one turn's calls become ``tool_result`` blocks of the single user turn that follows
+    it, as the API requires for parallel calls.
+    """
+    out: list[dict[str, Any]] = []
+    for m in messages:
+        if m.role == "system":
+            continue
+        if m.role == "assistant":
+            blocks: list[dict[str, Any]] = [{"type": "text", "text": m.content}] if m.content else []
+            blocks += [
+                {"type": "tool_use", "id": c.id, "name": c.name, "input": _arguments(c.arguments)} for c in m.tool_calls
+            ]
+            out.append({"role": "assistant", "content": blocks if m.tool_calls else m.content})
+        elif m.role == "tool" and m.tool_call_id is not None:
+            block = {"type": "tool_result", "tool_use_id": m.tool_call_id, "content": m.content}
+            last = out[-1] if out else None
+            if last is not None and last["role"] == "user" and isinstance(last["content"], list):
+                last["content"].append(block)
+            else:
+                out.append({"role": "user", "content": [block]})
+        else:
+            out.append({"role": "user", "content": m.content})
+    return out
+
+
+def _arguments(value: Any) -> dict[str, Any]:
+    if isinstance(value, Mapping):
+        return dict(value)
+    if isinstance(value, str):
+        try:
+            parsed = json.loads(value)
+        except ValueError:
+            return {}
+        return parsed if isinstance(parsed, dict) else {}
+    return {}

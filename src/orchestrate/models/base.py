@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -36,6 +37,40 @@ RequestKind = Literal["chat", "generate"]
 
 
 @dataclass(frozen=True)
+class ToolSpec:
+    """A tool as a model is told about it: a name, what it does, a JSON schema of its arguments.
+
+    Args:
+        name: the name the model calls it by.
+        description: what it does.
+        parameters: the JSON schema (an ``object``) of the arguments.
+    """
+
+    name: str
+    description: str
+    parameters: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class ToolUse:
+    """A tool call a model made through its provider's native tool calling.
+
+    Args:
+        id: the provider's id for the call (tool results refer to it).
+        name: the tool's name.
+        arguments: the arguments, parsed from JSON; the raw text when they did not parse.
+    """
+
+    id: str
+    name: str
+    arguments: Mapping[str, Any] | str
+
+    def to_dict(self) -> dict[str, Any]:
+        """``{"id", "name", "arguments"}``."""
+        return {"id": self.id, "name": self.name, "arguments": self.arguments}
+
+
+@dataclass(frozen=True)
 class Message:
     """One message of a conversation.
 
@@ -43,11 +78,15 @@ class Message:
         role: ``system``, ``user``, ``assistant`` or ``tool``.
         content: the text.
         name: optional author name (a tool's name for ``tool`` messages).
+        tool_calls: on an ``assistant`` message, the native tool calls it made.
+        tool_call_id: on a ``tool`` message, the id of the call it answers.
     """
 
     role: Role
     content: str
     name: str | None = None
+    tool_calls: tuple[ToolUse, ...] = ()
+    tool_call_id: str | None = None
 
     @classmethod
     def system(cls, content: str) -> Message:
@@ -60,16 +99,36 @@ class Message:
         return cls("user", content)
 
     @classmethod
-    def assistant(cls, content: str) -> Message:
-        """An assistant message."""
-        return cls("assistant", content)
+    def assistant(cls, content: str, *, tool_calls: Iterable[ToolUse] = ()) -> Message:
+        """An assistant message (with the native tool calls it made, if any)."""
+        return cls("assistant", content, tool_calls=tuple(tool_calls))
 
-    def to_dict(self) -> dict[str, str]:
-        """The OpenAI-style ``{"role": ..., "content": ...}`` form."""
-        data = {"role": self.role, "content": self.content}
+    @classmethod
+    def tool(cls, content: str, *, name: str, tool_call_id: str) -> Message:
+        """The result of the native tool call ``tool_call_id`` of tool ``name``."""
+        return cls("tool", content, name=name, tool_call_id=tool_call_id)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The OpenAI-style ``{"role": ..., "content": ...}`` form (tool calls included)."""
+        data: dict[str, Any] = {"role": self.role, "content": self.content}
         if self.name is not None:
             data["name"] = self.name
+        if self.tool_calls:
+            data["tool_calls"] = [
+                {
+                    "id": call.id,
+                    "type": "function",
+                    "function": {"name": call.name, "arguments": _arguments_text(call.arguments)},
+                }
+                for call in self.tool_calls
+            ]
+        if self.tool_call_id is not None:
+            data["tool_call_id"] = self.tool_call_id
         return data
+
+
+def _arguments_text(arguments: Mapping[str, Any] | str) -> str:
+    return arguments if isinstance(arguments, str) else json.dumps(arguments, default=str)
 
 
 MessageLike = Message | Mapping[str, Any] | str
@@ -95,7 +154,15 @@ def to_messages(messages: MessageLike | Iterable[MessageLike]) -> tuple[Message,
             if role not in ("system", "user", "assistant", "tool") or not isinstance(content, str):
                 raise BadRequestError(f"a message needs a known role and text content, got {dict(item)!r}")
             name = item.get("name")
-            out.append(Message(role, content, name if isinstance(name, str) else None))
+            call_id = item.get("tool_call_id")
+            out.append(
+                Message(
+                    role,
+                    content,
+                    name if isinstance(name, str) else None,
+                    tool_call_id=call_id if isinstance(call_id, str) else None,
+                )
+            )
         else:
             raise BadRequestError(f"not a message: {item!r}")
     if not out:
@@ -154,18 +221,26 @@ class ModelRequest:
     """What a model is asked: a chat (messages) or a raw completion (prompt).
 
     Wrappers may rewrite it (:meth:`with_messages`), e.g. to feed a validation error
-    back to the model.
+    back to the model. ``tools`` are offered to providers with native tool calling
+    (:attr:`Model.supports_tools`); the others never see them.
     """
 
     kind: RequestKind
     messages: tuple[Message, ...] = ()
     prompt: str = ""
     settings: ModelSettings = field(default_factory=ModelSettings)
+    tools: tuple[ToolSpec, ...] = ()
 
     @classmethod
-    def chat(cls, messages: MessageLike | Iterable[MessageLike], settings: ModelSettings | None = None) -> ModelRequest:
-        """A chat request."""
-        return cls("chat", to_messages(messages), "", settings or ModelSettings())
+    def chat(
+        cls,
+        messages: MessageLike | Iterable[MessageLike],
+        settings: ModelSettings | None = None,
+        *,
+        tools: Iterable[ToolSpec] = (),
+    ) -> ModelRequest:
+        """A chat request (offering ``tools`` to models with native tool calling)."""
+        return cls("chat", to_messages(messages), "", settings or ModelSettings(), tuple(tools))
 
     @classmethod
     def generate(cls, prompt: str, settings: ModelSettings | None = None) -> ModelRequest:
@@ -243,6 +318,8 @@ class ModelResult:
             :mod:`orchestrate.models.router`).
         meta: what the wrappers did: ``cache``, ``route``, ``failover``, ``hedged``,
             ``validation_attempts``...
+        tool_calls: the tools the model called natively (``finish_reason`` is then
+            ``tool_calls``), in the order it called them.
     """
 
     text: str
@@ -255,6 +332,7 @@ class ModelResult:
     data: Any = None
     cost: float | None = None
     meta: Mapping[str, Any] = field(default_factory=dict)
+    tool_calls: tuple[ToolUse, ...] = ()
 
     def replace(self, **changes: Any) -> ModelResult:
         """A copy with some fields changed."""
@@ -295,7 +373,11 @@ class Model(Protocol):
         ...
 
     async def chat(
-        self, messages: MessageLike | Iterable[MessageLike], *, settings: ModelSettings | None = None
+        self,
+        messages: MessageLike | Iterable[MessageLike],
+        *,
+        settings: ModelSettings | None = None,
+        tools: Iterable[ToolSpec] = (),
     ) -> ModelResult:
         """Answer a conversation."""
         ...
@@ -316,15 +398,24 @@ class _ModelAPI:
     def model_id(self) -> str:
         raise NotImplementedError
 
+    @property
+    def supports_tools(self) -> bool:
+        """Whether it calls tools natively (``False`` unless a provider says so)."""
+        return False
+
     async def request(self, request: ModelRequest) -> ModelResult:
         """Answer a chat or generate request (what each provider or wrapper implements)."""
         raise NotImplementedError
 
     async def chat(
-        self, messages: MessageLike | Iterable[MessageLike], *, settings: ModelSettings | None = None
+        self,
+        messages: MessageLike | Iterable[MessageLike],
+        *,
+        settings: ModelSettings | None = None,
+        tools: Iterable[ToolSpec] = (),
     ) -> ModelResult:
-        """Answer a conversation (a string is one user message)."""
-        return await _observed(self, ModelRequest.chat(messages, settings))
+        """Answer a conversation (a string is one user message), offering ``tools``."""
+        return await _observed(self, ModelRequest.chat(messages, settings, tools=tools))
 
     async def generate(self, prompt: str, *, settings: ModelSettings | None = None) -> ModelResult:
         """Continue a raw prompt."""
@@ -341,7 +432,20 @@ class _ModelAPI:
 _OPERATIONS = {"chat": "chat", "generate": "text_completion"}  # OpenTelemetry's gen_ai.operation.name
 
 
-async def _observed(model: _ModelAPI, request: ModelRequest) -> ModelResult:
+def supports_tools(model: Model) -> bool:
+    """Whether ``model`` calls tools natively (a model that does not say so does not)."""
+    return bool(getattr(model, "supports_tools", False))
+
+
+async def observed_request(model: Model, request: ModelRequest) -> ModelResult:
+    """``model.request(request)`` reported to the observers as a call a user made.
+
+    For callers that build their own :class:`ModelRequest` (an agent offering tools).
+    """
+    return await _observed(model, request)
+
+
+async def _observed(model: Model, request: ModelRequest) -> ModelResult:
     """``model.request(request)``, reported to the observers (``model_called``) if there are any.
 
     The call a user makes (``chat``, ``generate``) is reported once, after its wrappers:
@@ -437,6 +541,11 @@ class WrapperModel(_ModelAPI):
     def model_id(self) -> str:
         """The wrapped model's id."""
         return self.wrapped.model_id
+
+    @property
+    def supports_tools(self) -> bool:
+        """Whether the wrapped model calls tools natively."""
+        return supports_tools(self.wrapped)
 
     async def request(self, request: ModelRequest) -> ModelResult:
         """Forward to the wrapped model."""

@@ -21,13 +21,16 @@ import ollama
 
 from orchestrate.errors import ModelError, ModelTimeoutError, ServerError
 from orchestrate.models._http import status_error
+from orchestrate.models._wire import openai_tool, parse_arguments
 from orchestrate.models.base import (
     BaseProvider,
     EmbeddingResult,
     FinishReason,
+    Message,
     ModelRequest,
     ModelResult,
     ModelSettings,
+    ToolUse,
     Usage,
 )
 
@@ -48,6 +51,7 @@ class OllamaModel(BaseProvider):
     """
 
     provider = "ollama"
+    supports_tools = True  # /api/chat's ``tools`` and ``message.tool_calls``
 
     def __init__(
         self,
@@ -102,12 +106,17 @@ class OllamaModel(BaseProvider):
             if request.kind == "chat":
                 response: Any = await self._client().chat(
                     model=self.model_id,
-                    messages=[m.to_dict() for m in request.messages],
+                    messages=[ollama_message(m) for m in request.messages],
+                    tools=[openai_tool(spec) for spec in request.tools] or None,
                     options=options or None,
                     format=fmt,
                     keep_alive=self.keep_alive,
                 )
                 text = response.message.content
+                calls = tuple(
+                    ToolUse(f"call_{i}", str(call.function.name), parse_arguments(call.function.arguments))
+                    for i, call in enumerate(response.message.tool_calls or ())
+                )
             else:
                 response = await self._client().generate(
                     model=self.model_id,
@@ -118,6 +127,7 @@ class OllamaModel(BaseProvider):
                     keep_alive=self.keep_alive,
                 )
                 text = response.response
+                calls = ()
         except (ollama.ResponseError, ollama.RequestError, httpx.HTTPError, ConnectionError, ValueError) as exc:
             raise self._map_error(exc) from exc
         except AttributeError as exc:
@@ -131,6 +141,7 @@ class OllamaModel(BaseProvider):
             except ValueError:
                 data = None
         reason = getattr(response, "done_reason", None)
+        finish = _FINISH.get(reason, "other") if reason else None
         return ModelResult(
             text=text,
             model=self.model_id,
@@ -138,8 +149,9 @@ class OllamaModel(BaseProvider):
             latency_s=latency,
             version=getattr(response, "model", None),
             provider=self.provider,
-            finish_reason=_FINISH.get(reason, "other") if reason else None,
+            finish_reason="tool_calls" if calls else finish,
             data=data,
+            tool_calls=calls,
         )
 
     async def embed(self, texts: Sequence[str]) -> EmbeddingResult:
@@ -166,3 +178,17 @@ class OllamaModel(BaseProvider):
         if isinstance(exc, ollama.RequestError):
             return status_error(400, str(exc.error), model=name)
         return ServerError(f"{name}: malformed response: {type(exc).__qualname__}: {exc}", model=name)
+
+
+def ollama_message(message: Message) -> dict[str, Any]:
+    """A message in ``/api/chat``'s form: tool calls carry their arguments as objects,
+    tool results name their tool (Ollama has no call ids)."""
+    data: dict[str, Any] = {"role": message.role, "content": message.content}
+    if message.tool_calls:
+        data["tool_calls"] = [
+            {"function": {"name": c.name, "arguments": c.arguments if isinstance(c.arguments, dict) else {}}}
+            for c in message.tool_calls
+        ]
+    if message.role == "tool" and message.name is not None:
+        data["tool_name"] = message.name
+    return data

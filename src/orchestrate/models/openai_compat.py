@@ -40,6 +40,7 @@ from orchestrate.errors import (
     ServerError,
 )
 from orchestrate.models._http import status_error
+from orchestrate.models._wire import openai_tool, parse_arguments
 from orchestrate.models.base import (
     BaseProvider,
     EmbeddingResult,
@@ -47,6 +48,7 @@ from orchestrate.models.base import (
     ModelRequest,
     ModelResult,
     ModelSettings,
+    ToolUse,
     Usage,
 )
 from orchestrate.models.secrets import Secret, reveal
@@ -84,6 +86,7 @@ class OpenAICompatModel(BaseProvider):
     """
 
     provider = "openai"
+    supports_tools = True  # chat completions' ``tools`` and ``tool_calls``
 
     def __init__(
         self,
@@ -153,10 +156,12 @@ class OpenAICompatModel(BaseProvider):
                 )
             else:
                 messages = (
-                    [m.to_dict() for m in request.messages]
+                    [_wire_message(m.to_dict()) for m in request.messages]
                     if request.kind == "chat"
                     else [{"role": "user", "content": request.prompt}]
                 )
+                if request.tools:
+                    params["tools"] = [openai_tool(spec) for spec in request.tools]
                 if settings.json_schema is not None and self.json_schema_mode == "json_object":
                     params["response_format"] = {"type": "json_object", "schema": dict(settings.json_schema)}
                 elif settings.json_schema is not None:
@@ -211,6 +216,9 @@ class OpenAICompatModel(BaseProvider):
         try:
             choice = response.choices[0]
             text = choice.message.content if chat else choice.text
+            calls = (
+                tuple(_tool_use(call) for call in (getattr(choice.message, "tool_calls", None) or ())) if chat else ()
+            )
             reason = getattr(choice, "finish_reason", None)
             usage = getattr(response, "usage", None)
             tokens = Usage(
@@ -240,6 +248,7 @@ class OpenAICompatModel(BaseProvider):
             provider=self.provider,
             finish_reason=_FINISH.get(reason or "", "other") if reason else None,
             data=data,
+            tool_calls=calls,
         )
 
     def _map_error(self, exc: Exception) -> ModelError:
@@ -260,6 +269,20 @@ class OpenAICompatModel(BaseProvider):
         if isinstance(exc, openai.APIResponseValidationError | ValueError):
             return ServerError(f"{name}: malformed response: {exc}", model=name)
         return ServerError(f"{name}: {type(exc).__qualname__}: {exc}", model=name)
+
+
+def _tool_use(call: Any) -> ToolUse:
+    function = call.function
+    return ToolUse(str(call.id), str(function.name), parse_arguments(function.arguments))
+
+
+def _wire_message(data: dict[str, Any]) -> dict[str, Any]:
+    # An assistant turn that only called tools has no text: the API wants null, not "".
+    if data.get("tool_calls") and not data.get("content"):
+        data["content"] = None
+    if data["role"] == "tool":
+        data.pop("name", None)
+    return data
 
 
 def _message(exc: Any) -> str:

@@ -59,6 +59,7 @@ def test_tools_describe_themselves_without_credentials() -> None:
         "type": "object",
         "properties": {"order_id": {"type": "string"}},
         "required": ["order_id"],
+        "additionalProperties": False,
     }
     assert lookup_order.description == "Look up an order by id." and lookup_order.credentials == ("crm_key",)
     prompt = agent(FakeModel()).system_prompt()
@@ -91,7 +92,7 @@ async def test_mistakes_are_fed_back_and_count_as_steps() -> None:
     assert "not valid JSON" in feedback[0]
     assert "no tool named 'teleport'" in feedback[1]
     assert "has no argument(s) ['id']" in feedback[2]
-    assert "expected float" in feedback[3]
+    assert "issue_refund.amount: Input should be a valid number" in feedback[3] and "'lots'" in feedback[3]
 
 
 async def test_the_step_limit_stops_a_looping_agent() -> None:

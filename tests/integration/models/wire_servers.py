@@ -1,0 +1,220 @@
+"""Loopback HTTP servers speaking three providers' wire formats, answering with a function.
+
+Each server decodes a request, hands the JSON body to a *brain* (a function of the body
+that says what the model does: text, tool calls, or both), and encodes the answer the
+way its provider would: OpenAI chat completions (JSON or server-sent events), Anthropic
+messages, Ollama ``/api/chat``. Every request is kept in ``requests`` so that tests count
+what reached "the model". A brain may also hold a request (``Hold``) until released,
+which is how a test kills a worker in the middle of a model call.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+
+@dataclass
+class Said:
+    """What the scripted model says: text and tool calls (``[(name, arguments), ...]``)."""
+
+    text: str = ""
+    calls: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    input_tokens: int = 20
+    output_tokens: int = 5
+    hold: threading.Event | None = None  # wait for this before answering
+    chunk_delay: float = 0.0  # between streamed chunks
+
+
+Brain = Callable[[dict[str, Any]], Said]
+
+
+class WireServer:
+    """A threading HTTP server on a free loopback port; subclasses encode one wire format."""
+
+    def __init__(self, brain: Brain) -> None:
+        self.brain = brain
+        self.requests: list[dict[str, Any]] = []
+        self.arrived = threading.Condition()
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                length = int(self.headers.get("content-length") or 0)
+                body = json.loads(self.rfile.read(length) or b"null")
+                with server.arrived:
+                    server.requests.append({"path": self.path, "body": body, "headers": dict(self.headers)})
+                    server.arrived.notify_all()
+                said = server.brain(body)
+                if said.hold is not None:
+                    said.hold.wait(120)
+                try:
+                    if body.get("stream"):
+                        server.stream(self, body, said)
+                    else:
+                        payload = json.dumps(server.encode(body, said)).encode()
+                        self.send_response(200)
+                        self.send_header("content-type", "application/json")
+                        self.send_header("content-length", str(len(payload)))
+                        self.end_headers()
+                        self.wfile.write(payload)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the client is gone (killed, cancelled)
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self.port = self._server.server_address[1]
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> WireServer:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def wait_for(self, count: int, timeout: float = 60.0) -> None:
+        """Block until ``count`` requests have arrived."""
+        deadline = time.monotonic() + timeout
+        with self.arrived:
+            while len(self.requests) < count:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise AssertionError(f"only {len(self.requests)} of {count} requests arrived")
+                self.arrived.wait(left)
+
+    def encode(self, body: dict[str, Any], said: Said) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def stream(self, handler: BaseHTTPRequestHandler, body: dict[str, Any], said: Said) -> None:
+        raise NotImplementedError
+
+
+class OpenAIWire(WireServer):
+    """``POST /v1/chat/completions``, tool calls as ``message.tool_calls``; SSE when ``stream``."""
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def encode(self, body: dict[str, Any], said: Said) -> dict[str, Any]:
+        calls = [
+            {
+                "id": f"call_{len(self.requests)}_{i}",
+                "type": "function",
+                "function": {"name": n, "arguments": json.dumps(a)},
+            }
+            for i, (n, a) in enumerate(said.calls)
+        ]
+        message: dict[str, Any] = {"role": "assistant", "content": said.text or None}
+        if calls:
+            message["tool_calls"] = calls
+        return {
+            "id": f"chatcmpl-{len(self.requests)}",
+            "object": "chat.completion",
+            "created": 1_700_000_000,
+            "model": body.get("model", "wire"),
+            "choices": [{"index": 0, "message": message, "finish_reason": "tool_calls" if calls else "stop"}],
+            "usage": {
+                "prompt_tokens": said.input_tokens,
+                "completion_tokens": said.output_tokens,
+                "total_tokens": said.input_tokens + said.output_tokens,
+            },
+        }
+
+    def stream(self, handler: BaseHTTPRequestHandler, body: dict[str, Any], said: Said) -> None:
+        handler.send_response(200)
+        handler.send_header("content-type", "text/event-stream")
+        handler.send_header("connection", "close")
+        handler.end_headers()
+
+        def send(data: dict[str, Any] | str) -> None:
+            text = data if isinstance(data, str) else json.dumps(data)
+            handler.wfile.write(f"data: {text}\n\n".encode())
+            handler.wfile.flush()
+
+        base = {"id": "chatcmpl-s", "object": "chat.completion.chunk", "created": 1_700_000_000, "model": "wire"}
+        for i, piece in enumerate(said.text.split(" ")):
+            if said.chunk_delay:
+                time.sleep(said.chunk_delay)
+            token = piece if i == 0 else " " + piece
+            send({**base, "choices": [{"index": 0, "delta": {"content": token}, "finish_reason": None}]})
+        for i, (name, args) in enumerate(said.calls):
+            delta = {
+                "tool_calls": [
+                    {
+                        "index": i,
+                        "id": f"call_s_{i}",
+                        "type": "function",
+                        "function": {"name": name, "arguments": json.dumps(args)},
+                    }
+                ]
+            }
+            send({**base, "choices": [{"index": 0, "delta": delta, "finish_reason": None}]})
+        send(
+            {
+                **base,
+                "choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls" if said.calls else "stop"}],
+                "usage": {
+                    "prompt_tokens": said.input_tokens,
+                    "completion_tokens": said.output_tokens,
+                    "total_tokens": said.input_tokens + said.output_tokens,
+                },
+            }
+        )
+        send("[DONE]")
+        handler.close_connection = True
+
+
+class AnthropicWire(WireServer):
+    """``POST /v1/messages``, tool calls as ``tool_use`` content blocks."""
+
+    def encode(self, body: dict[str, Any], said: Said) -> dict[str, Any]:
+        content: list[dict[str, Any]] = [{"type": "text", "text": said.text}] if said.text else []
+        content += [
+            {"type": "tool_use", "id": f"toolu_{len(self.requests)}_{i}", "name": n, "input": a}
+            for i, (n, a) in enumerate(said.calls)
+        ]
+        return {
+            "id": f"msg_{len(self.requests)}",
+            "type": "message",
+            "role": "assistant",
+            "model": body.get("model", "wire"),
+            "content": content,
+            "stop_reason": "tool_use" if said.calls else "end_turn",
+            "stop_sequence": None,
+            "usage": {"input_tokens": said.input_tokens, "output_tokens": said.output_tokens},
+        }
+
+
+class OllamaWire(WireServer):
+    """``POST /api/chat`` (not streamed), tool calls as ``message.tool_calls`` with object arguments."""
+
+    def encode(self, body: dict[str, Any], said: Said) -> dict[str, Any]:
+        message: dict[str, Any] = {"role": "assistant", "content": said.text}
+        if said.calls:
+            message["tool_calls"] = [{"function": {"name": n, "arguments": a}} for n, a in said.calls]
+        return {
+            "model": body.get("model", "wire"),
+            "created_at": "2026-01-01T00:00:00Z",
+            "message": message,
+            "done": True,
+            "done_reason": "stop",
+            "prompt_eval_count": said.input_tokens,
+            "eval_count": said.output_tokens,
+        }
