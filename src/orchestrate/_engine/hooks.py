@@ -124,6 +124,7 @@ def step_ended(hooks: Dispatch, ctx: RunContext, spec: StepSpec, record: StepRec
             cached=bool(meta.get("cached")),
             model=meta.get("model"),
             route=meta.get("route"),
+            output=record.output,
         )
         return
     common: dict[str, Any] = {

@@ -1,26 +1,31 @@
-"""Monitors: a step's health over windows of its recent executions, with alert rules.
+"""Monitors: a step's health and drift over its recent executions, with alert rules.
 
-A first cut, in one process's memory: a :class:`MonitorObserver` watches the steps this
-process runs, closes a window every ``window`` executions of a step, computes a metric
-over it and asks the monitor's rule whether it is abnormal::
+A :class:`MonitorObserver` watches the steps this process runs. A :class:`Monitor`
+closes a window every ``window`` executions of a step, computes a metric over it and
+asks its rule whether it is abnormal; a :class:`DriftMonitor` feeds a step's outputs (or
+one field of them) to a :class:`~orchestrate.observe.drift.DriftDetector` and alerts
+when the recent window has drifted from the reference::
 
     monitors = MonitorObserver(
         [
             Monitor("fraud_check", "fallback_rate", Threshold(above=0.05)),
             Monitor("fraud_check", "latency_p95", Deviation(sigmas=2)),  # seed 002's "2 standard deviations"
+            Monitor("fraud_check", "field_mean", Cusum(), field="confidence"),
+            DriftMonitor("fraud_check", Drift("psi", 0.2), field="score"),
         ],
         on_alert=page_someone,
     )
     engine = Engine(store, observers=[monitors])
 
-An alert fires once when a monitor turns abnormal and resolves once when it is normal
-again (``monitor_alert`` / ``monitor_resolved`` log records, and ``on_alert``). A
-:class:`Deviation` rule learns its baseline from the windows it judged normal (the ones
-that fired are kept out of it).
+Rules: :class:`Threshold`; :class:`Deviation` (standard deviations from a baseline learned from the windows
+it judged normal); the change detectors :class:`~orchestrate.observe.change.Cusum` and
+:class:`~orchestrate.observe.change.PageHinkley`, which fire on a sustained shift and
+not on one noisy window. An alert fires once when a monitor turns abnormal and resolves
+once when it is normal again (``monitor_alert`` / ``monitor_resolved`` log records, and
+``on_alert``).
 
 Not yet: monitors evaluated from the store (shared by every worker, surviving restarts),
-durable alert states with acknowledgements, change detection robust to noise
-(Page-Hinkley, CUSUM), drift of inputs and outputs, outcome feedback, actions.
+durable alert states with acknowledgements, outcome feedback, actions.
 """
 
 from __future__ import annotations
@@ -33,10 +38,14 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from orchestrate.errors import InvalidInputError
+from orchestrate.observe.change import ChangeState, Cusum, PageHinkley
+from orchestrate.observe.drift import Drift, DriftDetector, DriftReading, Encode
 from orchestrate.observe.logging import get_logger
 from orchestrate.observe.observer import Observer
 
-Metric = Literal["latency_mean", "latency_p95", "error_rate", "fallback_rate", "retry_rate", "attempts_mean"]
+Metric = Literal[
+    "latency_mean", "latency_p95", "error_rate", "fallback_rate", "retry_rate", "attempts_mean", "field_mean"
+]
 METRICS: tuple[str, ...] = Metric.__args__  # type: ignore[attr-defined]
 
 
@@ -101,7 +110,16 @@ class Deviation:
         return f"{value:.4g} is {sigmas:.3g} standard deviations from {mean:.4g} (sd {spread:.3g})"
 
 
-Rule = Threshold | Deviation
+Rule = Threshold | Deviation | Cusum | PageHinkley
+
+
+def field_of(value: Any, path: str) -> Any:
+    """``path``'s value in ``value`` (dotted keys or attributes), or ``None`` when absent."""
+    for part in path.split("."):
+        value = value.get(part) if isinstance(value, dict) else getattr(value, part, None)
+        if value is None:
+            return None
+    return value
 
 
 @dataclass(frozen=True)
@@ -112,11 +130,17 @@ class Monitor:
         step: the step's name.
         metric: ``latency_mean``, ``latency_p95`` (seconds), ``error_rate`` (failed for
             good), ``fallback_rate``, ``retry_rate`` (more than one attempt),
-            ``attempts_mean``.
-        rule: a :class:`Threshold` or a :class:`Deviation`.
+            ``attempts_mean``, or ``field_mean``: the mean of a numeric ``field`` of the
+            step's output (a confidence, a score, an amount) over the executions that
+            returned one.
+        rule: a :class:`Threshold`, a :class:`Deviation`, a :class:`Cusum` or a
+            :class:`PageHinkley`.
         window: executions per window.
         workflow: only this workflow's step (default: any workflow's step of that name).
-        name: the monitor's name (default ``<step>.<metric>``).
+        field: for ``field_mean``: the output's field, dotted for nested ones
+            (``"scores.fraud"``).
+        name: the monitor's name (default ``<step>.<metric>``, or ``<step>.<field>`` for
+            ``field_mean``).
     """
 
     step: str
@@ -124,6 +148,7 @@ class Monitor:
     rule: Rule
     window: int = 100
     workflow: str | None = None
+    field: str | None = None
     name: str = ""
 
     def __post_init__(self) -> None:
@@ -131,8 +156,49 @@ class Monitor:
             raise InvalidInputError(f"unknown metric {self.metric!r}; use one of {', '.join(METRICS)}")
         if self.window < 1:
             raise InvalidInputError("a monitor's window needs at least one execution")
+        if (self.metric == "field_mean") != bool(self.field):
+            raise InvalidInputError(
+                f"monitor on {self.step!r}: field= goes with metric='field_mean' (and it needs one)"
+            )
+        if not isinstance(self.rule, Threshold | Deviation | Cusum | PageHinkley):
+            raise InvalidInputError(
+                f"monitor on {self.step!r}: rule must be Threshold, Deviation, Cusum or PageHinkley, "
+                f"not {type(self.rule).__name__}"
+            )
         if not self.name:
-            object.__setattr__(self, "name", f"{self.step}.{self.metric}")
+            suffix = self.field if self.metric == "field_mean" else self.metric
+            object.__setattr__(self, "name", f"{self.step}.{suffix}")
+
+
+@dataclass(frozen=True)
+class DriftMonitor:
+    """Drift of one step's outputs (or a field of them) from a reference window.
+
+    Args:
+        step: the step's name.
+        rule: the :class:`~orchestrate.observe.drift.Drift` test, threshold and windows.
+        field: the output's field to watch, dotted for nested ones (default: the whole
+            output, which must then be a number, a category or a text as the test needs).
+        workflow: only this workflow's step (default: any workflow's step of that name).
+        encode: for the ``embedding`` and ``mmd`` tests: texts to vectors (e.g.
+            ``LocalEmbedder().encode``, MiniLM).
+        name: the monitor's name (default ``<step>.<field>.drift`` or ``<step>.drift``).
+    """
+
+    step: str
+    rule: Drift
+    field: str | None = None
+    workflow: str | None = None
+    encode: Encode | None = None
+    name: str = ""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.rule, Drift):
+            raise InvalidInputError(f"drift monitor on {self.step!r}: rule must be a Drift, not {self.rule!r}")
+        DriftDetector(self.rule, encode=self.encode)  # refuses a text test without an encoder
+        if not self.name:
+            middle = f".{self.field}" if self.field else ""
+            object.__setattr__(self, "name", f"{self.step}{middle}.drift")
 
 
 @dataclass(frozen=True)
@@ -154,18 +220,25 @@ class _Execution:
     failed: bool
     fallback: bool
     attempts: int
+    output: Any = None
 
 
 @dataclass
 class _State:
     window: list[_Execution] = field(default_factory=list)
     history: deque[float] = field(default_factory=deque)
+    change: ChangeState | None = None
     firing: bool = False
 
 
-def measure(metric: str, executions: Sequence[_Execution]) -> float:
-    """The metric over a window of executions."""
+def measure(metric: str, executions: Sequence[_Execution], field_path: str | None = None) -> float | None:
+    """The metric over a window of executions (``None``: no execution gave a ``field_mean`` value)."""
     n = len(executions)
+    if metric == "field_mean":
+        assert field_path is not None
+        values = [_number(field_of(e.output, field_path)) for e in executions if not e.failed]
+        numbers = [v for v in values if v is not None]
+        return statistics.fmean(numbers) if numbers else None
     if metric == "latency_mean":
         return statistics.fmean(e.latency_s for e in executions)
     if metric == "latency_p95":
@@ -180,35 +253,71 @@ def measure(metric: str, executions: Sequence[_Execution]) -> float:
     return statistics.fmean(e.attempts for e in executions)
 
 
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        return None
+    return float(value)
+
+
 class MonitorObserver(Observer):
-    """Evaluates :class:`Monitor` s on the steps this process runs.
+    """Evaluates :class:`Monitor` s and :class:`DriftMonitor` s on the steps this process runs.
+
+    A step's output reaches it through the ``output`` of the ``step_succeeded`` hook; a
+    fallback's answer counts for the health metrics but not for ``field_mean`` or drift
+    (it is not what the step produced).
 
     Args:
         monitors: what to watch.
         on_alert: called with each :class:`Alert` (firing and resolved), besides the log.
     """
 
-    def __init__(self, monitors: Sequence[Monitor], *, on_alert: Callable[[Alert], Any] | None = None) -> None:
+    def __init__(
+        self, monitors: Sequence[Monitor | DriftMonitor], *, on_alert: Callable[[Alert], Any] | None = None
+    ) -> None:
+        for monitor in monitors:
+            if not isinstance(monitor, Monitor | DriftMonitor):
+                raise InvalidInputError(f"MonitorObserver takes Monitor and DriftMonitor, not {monitor!r}")
         names = [m.name for m in monitors]
         if len(set(names)) != len(names):
             raise InvalidInputError(f"monitor names must differ: {names}")
         self.monitors = tuple(monitors)
         self.on_alert = on_alert
         self.alerts: deque[Alert] = deque(maxlen=1000)  # the latest, for a look without a sink
-        self._by_step: dict[str, list[Monitor]] = {}
+        self._by_step: dict[str, list[Monitor | DriftMonitor]] = {}
         for monitor in self.monitors:
             self._by_step.setdefault(monitor.step, []).append(monitor)
         self._states: dict[tuple[str, str], _State] = {}
+        self._detectors: dict[tuple[str, str], DriftDetector] = {}
 
     def firing(self) -> list[str]:
         """Names of the monitors firing now (per workflow: ``<workflow>:<monitor>``)."""
         return sorted(f"{wf}:{name}" for (wf, name), state in self._states.items() if state.firing)
 
+    def drift_scores(self) -> dict[str, DriftReading]:
+        """The latest reading of each drift monitor that has scored (``<workflow>:<monitor>``)."""
+        return {
+            f"{wf}:{name}": detector.last
+            for (wf, name), detector in sorted(self._detectors.items())
+            if detector.last is not None
+        }
+
+    def detector(self, monitor: str, *, workflow: str) -> DriftDetector:
+        """The drift detector of ``monitor`` for ``workflow`` (to pin or re-baseline it).
+
+        Raises:
+            InvalidInputError: no drift monitor of that name has seen that workflow's step.
+        """
+        found = self._detectors.get((workflow, monitor))
+        if found is None:
+            known = ", ".join(f"{wf}:{name}" for wf, name in sorted(self._detectors)) or "none yet"
+            raise InvalidInputError(f"no drift detector {workflow}:{monitor} (known: {known})")
+        return found
+
     def step_succeeded(
         self, *, workflow: str, name: str, attempts: int, latency_s: float, at: float, **future_kwargs: Any
     ) -> None:
-        """One execution that succeeded."""
-        self._add(workflow, name, _Execution(latency_s, False, False, attempts), at)
+        """One execution that succeeded (``output``, when the engine passes it, feeds drift)."""
+        self._add(workflow, name, _Execution(latency_s, False, False, attempts, future_kwargs.get("output")), at)
 
     def step_fallback(
         self, *, workflow: str, name: str, attempts: int, latency_s: float, at: float, **future_kwargs: Any
@@ -228,24 +337,63 @@ class MonitorObserver(Observer):
                 continue
             state = self._states.get((workflow, monitor.name))
             if state is None:
-                baseline = monitor.rule.baseline if isinstance(monitor.rule, Deviation) else 1
-                state = self._states[(workflow, monitor.name)] = _State(history=deque(maxlen=baseline))
+                state = self._states[(workflow, monitor.name)] = self._new_state(monitor)
+            if isinstance(monitor, DriftMonitor):
+                self._drift(monitor, state, workflow, execution, at)
+                continue
             state.window.append(execution)
             if len(state.window) >= monitor.window:
                 self._judge(monitor, state, workflow, at)
 
+    @staticmethod
+    def _new_state(monitor: Monitor | DriftMonitor) -> _State:
+        rule = monitor.rule
+        baseline = rule.baseline if isinstance(rule, Deviation) else 1
+        change = rule.start() if isinstance(rule, Cusum | PageHinkley) else None
+        return _State(history=deque(maxlen=baseline), change=change)
+
     def _judge(self, monitor: Monitor, state: _State, workflow: str, at: float) -> None:
-        value = measure(monitor.metric, state.window)
+        value = measure(monitor.metric, state.window, monitor.field)
         state.window = []
-        reason = monitor.rule.decide(value, state.history)
+        if value is None:
+            return
+        rule = monitor.rule
+        if isinstance(rule, Cusum | PageHinkley):
+            assert state.change is not None
+            state.change, reason = rule.update(state.change, value)
+        else:
+            reason = rule.decide(value, state.history)
+            if reason is None:
+                state.history.append(value)  # only normal windows teach the baseline
+        self._transition(monitor.name, monitor.step, state, workflow, value, reason, at)
+
+    def _drift(self, monitor: DriftMonitor, state: _State, workflow: str, execution: _Execution, at: float) -> None:
+        if execution.failed or execution.fallback:
+            return
+        value = execution.output if monitor.field is None else field_of(execution.output, monitor.field)
+        if value is None:
+            return
+        detector = self._detectors.get((workflow, monitor.name))
+        if detector is None:
+            detector = self._detectors[(workflow, monitor.name)] = DriftDetector(monitor.rule, encode=monitor.encode)
+        try:
+            reading = detector.add(value)
+        except InvalidInputError as exc:
+            get_logger().warning("drift_value_refused", monitor=monitor.name, workflow=workflow, reason=str(exc))
+            return
+        if reading is not None:
+            self._transition(monitor.name, monitor.step, state, workflow, reading.score, reading.reason, at)
+
+    def _transition(
+        self, name: str, step: str, state: _State, workflow: str, value: float, reason: str | None, at: float
+    ) -> None:
         if reason is None:
-            state.history.append(value)  # only normal windows teach the baseline
             if state.firing:
                 state.firing = False
-                self._tell(Alert(monitor.name, "resolved", value, "back to normal", workflow, monitor.step, at))
+                self._tell(Alert(name, "resolved", value, "back to normal", workflow, step, at))
         elif not state.firing:
             state.firing = True
-            self._tell(Alert(monitor.name, "firing", value, reason, workflow, monitor.step, at))
+            self._tell(Alert(name, "firing", value, reason, workflow, step, at))
 
     def _tell(self, alert: Alert) -> None:
         self.alerts.append(alert)

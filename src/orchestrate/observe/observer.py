@@ -149,13 +149,15 @@ class Observer:
         cached: bool,
         model: Mapping[str, Any] | None,
         at: float,
+        output: Any = None,
         **future_kwargs: Any,
     ) -> None:
         """The step returned and its record was written.
 
         ``latency_s`` spans its attempts (and their backoffs); ``cached`` says it came from
         the step's cache; ``model`` is the quality record of a step that returned a model
-        result (``model``, ``version``, ``tokens_in``, ``tokens_out``, ``cost``).
+        result (``model``, ``version``, ``tokens_in``, ``tokens_out``, ``cost``);
+        ``output`` is the step's output as its record holds it (read it, never change it).
         """
 
     def step_failed(
