@@ -53,6 +53,7 @@ async def principal(request: Request) -> Principal:
     state = state_of(request)
     if not state.settings.auth:
         return LOCAL
+    await state.client.engine.open()  # the tokens are in the store (no-op once open)
     return await authenticate(
         state.access,
         state.sessions,

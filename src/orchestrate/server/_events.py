@@ -85,7 +85,9 @@ async def run_events(
 
     async def stream() -> AsyncIterator[ServerSentEvent]:
         nonlocal after
-        while True:
+        loop = asyncio.get_running_loop()
+        ends = loop.time() + state.settings.stream_seconds
+        while loop.time() < ends:
             events = await events_after(client.store, after, run_id=found, limit=500)
             current = await client.store.get_run(found)
             status = current.status.value if current is not None else "gone"
@@ -122,7 +124,9 @@ async def review_events(
 
     async def stream() -> AsyncIterator[ServerSentEvent]:
         nonlocal after
-        while True:
+        loop = asyncio.get_running_loop()
+        ends = loop.time() + state.settings.stream_seconds
+        while loop.time() < ends:
             events = await events_after(store, after, kinds=kinds, limit=500)
             for event in events:
                 after = event.id

@@ -140,10 +140,6 @@ def install_errors(app: FastAPI) -> None:
         return problem(exc.status_code, detail, headers=getattr(exc, "headers", None))
 
 
-class _TooLargeError(Exception):
-    """The body grew past the limit while it was read."""
-
-
 class GuardMiddleware:
     """Outermost layer: Host check, body size limit, security headers on every response."""
 
@@ -172,19 +168,30 @@ class GuardMiddleware:
                 await self._refuse(scope, receive, send, 413, f"the request body is over {limit} bytes")
                 return
         started = False
+        refused = False
         seen = 0
 
         async def limited_receive() -> Message:
-            nonlocal seen
+            nonlocal seen, refused, started
+            if refused:
+                return {"type": "http.disconnect"}
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > limit:
-                    raise _TooLargeError
+                    # Answer now and tell the app the client left: it stops reading, and
+                    # whatever it still sends is dropped.
+                    refused = True
+                    if not started:
+                        started = True
+                        await self._refuse(scope, receive, send, 413, f"the request body is over {limit} bytes")
+                    return {"type": "http.disconnect"}
             return message
 
         async def secured_send(message: Message) -> None:
             nonlocal started
+            if refused:
+                return
             if message["type"] == "http.response.start":
                 started = True
                 names = {name.lower() for name, _ in message.get("headers", ())}
@@ -196,10 +203,9 @@ class GuardMiddleware:
 
         try:
             await self.app(scope, limited_receive, secured_send)
-        except _TooLargeError:
-            if not started:
-                await self._refuse(scope, receive, send, 413, f"the request body is over {limit} bytes")
         except Exception as exc:  # noqa: BLE001 - the last line of defence: a 500, never a traceback
+            if refused:
+                return
             # Not an error orchestrate expected: one line in the log, a 500 without internals.
             log.error(
                 "unexpected %s in %s %s: %s", type(exc).__name__, scope["method"], scope["path"], redact(str(exc))

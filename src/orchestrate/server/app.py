@@ -38,6 +38,7 @@ async def sign_in(request: Request, response: Response, body: SignIn) -> Session
     """Open a dashboard session with an API token: sets the session cookie, returns the CSRF token."""
     state = state_of(request)
     now = time.time()
+    await state.client.engine.open()
     record_ = await from_token(state.access, body.token, now=now)
     cookie, csrf = state.sessions.open(record_, token_hash(body.token), now=now)
     response.set_cookie(

@@ -43,6 +43,8 @@ class ServerSettings:
         self_approval: whether a reviewer may approve a review of a run they started
             through the API (``False``: refused, four eyes).
         page_limit: the largest ``limit`` a listing takes.
+        stream_seconds: how long a live event stream stays open; the browser's
+            ``EventSource`` then reconnects with ``Last-Event-ID`` and misses nothing.
     """
 
     auth: bool = True
@@ -53,6 +55,7 @@ class ServerSettings:
     poll_seconds: float = 0.05
     self_approval: bool = False
     page_limit: int = 500
+    stream_seconds: float = 300.0
 
     def __init__(
         self,
@@ -65,6 +68,7 @@ class ServerSettings:
         poll_seconds: float = 0.05,
         self_approval: bool = False,
         page_limit: int = 500,
+        stream_seconds: float = 300.0,
     ) -> None:
         if isinstance(allowed_hosts, str):
             allowed_hosts = [allowed_hosts]
@@ -77,7 +81,11 @@ class ServerSettings:
         ):
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise InvalidInputError(f"{name} must be an int >= {low}, got {value!r}")
-        for name, seconds in (("session_seconds", session_seconds), ("poll_seconds", poll_seconds)):
+        for name, seconds in (
+            ("session_seconds", session_seconds),
+            ("poll_seconds", poll_seconds),
+            ("stream_seconds", stream_seconds),
+        ):
             if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not seconds > 0:
                 raise InvalidInputError(f"{name} must be a positive number of seconds, got {seconds!r}")
         object.__setattr__(self, "auth", bool(auth))
@@ -88,6 +96,7 @@ class ServerSettings:
         object.__setattr__(self, "poll_seconds", float(poll_seconds))
         object.__setattr__(self, "self_approval", bool(self_approval))
         object.__setattr__(self, "page_limit", page_limit)
+        object.__setattr__(self, "stream_seconds", float(stream_seconds))
 
     def host_allowed(self, header: str) -> bool:
         """Whether a request's ``Host`` header names this server."""

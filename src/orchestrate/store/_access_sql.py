@@ -1,17 +1,39 @@
 """Tokens, the audit trail, the history feed and run pages in the SQL stores (schema 6).
 
 Each function takes any store and answers ``None`` when it is no SQL store, so callers
-fall back to what every store offers.
+fall back to what every store offers. Statements use ``?`` placeholders; PostgreSQL's
+are rewritten once. SQLite runs them on its connection's thread (writes in its write
+transaction), PostgreSQL through the store's retried statements.
 """
 
 from __future__ import annotations
 
+import json
+import sqlite3
 import weakref
+from collections.abc import Sequence
 from typing import Any
 
-from orchestrate.store._access import AccessStore, MemoryAccessStore
+from orchestrate.store import _sql
+from orchestrate.store._access import AccessStore, AuditEntry, MemoryAccessStore, TokenRecord
+from orchestrate.store.base import Event, RunRecord
+from orchestrate.types import RunStatus
 
 _MEMORY: weakref.WeakKeyDictionary[Any, MemoryAccessStore] = weakref.WeakKeyDictionary()
+
+_TOKEN_COLUMNS = "token_id, name, roles, token_hash, created_at, expires_at, revoked_at"
+INSERT_TOKEN = (
+    f"INSERT INTO orchestrate_tokens ({_TOKEN_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (token_id) DO NOTHING"
+)
+TOKEN_BY_HASH = f"SELECT {_TOKEN_COLUMNS} FROM orchestrate_tokens WHERE token_hash = ?"
+TOKEN_BY_ID = f"SELECT {_TOKEN_COLUMNS} FROM orchestrate_tokens WHERE token_id = ?"
+LIST_TOKENS = f"SELECT {_TOKEN_COLUMNS} FROM orchestrate_tokens ORDER BY created_at, token_id"
+REVOKE_TOKEN = "UPDATE orchestrate_tokens SET revoked_at = ? WHERE token_id = ? AND revoked_at IS NULL"
+_AUDIT_COLUMNS = "principal, at, action, target, payload_hash, outcome"
+INSERT_AUDIT = f"INSERT INTO orchestrate_audit ({_AUDIT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)"
+LIST_AUDIT = f"SELECT {_AUDIT_COLUMNS}, id FROM orchestrate_audit WHERE id > ? ORDER BY id LIMIT ?"
+LAST_EVENT = "SELECT COALESCE(MAX(id), 0) FROM orchestrate_events"
+_EVENT_COLUMNS = "id, run_id, kind, at, step_key, data"
 
 
 def unwrap(store: Any) -> Any:
@@ -22,6 +44,117 @@ def unwrap(store: Any) -> Any:
             break
         store = inner
     return store
+
+
+def _dialect(store: Any) -> str | None:
+    from orchestrate.store.sqlite import SQLiteStore
+
+    if isinstance(store, SQLiteStore):
+        return "sqlite"
+    try:
+        from orchestrate.store.postgres import PostgresStore
+    except ImportError:  # psycopg missing: no PostgreSQL store can exist either
+        return None
+    return "postgres" if isinstance(store, PostgresStore) else None
+
+
+class _Sql:
+    """Runs statements on a SQL store, whichever its dialect."""
+
+    def __init__(self, store: Any, dialect: str) -> None:
+        self.store = store
+        self.dialect = dialect
+
+    def _q(self, sql: str) -> str:
+        return sql if self.dialect == "sqlite" else _sql.placeholders(sql, "format")
+
+    async def fetch(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        if self.dialect == "sqlite":
+
+            def op(cur: sqlite3.Cursor) -> list[tuple[Any, ...]]:
+                return [tuple(r) for r in cur.execute(sql, tuple(params)).fetchall()]
+
+            rows: list[tuple[Any, ...]] = await self.store._call(op, write=False)
+            return rows
+        found: list[tuple[Any, ...]] = await self.store._fetch("access", self._q(sql), tuple(params))
+        return found
+
+    async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        if self.dialect == "sqlite":
+
+            def op(cur: sqlite3.Cursor) -> int:
+                return cur.execute(sql, tuple(params)).rowcount
+
+            count: int = await self.store._call(op)
+            return count
+        return int(await self.store._execute("access", self._q(sql), tuple(params)))
+
+
+def _token(row: Sequence[Any]) -> TokenRecord:
+    return TokenRecord(
+        token_id=row[0],
+        name=row[1],
+        roles=list(json.loads(row[2])),
+        token_hash=row[3],
+        created_at=float(row[4]),
+        expires_at=None if row[5] is None else float(row[5]),
+        revoked_at=None if row[6] is None else float(row[6]),
+    )
+
+
+class SqlAccessStore:
+    """Tokens and the audit trail in ``orchestrate_tokens`` and ``orchestrate_audit``."""
+
+    def __init__(self, store: Any, dialect: str) -> None:
+        self._db = _Sql(store, dialect)
+
+    async def add_token(self, record: TokenRecord) -> None:
+        """Insert a new token."""
+        await self._db.execute(
+            INSERT_TOKEN,
+            (
+                record.token_id,
+                record.name,
+                json.dumps(record.roles),
+                record.token_hash,
+                record.created_at,
+                record.expires_at,
+                record.revoked_at,
+            ),
+        )
+
+    async def token_by_hash(self, hashed: str) -> TokenRecord | None:
+        """The token whose hash is ``hashed``."""
+        rows = await self._db.fetch(TOKEN_BY_HASH, (hashed,))
+        return _token(rows[0]) if rows else None
+
+    async def list_tokens(self) -> list[TokenRecord]:
+        """Every token, oldest first."""
+        return [_token(r) for r in await self._db.fetch(LIST_TOKENS)]
+
+    async def revoke_token(self, token_id: str, *, now: float) -> TokenRecord | None:
+        """Revoke the token (a token revoked already keeps its first revocation time)."""
+        await self._db.execute(REVOKE_TOKEN, (now, token_id))
+        rows = await self._db.fetch(TOKEN_BY_ID, (token_id,))
+        return _token(rows[0]) if rows else None
+
+    async def append_audit(self, entry: AuditEntry) -> None:
+        """Append to the audit trail."""
+        await self._db.execute(
+            INSERT_AUDIT,
+            (entry.principal, entry.at, entry.action, entry.target, entry.payload_hash, entry.outcome),
+        )
+
+    async def list_audit(self, *, after: int = 0, limit: int = 100) -> list[AuditEntry]:
+        """Entries after id ``after``, oldest first."""
+        rows = await self._db.fetch(LIST_AUDIT, (after, limit))
+        return [AuditEntry(r[0], float(r[1]), r[2], r[3], r[4], int(r[5]), int(r[6])) for r in rows]
+
+
+def sql_access(store: Any) -> AccessStore | None:
+    """The SQL :class:`AccessStore` of ``store``; ``None`` when it is no SQL store."""
+    dialect = _dialect(store)
+    return SqlAccessStore(store, dialect) if dialect is not None else None
 
 
 def access_for(store: Any) -> AccessStore:
@@ -40,23 +173,79 @@ def access_for(store: Any) -> AccessStore:
     return access
 
 
-def sql_access(store: Any) -> AccessStore | None:
-    """The SQL :class:`AccessStore` of ``store``; ``None`` when it is no SQL store."""
-    return None
-
-
 async def events_after(
-    store: Any, after: int, *, kinds: Any = None, run_id: str | None = None, limit: int = 200
-) -> list[Any] | None:
-    """Events after ``after`` read with SQL; ``None`` when ``store`` is no SQL store."""
-    return None
+    store: Any, after: int, *, kinds: Sequence[str] | None = None, run_id: str | None = None, limit: int = 200
+) -> list[Event] | None:
+    """Events after ``after`` read with SQL (the events' primary key); ``None`` when ``store`` is no SQL store."""
+    dialect = _dialect(store)
+    if dialect is None:
+        return None
+    where = ["id > ?"]
+    params: list[Any] = [after]
+    if run_id is not None:
+        where.append("run_id = ?")
+        params.append(run_id)
+    if kinds is not None:
+        where.append(f"kind IN ({', '.join('?' for _ in kinds)})")
+        params.extend(kinds)
+    sql = f"SELECT {_EVENT_COLUMNS} FROM orchestrate_events WHERE {' AND '.join(where)} ORDER BY id LIMIT ?"
+    rows = await _Sql(store, dialect).fetch(sql, (*params, limit))
+    return [_sql.event_from_row(r) for r in rows]
 
 
 async def last_event_id(store: Any) -> int | None:
     """The newest event id read with SQL; ``None`` when ``store`` is no SQL store."""
-    return None
+    dialect = _dialect(store)
+    if dialect is None:
+        return None
+    rows = await _Sql(store, dialect).fetch(LAST_EVENT)
+    return int(rows[0][0]) if rows else 0
 
 
-async def page_runs(store: Any, **filters: Any) -> list[Any] | None:
-    """A page of runs read with SQL; ``None`` when ``store`` is no SQL store."""
-    return None
+async def page_runs(
+    store: Any,
+    *,
+    status: Sequence[RunStatus] | None = None,
+    workflow: str | None = None,
+    since: float | None = None,
+    until: float | None = None,
+    text: str | None = None,
+    after: tuple[float, str] | None = None,
+    limit: int = 50,
+) -> list[RunRecord] | None:
+    """A page of runs (summaries) read with one indexed query; ``None`` when ``store`` is no SQL store."""
+    store = unwrap(store)
+    dialect = _dialect(store)
+    if dialect is None:
+        return None
+    where: list[str] = []
+    params: list[Any] = []
+    if status:
+        where.append(f"status IN ({', '.join('?' for _ in status)})")
+        params.extend(s.value for s in status)
+    if workflow is not None:
+        where.append("workflow = ?")
+        params.append(workflow)
+    if since is not None:
+        where.append("created_at >= ?")
+        params.append(since)
+    if until is not None:
+        where.append("created_at < ?")
+        params.append(until)
+    if after is not None:
+        where.append("(created_at < ? OR (created_at = ? AND run_id < ?))")
+        params.extend([after[0], after[0], after[1]])
+    if text:
+        like = "%" + text.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        prefix = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        where.append(
+            "(run_id LIKE ? ESCAPE '\\' OR LOWER(workflow) LIKE ? ESCAPE '\\'"
+            " OR LOWER(COALESCE(error, '')) LIKE ? ESCAPE '\\')"
+        )
+        params.extend([prefix, like, like])
+    clause = f" WHERE {' AND '.join(where)}" if where else ""
+    sql = (
+        f"SELECT {_sql.RUN_SUMMARY_COLUMNS} FROM orchestrate_runs{clause} ORDER BY created_at DESC, run_id DESC LIMIT ?"
+    )
+    rows = await _Sql(store, dialect).fetch(sql, (*params, limit))
+    return [_sql.run_from_row(r) for r in rows]

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from orchestrate.store import _sql
+from orchestrate.store._access_schema import PG_AUDIT_APPEND_ONLY
 from orchestrate.store._limits import URL_OPTIONS as LIMIT_OPTIONS
 from orchestrate.store.base import AttemptState, Event, RunUpdate, StepRecord
 
@@ -49,6 +50,7 @@ def filter_params(versions: Sequence[tuple[str, str]] | None, queues: Sequence[s
 
 # Migrations that only PostgreSQL needs, run after the shared statements of a version.
 EXTRA_MIGRATIONS: dict[int, list[str]] = {
+    6: PG_AUDIT_APPEND_ONLY,
     3: [
         # Idle workers LISTEN on the channel; a run that becomes claimable (created,
         # released, woken, parked on a timer) wakes them. The payload is its queue.

@@ -13,6 +13,7 @@ from typing import Any
 from orchestrate import _serde
 from orchestrate.errors import InvalidInputError
 from orchestrate.store import _limits
+from orchestrate.store._access_schema import ACCESS_MIGRATION
 from orchestrate.store._limits import PayloadLimits
 from orchestrate.store.base import (
     PRIORITY_RANKS,
@@ -189,6 +190,7 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
             "CREATE INDEX IF NOT EXISTS orchestrate_runs_ended ON orchestrate_runs (status, updated_at)",
         ],
     ),
+    ACCESS_MIGRATION,  # 6: API tokens and the audit trail of the HTTP server
 ]
 
 META_DDL = "CREATE TABLE IF NOT EXISTS orchestrate_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)"

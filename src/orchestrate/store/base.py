@@ -24,8 +24,8 @@ from typing import Any, Protocol, runtime_checkable
 
 from orchestrate.types import RunStatus, StepStatus
 
-SCHEMA_VERSION = 5
-"""Version of the schema this code reads and writes (5: indexes for listing and pruning runs)."""
+SCHEMA_VERSION = 6
+"""Version of the schema this code reads and writes (6: API tokens and the audit trail)."""
 
 PRUNED_BY_DEFAULT: tuple[RunStatus, ...] = (RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED)
 """The statuses :meth:`Store.prune_runs` deletes unless told otherwise.

@@ -1,0 +1,44 @@
+"""Schema 6: API tokens (hashed) and the append-only audit trail of the HTTP server."""
+
+from __future__ import annotations
+
+ACCESS_MIGRATION: tuple[int, list[str]] = (
+    6,
+    [
+        # Only the SHA-256 of a token is kept; ``token_hash`` is how a request finds it.
+        """CREATE TABLE IF NOT EXISTS orchestrate_tokens (
+            token_id TEXT PRIMARY KEY,
+            token_hash TEXT NOT NULL UNIQUE,
+            name TEXT NOT NULL,
+            roles TEXT NOT NULL,
+            created_at {real} NOT NULL,
+            expires_at {real},
+            revoked_at {real}
+        )""",
+        # Append-only: nothing in orchestrate updates or deletes a row (PostgreSQL refuses it).
+        """CREATE TABLE IF NOT EXISTS orchestrate_audit (
+            id {serial} PRIMARY KEY,
+            principal TEXT NOT NULL,
+            at {real} NOT NULL,
+            action TEXT NOT NULL,
+            target TEXT,
+            payload_hash TEXT,
+            outcome INTEGER NOT NULL
+        )""",
+    ],
+)
+"""Schema 6's statements, shared by the SQL stores (``{real}``, ``{serial}`` filled in by each)."""
+
+PG_AUDIT_APPEND_ONLY: list[str] = [
+    """CREATE OR REPLACE FUNCTION orchestrate_audit_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE EXCEPTION 'orchestrate_audit is append-only: % refused', TG_OP;
+END $$""",
+    "DROP TRIGGER IF EXISTS orchestrate_audit_no_change ON orchestrate_audit",
+    "CREATE TRIGGER orchestrate_audit_no_change BEFORE UPDATE OR DELETE ON orchestrate_audit"
+    " FOR EACH ROW EXECUTE FUNCTION orchestrate_audit_append_only()",
+    "DROP TRIGGER IF EXISTS orchestrate_audit_no_truncate ON orchestrate_audit",
+    "CREATE TRIGGER orchestrate_audit_no_truncate BEFORE TRUNCATE ON orchestrate_audit"
+    " FOR EACH STATEMENT EXECUTE FUNCTION orchestrate_audit_append_only()",
+]
+"""PostgreSQL's own statements of schema 6: triggers refusing UPDATE, DELETE and TRUNCATE of the audit."""
