@@ -79,8 +79,9 @@ class Tool:
     def signature_line(self) -> str:
         """``name(arg: type, ...)``: the compact form shown to the model."""
         props = self.parameters.get("properties", {})
+        defs = self.parameters.get("$defs", {})
         args = ", ".join(
-            f"{name}: {_type_name(spec)}{'' if name in self.required else ' (optional)'}"
+            f"{name}: {_type_name(spec, defs)}{'' if name in self.required else ' (optional)'}"
             for name, spec in props.items()
         )
         return f"{self.name}({args})"
@@ -129,20 +130,22 @@ def _describe(name: str, exc: pydantic.ValidationError) -> str:
     return "; ".join(problems) + (f"; and {more} more" if more > 0 else "")
 
 
-def _type_name(spec: Mapping[str, Any]) -> str:
+def _type_name(spec: Mapping[str, Any], defs: Mapping[str, Any]) -> str:
+    ref = spec.get("$ref")
+    if isinstance(ref, str) and ref.startswith("#/$defs/"):
+        found = defs.get(ref.removeprefix("#/$defs/"))
+        return _type_name(found, {}) if isinstance(found, Mapping) else "object"
+    if "enum" in spec:
+        return "one of " + ", ".join(repr(v) for v in spec["enum"])
     if "type" in spec:
         kind = spec["type"]
         if kind == "array" and isinstance(spec.get("items"), Mapping):
-            return f"array of {_type_name(spec['items'])}"
+            return f"array of {_type_name(spec['items'], defs)}"
         return str(kind)
-    if "enum" in spec:
-        return "one of " + ", ".join(repr(v) for v in spec["enum"])
     for key in ("anyOf", "oneOf"):
         if key in spec:
-            options = [_type_name(o) for o in spec[key] if o.get("type") != "null"]
+            options = [_type_name(o, defs) for o in spec[key] if o.get("type") != "null"]
             return " | ".join(options) or "null"
-    if "$ref" in spec:
-        return "object"
     return "any"
 
 

@@ -123,12 +123,14 @@ class AnthropicModel(BaseProvider):
         params: dict[str, Any] = {"max_tokens": settings.max_tokens or self.max_tokens}
         if system:
             params["system"] = "\n\n".join(system)
-        if settings.temperature is not None:
-            params["temperature"] = settings.temperature
         if settings.stop:
             params["stop_sequences"] = list(settings.stop)
-        if settings.extra:
-            params["extra_body"] = dict(settings.extra)
+        extra = dict(settings.extra)
+        if settings.temperature is not None:
+            # Recent SDKs no longer take ``temperature`` as an argument; the API still does.
+            extra.setdefault("temperature", settings.temperature)
+        if extra:
+            params["extra_body"] = extra
         if request.tools:
             params["tools"] = [
                 {"name": t.name, "description": t.description, "input_schema": dict(t.parameters)}
