@@ -46,8 +46,8 @@ from orchestrate.observe import get_logger
 from orchestrate.observe._dispatch import Dispatch
 from orchestrate.observe.correlation import RUN
 from orchestrate.policies import StepPolicy
-from orchestrate.store import InMemoryStore, Store, open_store
-from orchestrate.store.base import ClaimingStore, Event, RunRecord, RunUpdate
+from orchestrate.store import Store, open_store
+from orchestrate.store.base import Capability, ClaimingStore, Event, RunRecord, RunUpdate, capabilities_of
 from orchestrate.store.retrying import RetryingStore
 from orchestrate.types import RunStatus
 from orchestrate.workflow import AnyWorkflow, CallPlan, DurableFunction, Step, Workflow
@@ -184,7 +184,7 @@ class Engine:
         # I/O to fail, so it goes unwrapped (the wrapper would cost every step a layer).
         self.store: Store = (
             store
-            if type(store) is InMemoryStore
+            if Capability.TRANSIENT_FAILURES not in capabilities_of(store)
             else cast(Store, RetryingStore(store, total_seconds=store_retry_seconds))
         )
         self.clock: Clock = clock or SystemClock()
@@ -208,7 +208,7 @@ class Engine:
         # Sync steps' threads; a thread that a timed-out call still holds is replaced.
         self._threads = StepThreads(max_threads, log=self.log)
         self._turn_at = 0.0
-        self._leased = not isinstance(store, InMemoryStore)
+        self._leased = Capability.SHARED in capabilities_of(store)
         self._missing_reported: set[tuple[str, str]] = set()
         self._opened = False
         self._observers = tuple(observers)

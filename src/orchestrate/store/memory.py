@@ -30,6 +30,7 @@ from orchestrate.store.base import (
     AttemptState,
     BreakerRecord,
     CacheEntry,
+    Capability,
     Event,
     RateGrant,
     ReviewRecord,
@@ -197,6 +198,10 @@ class InMemoryStore:
             ``$ORCHESTRATE_MAX_PAYLOAD_BYTES``, else 2 MiB), measured as a SQL store
             would write it.
     """
+
+    capabilities: frozenset[Capability] = frozenset({Capability.CLAIMING, Capability.LIMITS})
+    """Private to this process (not :attr:`~Capability.SHARED`): no other worker can claim its
+    runs; and no I/O (not :attr:`~Capability.TRANSIENT_FAILURES`): nothing to retry."""
 
     def __init__(self, url: str = "memory://", *, payload_limits: PayloadLimits | None = None) -> None:
         self.url = url

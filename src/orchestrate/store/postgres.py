@@ -65,6 +65,7 @@ from orchestrate.store.base import (
     PRUNED_BY_DEFAULT,
     AttemptState,
     CacheEntry,
+    Capability,
     Event,
     RunRecord,
     RunUpdate,
@@ -89,6 +90,11 @@ class PostgresStore(PostgresClaims, PostgresLimits, PostgresReviews):
             else 2 MiB).
         read_only: never write (a read-only session; the schema is checked, not migrated).
     """
+
+    capabilities: frozenset[Capability] = frozenset(
+        {Capability.SHARED, Capability.CLAIMING, Capability.LIMITS, Capability.TRANSIENT_FAILURES}
+    )
+    """Shared by workers on many machines, claims in one call, keeps shared limits; its I/O may fail transiently."""
 
     # runs -----------------------------------------------------------------------------------
     async def create_run(self, run: RunRecord, *, event: Event | None = None) -> RunRecord:

@@ -37,6 +37,7 @@ from orchestrate.store.base import (
     PRUNED_BY_DEFAULT,
     AttemptState,
     CacheEntry,
+    Capability,
     Event,
     RunRecord,
     RunUpdate,
@@ -75,6 +76,11 @@ class SQLiteStore(SQLiteClaims, SQLiteLimits, SQLiteReviews):
     URL, else ``$ORCHESTRATE_MAX_PAYLOAD_BYTES``, else 2 MiB; see
     :class:`~orchestrate.store.PayloadLimits`).
     """
+
+    capabilities: frozenset[Capability] = frozenset(
+        {Capability.SHARED, Capability.CLAIMING, Capability.LIMITS, Capability.TRANSIENT_FAILURES}
+    )
+    """Shared by the processes of one machine, claims in one call, keeps shared limits; its I/O may fail transiently."""
 
     # runs -----------------------------------------------------------------------------------
     async def create_run(self, run: RunRecord, *, event: Event | None = None) -> RunRecord:

@@ -375,6 +375,8 @@ class BrokerTrigger(abc.ABC):
                     batch = await self.receive(free)
                 except Exception as exc:  # noqa: BLE001 - a dropped connection: reconnect
                     self._failed("receive", exc)
+                    if in_flight:  # let them acknowledge (or fail to) before the connection goes
+                        await asyncio.gather(*in_flight, return_exceptions=True)
                     await self._drop()
                     connected = False
                     await _pause(stop, self.retry_seconds)

@@ -111,7 +111,7 @@ class NatsTrigger(BrokerTrigger):
         _, _, errors = _nats()
         try:
             messages = await self._sub.fetch(batch=count, timeout=self.poll_seconds)
-        except errors.TimeoutError:
+        except (errors.TimeoutError, TimeoutError):  # nothing arrived in time
             return []
         return [_delivery(msg) for msg in messages]
 
