@@ -289,40 +289,6 @@ def decide_rate(
         window: ``(at, cost)`` of the grants with ``at > now - per_seconds``, oldest first.
         limit: what the grants of one window may sum to.
         per_seconds: the window's length.
-class Capability(enum.StrEnum):
-    """What a store offers beyond the :class:`Store` protocol; each store declares its own.
-
-    A store lists them in a ``capabilities`` attribute; :func:`capabilities_of` reads it
-    (and works out what a store that declares nothing offers). Code that needs one asks
-    for the capability, never for a backend's class.
-    """
-
-    SHARED = "shared"  # other processes may claim its runs: a worker keeps its leases alive (heartbeats)
-    CLAIMING = "claiming"  # claims due runs in one call and wakes idle workers (:class:`ClaimingStore`)
-    LIMITS = "limits"  # keeps rate windows and breakers every worker shares (:class:`LimitsStore`)
-    TRANSIENT_FAILURES = "transient_failures"  # its calls go through I/O that may fail once and work when retried
-
-
-def capabilities_of(store: object) -> frozenset[Capability]:
-    """The capabilities ``store``'s class declares in its ``capabilities`` attribute.
-
-    A store whose class declares none (a wrapper such as
-    :class:`~orchestrate.testing.FaultyStore`, whose faults are transient failures of
-    their own; a third-party store written before capabilities) is taken to be shared
-    and to fail transiently, the safe assumptions (leases kept alive, calls retried),
-    and to offer claiming and shared limits when it has their methods.
-    """
-    declared = getattr(type(store), "capabilities", None)
-    if declared is not None:
-        return frozenset(Capability(c) for c in declared)
-    found = {Capability.SHARED, Capability.TRANSIENT_FAILURES}
-    if isinstance(store, ClaimingStore):
-        found.add(Capability.CLAIMING)
-    if isinstance(store, LimitsStore):
-        found.add(Capability.LIMITS)
-    return frozenset(found)
-
-
         cost: what this call takes.
         now: the store's time.
 
@@ -368,6 +334,40 @@ class BreakerRecord:
     trials: int = 0
     successes: int = 0
     version: int = 0
+
+
+class Capability(enum.StrEnum):
+    """What a store offers beyond the :class:`Store` protocol; each store declares its own.
+
+    A store lists them in a ``capabilities`` attribute; :func:`capabilities_of` reads it
+    (and works out what a store that declares nothing offers). Code that needs one asks
+    for the capability, never for a backend's class.
+    """
+
+    SHARED = "shared"  # other processes may claim its runs: a worker keeps its leases alive (heartbeats)
+    CLAIMING = "claiming"  # claims due runs in one call and wakes idle workers (:class:`ClaimingStore`)
+    LIMITS = "limits"  # keeps rate windows and breakers every worker shares (:class:`LimitsStore`)
+    TRANSIENT_FAILURES = "transient_failures"  # its calls go through I/O that may fail once and work when retried
+
+
+def capabilities_of(store: object) -> frozenset[Capability]:
+    """The capabilities ``store``'s class declares in its ``capabilities`` attribute.
+
+    A store whose class declares none (a wrapper such as
+    :class:`~orchestrate.testing.FaultyStore`, whose faults are transient failures of
+    their own; a third-party store written before capabilities) is taken to be shared
+    and to fail transiently, the safe assumptions (leases kept alive, calls retried),
+    and to offer claiming and shared limits when it has their methods.
+    """
+    declared = getattr(type(store), "capabilities", None)
+    if declared is not None:
+        return frozenset(Capability(c) for c in declared)
+    found = {Capability.SHARED, Capability.TRANSIENT_FAILURES}
+    if isinstance(store, ClaimingStore):
+        found.add(Capability.CLAIMING)
+    if isinstance(store, LimitsStore):
+        found.add(Capability.LIMITS)
+    return frozenset(found)
 
 
 @runtime_checkable
