@@ -1,4 +1,4 @@
-"""Step and run policies: retry, timeout, fallback, cache, isolation.
+"""Step and run policies: retry, timeout, fallback, cache, isolation, circuit breakers, rate limits.
 
 Policies are frozen dataclasses that validate themselves when built and *return
 decisions* (``Retry.next_delay(attempt, error)``) without doing any I/O, so they are
@@ -11,17 +11,17 @@ normalised in one place: :func:`StepPolicy.build`. Durations are read in one pla
 from __future__ import annotations
 
 import dataclasses
-import difflib
+import enum
 import math
 import random
 import re
-import reprlib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, Literal
 
-from orchestrate.errors import DefinitionError, NonRetryableError
+from orchestrate._step_options import check_step_options as _check_step_options  # noqa: F401 - where workflow.py finds it
+from orchestrate.errors import DefinitionError, InvalidOutputError, NonRetryableError, ServerError
 
 Seconds = float | int | timedelta | str
 """A duration: seconds (``30``, ``0.25``), a ``timedelta``, or a text such as ``"30s"``,
@@ -411,6 +411,269 @@ class Cache:
         object.__setattr__(self, "ttl", to_seconds(ttl, what="Cache.ttl"))
 
 
+# circuit breakers -------------------------------------------------------------------------
+FailureCode = int | str | type[BaseException]
+"""An error a breaker counts: an HTTP status, ``"timeout"``, ``"connection"``,
+``"invalid_output"``, or an exception class (see :func:`failure_code_matches`)."""
+
+DEFAULT_FAILURE_CODES: tuple[FailureCode, ...] = (429, 500, 502, 503, 504, "timeout", "connection")
+"""What a breaker counts unless told otherwise: errors that say the endpoint is unwell."""
+
+
+class BreakerState(enum.Enum):
+    """Where a circuit breaker stands."""
+
+    CLOSED = "closed"  # calls go through; failures are counted
+    OPEN = "open"  # calls are refused (or sent to the fallback) until recovery_timeout passes
+    HALF_OPEN = "half_open"  # a few trial calls decide between closed and open
+
+
+def failure_code_matches(error: BaseException, codes: Sequence[FailureCode]) -> bool:
+    """Whether ``error`` is one of ``codes``.
+
+    Codes are HTTP statuses (``500``, ``429``), ``"timeout"`` (any ``TimeoutError``),
+    ``"connection"`` (a :class:`~orchestrate.errors.ServerError` without a status),
+    ``"invalid_output"``, or exception classes.
+    """
+    status = getattr(error, "status_code", None)
+    for code in codes:
+        if isinstance(code, type):
+            if isinstance(error, code):
+                return True
+        elif isinstance(code, bool):
+            continue
+        elif isinstance(code, int):
+            if status == code:
+                return True
+        elif code == "timeout":
+            if isinstance(error, TimeoutError):
+                return True
+        elif code == "connection":
+            if isinstance(error, ServerError) and status is None:
+                return True
+        elif code == "invalid_output" and isinstance(error, InvalidOutputError):
+            return True
+    return False
+
+
+@dataclass(frozen=True)
+class Circuit:
+    """One breaker's state as :class:`BreakerRules` read and write it (a value: never changed in place).
+
+    Attributes:
+        state: closed, open or half-open.
+        failures: times of the counted failures still inside the window (closed), oldest first.
+        opened_at: when the breaker last opened.
+        trials: trial calls granted while half-open.
+        successes: trial calls that succeeded while half-open.
+    """
+
+    state: BreakerState = BreakerState.CLOSED
+    failures: tuple[float, ...] = ()
+    opened_at: float | None = None
+    trials: int = 0
+    successes: int = 0
+
+
+@dataclass(frozen=True)
+class BreakerRules:
+    """The circuit breaker's state machine: every transition, pure, written once.
+
+    Closed, a breaker counts failures; ``failure_threshold`` of them within ``window``
+    seconds open it. Open, it refuses calls for ``recovery_timeout`` seconds, then
+    half-opens: up to ``half_open_max_requests`` trial calls run; when that many succeed
+    it closes, and a counted failure re-opens it. Each method takes a :class:`Circuit`
+    and the time and returns the new one; the holders keep the state: in the process
+    (:class:`~orchestrate.models.reliability.CircuitBreaker`) or in the store, shared by
+    every worker (:class:`~orchestrate.policies_shared.SharedCircuitBreaker`). A holder
+    applies :meth:`tick` before every other transition.
+
+    Args:
+        failure_threshold: failures within ``window`` that open the breaker.
+        window: seconds over which failures are counted (``None``: consecutive failures;
+            a success resets the count).
+        recovery_timeout: seconds the breaker stays open.
+        half_open_max_requests: trial calls allowed (and successes needed) while half-open.
+        failure_codes: which errors count (see :func:`failure_code_matches`).
+    """
+
+    failure_threshold: int = 5
+    window: float | None = 60.0
+    recovery_timeout: float = 30.0
+    half_open_max_requests: int = 1
+    failure_codes: tuple[FailureCode, ...] = DEFAULT_FAILURE_CODES
+
+    def __post_init__(self) -> None:
+        threshold = self.failure_threshold
+        if isinstance(threshold, bool) or not isinstance(threshold, int) or threshold < 1:
+            raise DefinitionError(f"failure_threshold must be an int >= 1, got {threshold!r}")
+        if self.window is not None and not self.window >= 0:
+            raise DefinitionError(f"window must be seconds >= 0 or None, got {self.window!r}")
+        if not self.recovery_timeout >= 0:
+            raise DefinitionError(f"recovery_timeout must be seconds >= 0, got {self.recovery_timeout!r}")
+        if self.half_open_max_requests < 1:
+            raise DefinitionError(f"half_open_max_requests must be >= 1, got {self.half_open_max_requests!r}")
+        for code in self.failure_codes:
+            if not (
+                (isinstance(code, int) and not isinstance(code, bool))
+                or code in ("timeout", "connection", "invalid_output")
+                or (isinstance(code, type) and issubclass(code, BaseException))
+            ):
+                raise DefinitionError(
+                    f"failure code {code!r} is not an HTTP status, 'timeout', 'connection', "
+                    "'invalid_output' or an exception class"
+                )
+
+    def counts(self, error: BaseException) -> bool:
+        """Whether ``error`` counts against the resource (others say nothing about its health)."""
+        return failure_code_matches(error, self.failure_codes)
+
+    def tick(self, circuit: Circuit, now: float) -> Circuit:
+        """Time passing: an open breaker past its recovery timeout half-opens; old failures leave the window."""
+        if circuit.state is BreakerState.OPEN and now - (circuit.opened_at or 0.0) >= self.recovery_timeout:
+            return Circuit(BreakerState.HALF_OPEN, opened_at=circuit.opened_at)
+        if circuit.state is BreakerState.CLOSED and circuit.failures and self._expired(circuit.failures[0], now):
+            kept = tuple(t for t in circuit.failures if not self._expired(t, now))
+            return dataclasses.replace(circuit, failures=kept)
+        return circuit
+
+    def allow(self, circuit: Circuit) -> tuple[bool, Circuit]:
+        """Whether a call may go through now, and the state after granting it."""
+        if circuit.state is BreakerState.CLOSED:
+            return True, circuit
+        if circuit.state is BreakerState.HALF_OPEN and circuit.trials < self.half_open_max_requests:
+            return True, dataclasses.replace(circuit, trials=circuit.trials + 1)
+        return False, circuit
+
+    def succeeded(self, circuit: Circuit) -> Circuit:
+        """A granted call succeeded: enough trial successes close a half-open breaker."""
+        if circuit.state is BreakerState.HALF_OPEN:
+            if circuit.successes + 1 >= self.half_open_max_requests:
+                return Circuit()
+            return dataclasses.replace(circuit, successes=circuit.successes + 1)
+        if circuit.state is BreakerState.CLOSED and self.window is None and circuit.failures:
+            return Circuit()  # counting consecutive failures: a success ends the streak
+        return circuit
+
+    def failed(self, circuit: Circuit, now: float) -> Circuit:
+        """A granted call failed with an error that :meth:`counts`."""
+        if circuit.state is BreakerState.HALF_OPEN:
+            return Circuit(BreakerState.OPEN, opened_at=now)
+        if circuit.state is BreakerState.CLOSED:
+            kept = [t for t in circuit.failures if not self._expired(t, now)]
+            failures = (*kept, now)[-self.failure_threshold :]
+            if len(failures) >= self.failure_threshold:
+                return Circuit(BreakerState.OPEN, opened_at=now)
+            return dataclasses.replace(circuit, failures=failures)
+        return circuit
+
+    def released(self, circuit: Circuit) -> Circuit:
+        """A granted call ended without a verdict (cancelled, or an error that does not count)."""
+        if circuit.state is BreakerState.HALF_OPEN and circuit.trials > circuit.successes:
+            return dataclasses.replace(circuit, trials=circuit.trials - 1)
+        return circuit
+
+    def retry_after(self, circuit: Circuit, now: float) -> float:
+        """Seconds until an open breaker lets a trial call through (0 when not open)."""
+        if circuit.state is not BreakerState.OPEN:
+            return 0.0
+        return max((circuit.opened_at or 0.0) + self.recovery_timeout - now, 0.0)
+
+    def _expired(self, failed_at: float, now: float) -> bool:
+        return self.window is not None and now - failed_at > self.window
+
+
+# rate limits ------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class RateGrant:
+    """The answer to a rate-limited call: go now, or how long to wait.
+
+    Attributes:
+        granted: whether the cost was taken from the window.
+        at: the time of the decision (on PostgreSQL, the database clock's): when granted,
+            the time the grant counts at.
+        wait_seconds: when refused, how long until the cost would fit (0 when granted).
+    """
+
+    granted: bool
+    at: float
+    wait_seconds: float = 0.0
+
+
+def decide_rate(
+    window: Sequence[tuple[float, float]], *, limit: float, per_seconds: float, cost: float, now: float
+) -> RateGrant:
+    """Decide a sliding-window rate request: the arithmetic every rate limit applies.
+
+    Args:
+        window: ``(at, cost)`` of the grants with ``at > now - per_seconds``, oldest first.
+        limit: what the grants of one window may sum to.
+        per_seconds: the window's length.
+        cost: what this call takes.
+        now: the time of the decision.
+
+    A call costing more than ``limit`` is granted once the window is empty, so that it
+    waits instead of waiting forever. A grant is never stamped before the latest one (a
+    caller's clock may lag behind another's): the grants' times only move forward.
+    """
+    if window and window[-1][0] > now:
+        now = window[-1][0]
+    used = sum(c for _, c in window)
+    if used + cost <= limit or not window:
+        return RateGrant(True, now)
+    excess = used + cost - limit
+    freed = 0.0
+    frees_at = window[-1][0]
+    for at, spent in window:
+        freed += spent
+        if freed >= excess:
+            frees_at = at
+            break
+    # The grant at ``frees_at`` leaves the window once ``now - per_seconds >= frees_at``.
+    return RateGrant(False, now, max(frees_at + per_seconds - now, 0.0))
+
+
+@dataclass(frozen=True)
+class RateWindow:
+    """At most ``limit`` calls (or cost units) in any ``per_seconds``: every rate limit's rule.
+
+    A sliding window over the grants, not a token bucket: the grants of *any* interval of
+    ``per_seconds`` never sum above ``limit``, which is how providers count "50 calls per
+    10 s" or "90,000 tokens a minute". A bucket of the same rate lets up to twice that
+    through one window (a full bucket's burst on top of its refill) and earns 429s. The
+    sustained rate is the same. The in-process
+    :class:`~orchestrate.models.reliability.RateLimiter` keeps its grants in memory; the
+    stores keep them for :class:`~orchestrate.policies_shared.SharedRateLimiter`.
+
+    Args:
+        limit: what the grants of one window may sum to.
+        per_seconds: the window's length.
+    """
+
+    limit: float
+    per_seconds: float
+
+    def __post_init__(self) -> None:
+        if not (self.limit > 0 and self.per_seconds > 0):
+            raise DefinitionError(
+                f"limit and per_seconds must be positive, got {self.limit!r} per {self.per_seconds!r}s"
+            )
+
+    def take(
+        self, grants: Sequence[tuple[float, float]], *, cost: float, now: float
+    ) -> tuple[RateGrant, tuple[tuple[float, float], ...]]:
+        """Decide a call of ``cost`` at ``now`` against ``grants`` (``(at, cost)``, oldest first).
+
+        Returns:
+            the decision, and the grants that count from now on: those still inside the
+            window, with this one appended when granted.
+        """
+        start = now - self.per_seconds
+        kept = tuple(g for g in grants if g[0] > start)
+        grant = decide_rate(kept, limit=self.limit, per_seconds=self.per_seconds, cost=cost, now=now)
+        return grant, ((*kept, (grant.at, cost)) if grant.granted else kept)
+
+
 Isolation = Literal["thread", "process", "inline"]
 
 
@@ -520,89 +783,6 @@ def _check_max_concurrency(value: Any) -> None:
 def _check_isolation(value: Any) -> None:
     if value not in ("thread", "process", "inline"):
         raise DefinitionError(f"isolation must be 'thread', 'process' or 'inline', got {value!r}")
-
-
-_POLICY_WORDS = (
-    "timeout",
-    "retries",
-    "retry",
-    "retry_policy",
-    "fallback",
-    "failover_model",
-    "cache",
-    "max_concurrency",
-    "isolation",
-    "min_budget",
-    "gate",
-)
-
-_FALLBACK_HINT = (
-    "spell it as a fallback: fallback=Fallback.value(<the result on failure>) "
-    '(on_fail="block" fails closed with the blocked result), or Fallback.skip() / Fallback.call(fn)'
-)
-_RETRY_HINT = "use retry=Retry(max_attempts=..., initial_delay=..., backoff=..., max_delay=..., jitter=...)"
-_TIMEOUT_HINT = "use timeout=<seconds> or timeout=Timeout(attempt=..., total=...)"
-
-# Option names a reader would expect to change what the engine does. Steps have no such
-# settings, so keeping them as free-form options would ignore them silently: seed 003's
-# on_fail="block" sent failing content to the dead-letter queue instead of blocking it.
-_BEHAVIOUR_WORDS: dict[str, str] = {
-    **dict.fromkeys(("on_fail", "on_failure", "on_error", "on_exception", "fail_closed", "fail_open"), _FALLBACK_HINT),
-    "on_timeout": f"a timed-out attempt is retried, then falls back: {_TIMEOUT_HINT} and a fallback ({_FALLBACK_HINT})",
-    **dict.fromkeys(
-        ("fallback_value", "fallback_fn", "fallback_to", "fallback_model", "failover", "backup_model"),
-        "use fallback=Fallback.value(...) / Fallback.call(fn), or failover_model='<component>'",
-    ),
-    **dict.fromkeys(
-        ("retry_on", "retries_on", "retry_if", "retry_exceptions", "retry_errors", "retryable_errors"),
-        "use retry=Retry(retry_on=(SomeError,))",
-    ),
-    **dict.fromkeys(
-        ("give_up_on", "no_retry_on", "dont_retry_on", "fatal_errors", "non_retryable"),
-        "use retry=Retry(give_up_on=(SomeError,))",
-    ),
-    **dict.fromkeys(
-        ("max_retries", "num_retries", "retry_count", "max_attempts"),
-        "use retries=<count> or retry=Retry(max_attempts=...) (None for no limit)",
-    ),
-    **dict.fromkeys(
-        ("backoff", "backoff_factor", "initial_delay", "retry_delay", "max_delay", "jitter"),
-        _RETRY_HINT,
-    ),
-    **dict.fromkeys(
-        ("timeout_s", "timeout_seconds", "attempt_timeout", "total_timeout", "time_limit", "deadline"),
-        _TIMEOUT_HINT,
-    ),
-    **dict.fromkeys(("ttl", "cache_ttl"), "use cache=<seconds> or cache=Cache(ttl=...)"),
-    **dict.fromkeys(("concurrency", "max_parallel", "parallelism"), "use max_concurrency=<count>"),
-    **dict.fromkeys(
-        ("approval", "requires_approval", "human_review", "review_gate"),
-        "use gate=HumanReviewGate(...)",
-    ),
-}
-_ON_HINT = "steps have no event handlers: use fallback=, retry= or gate=, or a Branch after the step"
-_CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")  # onFail -> on_Fail
-
-
-def _check_step_options(options: Mapping[str, Any], *, where: str) -> None:
-    """Refuse free-form step options that read as policy settings.
-
-    Free-form options (``model=``, ``threshold=``...) reach the step as ``ctx.options``;
-    a name users would expect to change what the engine does (``on_fail=``,
-    ``retry_on=``...) or a near-miss of a policy keyword (``retires=``) would be ignored
-    silently instead, so it is refused with the setting to use.
-    """
-
-    for key, value in options.items():
-        plain = _CAMEL.sub("_", key).lower()  # onFail, maxRetries, Timeout
-        hint = _BEHAVIOUR_WORDS.get(plain) or (_ON_HINT if plain.startswith("on_") else None)
-        if hint is not None:
-            raise DefinitionError(
-                f"{where}: option {key}={reprlib.repr(value)} is not a step setting and would be ignored; {hint}"
-            )
-        close = difflib.get_close_matches(plain, _POLICY_WORDS, n=1, cutoff=0.8)
-        if close:
-            raise DefinitionError(f"{where}: unknown option {key!r}; did you mean {close[0]!r}?")
 
 
 class _Missing:

@@ -5,7 +5,12 @@ The in-process :class:`~orchestrate.models.reliability.RateLimiter` and
 With several workers, a provider's limit ("50 calls per 10 s") and an endpoint's health
 are facts about the world, not about a process: these variants keep that state in the
 store (:class:`~orchestrate.store.base.LimitsStore`), so every worker sees the same
-window and the same breaker. On PostgreSQL their time is the database clock.
+window and the same breaker. The rules are the same as in-process: the sliding window
+of :class:`~orchestrate.policies.RateWindow` and the transitions of
+:class:`~orchestrate.policies.BreakerRules`; only where the state lives differs. On
+PostgreSQL their time is the database clock; elsewhere it is the ``clock`` given, by
+default the clock of the engine running the step (a
+:class:`~orchestrate.testing.FakeClock` in tests).
 
 Use them inside steps (the store defaults to the one of the engine running the step)::
 
@@ -23,18 +28,24 @@ or wrap a model: ``SharedRateLimitedModel(SharedBreakerModel(gpt4, breaker, fall
 from __future__ import annotations
 
 import asyncio
-import copy
 import random
-import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import TypeVar
 
+from orchestrate._engine.clock import Clock, SystemClock
 from orchestrate._engine.context import current_run
 from orchestrate.errors import CircuitOpenError, DefinitionError, InvalidInputError, RateLimitedError, StoreError
 from orchestrate.models.base import Model, ModelRequest, ModelResult, WrapperModel
-from orchestrate.models.reliability import BreakerState, FailureCode, failure_code_matches
 from orchestrate.observe import get_logger
+from orchestrate.policies import (
+    DEFAULT_FAILURE_CODES,
+    BreakerRules,
+    BreakerState,
+    Circuit,
+    FailureCode,
+    RateWindow,
+)
 from orchestrate.store.base import BreakerRecord, LimitsStore, Store
 
 T = TypeVar("T")
@@ -44,24 +55,49 @@ log = get_logger()
 _CAS_ATTEMPTS = 64
 
 
-def _resolve(store: Store | None, what: str) -> LimitsStore:
+def _resolve(store: Store | None, clock: Clock | None, what: str) -> tuple[LimitsStore, Clock]:
+    """The store and clock to use: those given, else those of the engine running the current step."""
+    ctx = current_run.get() if store is None or clock is None else None
     if store is None:
-        ctx = current_run.get()
         if ctx is None:
             raise InvalidInputError(f"{what} needs a store: pass store=..., or use it inside a step run by an engine")
         store = ctx.engine.store
     if not isinstance(store, LimitsStore):
         raise InvalidInputError(f"{what}: store {store.url!r} keeps no shared limits (it is not a LimitsStore)")
-    return store
+    if clock is None:
+        clock = ctx.engine.clock if ctx is not None else _SYSTEM_CLOCK
+    return store, clock
+
+
+_SYSTEM_CLOCK = SystemClock()
+
+
+def _circuit(record: BreakerRecord) -> Circuit:
+    return Circuit(
+        BreakerState(record.state),
+        tuple(record.failures),
+        record.opened_at,
+        record.trials,
+        record.successes,
+    )
+
+
+def _store(circuit: Circuit, record: BreakerRecord) -> None:
+    record.state = circuit.state.value
+    record.failures = list(circuit.failures)
+    record.opened_at = circuit.opened_at
+    record.trials = circuit.trials
+    record.successes = circuit.successes
 
 
 class SharedRateLimiter:
     """At most ``limit`` calls (or cost units) in any ``per_seconds`` window, across workers.
 
-    A sliding window, not a token bucket: the grants of *any* window of ``per_seconds``
-    never sum above ``limit`` (a bucket of the same rate lets a burst through on top of
-    its refill). Calls beyond the limit queue: :meth:`acquire` sleeps until the window
-    has room, with a little jitter so that waiting workers do not all retry at once.
+    The sliding window of :class:`~orchestrate.policies.RateWindow` (the in-process
+    :class:`~orchestrate.models.reliability.RateLimiter`'s rule too): the grants of *any*
+    window of ``per_seconds`` never sum above ``limit``. Calls beyond the limit queue:
+    :meth:`acquire` sleeps until the window has room, with a little jitter so that
+    waiting workers do not all retry at once.
 
     Args:
         resource: what is limited, e.g. ``"openai:gpt-4o"``; one window per resource.
@@ -71,6 +107,8 @@ class SharedRateLimiter:
             current step.
         max_wait: give up after waiting this long with
             :class:`~orchestrate.errors.RateLimitedError` (``None``: wait as long as it takes).
+        clock: the time asked of the store and slept on; default: the clock of the engine
+            running the current step, else the system clock.
     """
 
     def __init__(
@@ -81,17 +119,19 @@ class SharedRateLimiter:
         per_seconds: float,
         store: Store | None = None,
         max_wait: float | None = None,
+        clock: Clock | None = None,
     ) -> None:
         if not resource:
             raise DefinitionError("a SharedRateLimiter needs a resource name")
-        if limit <= 0 or per_seconds <= 0:
-            raise DefinitionError(f"limit and per_seconds must be positive, got {limit!r} per {per_seconds!r}s")
         if max_wait is not None and max_wait < 0:
             raise DefinitionError(f"max_wait must be >= 0, got {max_wait!r}")
         self.resource = resource
-        self.limit = float(limit)
-        self.per_seconds = float(per_seconds)
+        self.window = RateWindow(float(limit), float(per_seconds))
+        """The rule the store applies to this resource's grants."""
+        self.limit = self.window.limit
+        self.per_seconds = self.window.per_seconds
         self.store = store
+        self.clock = clock
         self.max_wait = max_wait
         self.last_grant_at: float | None = None
         """The store's time of this limiter's last grant (the database clock on PostgreSQL)."""
@@ -104,26 +144,26 @@ class SharedRateLimiter:
         Raises:
             RateLimitedError: ``max_wait`` passed without room.
         """
-        store = _resolve(self.store, f"SharedRateLimiter({self.resource!r})")
-        started = time.monotonic()
+        store, clock = _resolve(self.store, self.clock, f"SharedRateLimiter({self.resource!r})")
+        started = clock.now()
         while True:
             grant = await store.acquire_rate(
-                self.resource, limit=self.limit, per_seconds=self.per_seconds, cost=cost, now=time.time()
+                self.resource, limit=self.limit, per_seconds=self.per_seconds, cost=cost, now=clock.now()
             )
             if grant.granted:
                 self.last_grant_at = grant.at
-                waited = time.monotonic() - started
+                waited = max(clock.now() - started, 0.0)
                 self.waited += waited
                 return waited
             # Jitter: the waiters of many workers should not all come back at the same instant.
             wait = grant.wait_seconds + 0.002 + random.random() * min(0.05, grant.wait_seconds * 0.1)
-            if self.max_wait is not None and time.monotonic() - started + wait > self.max_wait:
+            if self.max_wait is not None and clock.now() - started + wait > self.max_wait:
                 raise RateLimitedError(
                     f"rate limit {self.resource!r} ({self.limit:g} per {self.per_seconds:g}s) had no room "
                     f"within {self.max_wait:g}s",
                     retry_after=grant.wait_seconds,
                 )
-            await asyncio.sleep(wait)
+            await clock.sleep(wait)
 
     async def __aenter__(self) -> SharedRateLimiter:
         await self.acquire()
@@ -139,7 +179,8 @@ class SharedRateLimiter:
 class SharedCircuitBreaker:
     """A closed / open / half-open breaker whose state every worker shares.
 
-    The same rules as :class:`~orchestrate.models.reliability.CircuitBreaker`:
+    The transitions of :class:`~orchestrate.policies.BreakerRules`, the same as the
+    in-process :class:`~orchestrate.models.reliability.CircuitBreaker`'s:
     ``failure_threshold`` counted failures within ``window`` seconds open it; open, it
     refuses calls for ``recovery_timeout`` seconds, then half-opens and lets up to
     ``half_open_max_requests`` trial calls through (across all workers); that many
@@ -154,8 +195,10 @@ class SharedCircuitBreaker:
         recovery_timeout: seconds the breaker stays open.
         half_open_max_requests: trial calls (and successes needed) while half-open.
         failure_codes: which errors count (see
-            :func:`~orchestrate.models.reliability.failure_code_matches`).
+            :func:`~orchestrate.policies.failure_code_matches`).
         store: where the state lives; default: the store of the engine running the step.
+        clock: the time asked of the store (which keeps its own on PostgreSQL); default:
+            the clock of the engine running the current step, else the system clock.
     """
 
     def __init__(
@@ -166,132 +209,83 @@ class SharedCircuitBreaker:
         window: float = 60.0,
         recovery_timeout: float = 30.0,
         half_open_max_requests: int = 1,
-        failure_codes: Sequence[FailureCode] = (429, 500, 502, 503, 504, "timeout", "connection"),
+        failure_codes: Sequence[FailureCode] = DEFAULT_FAILURE_CODES,
         store: Store | None = None,
+        clock: Clock | None = None,
     ) -> None:
         if not resource:
             raise DefinitionError("a SharedCircuitBreaker needs a resource name")
-        if isinstance(failure_threshold, bool) or not isinstance(failure_threshold, int) or failure_threshold < 1:
-            raise DefinitionError(f"failure_threshold must be an int >= 1, got {failure_threshold!r}")
         if window <= 0 or recovery_timeout <= 0:
             raise DefinitionError("window and recovery_timeout must be positive seconds")
-        if half_open_max_requests < 1:
-            raise DefinitionError(f"half_open_max_requests must be >= 1, got {half_open_max_requests!r}")
         self.resource = resource
+        self.rules = BreakerRules(
+            failure_threshold=failure_threshold,
+            window=float(window),
+            recovery_timeout=float(recovery_timeout),
+            half_open_max_requests=half_open_max_requests,
+            failure_codes=tuple(failure_codes),
+        )
+        """The transitions this breaker applies (the same as an in-process breaker's)."""
         self.failure_threshold = failure_threshold
         self.window = float(window)
         self.recovery_timeout = float(recovery_timeout)
         self.half_open_max_requests = half_open_max_requests
-        self.failure_codes = tuple(failure_codes)
+        self.failure_codes = self.rules.failure_codes
         self.store = store
+        self.clock = clock
 
     # state changes ------------------------------------------------------------------------
-    async def _change(self, change: Callable[[BreakerRecord, float], T]) -> T:
+    async def _change(self, change: Callable[[Circuit, float], tuple[T, Circuit]]) -> T:
         """Apply ``change`` to the current state with compare-and-set, retrying on conflict."""
-        store = _resolve(self.store, f"SharedCircuitBreaker({self.resource!r})")
+        store, clock = _resolve(self.store, self.clock, f"SharedCircuitBreaker({self.resource!r})")
         for _ in range(_CAS_ATTEMPTS):
-            record, now = await store.load_breaker(self.resource, now=time.time())
-            before = copy.deepcopy(record)
-            self._tick(record, now)
-            result = change(record, now)
-            if record == before:
+            record, now = await store.load_breaker(self.resource, now=clock.now())
+            before = _circuit(record)
+            result, after = change(self.rules.tick(before, now), now)
+            if after == before:
                 return result
-            if await store.save_breaker(record, expected_version=before.version):
-                if record.state != before.state:
-                    log.warning("circuit_breaker_" + record.state, breaker=self.resource, previous=before.state)
+            version = record.version
+            _store(after, record)
+            if await store.save_breaker(record, expected_version=version):
+                if after.state is not before.state:
+                    log.warning(
+                        "circuit_breaker_" + after.state.value, breaker=self.resource, previous=before.state.value
+                    )
                 return result
-            await asyncio.sleep(random.random() * 0.01)
+            await asyncio.sleep(random.random() * 0.01)  # not the clock's: spreads out real contention
         raise StoreError(f"breaker {self.resource!r}: {_CAS_ATTEMPTS} conflicting updates in a row")
-
-    def _tick(self, record: BreakerRecord, now: float) -> None:
-        if record.state == BreakerState.OPEN.value and now - (record.opened_at or 0.0) >= self.recovery_timeout:
-            record.state = BreakerState.HALF_OPEN.value
-            record.trials = record.successes = 0
-        if record.state == BreakerState.CLOSED.value:
-            record.failures = [t for t in record.failures if now - t <= self.window]
-
-    @staticmethod
-    def _open(record: BreakerRecord, now: float) -> None:
-        record.state = BreakerState.OPEN.value
-        record.opened_at = now
-        record.failures = []
-        record.trials = record.successes = 0
 
     async def allow(self) -> bool:
         """Ask to make a call; ``True`` grants it (then record its outcome)."""
-
-        def change(record: BreakerRecord, _now: float) -> bool:
-            if record.state == BreakerState.CLOSED.value:
-                return True
-            if record.state == BreakerState.HALF_OPEN.value and record.trials < self.half_open_max_requests:
-                record.trials += 1
-                return True
-            return False
-
-        return await self._change(change)
+        return await self._change(lambda circuit, _now: self.rules.allow(circuit))
 
     async def record_success(self) -> None:
         """A granted call succeeded."""
-
-        def change(record: BreakerRecord, _now: float) -> None:
-            if record.state == BreakerState.HALF_OPEN.value:
-                record.successes += 1
-                if record.successes >= self.half_open_max_requests:
-                    record.state = BreakerState.CLOSED.value
-                    record.failures = []
-                    record.trials = record.successes = 0
-
-        await self._change(change)
+        await self._change(lambda circuit, _now: (None, self.rules.succeeded(circuit)))
 
     async def record_failure(self, error: BaseException) -> bool:
         """A granted call failed; return whether the error counted against the resource."""
-        if not failure_code_matches(error, self.failure_codes):
+        if not self.rules.counts(error):
             await self.release()
             return False
-
-        def change(record: BreakerRecord, now: float) -> None:
-            if record.state == BreakerState.HALF_OPEN.value:
-                self._open(record, now)
-            elif record.state == BreakerState.CLOSED.value:
-                record.failures = [*record.failures, now][-self.failure_threshold :]
-                if len(record.failures) >= self.failure_threshold:
-                    self._open(record, now)
-
-        await self._change(change)
+        await self._change(lambda circuit, now: (None, self.rules.failed(circuit, now)))
         return True
 
     async def release(self) -> None:
         """A granted call ended without a verdict (cancelled, or an error that does not count)."""
-
-        def change(record: BreakerRecord, _now: float) -> None:
-            if record.state == BreakerState.HALF_OPEN.value and record.trials > record.successes:
-                record.trials -= 1
-
-        await self._change(change)
+        await self._change(lambda circuit, _now: (None, self.rules.released(circuit)))
 
     async def state(self) -> BreakerState:
         """The current state (an open breaker past its timeout reads half-open)."""
-        return BreakerState(await self._change(lambda record, _now: record.state))
+        return await self._change(lambda circuit, _now: (circuit.state, circuit))
 
     async def retry_after(self) -> float:
         """Seconds until an open breaker lets a trial call through (0 when not open)."""
-
-        def change(record: BreakerRecord, now: float) -> float:
-            if record.state != BreakerState.OPEN.value:
-                return 0.0
-            return max((record.opened_at or 0.0) + self.recovery_timeout - now, 0.0)
-
-        return await self._change(change)
+        return await self._change(lambda circuit, now: (self.rules.retry_after(circuit, now), circuit))
 
     async def reset(self) -> None:
         """Close the breaker and forget past failures."""
-
-        def change(record: BreakerRecord, _now: float) -> None:
-            record.state = BreakerState.CLOSED.value
-            record.failures = []
-            record.trials = record.successes = 0
-
-        await self._change(change)
+        await self._change(lambda _circuit, _now: (None, Circuit()))
 
     @asynccontextmanager
     async def guard(self) -> AsyncIterator[None]:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import os
-import time
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -28,6 +27,7 @@ from orchestrate.store import InMemoryStore
 from orchestrate.store.base import BreakerRecord, ClaimingStore, LimitsStore, RateGrant, RunUpdate, decide_rate
 from orchestrate.store.postgres import PostgresStore
 from orchestrate.store.sqlite import SQLiteStore
+from orchestrate.testing.clock import FakeClock
 from orchestrate.testing.store_suite import LEASE, T0, claimed, make_run
 from orchestrate.types import RunStatus
 
@@ -248,9 +248,10 @@ async def test_breaker_state_is_compare_and_set(store: Any) -> None:
 
 async def test_shared_rate_limiter_queues_and_no_window_exceeds_the_limit(store: Any) -> None:
     grants: list[float] = []
+    clock = FakeClock(T0, auto_advance=True)  # the waits pass on the clock, not in real time
 
     async def call() -> None:
-        limiter = SharedRateLimiter("model", limit=4, per_seconds=0.3, store=store)  # one per "worker"
+        limiter = SharedRateLimiter("model", limit=4, per_seconds=0.3, store=store, clock=clock)  # one per "worker"
         await limiter.acquire()
         assert limiter.last_grant_at is not None
         grants.append(limiter.last_grant_at)
@@ -260,6 +261,7 @@ async def test_shared_rate_limiter_queues_and_no_window_exceeds_the_limit(store:
     assert len(grants) == 10
     for i, start in enumerate(grants):
         assert sum(1 for g in grants[i:] if g < start + 0.3) <= 4
+    assert grants[-1] - grants[0] >= 0.6  # ten calls at four a window need three windows
 
 
 async def test_shared_rate_limiter_gives_up_after_max_wait(store: Any) -> None:
@@ -271,8 +273,10 @@ async def test_shared_rate_limiter_gives_up_after_max_wait(store: Any) -> None:
 
 
 async def test_shared_breaker_opens_for_every_worker_and_recovers(store: Any) -> None:
+    clock = FakeClock(T0)
     one, two = (
-        SharedCircuitBreaker("api", failure_threshold=3, window=60, recovery_timeout=0.3, store=store) for _ in range(2)
+        SharedCircuitBreaker("api", failure_threshold=3, window=60, recovery_timeout=0.3, store=store, clock=clock)
+        for _ in range(2)
     )
     for breaker in (one, two, one):
         assert await breaker.allow()
@@ -283,7 +287,9 @@ async def test_shared_breaker_opens_for_every_worker_and_recovers(store: Any) ->
     with pytest.raises(CircuitOpenError):
         async with two.guard():
             pass
-    await asyncio.sleep(0.35)
+    clock.advance(0.29)
+    assert await two.state() is BreakerState.OPEN
+    clock.advance(0.02)
     assert await two.state() is BreakerState.HALF_OPEN
     assert await one.allow() is True  # the one trial call, for both workers
     assert await two.allow() is False
@@ -306,7 +312,7 @@ async def test_shared_limits_need_a_store_outside_a_step() -> None:
         await SharedRateLimiter("x", limit=1, per_seconds=1).acquire()
 
 
-async def test_a_step_uses_the_store_of_its_engine() -> None:
+async def test_a_step_uses_the_store_and_clock_of_its_engine() -> None:
     limiter = SharedRateLimiter("endpoint", limit=10, per_seconds=60)
     breaker = SharedCircuitBreaker("endpoint")
 
@@ -315,8 +321,10 @@ async def test_a_step_uses_the_store_of_its_engine() -> None:
             await limiter.acquire()
         return x + 1
 
-    store = InMemoryStore()
-    async with Engine(store, workflows=[wf := Workflow("limited", [Step("call", call)], version="1")]) as engine:
+    store, clock = InMemoryStore(), FakeClock(T0 - 1000)
+    wf = Workflow("limited", [Step("call", call)], version="1")
+    async with Engine(store, workflows=[wf], clock=clock) as engine:
         assert await engine.run(wf, 1) == 2
-    assert (await store.load_breaker("endpoint", now=time.time()))[0].state == "closed"
-    assert (await store.acquire_rate("endpoint", limit=1, per_seconds=60, now=time.time())).granted is False
+    assert limiter.last_grant_at == clock.now()
+    assert (await store.load_breaker("endpoint", now=clock.now()))[0].state == "closed"
+    assert (await store.acquire_rate("endpoint", limit=1, per_seconds=60, now=clock.now())).granted is False

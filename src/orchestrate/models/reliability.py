@@ -8,7 +8,7 @@ so they stack in any order. The seeds' two recipes::
                              failure_codes=[500, 503, 429, "timeout"])
     model = CircuitBreakerModel(gpt4, breaker, fallback=gpt4_mini)
 
-    # "token bucket per endpoint; queue when the limit is hit; never blindly retry a 429"
+    # "a limit per endpoint; queue when the limit is hit; never blindly retry a 429"
     model = RateLimitedModel(gpt4, RateLimiter(requests_per_second=5, tokens_per_minute=90_000))
 
 The state here lives in the process. Durability (retries that survive a restart, a
@@ -20,8 +20,6 @@ with a virtual clock instead of sleeping.
 from __future__ import annotations
 
 import asyncio
-import enum
-from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -46,56 +44,43 @@ from orchestrate.models.base import (
     estimate_tokens,
 )
 from orchestrate.observe.logging import get_logger
-from orchestrate.policies import Seconds, to_seconds
+from orchestrate.policies import (
+    DEFAULT_FAILURE_CODES,
+    BreakerRules,
+    BreakerState,
+    Circuit,
+    FailureCode,
+    RateWindow,
+    Seconds,
+    failure_code_matches,
+    to_seconds,
+)
 
-FailureCode = int | str | type[BaseException]
+__all__ = [
+    "BreakerState",
+    "CircuitBreaker",
+    "CircuitBreakerModel",
+    "FailoverModel",
+    "FailureCode",
+    "HedgedModel",
+    "RateLimitedModel",
+    "RateLimiter",
+    "failure_code_matches",
+]
 
 log = get_logger()
 
 
-class BreakerState(enum.Enum):
-    """Where a circuit breaker stands."""
-
-    CLOSED = "closed"  # calls go through; failures are counted
-    OPEN = "open"  # calls are refused (or sent to the fallback) until recovery_timeout passes
-    HALF_OPEN = "half_open"  # a few trial calls decide between closed and open
-
-
-def failure_code_matches(error: BaseException, codes: Sequence[FailureCode]) -> bool:
-    """Whether ``error`` is one of ``codes``.
-
-    Codes are HTTP statuses (``500``, ``429``), ``"timeout"`` (any ``TimeoutError``),
-    ``"connection"`` (a :class:`~orchestrate.errors.ServerError` without a status),
-    ``"invalid_output"``, or exception classes.
-    """
-    status = getattr(error, "status_code", None)
-    for code in codes:
-        if isinstance(code, type):
-            if isinstance(error, code):
-                return True
-        elif isinstance(code, bool):
-            continue
-        elif isinstance(code, int):
-            if status == code:
-                return True
-        elif code == "timeout":
-            if isinstance(error, TimeoutError):
-                return True
-        elif code == "connection":
-            if isinstance(error, ServerError) and status is None:
-                return True
-        elif code == "invalid_output" and isinstance(error, InvalidOutputError):
-            return True
-    return False
-
-
 class CircuitBreaker:
-    """A closed / open / half-open breaker for one resource (e.g. a model endpoint).
+    """A closed / open / half-open breaker for one resource (e.g. a model endpoint), in this process.
 
     Closed, it counts failures whose code is in ``failure_codes``; ``failure_threshold``
     of them within ``window`` seconds open it. Open, it refuses calls for
     ``recovery_timeout`` seconds, then half-opens: up to ``half_open_max_requests`` trial
     calls run; when that many succeed it closes, and any counted failure re-opens it.
+    The transitions are :class:`~orchestrate.policies.BreakerRules`, the same as
+    :class:`~orchestrate.policies_shared.SharedCircuitBreaker`'s; this one keeps the state
+    in memory.
 
     Args:
         failure_threshold: failures within ``window`` that open the breaker.
@@ -117,128 +102,108 @@ class CircuitBreaker:
         window: Seconds | None = 60.0,
         recovery_timeout: Seconds = 30.0,
         half_open_max_requests: int = 1,
-        failure_codes: Sequence[FailureCode] = (429, 500, 502, 503, 504, "timeout", "connection"),
+        failure_codes: Sequence[FailureCode] = DEFAULT_FAILURE_CODES,
         clock: Clock | None = None,
         name: str = "breaker",
         on_change: Callable[[CircuitBreaker, BreakerState, BreakerState], None] | None = None,
     ) -> None:
-        if isinstance(failure_threshold, bool) or not isinstance(failure_threshold, int) or failure_threshold < 1:
-            raise DefinitionError(f"failure_threshold must be an int >= 1, got {failure_threshold!r}")
         # Durations as numbers of seconds, timedeltas or text ("30s", as seed 002 writes it).
         window = to_seconds(window, what=f"breaker {name!r}: window")
         recovery = to_seconds(recovery_timeout, what=f"breaker {name!r}: recovery_timeout")
         if recovery is None:
             raise DefinitionError(f"breaker {name!r}: recovery_timeout must be a duration, got None")
-        recovery_timeout = recovery
-        if half_open_max_requests < 1:
-            raise DefinitionError(f"half_open_max_requests must be >= 1, got {half_open_max_requests!r}")
-        for code in failure_codes:
-            if not (
-                (isinstance(code, int) and not isinstance(code, bool))
-                or code in ("timeout", "connection", "invalid_output")
-                or (isinstance(code, type) and issubclass(code, BaseException))
-            ):
-                raise DefinitionError(
-                    f"failure code {code!r} is not an HTTP status, 'timeout', 'connection', "
-                    "'invalid_output' or an exception class"
-                )
-        self.failure_threshold = failure_threshold
-        self.window = window
-        self.recovery_timeout = float(recovery_timeout)
-        self.half_open_max_requests = half_open_max_requests
-        self.failure_codes = tuple(failure_codes)
+        self.rules = BreakerRules(
+            failure_threshold=failure_threshold,
+            window=window,
+            recovery_timeout=float(recovery),
+            half_open_max_requests=half_open_max_requests,
+            failure_codes=tuple(failure_codes),
+        )
+        """The transitions this breaker applies (the same as a shared breaker's)."""
         self.clock: Clock = clock or MonotonicClock()
         self.name = name
         self.on_change = on_change
-        self._state = BreakerState.CLOSED
-        self._failures: deque[float] = deque()
-        self._opened_at = 0.0
-        self._trials = 0
-        self._trial_successes = 0
+        self._circuit = Circuit()
+
+    @property
+    def failure_threshold(self) -> int:
+        """Failures within ``window`` that open the breaker."""
+        return self.rules.failure_threshold
+
+    @property
+    def window(self) -> float | None:
+        """Seconds over which failures are counted (``None``: consecutive failures)."""
+        return self.rules.window
+
+    @property
+    def recovery_timeout(self) -> float:
+        """Seconds the breaker stays open."""
+        return self.rules.recovery_timeout
+
+    @property
+    def half_open_max_requests(self) -> int:
+        """Trial calls allowed (and successes needed) while half-open."""
+        return self.rules.half_open_max_requests
+
+    @property
+    def failure_codes(self) -> tuple[FailureCode, ...]:
+        """Which errors count."""
+        return self.rules.failure_codes
 
     @property
     def state(self) -> BreakerState:
         """The current state (an open breaker past its timeout reads half-open)."""
         self._tick()
-        return self._state
+        return self._circuit.state
 
     def retry_after(self) -> float:
         """Seconds until an open breaker lets a trial call through (0 when not open)."""
-        self._tick()
-        if self._state is not BreakerState.OPEN:
-            return 0.0
-        return max(self._opened_at + self.recovery_timeout - self.clock.now(), 0.0)
+        return self.rules.retry_after(self._circuit, self._tick())
 
     def allow(self) -> bool:
         """Ask to make a call; ``True`` grants it (the caller must then record its outcome)."""
         self._tick()
-        if self._state is BreakerState.CLOSED:
-            return True
-        if self._state is BreakerState.HALF_OPEN and self._trials < self.half_open_max_requests:
-            self._trials += 1
-            return True
-        return False
+        granted, circuit = self.rules.allow(self._circuit)
+        self._set(circuit)
+        return granted
 
     def record_success(self) -> None:
         """A granted call succeeded."""
-        if self._state is BreakerState.HALF_OPEN:
-            self._trial_successes += 1
-            if self._trial_successes >= self.half_open_max_requests:
-                self._set(BreakerState.CLOSED)
-        elif self._state is BreakerState.CLOSED and self.window is None:
-            self._failures.clear()
+        self._tick()
+        self._set(self.rules.succeeded(self._circuit))
 
     def record_failure(self, error: BaseException) -> bool:
         """A granted call failed; return whether the error counted against the endpoint."""
-        if not failure_code_matches(error, self.failure_codes):
+        if not self.rules.counts(error):
             self.release()
             return False
-        now = self.clock.now()
-        if self._state is BreakerState.HALF_OPEN:
-            self._open(now)
-            return True
-        if self._state is BreakerState.CLOSED:
-            self._failures.append(now)
-            self._expire(now)
-            if len(self._failures) >= self.failure_threshold:
-                self._open(now)
+        now = self._tick()
+        self._set(self.rules.failed(self._circuit, now))
         return True
 
     def release(self) -> None:
         """A granted call ended without a verdict (cancelled, or an error that does not count)."""
-        if self._state is BreakerState.HALF_OPEN and self._trials > self._trial_successes:
-            self._trials -= 1
+        self._tick()
+        self._set(self.rules.released(self._circuit))
 
     def reset(self) -> None:
         """Close the breaker and forget past failures."""
-        self._set(BreakerState.CLOSED)
+        self._set(Circuit())
 
     # internals ------------------------------------------------------------------------
-    def _expire(self, now: float) -> None:
-        if self.window is None:
-            return
-        while self._failures and now - self._failures[0] > self.window:
-            self._failures.popleft()
+    def _tick(self) -> float:
+        """Let time pass (see :meth:`BreakerRules.tick`); return the time."""
+        now = self.clock.now()
+        self._set(self.rules.tick(self._circuit, now))
+        return now
 
-    def _tick(self) -> None:
-        if self._state is BreakerState.OPEN and self.clock.now() - self._opened_at >= self.recovery_timeout:
-            self._set(BreakerState.HALF_OPEN)
-
-    def _open(self, now: float) -> None:
-        self._opened_at = now
-        self._set(BreakerState.OPEN)
-
-    def _set(self, state: BreakerState) -> None:
-        old = self._state
-        self._state = state
-        self._trials = 0
-        self._trial_successes = 0
-        if state is not BreakerState.HALF_OPEN:
-            self._failures.clear()
-        if old is not state:
-            log.warning("circuit_breaker_" + state.value, breaker=self.name, previous=old.value)
+    def _set(self, circuit: Circuit) -> None:
+        old = self._circuit.state
+        self._circuit = circuit
+        if circuit.state is not old:
+            log.warning("circuit_breaker_" + circuit.state.value, breaker=self.name, previous=old.value)
             if self.on_change is not None:
-                self.on_change(self, old, state)
+                self.on_change(self, old, circuit.state)
 
     def __repr__(self) -> str:
         return f"CircuitBreaker({self.name!r}, state={self.state.value})"
@@ -286,39 +251,51 @@ class CircuitBreakerModel(WrapperModel):
 _EPSILON = 1e-6
 
 
-class _Bucket:
-    """A token bucket: ``capacity`` tokens, refilled at ``rate`` per second. May go negative."""
+class _Limit:
+    """One dimension of a :class:`RateLimiter` (requests or tokens): its window and grants."""
 
-    def __init__(self, rate: float, capacity: float, now: float) -> None:
-        self.rate = rate
-        self.capacity = capacity
-        self.level = capacity
-        self.updated = now
+    def __init__(self, window: RateWindow) -> None:
+        self.window = window
+        self.grants: tuple[tuple[float, float], ...] = ()
 
-    def refill(self, now: float) -> None:
-        if now > self.updated:
-            self.level = min(self.capacity, self.level + (now - self.updated) * self.rate)
-        self.updated = max(self.updated, now)
+    def wait_for(self, amount: float, now: float) -> float:
+        grant, self.grants = self.window.take(self.grants, cost=amount, now=now)
+        if grant.granted:  # asked only: the grant is taken by ``take_now`` once every dimension agrees
+            self.grants = self.grants[:-1]
+        return grant.wait_seconds
 
-    def wait_for(self, amount: float) -> float:
-        # A single request larger than the bucket waits for a full bucket, not forever.
-        need = min(amount, self.capacity)
-        return 0.0 if self.level >= need else (need - self.level) / self.rate
+    def take_now(self, amount: float, now: float) -> None:
+        self.grants = (*self.grants, (now, amount))
+
+    def settle(self, estimated: float, actual: float, now: float) -> None:
+        # Replace the newest grant of the estimate by the real usage; a grant gone from the
+        # window already can only still count what it took beyond the estimate.
+        for i in range(len(self.grants) - 1, -1, -1):
+            at, cost = self.grants[i]
+            if cost == estimated and at > now - self.window.per_seconds:
+                self.grants = (*self.grants[:i], (at, max(actual, 0.0)), *self.grants[i + 1 :])
+                return
+        if actual > estimated:
+            self.grants = (*self.grants, (now, actual - estimated))
 
 
 class RateLimiter:
-    """Token buckets on requests and on model tokens for one endpoint; callers queue in order.
+    """Limits on requests and on model tokens for one endpoint; callers queue in order.
 
-    :meth:`acquire` waits (on the clock) until both buckets hold enough, then takes from
-    them: a burst beyond the limit queues instead of failing. After a call,
-    :meth:`settle` replaces the token estimate by the real usage. :meth:`pause` holds
-    every caller back, e.g. for a 429's ``Retry-After``.
+    Each limit is a sliding window (:class:`~orchestrate.policies.RateWindow`, the rule
+    :class:`~orchestrate.policies_shared.SharedRateLimiter` applies across workers): at
+    most ``burst`` requests in any ``burst / rate`` seconds, and at most ``token_burst``
+    tokens in any ``token_burst / token rate`` seconds. The sustained rate is the one
+    given; no window of that length ever sees more (a token bucket of the same rate lets
+    up to twice the burst through one). :meth:`acquire` waits (on the clock) until both
+    windows have room, then takes from them: a burst beyond the limit queues instead of
+    failing. After a call, :meth:`settle` replaces the token estimate by the real usage.
+    :meth:`pause` holds every caller back, e.g. for a 429's ``Retry-After``.
 
     Args:
         requests_per_second: sustained request rate (or give ``requests_per_minute``).
         requests_per_minute: the same, per minute.
-        burst: requests allowed at once on a full bucket (default: one second's worth,
-            at least 1).
+        burst: requests allowed at once (default: one second's worth, at least 1).
         tokens_per_minute: sustained model-token rate (input plus output).
         token_burst: tokens available at once (default: one minute's worth).
         clock: time source.
@@ -349,14 +326,17 @@ class RateLimiter:
             raise DefinitionError(f"burst must be >= 1, got {burst!r}")
         self.clock: Clock = clock or MonotonicClock()
         self.name = name
-        now = self.clock.now()
-        self._requests = None if rps is None else _Bucket(rps, float(burst or max(1.0, rps)), now)
-        self._tokens = (
-            None
-            if tokens_per_minute is None
-            else _Bucket(tokens_per_minute / 60.0, float(token_burst or tokens_per_minute), now)
-        )
-        self._paused_until = now
+        self._requests: _Limit | None = None
+        if rps is not None:
+            size = float(burst or max(1.0, rps))
+            # The window's length from the rate as given, so that it is exact for round numbers.
+            per = size * 60.0 / requests_per_minute if requests_per_minute is not None else size / rps
+            self._requests = _Limit(RateWindow(size, per))
+        self._tokens: _Limit | None = None
+        if tokens_per_minute is not None:
+            size = float(token_burst or tokens_per_minute)
+            self._tokens = _Limit(RateWindow(size, size * 60.0 / tokens_per_minute))
+        self._paused_until = self.clock.now()
         self._lock: asyncio.Lock | None = None
         self._lock_loop: asyncio.AbstractEventLoop | None = None
         self.waited = 0.0
@@ -375,17 +355,16 @@ class RateLimiter:
             while True:
                 now = self.clock.now()
                 wait = self._paused_until - now
-                for bucket, amount in ((self._requests, 1), (self._tokens, tokens)):
-                    if bucket is not None and amount:
-                        bucket.refill(now)
-                        wait = max(wait, bucket.wait_for(amount))
+                for limit, amount in ((self._requests, 1), (self._tokens, tokens)):
+                    if limit is not None and amount:
+                        wait = max(wait, limit.wait_for(amount, now))
                 # Below a microsecond a wait is float noise (clock values near 1e9 cannot
                 # even represent it) and sleeping on it would spin.
                 if wait <= _EPSILON:
                     if self._requests is not None:
-                        self._requests.level -= 1
+                        self._requests.take_now(1, now)
                     if self._tokens is not None and tokens:
-                        self._tokens.level -= tokens
+                        self._tokens.take_now(tokens, now)
                     break
                 await self.clock.sleep(wait)
         waited = self.clock.now() - started
@@ -393,10 +372,9 @@ class RateLimiter:
         return waited
 
     def settle(self, estimated: int, actual: int) -> None:
-        """Correct the token bucket once a call's real usage is known."""
+        """Correct the token window once a call's real usage is known."""
         if self._tokens is not None:
-            self._tokens.refill(self.clock.now())
-            self._tokens.level = min(self._tokens.capacity, self._tokens.level + estimated - actual)
+            self._tokens.settle(estimated, actual, self.clock.now())
 
     def pause(self, seconds: float) -> None:
         """Let no call start for ``seconds`` (a 429 said so)."""

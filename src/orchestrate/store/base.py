@@ -22,6 +22,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
+from orchestrate.policies import RateGrant as RateGrant  # the rate window's answer, which stores return
+from orchestrate.policies import decide_rate as decide_rate  # the rate window's arithmetic, which stores apply
 from orchestrate.types import RunStatus, StepStatus
 
 SCHEMA_VERSION = 6
@@ -262,55 +264,6 @@ class ReviewRecord:
         data = dataclasses.asdict(self)
         data["status"] = self.status.value
         return data
-
-
-@dataclass
-class RateGrant:
-    """The answer of :meth:`LimitsStore.acquire_rate`.
-
-    Attributes:
-        granted: whether the cost was taken from the window.
-        at: the store's time of the decision (the database clock on PostgreSQL): when
-            granted, the time the grant counts at.
-        wait_seconds: when refused, how long until the cost would fit (0 when granted).
-    """
-
-    granted: bool
-    at: float
-    wait_seconds: float = 0.0
-
-
-def decide_rate(
-    window: Sequence[tuple[float, float]], *, limit: float, per_seconds: float, cost: float, now: float
-) -> RateGrant:
-    """Decide a sliding-window rate request; every store applies this one rule.
-
-    Args:
-        window: ``(at, cost)`` of the grants with ``at > now - per_seconds``, oldest first.
-        limit: what the grants of one window may sum to.
-        per_seconds: the window's length.
-        cost: what this call takes.
-        now: the store's time.
-
-    A call costing more than ``limit`` is granted once the window is empty, so that it
-    waits instead of waiting forever. A grant is never stamped before the latest one (a
-    caller's clock may lag behind another's): the grants' times only move forward.
-    """
-    if window and window[-1][0] > now:
-        now = window[-1][0]
-    used = sum(c for _, c in window)
-    if used + cost <= limit or not window:
-        return RateGrant(True, now)
-    excess = used + cost - limit
-    freed = 0.0
-    frees_at = window[-1][0]
-    for at, spent in window:
-        freed += spent
-        if freed >= excess:
-            frees_at = at
-            break
-    # The grant at ``frees_at`` leaves the window once ``now - per_seconds >= frees_at``.
-    return RateGrant(False, now, max(frees_at + per_seconds - now, 0.0))
 
 
 @dataclass
