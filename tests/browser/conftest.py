@@ -32,7 +32,7 @@ if not (Path(CHROMEDRIVER).exists() and Path(CHROMIUM).exists()):  # pragma: no 
     pytest.skip(f"Chromium and chromedriver are needed ({CHROMIUM}, {CHROMEDRIVER})", allow_module_level=True)
 
 import uvicorn  # noqa: E402
-from selenium.common.exceptions import StaleElementReferenceException  # noqa: E402
+from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException  # noqa: E402
 from selenium.webdriver.chrome.options import Options  # noqa: E402
 from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
@@ -146,9 +146,8 @@ class Browser:
 
     def wait(self, condition: Any, timeout: float = WAIT_SECONDS) -> Any:
         # The pages redraw as they update: an element found a moment ago may be replaced.
-        return WebDriverWait(self.driver, timeout, ignored_exceptions=(StaleElementReferenceException,)).until(
-            condition
-        )
+        ignored = (StaleElementReferenceException, NoSuchElementException)
+        return WebDriverWait(self.driver, timeout, ignored_exceptions=ignored).until(condition)
 
     def find(self, css: str) -> Any:
         return self.wait(ec.presence_of_element_located((By.CSS_SELECTOR, css)))
@@ -157,7 +156,14 @@ class Browser:
         return self.wait(ec.visibility_of_element_located((By.CSS_SELECTOR, css)))
 
     def click(self, css: str) -> None:
-        self.wait(ec.element_to_be_clickable((By.CSS_SELECTOR, css))).click()
+        def attempt(driver: Any) -> bool:
+            found = driver.find_element(By.CSS_SELECTOR, css)
+            if not (found.is_displayed() and found.is_enabled()):
+                return False
+            found.click()
+            return True
+
+        self.wait(attempt)
 
     def text_in(self, css: str, text: str) -> None:
         self.wait(ec.text_to_be_present_in_element((By.CSS_SELECTOR, css), text))

@@ -110,7 +110,7 @@ def test_a_timeline_shows_steps_attempts_and_the_wait_for_people(server: LiveSer
     # The graph shows the path: check and charge taken, receipt not reached.
     taken = {n.get_attribute("data-step") for n in browser.all("svg.graph g.node.taken")}
     assert {"check", "charge"} <= taken and "receipt" not in taken
-    rows["charge"].click()
+    rows["charge"].find_element(By.CSS_SELECTOR, "rect.bar").click()
     detail = browser.visible('[data-step-detail="charge"]')
     assert "card declined for order A-1" in detail.text
     assert "attempt 1: ValueError" in detail.text
@@ -183,7 +183,7 @@ def test_reject_needs_a_reason_and_fails_the_run_live(server: LiveServer, browse
     assert status_of(server, run_id) is RunStatus.WAITING
     browser.find("#reject-reason").send_keys("the order was never paid")
     browser.click("#reject-go")
-    browser.text_in("#review-detail", "Nothing waits")
+    browser.text_in("#inbox", "Nothing waits")
     browser.driver.switch_to.window(run_tab)
     browser.text_in("#run-status", "failed")
     assert "RejectedError" in browser.find(".run-page").text

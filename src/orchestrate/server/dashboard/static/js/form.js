@@ -92,7 +92,9 @@ export function jsonEditor(value, { schema, rows = 12, id = "payload-json" } = {
     area.classList.toggle("invalid", problems.length > 0);
     return problems.length ? { ok: false } : { ok: true, value: parsed };
   };
-  area.addEventListener("input", () => { area.classList.remove("invalid"); });
+  // Typing clears the last complaint: left in place, it would vanish at the next blur and move
+  // the button under the pointer between mousedown and click.
+  area.addEventListener("input", () => { area.classList.remove("invalid"); errors.replaceChildren(); });
   area.addEventListener("blur", read);
   return { el: h("div.editor", {}, area, errors), read, focus: () => area.focus() };
 }

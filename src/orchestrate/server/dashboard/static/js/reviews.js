@@ -162,7 +162,7 @@ export async function renderReviews(root, [selectedId], query) {
     });
   };
   const reject = (item) => {
-    const reason = h("textarea#reject-reason", { rows: 3, required: true, placeholder: "what is wrong (recorded, and given to the run)" });
+    const reason = h("textarea#reject-reason", { rows: 3, "aria-required": "true", placeholder: "what is wrong (recorded, and given to the run)" });
     const go = h("button.btn.danger.primary#reject-go", { type: "submit" }, "Reject");
     const err = h("p.form-error", { role: "alert" });
     const form = h("form.form", {}, h("label", { for: "reject-reason" }, "Reason (required)"), reason, err, go);

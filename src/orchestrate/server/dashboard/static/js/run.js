@@ -14,14 +14,21 @@ export async function renderRun(root, [runId]) {
   const live = liveDot();
   let run = await get(`/runs/${encodeURIComponent(runId)}`);
   let selected = null;
+  let seen = JSON.stringify(run);
+  let timelineBox = null;
+  const drawTimeline = () => {
+    const width = Math.max(720, (root.clientWidth || 1200) - 36);
+    clear(timelineBox).append(timeline(run, { onSelect: (st) => select(st.step_key), width }));
+  };
   const body = h("div.run-page");
   root.append(body);
 
   const draw = () => {
     clear(body);
     body.append(header(run, live), actions(run, reload));
-    const width = Math.max(720, (root.clientWidth || 1200) - 36);
-    body.append(section("Timeline", timeline(run, { onSelect: (st) => select(st.step_key), width })));
+    timelineBox = h("div#timeline");
+    drawTimeline();
+    body.append(section("Timeline", timelineBox));
     const statusOf = (id) => {
       const st = (run.steps || []).filter((x) => x.name === id || x.step_key === id).pop();
       return st ? st.status : null;
@@ -42,7 +49,13 @@ export async function renderRun(root, [runId]) {
   let pending = null;
   async function reload() {
     try {
-      run = await get(`/runs/${encodeURIComponent(runId)}`);
+      const next = await get(`/runs/${encodeURIComponent(runId)}`);
+      const text = JSON.stringify(next);
+      // Nothing new: only the clock moved, so only the timeline is drawn again (a redraw
+      // of the page would close what the reader opened and move what they point at).
+      if (text === seen) { drawTimeline(); return; }
+      run = next;
+      seen = text;
       if (TERMINAL.has(run.status)) { stop(); live.set("ended"); }
       draw();
     } catch (err) {
