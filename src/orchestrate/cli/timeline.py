@@ -21,6 +21,7 @@ import math
 import re
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -34,7 +35,7 @@ from rich.text import Text
 
 from orchestrate.client import RunDetail
 from orchestrate.policies import MISSING
-from orchestrate.store.base import REPLAYED_EVENT, Event, ReviewRecord, ReviewStatus, StepRecord
+from orchestrate.store.base import REPLAYED_EVENT, Event, EventKind, ReviewRecord, ReviewStatus, StepRecord
 from orchestrate.types import RunStatus, StepStatus
 
 __all__ = ["error_summary", "format_duration", "format_time", "pending_review", "render_timeline", "summarize"]
@@ -442,78 +443,137 @@ def _history_table(detail: RunDetail, axis: _Axis) -> Table:
     return table
 
 
-def _describe(event: Event, state: str | None, axis: _Axis) -> tuple[str, str, str, str | None]:
-    """``(label, style, details, run state after the event)`` of one history entry."""
+_Described = tuple[str, str, str, str | None]
+"""``(label, style, details, run state after the event)`` of one history entry."""
+
+
+def _describe(event: Event, state: str | None, axis: _Axis) -> _Described:
+    """How the history shows ``event``: by its :class:`EventKind`, else as its kind and data."""
+    describe = _DESCRIPTIONS.get(event.kind)
+    if describe is None and event.kind.startswith("run_"):
+        describe = _run_ended  # a status this version does not know yet
+    if describe is None:
+        return event.kind.replace("_", " "), "", _data_text(event.data, axis), state
+    return describe(event, state, axis)
+
+
+def _run_created(event: Event, state: str | None, axis: _Axis) -> _Described:
+    claimed = bool(event.data.get("claimed"))
+    how = "run in this process" if claimed else "pending until a worker claims it"
+    return "created", "bold", f"version {event.data.get('version', '?')}; {how}", "running" if claimed else "pending"
+
+
+def _run_resumed(event: Event, state: str | None, axis: _Axis) -> _Described:
     data = event.data
-    kind = event.kind
-    if kind == "run_created":
-        claimed = bool(data.get("claimed"))
-        how = "run in this process" if claimed else "pending until a worker claims it"
-        return "created", "bold", f"version {data.get('version', '?')}; {how}", "running" if claimed else "pending"
-    if kind == "run_resumed":
-        replayed = f"replayed {data.get('replayed_steps', 0)} recorded step(s), fence {data.get('fence', '?')}"
-        if state == "running":
-            return "resumed after crash", "bold magenta", f"the previous holder stopped mid-run; {replayed}", "running"
-        label = {"pending": "claimed", "waiting": "woke up"}.get(state or "", "resumed")
-        return label, "blue", replayed, "running"
-    if kind == "attempt_crashed":
-        text = (
-            f"the previous attempt died without a record (crash {data.get('crashes', '?')} of "
-            f"{data.get('max_crashes', '?')}; worker {data.get('owner') or '?'})"
-        )
-        return "crashed", "bold magenta", text, state
-    if kind == "step_retry":
-        text = f"attempt {data.get('attempt', '?')} failed: {_error_text(data.get('error'))}"
-        if isinstance(data.get("delay"), int | float):
-            text += f"; next attempt in {format_duration(float(data['delay']))}"
-        return "retry", "yellow", text, state
-    if kind == "step_fallback":
-        text = f"took {data.get('fallback')} after {data.get('reason') or _error_text(data.get('error'))}"
-        if data.get("flag"):
-            text += f"; flag {data['flag']}"
-        return "fallback", "yellow", text, state
-    if kind == "step_failed":
-        return (
-            "step failed",
-            "red",
-            f"{_error_text(data.get('error'))} after {data.get('attempts', '?')} attempt(s)",
-            state,
-        )
-    if kind == "step_routed":
-        return "routed", "cyan", f"to {data.get('target')}", state
-    if kind == "wait_started":
-        timeout = data.get("timeout")
-        text = "waiting for a signal" + (f" (timeout {format_duration(float(timeout))})" if timeout else "")
-        if data.get("payload") is not None:
-            text += f"; payload {summarize(data['payload'], 60)}"
-        return "wait", "yellow", text, state
-    if kind == "signal_received":
-        by = data.get("by")
-        return "signal", "cyan", f"delivered by {by}" if by else "delivered", state
-    if kind == "timer_set":
-        wake = data.get("wake_at")
-        return "timer", "", f"wakes at {axis.offset(float(wake))}" if isinstance(wake, int | float) else "", state
-    if kind == "run_waiting":
-        text = str(data.get("reason") or "")
-        wake = data.get("wake_at")
-        if isinstance(wake, int | float):
-            text += f"; due at {axis.offset(float(wake))}"
-        return "parked", "yellow", text, "waiting"
-    if kind == "replayed":
-        where = f" from step {event.step_key!r}" if event.step_key else ""
-        return "replayed", "cyan", f"as run {data.get('replay')}{where}", state
-    if kind == "replay_started":
-        reused = data.get("reused") or []
-        return "replay", "cyan", f"of run {data.get('source')}; reused {len(reused)} step(s)", state
-    if kind.startswith("run_"):
-        status = kind[len("run_") :]
-        style = {"succeeded": "bold green", "cancelled": "magenta"}.get(status, "bold red")
-        error = data.get("error")
-        text = _error_text(error) if isinstance(error, dict) else ""
-        if data.get("reason") and not text:
-            text = str(data["reason"])
-        return status, style, text, status
-    return kind.replace("_", " "), "", _data_text(data, axis), state
+    replayed = f"replayed {data.get('replayed_steps', 0)} recorded step(s), fence {data.get('fence', '?')}"
+    if state == "running":
+        return "resumed after crash", "bold magenta", f"the previous holder stopped mid-run; {replayed}", "running"
+    label = {"pending": "claimed", "waiting": "woke up"}.get(state or "", "resumed")
+    return label, "blue", replayed, "running"
+
+
+def _attempt_crashed(event: Event, state: str | None, axis: _Axis) -> _Described:
+    data = event.data
+    text = (
+        f"the previous attempt died without a record (crash {data.get('crashes', '?')} of "
+        f"{data.get('max_crashes', '?')}; worker {data.get('owner') or '?'})"
+    )
+    return "crashed", "bold magenta", text, state
+
+
+def _step_retry(event: Event, state: str | None, axis: _Axis) -> _Described:
+    data = event.data
+    text = f"attempt {data.get('attempt', '?')} failed: {_error_text(data.get('error'))}"
+    if isinstance(data.get("delay"), int | float):
+        text += f"; next attempt in {format_duration(float(data['delay']))}"
+    return "retry", "yellow", text, state
+
+
+def _step_fallback(event: Event, state: str | None, axis: _Axis) -> _Described:
+    data = event.data
+    text = f"took {data.get('fallback')} after {data.get('reason') or _error_text(data.get('error'))}"
+    if data.get("flag"):
+        text += f"; flag {data['flag']}"
+    return "fallback", "yellow", text, state
+
+
+def _step_failed(event: Event, state: str | None, axis: _Axis) -> _Described:
+    data = event.data
+    return "step failed", "red", f"{_error_text(data.get('error'))} after {data.get('attempts', '?')} attempt(s)", state
+
+
+def _step_routed(event: Event, state: str | None, axis: _Axis) -> _Described:
+    return "routed", "cyan", f"to {event.data.get('target')}", state
+
+
+def _wait_started(event: Event, state: str | None, axis: _Axis) -> _Described:
+    data = event.data
+    timeout = data.get("timeout")
+    text = "waiting for a signal" + (f" (timeout {format_duration(float(timeout))})" if timeout else "")
+    if data.get("payload") is not None:
+        text += f"; payload {summarize(data['payload'], 60)}"
+    return "wait", "yellow", text, state
+
+
+def _signal_received(event: Event, state: str | None, axis: _Axis) -> _Described:
+    by = event.data.get("by")
+    return "signal", "cyan", f"delivered by {by}" if by else "delivered", state
+
+
+def _timer_set(event: Event, state: str | None, axis: _Axis) -> _Described:
+    wake = event.data.get("wake_at")
+    return "timer", "", f"wakes at {axis.offset(float(wake))}" if isinstance(wake, int | float) else "", state
+
+
+def _run_waiting(event: Event, state: str | None, axis: _Axis) -> _Described:
+    text = str(event.data.get("reason") or "")
+    wake = event.data.get("wake_at")
+    if isinstance(wake, int | float):
+        text += f"; due at {axis.offset(float(wake))}"
+    return "parked", "yellow", text, "waiting"
+
+
+def _replayed(event: Event, state: str | None, axis: _Axis) -> _Described:
+    where = f" from step {event.step_key!r}" if event.step_key else ""
+    return "replayed", "cyan", f"as run {event.data.get('replay')}{where}", state
+
+
+def _replay_started(event: Event, state: str | None, axis: _Axis) -> _Described:
+    reused = event.data.get("reused") or []
+    return "replay", "cyan", f"of run {event.data.get('source')}; reused {len(reused)} step(s)", state
+
+
+def _run_ended(event: Event, state: str | None, axis: _Axis) -> _Described:
+    status = event.kind[len("run_") :]
+    style = {"succeeded": "bold green", "cancelled": "magenta"}.get(status, "bold red")
+    error = event.data.get("error")
+    text = _error_text(error) if isinstance(error, dict) else ""
+    if event.data.get("reason") and not text:
+        text = str(event.data["reason"])
+    return status, style, text, status
+
+
+_DESCRIPTIONS: dict[str, Callable[[Event, str | None, _Axis], _Described]] = {
+    EventKind.RUN_CREATED: _run_created,
+    EventKind.RUN_RESUMED: _run_resumed,
+    EventKind.RUN_WAITING: _run_waiting,
+    EventKind.RUN_RELEASED: _run_ended,
+    EventKind.RUN_SUCCEEDED: _run_ended,
+    EventKind.RUN_FAILED: _run_ended,
+    EventKind.RUN_CANCELLED: _run_ended,
+    EventKind.RUN_DEAD: _run_ended,
+    EventKind.ATTEMPT_CRASHED: _attempt_crashed,
+    EventKind.STEP_RETRY: _step_retry,
+    EventKind.STEP_FALLBACK: _step_fallback,
+    EventKind.STEP_FAILED: _step_failed,
+    EventKind.STEP_ROUTED: _step_routed,
+    EventKind.TIMER_SET: _timer_set,
+    EventKind.WAIT_STARTED: _wait_started,
+    EventKind.SIGNAL_RECEIVED: _signal_received,
+    EventKind.REPLAY_STARTED: _replay_started,
+    EventKind.REPLAYED: _replayed,
+}
+"""How the history describes each kind of event; the other kinds show their data as ``key=value``."""
 
 
 def _is_time(key: str, value: Any) -> bool:

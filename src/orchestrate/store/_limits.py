@@ -20,12 +20,12 @@ from typing import Any
 from orchestrate import _codec
 from orchestrate.errors import InvalidInputError, PayloadTooLargeError
 from orchestrate.observe import get_logger
-from orchestrate.store.base import Event, ReviewRecord, RunRecord, StepRecord
+from orchestrate.store.base import Event, EventKind, ReviewRecord, RunRecord, StepRecord
 
 MAX_PAYLOAD_BYTES = 2 * 1024 * 1024
 """The default hard limit on a value's JSON: 2 MiB (Temporal's limit for a payload)."""
 
-PAYLOAD_LARGE_EVENT = "payload_large"
+PAYLOAD_LARGE_EVENT: str = EventKind.PAYLOAD_LARGE.value
 """The kind of the event that records a value over the warning size in a run's history."""
 
 MAX_ENV = "ORCHESTRATE_MAX_PAYLOAD_BYTES"

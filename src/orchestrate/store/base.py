@@ -43,6 +43,44 @@ A dead run with such an event has left the dead-letter queue (:meth:`Store.list_
 """
 
 
+class EventKind(enum.StrEnum):
+    """The kinds of the events orchestrate writes into a run's history (:attr:`Event.kind`).
+
+    The values are what the stores keep; an event of a kind not listed here (a custom
+    one, appended by an application) is kept and shown as it is.
+    """
+
+    RUN_CREATED = "run_created"  # the run was created (data: version; claimed when this process runs it at once)
+    RUN_RESUMED = "run_resumed"  # a worker claimed the run and replays its record (data: replayed_steps, fence)
+    RUN_WAITING = "run_waiting"  # the run parked, holding no worker (data: reason; wake_at for a timer)
+    RUN_RELEASED = "run_released"  # its worker let go of it before its end (draining): another will claim it
+    RUN_SUCCEEDED = "run_succeeded"  # the run ended with its output
+    RUN_FAILED = "run_failed"  # the run ended with an error (data: error)
+    RUN_CANCELLED = "run_cancelled"  # someone cancelled the run (data: reason)
+    RUN_DEAD = "run_dead"  # the run went to the dead-letter queue: policies exhausted, poison input, crashes
+    ATTEMPT_CRASHED = "attempt_crashed"  # a claim found the previous attempt died without a record (data: crashes)
+    STEP_RETRY = "step_retry"  # an attempt failed and the next is scheduled (data: attempt, error, delay)
+    STEP_FALLBACK = "step_fallback"  # the step's policy gave up and a fallback answered (data: fallback, reason)
+    STEP_FAILED = "step_failed"  # the step failed for good (data: error, attempts)
+    STEP_ROUTED = "step_routed"  # the step returned a Fallback decision sending the run elsewhere (data: target)
+    TIMER_SET = "timer_set"  # the run sleeps on a durable timer (data: wake_at)
+    WAIT_STARTED = "wait_started"  # the run waits for a signal (data: timeout, payload)
+    SIGNAL_RECEIVED = "signal_received"  # a signal was delivered to the run (data: by)
+    REPLAY_STARTED = "replay_started"  # this run replays another (data: source, reused step keys)
+    REPLAYED = REPLAYED_EVENT  # this run was replayed by another (data: replay); it leaves the dead-letter queue
+    PAYLOAD_LARGE = "payload_large"  # a value over the store's warning size was written (data: what, size)
+    REVIEW_CREATED = "review_created"  # a review item was opened at a gate
+    REVIEW_AUTO_APPROVED = "review_auto_approved"  # a tiered gate let the output through without a person
+    REVIEW_CLAIMED = "review_claimed"  # a reviewer took the item to work on it
+    REVIEW_APPROVAL_RECORDED = "review_approval_recorded"  # one approval of several required is in
+    REVIEW_DECIDED = "review_decided"  # the item's final decision: approved, rejected or edited
+    REVIEW_ESCALATED = "review_escalated"  # the SLA passed and a new item went to another role
+    REVIEW_EXPIRED = "review_expired"  # the SLA passed and the gate's default outcome was taken
+    REVIEW_SLA_WARNING = "review_sla_warning"  # the warning before the item's deadline was given
+    REVIEW_NOTIFY_FAILED = "review_notify_failed"  # a reviewer notification could not be delivered
+    REVIEW_CANCELLED = "review_cancelled"  # the run was cancelled while the item waited
+
+
 @dataclass
 class RunRecord:
     """A run as stored.
