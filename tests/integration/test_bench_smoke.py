@@ -100,3 +100,17 @@ def test_quick_bench_writes_results_for_our_engine(tmp_path: Path) -> None:
     # Without peers, the comparisons with them cannot be made.
     assert all(targets[name]["met"] is None for name in PEER_TARGETS)
     assert (tmp_path / "results.md").read_text(encoding="utf-8").startswith("# Benchmark results (quick smoke")
+
+
+def test_detection_benchmark_runs_and_reports_every_monitor() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.detection", "--shifts", "2", "--quiet-runs", "500"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    rows = [line for line in done.stdout.splitlines() if line.startswith(("income", "confidence"))]
+    assert len(rows) == 5, done.stdout
+    assert done.stderr == ""  # alerts are counted, not logged
