@@ -179,7 +179,11 @@ async def claim(request: Request, review_id: str, who: Annotated[Principal, Depe
             now = client.engine.clock.now()
             updated = dataclasses.replace(item, meta={**item.meta, "claimed_by": who.name, "claimed_at": now})
             event = Event(
-                item.run_id, "review_claimed", now, item.step_key, {"review_id": item.review_id, "by": who.name}
+                run_id=item.run_id,
+                kind="review_claimed",
+                at=now,
+                step_key=item.step_key,
+                data={"review_id": item.review_id, "by": who.name},
             )
             if await client.store.update_review(updated, expected_version=item.version, now=now, events=[event]):
                 return review_view(await _item(state, item.review_id))
