@@ -20,8 +20,10 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, Literal
 
-from orchestrate._step_options import check_step_options as _check_step_options  # noqa: F401 - where workflow.py finds it
+from orchestrate._step_options import check_step_options
 from orchestrate.errors import DefinitionError, InvalidOutputError, NonRetryableError, ServerError
+
+_check_step_options = check_step_options  # where the definitions (workflow.py) find it
 
 Seconds = float | int | timedelta | str
 """A duration: seconds (``30``, ``0.25``), a ``timedelta``, or a text such as ``"30s"``,
