@@ -37,7 +37,7 @@ import orchestrate._engine.runner as runner
 from bench.chain import ASYNC_STEPS, async_workflow, sync_workflow
 from bench.harness import STEPS
 from orchestrate import Engine, Step, Workflow
-from orchestrate._engine.context import current_run
+from orchestrate._engine.state import current_run
 from orchestrate.store import InMemoryStore
 from orchestrate.store.sqlite import SQLiteStore
 

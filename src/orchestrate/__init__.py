@@ -7,9 +7,11 @@ PostgreSQL.
 
 from __future__ import annotations
 
+from orchestrate._engine import defaults as _defaults  # noqa: F401 - installs Workflow.run's default engine
 from orchestrate._engine.clock import Clock, SystemClock
-from orchestrate._engine.context import RunContext, StepContext
+from orchestrate._engine.context import RunContext
 from orchestrate._engine.runner import Engine
+from orchestrate._engine.state import StepContext
 from orchestrate.client import Client, RunDetail
 from orchestrate.decorators import AgentWorkflow, branch, fallback, gate, parallel, reduce
 from orchestrate.errors import (

@@ -25,9 +25,9 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from orchestrate._engine.context import new_signal_id
 from orchestrate._engine.hooks import hooks_of
 from orchestrate._engine.runner import Engine, outcome
+from orchestrate._engine.state import new_signal_id
 from orchestrate._redact import redact_data
 from orchestrate.errors import (
     ConflictError,

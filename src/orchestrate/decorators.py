@@ -15,13 +15,18 @@ import functools
 import weakref
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, Literal
+from typing import Any, Literal, Unpack
 
-from orchestrate._engine.context import RunContext, current_run
+from orchestrate._definitions.calls import source_of
+from orchestrate._definitions.nodes import StepOptions
+from orchestrate._engine.context import RunContext
+from orchestrate._engine.defaults import default_engine
 from orchestrate._engine.interpreter import RouteError, reduce_outputs
-from orchestrate._engine.runner import Engine, default_engine
+from orchestrate._engine.runner import Engine
+from orchestrate._engine.state import current_run
 from orchestrate.errors import DefinitionError
 from orchestrate.policies import Fallback, Retry, Seconds, Timeout
+from orchestrate.review._outcomes import continue_with
 from orchestrate.review.gate import HumanReviewGate, TieredGate
 from orchestrate.store import InMemoryStore
 from orchestrate.workflow import Map, Node, Step, Workflow, workflow
@@ -66,7 +71,7 @@ class AgentWorkflow(Workflow):
         timeout: Seconds | Timeout | None = None,
         fallback: Fallback | Sequence[Fallback] | None = None,
         gate: HumanReviewGate | TieredGate | None = None,
-        **options: Any,
+        **options: Unpack[StepOptions],
     ) -> Any:
         """Append the decorated function as the next step; the function stays callable."""
 
@@ -329,10 +334,9 @@ class BranchFunction(_DurableCall):
 
 def _routes_version(branch: BranchFunction) -> str:
     from orchestrate import _serde
-    from orchestrate.workflow import _source
 
-    parts = [_source(branch.fn)] + [
-        f"{k}={_source(getattr(h, 'fn', h))}" for k, h in sorted(branch.routes.items(), key=str)
+    parts = [source_of(branch.fn)] + [
+        f"{k}={source_of(getattr(h, 'fn', h))}" for k, h in sorted(branch.routes.items(), key=str)
     ]
     return _serde.input_hash(parts)[:12]
 
@@ -367,8 +371,6 @@ class GateFunction(_DurableCall):
         return await self._run_in(ctx, *args)
 
     async def _run_in(self, ctx: RunContext, *args: Any) -> Any:
-        from orchestrate.review._runtime import continue_with
-
         if self.review.at == "before":
             key = ctx._next_key(self.fn.__name__)
             payload = args[0] if len(args) == 1 else list(args)

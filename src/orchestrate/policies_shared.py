@@ -34,7 +34,7 @@ from contextlib import asynccontextmanager
 from typing import TypeVar
 
 from orchestrate._engine.clock import Clock, SystemClock
-from orchestrate._engine.context import current_run
+from orchestrate._engine.state import current_run
 from orchestrate.errors import CircuitOpenError, DefinitionError, InvalidInputError, RateLimitedError, StoreError
 from orchestrate.models.base import Model, ModelRequest, ModelResult, WrapperModel
 from orchestrate.observe import get_logger

@@ -1,7 +1,7 @@
 """The engine's side of the hooks seam: which observers a run reports to, and its events.
 
 A run's observers are its engine's plus the process-wide ones, resolved once per run
-(:func:`hooks_of`). ``RunContext.hooks`` is ``None`` when there are none: every call
+(:func:`hooks_of`). ``RunState.hooks`` is ``None`` when there are none: every call
 site checks that one attribute and builds nothing else. The functions below turn the
 engine's objects (the run context, the step's spec, its record) into an event's
 keyword arguments, so that a call site stays one line.
@@ -19,8 +19,8 @@ from orchestrate.store.base import RunRecord, StepRecord
 from orchestrate.types import StepStatus
 
 if TYPE_CHECKING:
-    from orchestrate._engine.context import RunContext, StepSpec
     from orchestrate._engine.runner import Engine
+    from orchestrate._engine.state import RunState, StepSpec
 
 CARRIER = "observe"
 """The run option holding what observers asked to carry with the run (trace context)."""
@@ -42,7 +42,7 @@ def carrier_of(run: RunRecord) -> dict[str, str]:
 
 
 # steps ------------------------------------------------------------------------------------
-def step_started(hooks: Dispatch, ctx: RunContext, spec: StepSpec, key: str, attempt: int, hashed: str) -> None:
+def step_started(hooks: Dispatch, ctx: RunState, spec: StepSpec, key: str, attempt: int, hashed: str) -> None:
     """A step begins executing."""
     if not hooks.methods["step_started"]:
         return
@@ -60,7 +60,7 @@ def step_started(hooks: Dispatch, ctx: RunContext, spec: StepSpec, key: str, att
 
 def attempt_failed(
     hooks: Dispatch,
-    ctx: RunContext,
+    ctx: RunState,
     spec: StepSpec,
     key: str,
     attempt: int,
@@ -88,7 +88,7 @@ def attempt_failed(
     )
 
 
-def retried(hooks: Dispatch, ctx: RunContext, spec: StepSpec, key: str, attempt: int, delay: float, at: float) -> None:
+def retried(hooks: Dispatch, ctx: RunState, spec: StepSpec, key: str, attempt: int, delay: float, at: float) -> None:
     """The retry is recorded; ``attempt`` is the next one."""
     if not hooks.methods["step_retried"]:
         return
@@ -104,7 +104,7 @@ def retried(hooks: Dispatch, ctx: RunContext, spec: StepSpec, key: str, attempt:
     )
 
 
-def step_ended(hooks: Dispatch, ctx: RunContext, spec: StepSpec, record: StepRecord) -> None:
+def step_ended(hooks: Dispatch, ctx: RunState, spec: StepSpec, record: StepRecord) -> None:
     """The step's record was written: succeeded, answered by a fallback, or failed."""
     meta = record.meta
     if record.status is StepStatus.SUCCEEDED and (record.fallback is None or record.fallback.startswith("route:")):

@@ -12,11 +12,15 @@ import weakref
 from collections.abc import Sequence
 from typing import Any
 
-from orchestrate._engine.context import RunContext, gather_all
+from orchestrate._definitions.nodes import Branch, Loop, Map, Node, Parallel, Step
+from orchestrate._engine.gates import await_review
+from orchestrate._engine.state import RunState, gather_all
 from orchestrate._engine.steps import run_step
 from orchestrate.errors import RunFailedError
 from orchestrate.policies import MISSING
-from orchestrate.workflow import Branch, Loop, Map, Node, Parallel, Step, SubWorkflow, Workflow
+from orchestrate.review._outcomes import continue_with
+from orchestrate.review.gate import queue_gate
+from orchestrate.workflow import SubWorkflow, Workflow
 
 
 class RouteError(RunFailedError):
@@ -32,7 +36,7 @@ class _Jump(Exception):  # noqa: N818 - internal control flow
         self.value = value
 
 
-async def run_graph(ctx: RunContext, wf: Workflow, value: Any) -> Any:
+async def run_graph(ctx: RunState, wf: Workflow, value: Any) -> Any:
     """Run the workflow's nodes in sequence from ``value``; return the last output."""
     shape = _SHAPES.get(wf)
     if shape is None:
@@ -70,7 +74,7 @@ def _collect(nodes: Sequence[Node]) -> set[str]:
     return names
 
 
-async def _sequence(ctx: RunContext, nodes: Sequence[Node], value: Any, prefix: str) -> Any:
+async def _sequence(ctx: RunState, nodes: Sequence[Node], value: Any, prefix: str) -> Any:
     index = {node.name: i for i, node in enumerate(nodes)}
     i = 0
     while i < len(nodes):
@@ -90,7 +94,7 @@ async def _sequence(ctx: RunContext, nodes: Sequence[Node], value: Any, prefix: 
     return value
 
 
-async def _node(ctx: RunContext, node: Node, value: Any, prefix: str) -> Any:
+async def _node(ctx: RunState, node: Node, value: Any, prefix: str) -> Any:
     if isinstance(node, Step):
         return await _step(ctx, node, value, prefix + node.name)
     if isinstance(node, Branch):
@@ -106,7 +110,7 @@ async def _node(ctx: RunContext, node: Node, value: Any, prefix: str) -> Any:
     raise TypeError(f"unknown node {node!r}")  # pragma: no cover - validated at build
 
 
-async def _step(ctx: RunContext, node: Step, value: Any, key: str) -> Any:
+async def _step(ctx: RunState, node: Step, value: Any, key: str) -> Any:
     spec = ctx.engine.spec_of_step(node)
     output, route = await run_step(ctx, spec, value, key)
     if route is None:
@@ -114,9 +118,6 @@ async def _step(ctx: RunContext, node: Step, value: Any, key: str) -> Any:
     if route in ctx.jump_targets:
         raise _Jump(route, output)
     # Not a step: a queue of people. Park on a review item until someone decides.
-    from orchestrate.review._runtime import await_review, continue_with
-    from orchestrate.review.gate import queue_gate
-
     outcome = await await_review(
         ctx, queue_gate(route), key=f"queue:{route}:{key}", step_key=key, payload=output, queue=route
     )
@@ -132,7 +133,7 @@ async def _step(ctx: RunContext, node: Step, value: Any, key: str) -> Any:
     raise RouteError(f"{route}: the item from step {key!r} routes to {then!r}, which is no step of this workflow")
 
 
-def _resolve(ctx: RunContext, on: Any, value: Any, prefix: str) -> Any:
+def _resolve(ctx: RunState, on: Any, value: Any, prefix: str) -> Any:
     if on is None:
         return value
     if callable(on):
@@ -158,7 +159,7 @@ def _resolve(ctx: RunContext, on: Any, value: Any, prefix: str) -> Any:
     return current
 
 
-async def _branch(ctx: RunContext, node: Branch, value: Any, prefix: str) -> Any:
+async def _branch(ctx: RunState, node: Branch, value: Any, prefix: str) -> Any:
     decided = _resolve(ctx, node.on, value, prefix)
     route = None
     if node.by_key is not None:
@@ -181,7 +182,7 @@ async def _branch(ctx: RunContext, node: Branch, value: Any, prefix: str) -> Any
     return await _sequence(ctx, route, value, prefix)
 
 
-async def _parallel(ctx: RunContext, node: Parallel, value: Any, prefix: str) -> Any:
+async def _parallel(ctx: RunState, node: Parallel, value: Any, prefix: str) -> Any:
     limit = asyncio.Semaphore(node.max_workers) if node.max_workers else None
 
     async def one(child: Node) -> Any:
@@ -196,7 +197,7 @@ async def _parallel(ctx: RunContext, node: Parallel, value: Any, prefix: str) ->
     return results
 
 
-async def _map(ctx: RunContext, node: Map, value: Any, prefix: str) -> Any:
+async def _map(ctx: RunState, node: Map, value: Any, prefix: str) -> Any:
     items = node.over(value) if node.over is not None else value
     if not isinstance(items, list | tuple):
         raise RouteError(f"map {node.name!r} expected a list to map over, got {type(items).__name__}")
@@ -241,7 +242,7 @@ def reduce_outputs(strategy: Any, results: list[Any]) -> Any:
     return results
 
 
-async def _loop(ctx: RunContext, node: Loop, value: Any, prefix: str) -> Any:
+async def _loop(ctx: RunState, node: Loop, value: Any, prefix: str) -> Any:
     for i in range(node.max_iterations):
         value = await _sequence(ctx, node.body, value, f"{prefix}{node.name}#{i}/")
         if node.until(value):

@@ -1,4 +1,10 @@
-"""Executing one step under its policy: cache, budget, attempts, retries, fallbacks, gate."""
+"""The step executor: runs one step under its policy and writes what happened.
+
+It carries out what :mod:`~orchestrate._engine.decisions` decides (the attempt's timeout,
+retry or give up, the budget, the next fallback, what the record holds): the I/O is here
+(calling the function on the loop, a thread or a process; the cache; the records and
+retry timers in the store; the hooks and logs), the rules are there.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +14,11 @@ from collections.abc import Awaitable
 from typing import Any
 
 from orchestrate import _codec, _serde
+from orchestrate._engine import decisions as decide
 from orchestrate._engine import hooks as _hooks
-from orchestrate._engine.context import RunContext, StepSpec, _Args, current_run
+from orchestrate._engine.gates import await_review, open_flag
+from orchestrate._engine.isolation import call_in_process
+from orchestrate._engine.state import Args, RunState, StepSpec, current_run
 from orchestrate.errors import (
     DeadlineExceededError,
     NonDeterminismError,
@@ -21,11 +30,12 @@ from orchestrate.errors import (
 )
 from orchestrate.observe.correlation import STEP
 from orchestrate.policies import MISSING, Fallback
+from orchestrate.review._outcomes import continue_with
 from orchestrate.store.base import AttemptState, Event, StepRecord
 from orchestrate.types import StepStatus
 
 
-async def run_step(ctx: RunContext, spec: StepSpec, value: Any, key: str) -> tuple[Any, str | None]:
+async def run_step(ctx: RunState, spec: StepSpec, value: Any, key: str) -> tuple[Any, str | None]:
     """Run (or replay) the step ``key``; return ``(output, route target or None)``."""
     try:
         record = ctx.replayed(key, spec.name)
@@ -51,8 +61,6 @@ async def run_step(ctx: RunContext, spec: StepSpec, value: Any, key: str) -> tup
     ctx.outputs[key] = output
     route = record.meta.get("route") if record.fallback else None
     if record.fallback is not None and "flag" in record.meta:
-        from orchestrate.review._runtime import open_flag
-
         await open_flag(ctx, record)  # people look at it; the run does not wait
     if gate is not None and gate.at == "after" and record.status is StepStatus.SUCCEEDED:
         output, gate_route = await _gate(ctx, spec, key, output)
@@ -61,23 +69,19 @@ async def run_step(ctx: RunContext, spec: StepSpec, value: Any, key: str) -> tup
     return output, route
 
 
-async def _gate(ctx: RunContext, spec: StepSpec, key: str, output: Any) -> tuple[Any, str | None]:
+async def _gate(ctx: RunState, spec: StepSpec, key: str, output: Any) -> tuple[Any, str | None]:
     """Park until people decide on the step's output (a review item on ``review:<key>``)."""
-    from orchestrate.review._runtime import await_review, continue_with
-
     outcome = await await_review(ctx, spec.gate, key=f"review:{key}", step_key=key, payload=output)
     return continue_with(
         outcome, rejected=f"step {key!r} was rejected by a reviewer", codec=spec.codec, where=f"step {key!r}"
     )
 
 
-async def _gate_input(ctx: RunContext, spec: StepSpec, key: str, value: Any) -> tuple[Any, str | None]:
+async def _gate_input(ctx: RunState, spec: StepSpec, key: str, value: Any) -> tuple[Any, str | None]:
     """Park until people approve the input of step ``key`` (a review item on ``review:<key>``).
 
     Returns the input to run with (edited when they edited it), or a route to take instead.
     """
-    from orchestrate.review._runtime import await_review, continue_with
-
     outcome = await await_review(ctx, spec.gate, key=f"review:{key}", step_key=key, payload=value, before=True)
     return continue_with(
         outcome,
@@ -88,10 +92,10 @@ async def _gate_input(ctx: RunContext, spec: StepSpec, key: str, value: Any) -> 
 
 
 async def _invoke(
-    ctx: RunContext, spec: StepSpec, fn_plan: Any, value: Any, key: str, attempt: int, timeout: float | None
+    ctx: RunState, spec: StepSpec, fn_plan: Any, value: Any, key: str, attempt: int, timeout: float | None
 ) -> Any:
     plan = fn_plan
-    if isinstance(value, _Args):
+    if isinstance(value, Args):
         args, kwargs = value.args, dict(value.kwargs)
     else:
         args, kwargs = plan.arguments(value)
@@ -108,8 +112,6 @@ async def _invoke(
     elif spec.policy.isolation == "inline" and timeout is None:
         return plan.fn(*args, **kwargs)
     elif spec.policy.isolation == "process":
-        from orchestrate._engine.isolation import call_in_process
-
         call = call_in_process(plan.fn, args, kwargs)
     else:
         about = {"workflow": ctx.workflow, "run_id": ctx.run_id, "step": key, "attempt": attempt}
@@ -135,7 +137,7 @@ def _detached(fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     return fn(*args, **kwargs)
 
 
-async def _timed(ctx: RunContext, call: Awaitable[Any], key: str, attempt: int, timeout: float) -> Any:
+async def _timed(ctx: RunState, call: Awaitable[Any], key: str, attempt: int, timeout: float) -> Any:
     """Await ``call`` under the attempt's timeout.
 
     Only the engine's own timer firing becomes :class:`StepTimeoutError` (with the time it
@@ -157,59 +159,30 @@ async def _timed(ctx: RunContext, call: Awaitable[Any], key: str, attempt: int, 
         ) from None
 
 
-def _attempt_timeout(ctx: RunContext, spec: StepSpec, now: float, first_started: float) -> float | None:
-    policy = spec.policy.timeout
-    if policy.attempt is None and policy.total is None and ctx.run.deadline_at is None:
-        return None  # the common case, without building a list
-    limits = []
-    if policy.attempt is not None:
-        limits.append(policy.attempt)
-    if policy.total is not None:
-        limits.append(policy.total - (now - first_started))
-    if ctx.run.deadline_at is not None:
-        limits.append(ctx.run.deadline_at - now)
-    if not limits:
-        return None
-    return max(min(limits), 0.001)
-
-
-def _execute(ctx: RunContext, spec: StepSpec, value: Any, key: str) -> Awaitable[StepRecord]:
+def _execute(ctx: RunState, spec: StepSpec, value: Any, key: str) -> Awaitable[StepRecord]:
     """Run the step's attempts (through its cache and concurrency limit, if it has them)."""
     policy = spec.policy
-    hashed = _serde.input_hash(value.for_hash() if isinstance(value, _Args) else value)
-    if ctx.run.deadline_at is not None and ctx.engine.clock.now() >= ctx.run.deadline_at:
+    hashed = _serde.input_hash(value.for_hash() if isinstance(value, Args) else value)
+    deadline_at = ctx.run.deadline_at
+    if deadline_at is not None and decide.deadline_passed(deadline_at, ctx.engine.clock.now()):
         raise DeadlineExceededError(f"run {ctx.run_id} passed its deadline before step {key!r}")
-    if policy.max_concurrency or policy.cache is not None or _wants_cache(policy):
+    if policy.max_concurrency or policy.cache is not None or (policy.fallback and decide.wants_cache(policy)):
         return _execute_with_policy(ctx, spec, value, key, hashed)
     return _attempts(ctx, spec, value, key, hashed, None)  # the common case, one coroutine frame fewer
 
 
-async def _execute_with_policy(ctx: RunContext, spec: StepSpec, value: Any, key: str, hashed: str) -> StepRecord:
+async def _execute_with_policy(ctx: RunState, spec: StepSpec, value: Any, key: str, hashed: str) -> StepRecord:
     engine = ctx.engine
     policy = spec.policy
     now = engine.clock.now()
-    cache_key = f"{spec.cache_prefix}:{hashed}" if (policy.cache or _wants_cache(policy)) else None
+    cache_key = f"{spec.cache_prefix}:{hashed}" if decide.wants_cache(policy) else None
     if policy.cache is not None and cache_key is not None:
         entry = await engine.store.cache_get(cache_key)
         if entry is not None and now - entry.stored_at <= policy.cache.ttl:
             cached, type_name = spec.codec.from_cache(entry.value)
-            meta: dict[str, Any] = {"cached": True, "latency_ms": 0.0}
-            if type_name is not None:
-                meta[_codec.TYPE_KEY] = type_name
             try:
                 return await ctx.record(
-                    StepRecord(
-                        ctx.run_id,
-                        key,
-                        spec.name,
-                        StepStatus.SUCCEEDED,
-                        cached,
-                        attempts=0,
-                        started_at=now,
-                        finished_at=now,
-                        input_hash=hashed,
-                        meta=meta,
-                    )
+                    _step_record(ctx, key, spec, hashed, decide.cached(cached, now=now, type_name=type_name))
                 )
             except PayloadTooLargeError:
                 pass  # cached under a higher payload limit: run the step, as on a miss
@@ -219,17 +192,30 @@ async def _execute_with_policy(ctx: RunContext, spec: StepSpec, value: Any, key:
         return await _attempts(ctx, spec, value, key, hashed, cache_key)
 
 
-def _wants_cache(policy: Any) -> bool:
-    return bool(policy.fallback) and any(f.kind == "cached" for f in policy.fallback)
+def _step_record(ctx: RunState, key: str, spec: StepSpec, hashed: str, record: decide.Record) -> StepRecord:
+    return StepRecord(
+        ctx.run_id,
+        key,
+        spec.name,
+        record.status,
+        record.output,
+        error=record.error,
+        attempts=record.attempts,
+        started_at=record.started_at,
+        finished_at=record.finished_at,
+        input_hash=hashed,
+        fallback=record.fallback,
+        meta=record.meta,
+    )
 
 
 async def _attempts(
-    ctx: RunContext, spec: StepSpec, value: Any, key: str, hashed: str, cache_key: str | None
+    ctx: RunState, spec: StepSpec, value: Any, key: str, hashed: str, cache_key: str | None
 ) -> StepRecord:
     engine = ctx.engine
     clock = engine.clock
     policy = spec.policy
-    log = ctx.log
+    deadline_at = ctx.run.deadline_at
     state = ctx.attempts.pop(key, None)
     attempt = state.attempts + 1 if state else 1
     first_started = state.first_started_at if state else None
@@ -239,30 +225,25 @@ async def _attempts(
     hooks = ctx.hooks
     if hooks is not None:
         _hooks.step_started(hooks, ctx, spec, key, attempt, hashed)
-    last_error: BaseException | None = None
+    gave_up = None if deadline_at is None else decide.check_budget(policy, now=clock.now(), deadline_at=deadline_at)
     last_info: dict[str, Any] | None = None
-    reason = None
-    remaining = None if ctx.run.deadline_at is None else ctx.run.deadline_at - clock.now()
-    if policy.min_budget is not None and remaining is not None and remaining < policy.min_budget and policy.fallback:
-        reason = "budget"
-        last_error = DeadlineExceededError(f"{remaining:.3f}s of budget left, step needs {policy.min_budget:g}s")
-    while reason is None:
+    while gave_up is None:
         started = clock.now()
         if attempt > 1:
             STEP.set((key, attempt))  # reset with the step's own token in ``run_step``
         if first_started is None:
             first_started = started
-        if policy.timeout.total is not None and started - first_started >= policy.timeout.total:
-            last_error = StepTimeoutError(f"step {key!r} exceeded its total timeout of {policy.timeout.total:g}s")
-            break
-        timeout = (
-            None
-            if policy.timeout.attempt is None and policy.timeout.total is None and ctx.run.deadline_at is None
-            else _attempt_timeout(ctx, spec, started, first_started)
-        )
+        timeout = None
+        if policy.timeout.total is not None or policy.timeout.attempt is not None or deadline_at is not None:
+            gave_up = decide.before_attempt(policy.timeout, key, now=started, first_started=first_started)
+            if gave_up is not None:
+                break
+            timeout = decide.attempt_timeout(
+                policy.timeout, now=started, first_started=first_started, deadline_at=deadline_at
+            )
         plan = spec.plan
         try:
-            if plan.is_async and timeout is None and not plan.wants_ctx and type(value) is not _Args:
+            if plan.is_async and timeout is None and not plan.wants_ctx and type(value) is not Args:
                 args, kwargs = plan.arguments(value)  # the common case, one coroutine frame fewer
                 output = await plan.fn(*args, **kwargs)
             else:
@@ -270,67 +251,27 @@ async def _attempts(
         except Exception as exc:  # noqa: BLE001 - every step error goes through the policy
             finished = clock.now()
             info = error_info(exc, with_traceback=True)
-            attempt_log.append({"attempt": attempt, "error": info["name"], "ms": round((finished - started) * 1000, 3)})
-            delay = policy.retry.next_delay(attempt, exc)
-            if (
-                delay is not None
-                and policy.timeout.total is not None
-                and finished + delay - first_started >= policy.timeout.total
-            ):
-                delay = None
-            if delay is not None and ctx.run.deadline_at is not None and finished + delay >= ctx.run.deadline_at:
-                delay = None
-            log.warning(
-                "step_attempt_failed",
-                workflow=ctx.workflow,
-                run_id=ctx.run_id,
-                step=key,
-                attempt=attempt,
-                error_class=type(exc).__qualname__,
-                error=info["message"],
-                retry_in=delay,
+            attempt_log.append(decide.attempt_entry(attempt, info["name"], started, finished))
+            decision = decide.after_failure(
+                policy, attempt, exc, finished=finished, first_started=first_started, deadline_at=deadline_at
             )
-            if hooks is not None:
-                _hooks.attempt_failed(hooks, ctx, spec, key, attempt, exc, finished - started, delay, finished)
-            if delay is None:
-                last_error = exc
-                last_info = info
+            retry = decision if isinstance(decision, decide.Retry) else None
+            _attempt_failed(ctx, spec, key, attempt, exc, info, started, finished, retry)
+            if retry is None:
+                gave_up, last_info = decide.GiveUp(exc), info
                 break
-            next_at = finished + delay
-            new_state = AttemptState(ctx.run_id, key, attempt, next_at, first_started, info)
-            await engine.store.save_attempts(
-                new_state,
-                fence=ctx.fence,
-                event=Event(
-                    ctx.run_id,
-                    "step_retry",
-                    finished,
-                    key,
-                    {"attempt": attempt, "error": info, "delay": round(delay, 3)},
-                ),
-            )
-            ctx.attempts[key] = new_state
-            if hooks is not None:
-                _hooks.retried(hooks, ctx, spec, key, attempt + 1, delay, finished)
-            await ctx.delay_until(next_at, reason=f"retry:{key}")
-            ctx.attempts.pop(key, None)
+            await _retry_later(ctx, spec, key, attempt, first_started, finished, info, retry)
             attempt += 1
             continue
+        # The common case, inline: a coroutine of its own would cost every step a frame.
         finished = clock.now()
-        meta: dict[str, Any] = {"latency_ms": round((finished - first_started) * 1000, 3)}
         model = _model_quality(output)
-        if model is not None:
-            meta["model"] = model
-        if attempt_log:
-            meta["attempt_log"] = attempt_log
         route = None
         if isinstance(output, Fallback):
             route, output = output.target, output.payload
-            meta["route"] = route
         # Refused here, on the first drive, if it would not come back the same after a restart.
         stored, handed, type_name = spec.codec.settle(output, f"step {key!r}")
-        if type_name is not None:
-            meta[_codec.TYPE_KEY] = type_name
+        meta = decide.success_meta(first_started, finished, type_name, model, attempt_log, route)
         record = StepRecord(
             ctx.run_id,
             key,
@@ -352,16 +293,14 @@ async def _attempts(
         except PayloadTooLargeError as exc:
             # Too large to store: the step failed, and another attempt would return as much.
             # (Without its traceback, whose frames hold the value and its JSON.)
-            last_error = exc.with_traceback(None)
-            last_info = error_info(last_error)
-            attempt_log.append(
-                {"attempt": attempt, "error": last_info["name"], "ms": round((finished - started) * 1000, 3)}
-            )
+            error = exc.with_traceback(None)
+            gave_up, last_info = decide.GiveUp(error), error_info(error)
+            attempt_log.append(decide.attempt_entry(attempt, last_info["name"], started, finished))
             break
         if handed is not stored and written is record:
             ctx.handed[key] = (record, handed)
         if ctx.log_info:
-            log.info(
+            ctx.log.info(
                 "step_succeeded",
                 workflow=ctx.workflow,
                 run_id=ctx.run_id,
@@ -372,16 +311,64 @@ async def _attempts(
                 fallback=record.fallback,
             )
         return written
-    assert last_error is not None
     if first_started is None:  # no attempt was made (not enough budget left)
         first_started = clock.now()
     return await _fallbacks(
-        ctx, spec, value, key, hashed, cache_key, attempt, first_started, last_error, last_info, attempt_log, reason
+        ctx, spec, value, key, hashed, cache_key, attempt, first_started, gave_up, last_info, attempt_log
     )
 
 
+def _attempt_failed(
+    ctx: RunState,
+    spec: StepSpec,
+    key: str,
+    attempt: int,
+    exc: BaseException,
+    info: dict[str, Any],
+    started: float,
+    finished: float,
+    retry: decide.Retry | None,
+) -> None:
+    delay = retry.delay if retry is not None else None
+    ctx.log.warning(
+        "step_attempt_failed",
+        workflow=ctx.workflow,
+        run_id=ctx.run_id,
+        step=key,
+        attempt=attempt,
+        error_class=type(exc).__qualname__,
+        error=info["message"],
+        retry_in=delay,
+    )
+    if ctx.hooks is not None:
+        _hooks.attempt_failed(ctx.hooks, ctx, spec, key, attempt, exc, finished - started, delay, finished)
+
+
+async def _retry_later(
+    ctx: RunState,
+    spec: StepSpec,
+    key: str,
+    attempt: int,
+    first_started: float,
+    finished: float,
+    info: dict[str, Any],
+    retry: decide.Retry,
+) -> None:
+    """Save the retry's timer (it survives a restart), then wait for it or park the run."""
+    state = AttemptState(ctx.run_id, key, attempt, retry.at, first_started, info)
+    data = {"attempt": attempt, "error": info, "delay": round(retry.delay, 3)}
+    await ctx.engine.store.save_attempts(
+        state, fence=ctx.fence, event=Event(ctx.run_id, "step_retry", finished, key, data)
+    )
+    ctx.attempts[key] = state
+    if ctx.hooks is not None:
+        _hooks.retried(ctx.hooks, ctx, spec, key, attempt + 1, retry.delay, finished)
+    await ctx.delay_until(retry.at, reason=f"retry:{key}")
+    ctx.attempts.pop(key, None)
+
+
 async def _fallbacks(
-    ctx: RunContext,
+    ctx: RunState,
     spec: StepSpec,
     value: Any,
     key: str,
@@ -389,119 +376,52 @@ async def _fallbacks(
     cache_key: str | None,
     attempts: int,
     first_started: float,
-    error: BaseException,
+    gave_up: decide.GiveUp,
     error_details: dict[str, Any] | None,
     attempt_log: list[dict[str, Any]],
-    reason: str | None,
 ) -> StepRecord:
-    engine = ctx.engine
-    clock = engine.clock
-    info = error_details or error_info(error)
+    """Take the step's fallbacks in order; record the first that gives an output, or the failure."""
+    clock = ctx.engine.clock
+    info = error_details or error_info(gave_up.error)
     tried: list[dict[str, Any]] = []
-    for fallback in spec.policy.fallback:
-        status = StepStatus.SUCCEEDED
-        type_name: str | None = None
-        try:
-            if fallback.kind == "cached":
-                entry = await engine.store.cache_get(cache_key) if cache_key else None
-                if entry is None or (fallback.max_age is not None and clock.now() - entry.stored_at > fallback.max_age):
-                    tried.append({"fallback": "cached", "error": "no cached output"})
-                    continue
-                output, type_name = spec.codec.from_cache(entry.value)
-            elif fallback.kind == "call":
-                from orchestrate._engine.context import StepSpec as _Spec
-
-                assert fallback.fn is not None  # validated by Fallback.call
-                plan = engine.plan_for(fallback.fn)
-                backup = _Spec(spec.name, plan, spec.policy, options=spec.options)
-                output = await _invoke(
-                    ctx, backup, plan, value, key, attempts, _attempt_timeout(ctx, spec, clock.now(), clock.now())
-                )
-            elif fallback.kind == "value":
-                output = fallback.payload
-            else:
-                output, status = MISSING, StepStatus.SKIPPED
-        except Exception as exc:  # noqa: BLE001 - a failing fallback hands over to the next
-            tried.append({"fallback": fallback.label, "error": redact_text(f"{type(exc).__qualname__}: {exc}")})
-            continue
-        handed: Any = output
-        if status is StepStatus.SUCCEEDED and fallback.kind != "cached":
-            output, handed, type_name = spec.codec.settle(output, f"step {key!r} (fallback {fallback.label})")
-        finished = clock.now()
-        meta: dict[str, Any] = {
-            "latency_ms": round((finished - first_started) * 1000, 3),
-            "fallback_reason": reason or info["name"],
-            "error_class": info["name"],
-        }
-        if fallback.flag:
-            meta["flag"] = fallback.flag
-        if type_name is not None:
-            meta[_codec.TYPE_KEY] = type_name
-        if attempt_log:
-            meta["attempt_log"] = attempt_log
-        if tried:
-            meta["fallbacks_failed"] = tried
-        record = StepRecord(
-            ctx.run_id,
+    chain = spec.policy.fallback
+    use = decide.next_fallback(chain, -1)
+    while use is not None:
+        fallback = use.fallback
+        stored = await _try_fallback(
+            ctx,
+            spec,
+            value,
             key,
-            spec.name,
-            status,
-            None if status is StepStatus.SKIPPED else output,
-            error=info,
-            attempts=attempts,
-            started_at=first_started,
-            finished_at=finished,
-            input_hash=hashed,
-            fallback=fallback.label,
-            meta=meta,
+            hashed,
+            cache_key,
+            fallback,
+            attempts,
+            first_started,
+            gave_up,
+            info,
+            attempt_log,
+            tried,
         )
-        data = {"fallback": fallback.label, "reason": meta["fallback_reason"], "error": info}
-        if fallback.flag:
-            data["flag"] = fallback.flag
-        try:
-            stored = await ctx.record(record, event=Event(ctx.run_id, "step_fallback", finished, key, data))
-        except PayloadTooLargeError as exc:
-            tried.append({"fallback": fallback.label, "error": redact_text(f"{type(exc).__qualname__}: {exc}")})
-            continue
-        if handed is not output and stored is record:
-            ctx.handed[key] = (record, handed)
-        engine.log.warning(
-            "step_fallback",
-            workflow=ctx.workflow,
-            run_id=ctx.run_id,
-            step=key,
-            attempts=attempts,
-            error_class=info["name"],
-            fallback=fallback.label,
-            flag=fallback.flag,
-            input_hash=hashed,
-        )
-        return stored
+        if stored is not None:
+            return stored
+        use = decide.next_fallback(chain, use.index)
     finished = clock.now()
-    meta = {"latency_ms": round((finished - first_started) * 1000, 3), "error_class": info["name"]}
-    if attempt_log:
-        meta["attempt_log"] = attempt_log
-    if tried:
-        meta["fallbacks_failed"] = tried
-    record = StepRecord(
-        ctx.run_id,
-        key,
-        spec.name,
-        StepStatus.FAILED,
-        None,
+    outcome = decide.failed(
         error=info,
         attempts=attempts,
-        started_at=first_started,
-        finished_at=finished,
-        input_hash=hashed,
-        meta=meta,
+        first_started=first_started,
+        finished=finished,
+        attempt_log=attempt_log,
+        tried=tried,
     )
     stored = await ctx.record(
-        record, event=Event(ctx.run_id, "step_failed", finished, key, {"error": info, "attempts": attempts})
+        _step_record(ctx, key, spec, hashed, outcome),
+        event=Event(ctx.run_id, "step_failed", finished, key, {"error": info, "attempts": attempts}),
     )
     if ctx.hooks is not None:
         _hooks.step_ended(ctx.hooks, ctx, spec, stored)
-    engine.log.error(
+    ctx.engine.log.error(
         "step_failed",
         workflow=ctx.workflow,
         run_id=ctx.run_id,
@@ -516,6 +436,91 @@ async def _fallbacks(
         step=key,
         cause_type=info["type"],
     )
+
+
+async def _try_fallback(
+    ctx: RunState,
+    spec: StepSpec,
+    value: Any,
+    key: str,
+    hashed: str,
+    cache_key: str | None,
+    fallback: Fallback,
+    attempts: int,
+    first_started: float,
+    gave_up: decide.GiveUp,
+    info: dict[str, Any],
+    attempt_log: list[dict[str, Any]],
+    tried: list[dict[str, Any]],
+) -> StepRecord | None:
+    """Record ``fallback``'s output; ``None`` (noted in ``tried``) when it gave none."""
+    engine = ctx.engine
+    clock = engine.clock
+    type_name: str | None = None
+    try:
+        if fallback.kind == "cached":
+            entry = await engine.store.cache_get(cache_key) if cache_key else None
+            if entry is None or not decide.cached_usable(fallback, stored_at=entry.stored_at, now=clock.now()):
+                tried.append({"fallback": "cached", "error": "no cached output"})
+                return None
+            output, type_name = spec.codec.from_cache(entry.value)
+        elif fallback.kind == "call":
+            assert fallback.fn is not None  # validated by Fallback.call
+            plan = engine.plan_for(fallback.fn)
+            backup = StepSpec(spec.name, plan, spec.policy, options=spec.options)
+            now = clock.now()
+            timeout = decide.attempt_timeout(
+                spec.policy.timeout, now=now, first_started=now, deadline_at=ctx.run.deadline_at
+            )
+            output = await _invoke(ctx, backup, plan, value, key, attempts, timeout)
+        elif fallback.kind == "value":
+            output = fallback.payload
+        else:
+            output = MISSING
+    except Exception as exc:  # noqa: BLE001 - a failing fallback hands over to the next
+        tried.append({"fallback": fallback.label, "error": redact_text(f"{type(exc).__qualname__}: {exc}")})
+        return None
+    skipped = fallback.kind not in ("cached", "call", "value")
+    handed: Any = output
+    if not skipped and fallback.kind != "cached":
+        output, handed, type_name = spec.codec.settle(output, f"step {key!r} (fallback {fallback.label})")
+    finished = clock.now()
+    outcome = decide.fell_back(
+        fallback,
+        output,
+        skipped=skipped,
+        error=info,
+        reason=gave_up.reason,
+        attempts=attempts,
+        first_started=first_started,
+        finished=finished,
+        type_name=type_name,
+        attempt_log=attempt_log,
+        tried=tried,
+    )
+    record = _step_record(ctx, key, spec, hashed, outcome)
+    data = {"fallback": fallback.label, "reason": outcome.meta["fallback_reason"], "error": info}
+    if fallback.flag:
+        data["flag"] = fallback.flag
+    try:
+        stored = await ctx.record(record, event=Event(ctx.run_id, "step_fallback", finished, key, data))
+    except PayloadTooLargeError as exc:
+        tried.append({"fallback": fallback.label, "error": redact_text(f"{type(exc).__qualname__}: {exc}")})
+        return None
+    if handed is not output and stored is record:
+        ctx.handed[key] = (record, handed)
+    engine.log.warning(
+        "step_fallback",
+        workflow=ctx.workflow,
+        run_id=ctx.run_id,
+        step=key,
+        attempts=attempts,
+        error_class=info["name"],
+        fallback=fallback.label,
+        flag=fallback.flag,
+        input_hash=hashed,
+    )
+    return stored
 
 
 _PLAIN = frozenset({int, str, float, bool, dict, list, tuple, type(None)})

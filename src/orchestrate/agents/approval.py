@@ -30,7 +30,7 @@ def review_approver(gate: HumanReviewGate | None = None, **options: Any) -> Appr
     review_gate = gate if gate is not None else HumanReviewGate(**options)
 
     async def approve(call: ToolCall) -> bool:
-        from orchestrate._engine.context import current_run
+        from orchestrate._engine.state import current_run
 
         ctx = current_run.get()
         if ctx is None:

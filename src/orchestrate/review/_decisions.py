@@ -27,7 +27,7 @@ from orchestrate.errors import (
     RunStateError,
 )
 from orchestrate.observe._dispatch import Dispatch, process_dispatch
-from orchestrate.review._runtime import review_id_for, signal_record
+from orchestrate.review._outcomes import review_id_for, signal_record
 from orchestrate.review.gate import APPROVERS
 from orchestrate.store.base import Event, ReviewRecord, ReviewStatus, RunRecord, Store
 

@@ -14,15 +14,16 @@ crashed between two writes, finds the item it (or another worker) created.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import uuid
 from typing import Any
 
 from orchestrate import _codec, _serde
-from orchestrate._engine.context import RunContext, Suspend
-from orchestrate.errors import PayloadTooLargeError, RejectedError, ReviewExpiredError
+from orchestrate._engine.state import RunState, Suspend
+from orchestrate.errors import PayloadTooLargeError
 from orchestrate.review import _notify
+from orchestrate.review._decisions import decided
+from orchestrate.review._outcomes import outcome_of, review_id_for, signal_record
 from orchestrate.review.gate import (
     AnyGate,
     Default,
@@ -39,95 +40,8 @@ from orchestrate.types import StepStatus
 _MAX_PASSES = 16  # each pass parks, returns, or saw the item move on; more means a livelock
 
 
-def review_id_for(run_id: str, key: str, level: int) -> str:
-    """The id of the item of gate ``key`` of a run at escalation ``level``."""
-    digest = hashlib.sha256(f"{run_id}\x00{key}\x00{level}".encode()).hexdigest()[:16]
-    return f"rv-{digest}"
-
-
-def signal_record(run_id: str, wait_key: str, value: Any, now: float, *, review_id: str | None) -> StepRecord:
-    """The step record that hands a decision to the waiting run."""
-    meta: dict[str, Any] = {"review_id": review_id, "signal_id": uuid.uuid4().hex}
-    if isinstance(value, dict) and value.get("by"):
-        meta["by"] = value["by"]
-    return StepRecord(
-        run_id, wait_key, wait_key, StepStatus.SUCCEEDED, value, attempts=1, started_at=now, finished_at=now, meta=meta
-    )
-
-
-def outcome_of(value: Any, payload: Any, *, reject_route: str | None = None) -> ReviewOutcome:
-    """Read a delivered decision: ``{"approved": bool, "payload"?, "reason"?, ...}``."""
-    if not isinstance(value, dict) or "approved" not in value:
-        return ReviewOutcome(approved=False, payload=payload, outcome="signal", value=value)
-    approved = bool(value["approved"])
-    timed_out = bool(value.get("timed_out"))
-    edited = approved and "payload" in value
-    if timed_out:
-        outcome = "expired"
-        route = value.get("route") or (reject_route if value.get("action") == "reject" else None)
-    else:
-        outcome = "auto" if value.get("auto") else "edited" if edited else "approved" if approved else "rejected"
-        route = None if approved else reject_route
-    return ReviewOutcome(
-        approved=approved,
-        payload=value["payload"] if edited else payload,
-        outcome=outcome,
-        reason=value.get("reason"),
-        by=value.get("by"),
-        role=value.get("role"),
-        review_id=value.get("review_id"),
-        route=route,
-        timed_out=timed_out,
-        tier=value.get("tier"),
-        value=value,
-    )
-
-
-def fail_if_expired(outcome: ReviewOutcome, *, what: str) -> None:
-    """Fail closed: an expired review whose gate says ``"fail"`` (or ``"reject"`` with no
-    route) stops the run, in every definition style.
-
-    Raises:
-        ReviewExpiredError: the SLA passed and the gate's default is to fail.
-        RejectedError: the SLA passed and the gate's default is to reject, with no route.
-    """
-    if not outcome.timed_out or outcome.route is not None:
-        return
-    action = outcome.value.get("action") if isinstance(outcome.value, dict) else "fail"
-    if action == "fail":
-        raise ReviewExpiredError(f"{what} got no decision: {outcome.reason}")
-    if action == "reject":
-        raise RejectedError(f"{what} was rejected: {outcome.reason}")
-
-
-def continue_with(
-    outcome: ReviewOutcome, *, rejected: str, codec: _codec.Plan | None = None, where: str = ""
-) -> tuple[Any, str | None]:
-    """What a gated step hands on: ``(payload, None)``, or ``(payload, step)`` to route there.
-
-    Args:
-        outcome: the review's outcome.
-        rejected: the start of the ``RejectedError`` message.
-        codec: how the reviewed value revives (an edited or default payload is JSON).
-        where: the place, for the codec's errors.
-
-    Raises:
-        RejectedError: rejected, with no route configured.
-        ReviewExpiredError: the SLA passed and the gate's default is to fail.
-    """
-    fail_if_expired(outcome, what=rejected.replace(" was rejected", "").replace(" by a reviewer", ""))
-    if outcome.approved or (outcome.timed_out and outcome.route is None):
-        # approved, edited, or an expiry whose gate says go on (approve, continue, default)
-        if codec is not None and isinstance(outcome.value, dict) and "payload" in outcome.value:
-            return codec.revive(outcome.payload, None, where), None
-        return outcome.payload, None
-    if outcome.route is not None:
-        return outcome.payload, outcome.route
-    raise RejectedError(f"{rejected}: {outcome.reason or 'no reason given'}")
-
-
 async def await_review(
-    ctx: RunContext,
+    ctx: RunState,
     gate: AnyGate,
     *,
     key: str,
@@ -187,7 +101,7 @@ async def await_review(
     raise Suspend(wake_at=clock.now() + 1.0, reason=f"signal:{key}", signal=wait_key)
 
 
-async def open_flag(ctx: RunContext, record: StepRecord) -> None:
+async def open_flag(ctx: RunState, record: StepRecord) -> None:
     """A step's fallback flagged it (``flag="human_review"``): open a review item people see
     and close, without the run waiting for it (seed 000: "still sends the ETA but flags a
     human review"). Idempotent: the item's id comes from the run and the step, so a replay
@@ -222,7 +136,7 @@ async def open_flag(ctx: RunContext, record: StepRecord) -> None:
         await store.create_review(item, event=Event(ctx.run_id, "review_created", now, record.step_key, data))
 
 
-async def _recorded(ctx: RunContext, wait_key: str) -> StepRecord | None:
+async def _recorded(ctx: RunState, wait_key: str) -> StepRecord | None:
     for record in await ctx.engine.store.get_steps(ctx.run_id):
         if record.step_key == wait_key:
             ctx.recorded[wait_key] = record
@@ -230,7 +144,7 @@ async def _recorded(ctx: RunContext, wait_key: str) -> StepRecord | None:
     return None
 
 
-async def _auto(ctx: RunContext, wait_key: str, step_key: str, payload: Any, tier: str | None) -> ReviewOutcome:
+async def _auto(ctx: RunState, wait_key: str, step_key: str, payload: Any, tier: str | None) -> ReviewOutcome:
     """A tier without review: record the automatic approval (once) and go on."""
     now = ctx.engine.clock.now()
     value = {"approved": True, "auto": True, "tier": tier, "by": "auto"}
@@ -249,7 +163,7 @@ async def _auto(ctx: RunContext, wait_key: str, step_key: str, payload: Any, tie
 
 
 async def _current(
-    ctx: RunContext,
+    ctx: RunState,
     gate: HumanReviewGate,
     *,
     key: str,
@@ -286,7 +200,7 @@ async def _current(
 
 
 async def _create(
-    ctx: RunContext,
+    ctx: RunState,
     gate: HumanReviewGate,
     *,
     level: int,
@@ -373,7 +287,7 @@ async def _create(
     return stored
 
 
-async def _expire(ctx: RunContext, gate: HumanReviewGate, item: ReviewRecord, now: float) -> None:
+async def _expire(ctx: RunState, gate: HumanReviewGate, item: ReviewRecord, now: float) -> None:
     """The SLA passed: escalate or take the default, unless someone else got there first."""
     engine = ctx.engine
     action = gate.level(item.level).on_timeout
@@ -449,12 +363,10 @@ async def _expire(ctx: RunContext, gate: HumanReviewGate, item: ReviewRecord, no
     if await engine.store.update_review(updated, expected_version=item.version, now=now, events=[event], signal=signal):
         engine.log.warning("review_expired", run_id=ctx.run_id, review_id=item.review_id, action=label)
         if ctx.hooks is not None:
-            from orchestrate.review._decisions import decided
-
             decided(ctx.hooks, updated, ctx.run, now)
 
 
-async def _warn(ctx: RunContext, gate: HumanReviewGate, item: ReviewRecord, now: float) -> None:
+async def _warn(ctx: RunState, gate: HumanReviewGate, item: ReviewRecord, now: float) -> None:
     engine = ctx.engine
     updated = item.copy()
     updated.warned_at = now
@@ -471,7 +383,7 @@ async def _warn(ctx: RunContext, gate: HumanReviewGate, item: ReviewRecord, now:
         await _notify.notify(engine.store, engine.log, gate.notify, event="review_sla_warning", review=updated, now=now)
 
 
-async def _close_after_signal(ctx: RunContext, key: str, record: StepRecord) -> None:
+async def _close_after_signal(ctx: RunState, key: str, record: StepRecord) -> None:
     """A raw ``Client.signal`` decided the gate: close its item so that queues stay true."""
     store = ctx.engine.store
     item = await store.get_review(review_id_for(ctx.run_id, key, 0))
@@ -505,6 +417,4 @@ async def _close_after_signal(ctx: RunContext, key: str, record: StepRecord) -> 
         )
         and ctx.hooks is not None
     ):
-        from orchestrate.review._decisions import decided
-
         decided(ctx.hooks, updated, ctx.run, now)
