@@ -1,0 +1,47 @@
+"""Requests generated from the OpenAPI document (schemathesis): no answer is a 5xx.
+
+Each operation is called with generated paths, queries and bodies, as an admin that also
+holds the gate's reviewer role (so that requests get past authorization and reach the
+handlers), against a store holding a run parked at a gate and a dead run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+schemathesis = pytest.importorskip("schemathesis")
+
+from hypothesis import HealthCheck, settings  # noqa: E402
+from schemathesis.checks import not_a_server_error  # noqa: E402
+
+from orchestrate.server import ServerSettings, create_app, create_token  # noqa: E402
+from tests.integration.test_server_api import BROKEN, REPLY  # noqa: E402
+
+
+def _app() -> tuple[Any, str]:
+    from orchestrate import Client
+
+    async def build() -> tuple[Any, str]:
+        client = Client("memory://", workflows=[REPLY, BROKEN])
+        await client.engine.open()
+        await client.run(REPLY, "fuzz")
+        await client.run(BROKEN, "fuzz")
+        token, _ = await create_token(client.store, name="fuzzer", roles=["admin", "editor"])
+        return create_app(
+            client, settings=ServerSettings(stream_seconds=0.05, max_body_bytes=65536, allowed_hosts=["testserver"])
+        ), token
+
+    return asyncio.run(build())
+
+
+APP, TOKEN = _app()
+schema = schemathesis.openapi.from_asgi("/openapi.json", APP)
+
+
+@schema.parametrize()
+@settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
+def test_no_generated_request_gets_a_server_error(case: Any) -> None:
+    case.call_and_validate(headers={"Authorization": f"Bearer {TOKEN}"}, checks=[not_a_server_error])
