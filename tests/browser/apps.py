@@ -8,7 +8,7 @@ from typing import Any
 
 from orchestrate import Step, Workflow
 from orchestrate.policies import Retry
-from orchestrate.review import HumanReviewGate
+from orchestrate.review import Escalate, HumanReviewGate
 from orchestrate.testing import FakeModel
 
 REVIEWER_ROLE = "support_lead"
@@ -69,4 +69,24 @@ payout = Workflow(
     ],
 )
 
-WORKFLOWS = [support, payout]
+SUPERVISOR_ROLE = "supervisor"
+
+urgent = Workflow(
+    "urgent_refund",
+    [
+        Step("classify", classify),
+        Step(
+            "draft",
+            draft,
+            gate=HumanReviewGate(
+                roles=[REVIEWER_ROLE],
+                priority="urgent",
+                timeout=timedelta(seconds=1),  # nobody answers in time: a supervisor gets it
+                on_timeout=Escalate(SUPERVISOR_ROLE, timeout=timedelta(minutes=30)),
+            ),
+        ),
+        Step("send", send),
+    ],
+)
+
+WORKFLOWS = [support, payout, urgent]

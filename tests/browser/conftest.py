@@ -41,7 +41,7 @@ from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
 from orchestrate import Client  # noqa: E402
 from orchestrate.server import ServerSettings, create_app, create_token  # noqa: E402
-from tests.browser.apps import REVIEWER_ROLE, WORKFLOWS  # noqa: E402
+from tests.browser.apps import REVIEWER_ROLE, SUPERVISOR_ROLE, WORKFLOWS  # noqa: E402
 
 WAIT_SECONDS = 20.0
 
@@ -94,6 +94,7 @@ class LiveServer:
                 "lee": [REVIEWER_ROLE],
                 "vic": ["viewer"],
                 "ops": ["operator"],
+                "sam": [SUPERVISOR_ROLE],
             }.items():
                 token, _ = await create_token(self.client.store, name=name, roles=roles)
                 self.tokens[name] = token

@@ -15,7 +15,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select
 
 from orchestrate.types import RunStatus
-from tests.browser.apps import payout, support
+from tests.browser.apps import payout, support, urgent
 from tests.browser.conftest import Browser, LiveServer
 
 TICKET = {"text": "where is my refund for order #4829?"}
@@ -253,6 +253,110 @@ def test_cost_per_workflow_and_model(server: LiveServer, browser: Browser) -> No
     assert [b.get_attribute("textContent") for b in bars][:2] == ["support_reply: $0.00084", "payout: $0"]
     assert "small-triage" in browser.find("#chart-models").text
     browser.screenshot("cost")
+    no_page_errors(browser)
+
+
+def test_an_escalation_reaches_the_supervisors_inbox_live(server: LiveServer, browser: Browser) -> None:
+    browser.sign_in(server, "sam", "/#/reviews")
+    browser.text_in("#inbox", "Nothing waits")
+    run_id = start(server, urgent, TICKET)
+    # Nobody answers within the gate's second: the worker escalates, and the inbox shows it.
+    item = browser.find("#inbox li.inbox-item.p-urgent")
+    assert "escalated" in item.text
+    browser.text_in("#review-detail", "level 1")
+    browser.text_in("#review-detail", run_id[:12])
+    browser.keys("a")
+    browser.click("#approve-go")
+    browser.text_in("#inbox", "Nothing waits")
+    assert status_of(server, run_id) is RunStatus.SUCCEEDED
+    no_page_errors(browser)
+
+
+def test_the_edit_form_follows_a_json_schema(server: LiveServer, browser: Browser) -> None:
+    browser.sign_in(server, "lee", "/#/reviews")
+    schema = {
+        "type": "object",
+        "required": ["reply", "amount"],
+        "properties": {
+            "reply": {"type": "string", "minLength": 5, "title": "Reply"},
+            "amount": {"type": "number", "minimum": 0, "maximum": 100},
+            "tier": {"enum": ["auto", "review", "senior"]},
+            "urgent": {"type": "boolean"},
+            "tags": {"type": "array", "items": {"type": "string"}},
+        },
+    }
+    payload = {"reply": "We refunded you.", "amount": 42.5, "tier": "review", "urgent": False, "tags": [], "id": 7}
+    first = browser.driver.execute_async_script(
+        """const [schema, payload, done] = arguments;
+        import("/ui/js/form.js").then((m) => {
+          const form = m.schemaForm(schema, payload);
+          form.el.id = "schema-form-under-test";
+          document.getElementById("main").append(form.el);
+          window.formUnderTest = form;
+          done(form.read());
+        });""",
+        schema,
+        payload,
+    )
+    assert first == {"ok": True, "value": payload}  # the form gives back what it was given
+    amount = browser.find("#schema-form-under-test #field-amount")
+    amount.clear()
+    amount.send_keys("500")
+    Select(browser.find("#schema-form-under-test #field-tier")).select_by_visible_text("senior")
+    browser.find("#schema-form-under-test #field-urgent").click()
+    refused = browser.driver.execute_script("return window.formUnderTest.read()")
+    assert refused == {"ok": False}
+    browser.text_in("#schema-form-under-test .field-error", "at most 100")
+    amount.clear()
+    amount.send_keys("50")
+    tags = browser.find("#schema-form-under-test #field-tags")
+    tags.clear()
+    tags.send_keys('["refund", 4]')
+    assert browser.driver.execute_script("return window.formUnderTest.read()") == {"ok": False}
+    browser.text_in("#schema-form-under-test", "tags[1]: must be a string")
+    tags.clear()
+    tags.send_keys('["refund"]')
+    accepted = browser.driver.execute_script("return window.formUnderTest.read()")
+    assert accepted == {
+        "ok": True,
+        "value": {**payload, "amount": 50, "tier": "senior", "urgent": True, "tags": ["refund"]},
+    }
+    changes = browser.driver.execute_async_script(
+        """const [before, after, done] = arguments;
+        import("/ui/js/form.js").then((m) => done(m.diff(before, after)));""",
+        payload,
+        accepted["value"],
+    )
+    assert sorted(c["path"] for c in changes) == ["amount", "tags", "tier", "urgent"]
+    no_page_errors(browser)
+
+
+def test_no_page_shows_a_secret(server: LiveServer, browser: Browser) -> None:
+    from orchestrate.models import Secret
+
+    canary = Secret("canary-7f3a9c51e2d84b06", name="payments_key")
+    # The secret's value is the order id: it is in the input, in a step's output and in the error.
+    dead = start(server, payout, {"order": canary.reveal(), "card": "declined"})
+    waiting = start(server, support, {"text": f"my key is {canary.reveal()}"})
+    browser.sign_in(server, "ana")
+    masked = []
+    for fragment, ready, details in (
+        ("#/runs", f'#runs tr[data-run-id="{dead}"]', None),
+        (f"#/runs/{dead}", "#steps", "#steps tr.step-row"),
+        (f"#/runs/{waiting}", "#steps", "#steps tr.step-row"),
+        ("#/dlq", f'.dlq-item[data-run-id="{dead}"]', ".dlq-item .actions button.link"),
+        ("#/reviews?status=all", "#review-detail .payload", None),
+    ):
+        browser.driver.get(f"{server.url}/{fragment}")
+        browser.find(ready)
+        if details:  # open what is folded: step outputs and errors, tracebacks and inputs
+            for index in range(len(browser.all(details))):
+                browser.all(details)[index].click()
+            browser.find("tr.step-detail, .dlq-detail pre")
+        page = browser.driver.page_source
+        assert canary.reveal() not in page, fragment
+        masked.append("[REDACTED:payments_key]" in page)
+    assert all(masked[1:4]), masked  # where the value was, its mask is shown instead
     no_page_errors(browser)
 
 

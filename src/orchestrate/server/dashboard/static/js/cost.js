@@ -1,7 +1,7 @@
 // Cost: tokens and money per workflow and per model, and over time, from GET /usage.
 
 import { get } from "./api.js";
-import { h, clear, fmtCost, fmtInt, toMs } from "./dom.js";
+import { h, append, clear, fmtCost, fmtInt, toMs } from "./dom.js";
 import { barChart, stackedColumns } from "./charts.js";
 import { section } from "./ui.js";
 
@@ -65,7 +65,7 @@ export async function renderCost(root, _params, query) {
   const wf = sum(byWorkflow, "workflow", "cost");
   const models = sum(byModel, "model", "cost");
   const total = totals || { cost: wf.reduce((a, r) => a + r.value, 0), tokens_in: wf.reduce((a, r) => a + r.tokens_in, 0), tokens_out: wf.reduce((a, r) => a + r.tokens_out, 0) };
-  clear(body).append(
+  append(clear(body), [
     h("div.kpis.card", {},
       h("div.kpi", {}, h("div.kpi-value#cost-total", {}, fmtCost(total.cost)), h("div.kpi-label", {}, "cost")),
       h("div.kpi", {}, h("div.kpi-value", {}, fmtInt(total.tokens_in)), h("div.kpi-label", {}, "tokens in")),
@@ -73,8 +73,9 @@ export async function renderCost(root, _params, query) {
     h("div.two-col", {},
       section("Cost per workflow", h("div#chart-workflows", {}, barChart(wf, { label: "cost per workflow" }))),
       section("Cost per model", h("div#chart-models", {}, barChart(models, { label: "cost per model" })))),
-    section("Over time", h("div#chart-time", {}, overTime(dated))),
-    section("Tokens per model", tokensTable(models)));
+    // Shown when the server's answer has dated rows (by_day / series).
+    dated.length ? section("Over time", h("div#chart-time", {}, overTime(dated))) : null,
+    section("Tokens per model", tokensTable(models))]);
 }
 
 function overTime(rows) {
@@ -93,6 +94,6 @@ function overTime(rows) {
 
 function tokensTable(models) {
   if (!models.length) return h("p.muted", {}, "No model calls in this period.");
-  return h("table.table.compact", {}, h("thead", {}, h("tr", {}, ["model", "tokens in", "tokens out", "cost"].map((t) => h("th", {}, t)))),
+  return h("table.table.compact", {}, h("thead", {}, h("tr", {}, ["model", "tokens in", "tokens out", "cost"].map((t, i) => h("th", { class: i ? "num" : "" }, t)))),
     h("tbody", {}, models.map((m) => h("tr", {}, h("td.mono", {}, m.label), h("td.num", {}, fmtInt(m.tokens_in)), h("td.num", {}, fmtInt(m.tokens_out)), h("td.num", {}, fmtCost(m.value))))));
 }

@@ -52,7 +52,7 @@ function layout(nodes, edges) {
     const offset = ((tallest - col.length) * (H + GAP_Y)) / 2;
     col.forEach((id, i) => place.set(id, { x: PAD + c * (W + GAP_X), y: PAD + offset + i * (H + GAP_Y) }));
   });
-  return { place, back, width: PAD * 2 + columns.length * (W + GAP_X) - GAP_X, height: PAD * 2 + tallest * (H + GAP_Y) - GAP_Y + 30 };
+  return { place, back, width: PAD * 2 + columns.length * (W + GAP_X) - GAP_X, height: PAD * 2 + tallest * (H + GAP_Y) - GAP_Y + (back.size ? 34 : 0) };
 }
 
 const STEP_LABEL = /^(step|map|loop|branch|parallel|subworkflow) (\S+)/;

@@ -161,7 +161,7 @@ function usage(run) {
     h("div.kpis", {},
       kpi("tokens in", fmtInt(u.tokens_in)), kpi("tokens out", fmtInt(u.tokens_out)), kpi("cost", fmtCost(u.cost))),
     models.length
-      ? h("table.table.compact", {}, h("thead", {}, h("tr", {}, ["model", "tokens in", "tokens out", "cost"].map((t) => h("th", {}, t)))),
+      ? h("table.table.compact", {}, h("thead", {}, h("tr", {}, ["model", "tokens in", "tokens out", "cost"].map((t, i) => h("th", { class: i ? "num" : "" }, t)))),
         h("tbody", {}, models.map(([m, v]) => h("tr", {}, h("td.mono", {}, m), h("td.num", {}, fmtInt(v.tokens_in)), h("td.num", {}, fmtInt(v.tokens_out)), h("td.num", {}, fmtCost(v.cost))))))
       : h("p.muted", {}, "No model calls recorded."));
 }
