@@ -233,8 +233,8 @@ async def page_runs(
         where.append("created_at < ?")
         params.append(until)
     if after is not None:
-        where.append("(created_at < ? OR (created_at = ? AND run_id < ?))")
-        params.extend([after[0], after[0], after[1]])
+        where.append("(created_at, run_id) < (?, ?)")  # a row value: the index's range, no OR
+        params.extend([after[0], after[1]])
     if text:
         like = "%" + text.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
         prefix = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
