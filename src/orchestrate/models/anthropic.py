@@ -13,10 +13,11 @@ import asyncio
 import json
 import os
 import time
-from collections.abc import Mapping
-from typing import Any, cast
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
 
 import anthropic
+import httpx2
 
 from orchestrate.errors import (
     ContentFilteredError,
@@ -37,6 +38,7 @@ from orchestrate.models.base import (
     Usage,
 )
 from orchestrate.models.secrets import Secret, reveal
+from orchestrate.models.streaming import StreamChunk
 
 _FINISH: dict[str, FinishReason] = {
     "end_turn": "stop",
@@ -107,9 +109,8 @@ class AnthropicModel(BaseProvider):
         for client in clients.values():
             await client.close()
 
-    async def request(self, request: ModelRequest) -> ModelResult:
-        """Send a Messages API request (a prompt becomes one user message)."""
-        settings = self._settings(request)
+    def _params(self, request: ModelRequest, settings: ModelSettings) -> dict[str, Any]:
+        """The SDK call's keyword arguments."""
         system = [m.content for m in request.messages if m.role == "system"]
         if request.kind == "chat":
             messages = anthropic_messages(request.messages)
@@ -136,11 +137,17 @@ class AnthropicModel(BaseProvider):
                 {"name": t.name, "description": t.description, "input_schema": dict(t.parameters)}
                 for t in request.tools
             ]
+        params["model"] = self.model_id
+        params["messages"] = messages
+        return params
+
+    async def request(self, request: ModelRequest) -> ModelResult:
+        """Send a Messages API request (a prompt becomes one user message)."""
+        settings = self._settings(request)
+        params = self._params(request, settings)
         started = time.perf_counter()
         try:
-            response: Any = await self._client().messages.create(
-                model=self.model_id, messages=cast(Any, messages), **params
-            )
+            response: Any = await self._client().messages.create(**params)
         except (anthropic.AnthropicError, ValueError) as exc:
             raise self._map_error(exc) from exc
         latency = time.perf_counter() - started
@@ -157,12 +164,7 @@ class AnthropicModel(BaseProvider):
             raise ServerError(f"{self.model_id}: malformed response: {exc}", model=self.model_id) from exc
         if reason == "refusal":
             raise ContentFilteredError(f"{self.model_id}: the model refused to answer", model=self.model_id)
-        data = None
-        if settings.json_mode or settings.json_schema is not None:
-            try:
-                data = json.loads(text)
-            except ValueError:
-                data = None
+        data = _json_data(text, settings)
         return ModelResult(
             text=text,
             model=self.model_id,
@@ -175,8 +177,71 @@ class AnthropicModel(BaseProvider):
             tool_calls=calls,
         )
 
+    async def stream(self, request: ModelRequest) -> AsyncIterator[StreamChunk]:
+        """Stream the answer (the Messages API's events); the last chunk holds the complete result.
+
+        Closing the iterator closes the HTTP response.
+        """
+        settings = self._settings(request)
+        params = self._params(request, settings)
+        params["stream"] = True
+        started = time.perf_counter()
+        text: list[str] = []
+        blocks: dict[int, dict[str, str]] = {}
+        reason: str | None = None
+        input_tokens = output_tokens = 0
+        served: str | None = None
+        try:
+            response: Any = await self._client().messages.create(**params)
+            async with response:
+                async for event in response:
+                    kind = getattr(event, "type", None)
+                    if kind == "message_start":
+                        served = getattr(event.message, "model", None)
+                        input_tokens = int(getattr(event.message.usage, "input_tokens", 0) or 0)
+                    elif kind == "content_block_start" and getattr(event.content_block, "type", None) == "tool_use":
+                        block = event.content_block
+                        blocks[int(event.index)] = {"id": str(block.id), "name": str(block.name), "json": ""}
+                    elif kind == "content_block_delta":
+                        delta = event.delta
+                        if getattr(delta, "type", None) == "text_delta" and delta.text:
+                            text.append(delta.text)
+                            yield StreamChunk(delta.text)
+                        elif getattr(delta, "type", None) == "input_json_delta" and int(event.index) in blocks:
+                            blocks[int(event.index)]["json"] += delta.partial_json or ""
+                    elif kind == "message_delta":
+                        reason = getattr(event.delta, "stop_reason", None) or reason
+                        output_tokens = int(getattr(event.usage, "output_tokens", 0) or 0) or output_tokens
+        except (anthropic.AnthropicError, ValueError, httpx2.HTTPError) as exc:
+            raise self._map_error(exc) from exc
+        except (AttributeError, TypeError) as exc:
+            raise ServerError(f"{self.model_id}: malformed stream: {exc}", model=self.model_id) from exc
+        if reason == "refusal":
+            raise ContentFilteredError(f"{self.model_id}: the model refused to answer", model=self.model_id)
+        whole = "".join(text)
+        result = ModelResult(
+            text=whole,
+            model=self.model_id,
+            usage=Usage(input_tokens, output_tokens),
+            latency_s=time.perf_counter() - started,
+            version=served,
+            provider=self.provider,
+            finish_reason=_FINISH.get(reason or "", "other") if reason else None,
+            data=_json_data(whole, settings),
+            tool_calls=tuple(
+                ToolUse(b["id"], b["name"], _arguments(b["json"] or "{}")) for _, b in sorted(blocks.items())
+            ),
+        )
+        yield StreamChunk("", result)
+
     def _map_error(self, exc: Exception) -> ModelError:
         name = self.model_id
+        if isinstance(exc, ModelError):
+            return exc
+        if isinstance(exc, httpx2.TimeoutException):
+            return ModelTimeoutError(f"{name}: no answer within {self.timeout:g}s", model=name)
+        if isinstance(exc, httpx2.HTTPError):
+            return ServerError(f"{name}: the stream broke: {type(exc).__name__}: {exc}", model=name)
         if isinstance(exc, anthropic.APITimeoutError):
             return ModelTimeoutError(f"{name}: no answer within {self.timeout:g}s", model=name)
         if isinstance(exc, anthropic.APIStatusError):
@@ -223,6 +288,15 @@ def anthropic_messages(messages: tuple[Message, ...]) -> list[dict[str, Any]]:
         else:
             out.append({"role": "user", "content": m.content})
     return out
+
+
+def _json_data(text: str, settings: ModelSettings) -> Any:
+    if not (settings.json_mode or settings.json_schema is not None):
+        return None
+    try:
+        return json.loads(text)
+    except ValueError:
+        return None
 
 
 def _arguments(value: Any) -> dict[str, Any]:

@@ -24,13 +24,16 @@ import asyncio
 import dataclasses
 import json
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 from orchestrate.errors import BadRequestError
 from orchestrate.observe._dispatch import process_dispatch
 from orchestrate.observe.correlation import RUN, STEP, step_of
+
+if TYPE_CHECKING:
+    from orchestrate.models.streaming import StreamChunk
 
 Role = Literal["system", "user", "assistant", "tool"]
 RequestKind = Literal["chat", "generate"]
@@ -421,6 +424,18 @@ class _ModelAPI:
         """Continue a raw prompt."""
         return await _observed(self, ModelRequest.generate(prompt, settings))
 
+    async def stream(self, request: ModelRequest) -> AsyncIterator[StreamChunk]:
+        """Answer ``request`` chunk by chunk; the last chunk carries the complete result.
+
+        Providers stream from their wire format; anything else (a wrapper, whose policy
+        needs the whole answer) answers in one chunk through :meth:`request`. Use
+        :func:`orchestrate.models.streaming.stream` for timeouts and observers.
+        """
+        from orchestrate.models.streaming import StreamChunk
+
+        result = await self.request(request)
+        yield StreamChunk(result.text, result)
+
     async def embed(self, texts: Sequence[str]) -> EmbeddingResult:
         """Embed texts (unsupported unless overridden)."""
         raise BadRequestError(f"model {self.model_id!r} does not provide embeddings", model=self.model_id)
@@ -463,6 +478,20 @@ async def _observed(model: Model, request: ModelRequest) -> ModelResult:
         raise
     _report(hooks, run, model.model_id, request, result, time.perf_counter() - started, None)
     return result
+
+
+def report_call(
+    model: Model, request: ModelRequest, result: ModelResult | None, latency_s: float, error: BaseException | None
+) -> None:
+    """Report one model call a user made to the observers (``model_called``), if there are any.
+
+    For calls that do not go through :meth:`chat`/:meth:`generate` (a stream reports
+    once its result is complete).
+    """
+    run = RUN.get()
+    hooks = run.hooks if run is not None else process_dispatch()
+    if hooks is not None:
+        _report(hooks, run, model.model_id, request, result, latency_s, error)
 
 
 def _report(

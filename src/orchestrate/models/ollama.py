@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import httpx
@@ -33,6 +33,7 @@ from orchestrate.models.base import (
     ToolUse,
     Usage,
 )
+from orchestrate.models.streaming import StreamChunk
 
 _FINISH: dict[str, FinishReason] = {"stop": "stop", "length": "length"}
 
@@ -84,9 +85,8 @@ class OllamaModel(BaseProvider):
         for client in clients.values():
             await client.close()  # type: ignore[no-untyped-call]
 
-    async def request(self, request: ModelRequest) -> ModelResult:
-        """``/api/chat`` for chats, ``/api/generate`` (raw continuation) for prompts."""
-        settings = self._settings(request)
+    def _options(self, settings: ModelSettings) -> tuple[dict[str, Any] | None, Any]:
+        """The call's ``options`` and ``format``."""
         options: dict[str, Any] = dict(settings.extra)
         if settings.max_tokens is not None:
             options["num_predict"] = settings.max_tokens
@@ -101,6 +101,12 @@ class OllamaModel(BaseProvider):
             fmt = dict(settings.json_schema)
         elif settings.json_mode:
             fmt = "json"
+        return options or None, fmt
+
+    async def request(self, request: ModelRequest) -> ModelResult:
+        """``/api/chat`` for chats, ``/api/generate`` (raw continuation) for prompts."""
+        settings = self._settings(request)
+        options, fmt = self._options(settings)
         started = time.perf_counter()
         try:
             if request.kind == "chat":
@@ -108,7 +114,7 @@ class OllamaModel(BaseProvider):
                     model=self.model_id,
                     messages=[ollama_message(m) for m in request.messages],
                     tools=[openai_tool(spec) for spec in request.tools] or None,
-                    options=options or None,
+                    options=options,
                     format=fmt,
                     keep_alive=self.keep_alive,
                 )
@@ -122,7 +128,7 @@ class OllamaModel(BaseProvider):
                     model=self.model_id,
                     prompt=request.prompt,
                     raw=True,
-                    options=options or None,
+                    options=options,
                     format=fmt,
                     keep_alive=self.keep_alive,
                 )
@@ -134,12 +140,7 @@ class OllamaModel(BaseProvider):
             raise ServerError(f"{self.model_id}: malformed response: {exc}", model=self.model_id) from exc
         latency = time.perf_counter() - started
         text = text or ""
-        data = None
-        if fmt is not None:
-            try:
-                data = json.loads(text)
-            except ValueError:
-                data = None
+        data = _json_data(text, fmt)
         reason = getattr(response, "done_reason", None)
         finish = _FINISH.get(reason, "other") if reason else None
         return ModelResult(
@@ -153,6 +154,77 @@ class OllamaModel(BaseProvider):
             data=data,
             tool_calls=calls,
         )
+
+    async def stream(self, request: ModelRequest) -> AsyncIterator[StreamChunk]:
+        """Stream the answer (newline-delimited JSON); the last chunk holds the complete result.
+
+        Closing the iterator closes the HTTP response.
+        """
+        settings = self._settings(request)
+        options, fmt = self._options(settings)
+        started = time.perf_counter()
+        text: list[str] = []
+        calls: list[ToolUse] = []
+        last: Any = None
+        try:
+            if request.kind == "chat":
+                parts: Any = await self._client().chat(
+                    model=self.model_id,
+                    messages=[ollama_message(m) for m in request.messages],
+                    tools=[openai_tool(spec) for spec in request.tools] or None,
+                    options=options,
+                    format=fmt,
+                    keep_alive=self.keep_alive,
+                    stream=True,
+                )
+            else:
+                parts = await self._client().generate(
+                    model=self.model_id,
+                    prompt=request.prompt,
+                    raw=True,
+                    options=options,
+                    format=fmt,
+                    keep_alive=self.keep_alive,
+                    stream=True,
+                )
+            try:
+                async for part in parts:
+                    last = part
+                    if request.kind == "chat":
+                        piece = part.message.content or ""
+                        calls += [
+                            ToolUse(
+                                f"call_{len(calls)}", str(call.function.name), parse_arguments(call.function.arguments)
+                            )
+                            for call in part.message.tool_calls or ()
+                        ]
+                    else:
+                        piece = part.response or ""
+                    if piece:
+                        text.append(piece)
+                        yield StreamChunk(piece)
+            finally:
+                await parts.aclose()
+        except (ollama.ResponseError, ollama.RequestError, httpx.HTTPError, ConnectionError, ValueError) as exc:
+            raise self._map_error(exc) from exc
+        except AttributeError as exc:
+            raise ServerError(f"{self.model_id}: malformed stream: {exc}", model=self.model_id) from exc
+        if last is None or not getattr(last, "done", False):
+            raise ServerError(f"{self.model_id}: the stream ended before its last part", model=self.model_id)
+        whole = "".join(text)
+        reason = getattr(last, "done_reason", None)
+        result = ModelResult(
+            text=whole,
+            model=self.model_id,
+            usage=Usage(int(last.prompt_eval_count or 0), int(last.eval_count or 0)),
+            latency_s=time.perf_counter() - started,
+            version=getattr(last, "model", None),
+            provider=self.provider,
+            finish_reason="tool_calls" if calls else (_FINISH.get(reason, "other") if reason else None),
+            data=_json_data(whole, fmt),
+            tool_calls=tuple(calls),
+        )
+        yield StreamChunk("", result)
 
     async def embed(self, texts: Sequence[str]) -> EmbeddingResult:
         """``/api/embed``."""
@@ -178,6 +250,15 @@ class OllamaModel(BaseProvider):
         if isinstance(exc, ollama.RequestError):
             return status_error(400, str(exc.error), model=name)
         return ServerError(f"{name}: malformed response: {type(exc).__qualname__}: {exc}", model=name)
+
+
+def _json_data(text: str, fmt: Any) -> Any:
+    if fmt is None:
+        return None
+    try:
+        return json.loads(text)
+    except ValueError:
+        return None
 
 
 def ollama_message(message: Message) -> dict[str, Any]:

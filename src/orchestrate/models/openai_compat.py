@@ -27,9 +27,10 @@ import asyncio
 import json
 import os
 import time
-from collections.abc import Mapping, Sequence
-from typing import Any, Literal, cast
+from collections.abc import AsyncIterator, Mapping, Sequence
+from typing import Any, Literal
 
+import httpx2
 import openai
 
 from orchestrate.errors import (
@@ -52,6 +53,7 @@ from orchestrate.models.base import (
     Usage,
 )
 from orchestrate.models.secrets import Secret, reveal
+from orchestrate.models.streaming import StreamChunk
 
 _FINISH: dict[str, FinishReason] = {
     "stop": "stop",
@@ -83,6 +85,8 @@ class OpenAICompatModel(BaseProvider):
         json_schema_mode: how a JSON schema is asked for: ``"json_schema"`` (OpenAI,
             vLLM) or ``"json_object"`` (``{"type": "json_object", "schema": ...}``, what
             llama.cpp's Python server accepts).
+        stream_usage: ask for token usage at the end of a stream
+            (``stream_options.include_usage``); turn off for servers that refuse it.
     """
 
     provider = "openai"
@@ -101,6 +105,7 @@ class OpenAICompatModel(BaseProvider):
         http_client: Any = None,
         provider: str | None = None,
         json_schema_mode: Literal["json_schema", "json_object"] = "json_schema",
+        stream_usage: bool = True,
     ) -> None:
         super().__init__(model, settings=settings)
         key = reveal(api_key) or os.environ.get("OPENAI_API_KEY")
@@ -121,6 +126,7 @@ class OpenAICompatModel(BaseProvider):
         if json_schema_mode not in ("json_schema", "json_object"):
             raise DefinitionError(f"json_schema_mode must be 'json_schema' or 'json_object', got {json_schema_mode!r}")
         self.json_schema_mode = json_schema_mode
+        self.stream_usage = stream_usage
 
     def _client(self) -> openai.AsyncOpenAI:
         # An HTTP connection pool belongs to one event loop; keep one client per loop.
@@ -147,39 +153,80 @@ class OpenAICompatModel(BaseProvider):
     async def request(self, request: ModelRequest) -> ModelResult:
         """Send a chat (or, with ``use_completions``, a completion) request."""
         settings = self._settings(request)
-        params = self._params(settings)
+        completion, params = self._call(request, settings)
         started = time.perf_counter()
         try:
-            if request.kind == "generate" and self.use_completions:
-                response: Any = await self._client().completions.create(
-                    model=self.model_id, prompt=request.prompt, **params
-                )
+            if completion:
+                response: Any = await self._client().completions.create(**params)
             else:
-                messages = (
-                    [_wire_message(m.to_dict()) for m in request.messages]
-                    if request.kind == "chat"
-                    else [{"role": "user", "content": request.prompt}]
-                )
-                if request.tools:
-                    params["tools"] = [openai_tool(spec) for spec in request.tools]
-                if settings.json_schema is not None and self.json_schema_mode == "json_object":
-                    params["response_format"] = {"type": "json_object", "schema": dict(settings.json_schema)}
-                elif settings.json_schema is not None:
-                    params["response_format"] = {
-                        "type": "json_schema",
-                        "json_schema": {"name": "output", "schema": dict(settings.json_schema)},
-                    }
-                elif settings.json_mode:
-                    params["response_format"] = {"type": "json_object"}
-                response = await self._client().chat.completions.create(
-                    model=self.model_id,
-                    messages=cast(Any, messages),
-                    **params,
-                )
+                response = await self._client().chat.completions.create(**params)
         except (openai.OpenAIError, ValueError) as exc:
             raise self._map_error(exc) from exc
         latency = time.perf_counter() - started
-        return self._result(response, latency, settings, chat=not (request.kind == "generate" and self.use_completions))
+        return self._result(response, latency, settings, chat=not completion)
+
+    async def stream(self, request: ModelRequest) -> AsyncIterator[StreamChunk]:
+        """Stream the answer (server-sent events); the last chunk holds the complete result.
+
+        Usage is asked for in the stream (``stream_options.include_usage``); a server that
+        does not send it leaves the result's usage at 0. Closing the iterator closes the
+        HTTP response.
+        """
+        settings = self._settings(request)
+        completion, params = self._call(request, settings)
+        params["stream"] = True
+        if self.stream_usage:
+            params["stream_options"] = {"include_usage": True}
+        started = time.perf_counter()
+        text: list[str] = []
+        calls: dict[int, dict[str, str]] = {}
+        reason: str | None = None
+        usage = Usage()
+        served: str | None = None
+        fingerprint: str | None = None
+        try:
+            if completion:
+                response: Any = await self._client().completions.create(**params)
+            else:
+                response = await self._client().chat.completions.create(**params)
+            async with response:
+                async for event in response:
+                    served = getattr(event, "model", None) or served
+                    fingerprint = getattr(event, "system_fingerprint", None) or fingerprint
+                    reported = getattr(event, "usage", None)
+                    if reported is not None:
+                        usage = Usage(
+                            int(getattr(reported, "prompt_tokens", 0) or 0),
+                            int(getattr(reported, "completion_tokens", 0) or 0),
+                        )
+                    for choice in getattr(event, "choices", None) or ():
+                        reason = getattr(choice, "finish_reason", None) or reason
+                        piece = choice.text if completion else _delta(choice.delta, calls)
+                        if piece:
+                            text.append(piece)
+                            yield StreamChunk(piece)
+        except (openai.OpenAIError, ValueError, httpx2.HTTPError) as exc:
+            raise self._map_error(exc) from exc
+        except (AttributeError, TypeError) as exc:
+            raise ServerError(f"{self.model_id}: malformed stream: {exc}", model=self.model_id) from exc
+        if reason == "content_filter":
+            raise ContentFilteredError(f"{self.model_id}: the answer was filtered", model=self.model_id)
+        whole = "".join(text)
+        result = ModelResult(
+            text=whole,
+            model=self.model_id,
+            usage=usage,
+            latency_s=time.perf_counter() - started,
+            version=served if not fingerprint else f"{served}+{fingerprint}",
+            provider=self.provider,
+            finish_reason=_FINISH.get(reason or "", "other") if reason else None,
+            data=_json_data(whole, settings),
+            tool_calls=tuple(
+                ToolUse(call["id"], call["name"], parse_arguments(call["arguments"]))
+                for _, call in sorted(calls.items())
+            ),
+        )
+        yield StreamChunk("", result)
 
     async def embed(self, texts: Sequence[str]) -> EmbeddingResult:
         """Embed with the server's ``/embeddings`` endpoint."""
@@ -198,6 +245,31 @@ class OpenAICompatModel(BaseProvider):
         )
 
     # internals ------------------------------------------------------------------------
+    def _call(self, request: ModelRequest, settings: ModelSettings) -> tuple[bool, dict[str, Any]]:
+        """Whether it goes to ``/completions``, and the SDK call's keyword arguments."""
+        params = self._params(settings)
+        params["model"] = self.model_id
+        if request.kind == "generate" and self.use_completions:
+            params["prompt"] = request.prompt
+            return True, params
+        params["messages"] = (
+            [_wire_message(m.to_dict()) for m in request.messages]
+            if request.kind == "chat"
+            else [{"role": "user", "content": request.prompt}]
+        )
+        if request.tools:
+            params["tools"] = [openai_tool(spec) for spec in request.tools]
+        if settings.json_schema is not None and self.json_schema_mode == "json_object":
+            params["response_format"] = {"type": "json_object", "schema": dict(settings.json_schema)}
+        elif settings.json_schema is not None:
+            params["response_format"] = {
+                "type": "json_schema",
+                "json_schema": {"name": "output", "schema": dict(settings.json_schema)},
+            }
+        elif settings.json_mode:
+            params["response_format"] = {"type": "json_object"}
+        return False, params
+
     def _params(self, settings: ModelSettings) -> dict[str, Any]:
         params: dict[str, Any] = {}
         if settings.max_tokens is not None:
@@ -230,12 +302,7 @@ class OpenAICompatModel(BaseProvider):
         if reason == "content_filter":
             raise ContentFilteredError(f"{self.model_id}: the answer was filtered", model=self.model_id)
         text = text or ""
-        data = None
-        if settings.json_mode or settings.json_schema is not None:
-            try:
-                data = json.loads(text)
-            except ValueError:
-                data = None  # validation reports it, with the text, if the caller validates
+        data = _json_data(text, settings)
         fingerprint = getattr(response, "system_fingerprint", None)
         served = getattr(response, "model", None)
         version = served if not fingerprint else f"{served}+{fingerprint}"
@@ -264,11 +331,37 @@ class OpenAICompatModel(BaseProvider):
             cause = exc.__cause__ or exc.__context__
             detail = f"{type(cause).__name__}: {cause}" if cause else str(exc)
             return ServerError(f"{name}: connection failed: {detail}", model=name)
+        if isinstance(exc, httpx2.TimeoutException):
+            return ModelTimeoutError(f"{name}: no answer within {self.timeout:g}s", model=name)
+        if isinstance(exc, httpx2.HTTPError):
+            return ServerError(f"{name}: the stream broke: {type(exc).__name__}: {exc}", model=name)
         if isinstance(exc, openai.ContentFilterFinishReasonError):
             return ContentFilteredError(f"{name}: the answer was filtered", model=name)
         if isinstance(exc, openai.APIResponseValidationError | ValueError):
             return ServerError(f"{name}: malformed response: {exc}", model=name)
         return ServerError(f"{name}: {type(exc).__qualname__}: {exc}", model=name)
+
+
+def _json_data(text: str, settings: ModelSettings) -> Any:
+    if not (settings.json_mode or settings.json_schema is not None):
+        return None
+    try:
+        return json.loads(text)
+    except ValueError:
+        return None  # validation reports it, with the text, if the caller validates
+
+
+def _delta(delta: Any, calls: dict[int, dict[str, str]]) -> str:
+    """A chat chunk's new text; its tool-call fragments are added to ``calls`` by index."""
+    for fragment in getattr(delta, "tool_calls", None) or ():
+        call = calls.setdefault(int(fragment.index), {"id": "", "name": "", "arguments": ""})
+        if fragment.id:
+            call["id"] = str(fragment.id)
+        function = fragment.function
+        if function is not None:
+            call["name"] += function.name or ""
+            call["arguments"] += function.arguments or ""
+    return str(getattr(delta, "content", None) or "")
 
 
 def _tool_use(call: Any) -> ToolUse:

@@ -41,6 +41,8 @@ class WireServer:
         self.brain = brain
         self.requests: list[dict[str, Any]] = []
         self.arrived = threading.Condition()
+        self.aborted = threading.Event()  # a client closed a stream before its end
+        self.chunks_sent = 0
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -69,7 +71,7 @@ class WireServer:
                         self.end_headers()
                         self.wfile.write(payload)
                 except (BrokenPipeError, ConnectionResetError):
-                    pass  # the client is gone (killed, cancelled)
+                    server.aborted.set()  # the client is gone (killed, cancelled)
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
@@ -103,6 +105,27 @@ class WireServer:
 
     def stream(self, handler: BaseHTTPRequestHandler, body: dict[str, Any], said: Said) -> None:
         raise NotImplementedError
+
+    def pieces(self, said: Said) -> list[str]:
+        """The text in the chunks it is streamed in: one word each."""
+        words = said.text.split(" ") if said.text else []
+        return [word if i == 0 else " " + word for i, word in enumerate(words)]
+
+    def send_event(self, handler: BaseHTTPRequestHandler, line: str, said: Said) -> None:
+        """One event of a stream, after the scripted delay; a closed client raises BrokenPipeError."""
+        if said.chunk_delay:
+            time.sleep(said.chunk_delay)
+        handler.wfile.write(line.encode())
+        handler.wfile.flush()
+        self.chunks_sent += 1
+
+
+def start_events(handler: BaseHTTPRequestHandler, content_type: str) -> None:
+    handler.send_response(200)
+    handler.send_header("content-type", content_type)
+    handler.send_header("connection", "close")
+    handler.end_headers()
+    handler.close_connection = True
 
 
 class OpenAIWire(WireServer):
@@ -138,47 +161,36 @@ class OpenAIWire(WireServer):
         }
 
     def stream(self, handler: BaseHTTPRequestHandler, body: dict[str, Any], said: Said) -> None:
-        handler.send_response(200)
-        handler.send_header("content-type", "text/event-stream")
-        handler.send_header("connection", "close")
-        handler.end_headers()
+        start_events(handler, "text/event-stream")
 
         def send(data: dict[str, Any] | str) -> None:
             text = data if isinstance(data, str) else json.dumps(data)
-            handler.wfile.write(f"data: {text}\n\n".encode())
-            handler.wfile.flush()
+            self.send_event(handler, f"data: {text}\n\n", said)
 
         base = {"id": "chatcmpl-s", "object": "chat.completion.chunk", "created": 1_700_000_000, "model": "wire"}
-        for i, piece in enumerate(said.text.split(" ")):
-            if said.chunk_delay:
-                time.sleep(said.chunk_delay)
-            token = piece if i == 0 else " " + piece
+        for token in self.pieces(said):
             send({**base, "choices": [{"index": 0, "delta": {"content": token}, "finish_reason": None}]})
         for i, (name, args) in enumerate(said.calls):
-            delta = {
-                "tool_calls": [
-                    {
-                        "index": i,
-                        "id": f"call_s_{i}",
-                        "type": "function",
-                        "function": {"name": name, "arguments": json.dumps(args)},
-                    }
-                ]
+            text = json.dumps(args)
+            half = len(text) // 2  # arguments arrive in fragments, as real servers send them
+            first = {
+                "index": i,
+                "id": f"call_s_{i}",
+                "type": "function",
+                "function": {"name": name, "arguments": text[:half]},
             }
-            send({**base, "choices": [{"index": 0, "delta": delta, "finish_reason": None}]})
-        send(
-            {
-                **base,
-                "choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls" if said.calls else "stop"}],
-                "usage": {
-                    "prompt_tokens": said.input_tokens,
-                    "completion_tokens": said.output_tokens,
-                    "total_tokens": said.input_tokens + said.output_tokens,
-                },
+            send({**base, "choices": [{"index": 0, "delta": {"tool_calls": [first]}, "finish_reason": None}]})
+            rest = {"index": i, "function": {"arguments": text[half:]}}
+            send({**base, "choices": [{"index": 0, "delta": {"tool_calls": [rest]}, "finish_reason": None}]})
+        send({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls" if said.calls else "stop"}]})
+        if (body.get("stream_options") or {}).get("include_usage"):
+            usage = {
+                "prompt_tokens": said.input_tokens,
+                "completion_tokens": said.output_tokens,
+                "total_tokens": said.input_tokens + said.output_tokens,
             }
-        )
+            send({**base, "choices": [], "usage": usage})
         send("[DONE]")
-        handler.close_connection = True
 
 
 class AnthropicWire(WireServer):
@@ -201,9 +213,36 @@ class AnthropicWire(WireServer):
             "usage": {"input_tokens": said.input_tokens, "output_tokens": said.output_tokens},
         }
 
+    def stream(self, handler: BaseHTTPRequestHandler, body: dict[str, Any], said: Said) -> None:
+        start_events(handler, "text/event-stream")
+
+        def send(kind: str, data: dict[str, Any]) -> None:
+            self.send_event(handler, f"event: {kind}\ndata: {json.dumps({'type': kind, **data})}\n\n", said)
+
+        message = {**self.encode(body, Said(input_tokens=said.input_tokens)), "content": [], "stop_reason": None}
+        message["usage"] = {"input_tokens": said.input_tokens, "output_tokens": 1}
+        send("message_start", {"message": message})
+        index = 0
+        if said.text:
+            send("content_block_start", {"index": 0, "content_block": {"type": "text", "text": ""}})
+            for piece in self.pieces(said):
+                send("content_block_delta", {"index": 0, "delta": {"type": "text_delta", "text": piece}})
+            send("content_block_stop", {"index": 0})
+            index = 1
+        for i, (name, args) in enumerate(said.calls, start=index):
+            block = {"type": "tool_use", "id": f"toolu_s_{i}", "name": name, "input": {}}
+            send("content_block_start", {"index": i, "content_block": block})
+            text = json.dumps(args)
+            for part in (text[: len(text) // 2], text[len(text) // 2 :]):
+                send("content_block_delta", {"index": i, "delta": {"type": "input_json_delta", "partial_json": part}})
+            send("content_block_stop", {"index": i})
+        delta = {"stop_reason": "tool_use" if said.calls else "end_turn", "stop_sequence": None}
+        send("message_delta", {"delta": delta, "usage": {"output_tokens": said.output_tokens}})
+        send("message_stop", {})
+
 
 class OllamaWire(WireServer):
-    """``POST /api/chat`` (not streamed), tool calls as ``message.tool_calls`` with object arguments."""
+    """``POST /api/chat``, tool calls as ``message.tool_calls`` with object arguments; NDJSON when ``stream``."""
 
     def encode(self, body: dict[str, Any], said: Said) -> dict[str, Any]:
         message: dict[str, Any] = {"role": "assistant", "content": said.text}
@@ -218,3 +257,23 @@ class OllamaWire(WireServer):
             "prompt_eval_count": said.input_tokens,
             "eval_count": said.output_tokens,
         }
+
+    def stream(self, handler: BaseHTTPRequestHandler, body: dict[str, Any], said: Said) -> None:
+        start_events(handler, "application/x-ndjson")
+        model = body.get("model", "wire")
+
+        def send(data: dict[str, Any]) -> None:
+            self.send_event(handler, json.dumps(data) + "\n", said)
+
+        stamp = "2026-01-01T00:00:00Z"
+        for piece in self.pieces(said):
+            send(
+                {"model": model, "created_at": stamp, "message": {"role": "assistant", "content": piece}, "done": False}
+            )
+        if said.calls:
+            calls = [{"function": {"name": n, "arguments": a}} for n, a in said.calls]
+            message = {"role": "assistant", "content": "", "tool_calls": calls}
+            send({"model": model, "created_at": stamp, "message": message, "done": False})
+        final = self.encode(body, said)
+        final["message"] = {"role": "assistant", "content": ""}
+        send(final)
