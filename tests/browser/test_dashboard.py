@@ -4,6 +4,7 @@ queue, cost, and a cross-site POST refused."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 from collections.abc import Iterator
@@ -26,7 +27,11 @@ def start(server: LiveServer, workflow: Any, value: Any) -> str:
 
     async def go() -> str:
         run_id = await server.client.start(workflow, value)
-        await server.client.resume(run_id)
+        run = await server.client.resume(run_id)
+        # The server's worker may have claimed it first: wait until it parks or ends.
+        while run.status in (RunStatus.PENDING, RunStatus.RUNNING):
+            await asyncio.sleep(0.02)
+            run = await server.client.get(run_id)
         return str(run_id)
 
     return str(server.call(go()))
@@ -64,6 +69,7 @@ def test_sign_in_refuses_a_bad_token_then_lists_and_filters_runs(server: LiveSer
 
     browser.sign_in(server, "vic")
     browser.text_in("#who-name", "vic")
+    browser.wait(lambda d: len(browser.all("#runs tr.run-row")) == 3)
     rows = {r.get_attribute("data-run-id"): r.get_attribute("data-status") for r in browser.all("#runs tr.run-row")}
     assert rows == {waiting: "waiting", dead: "dead", paid: "succeeded"}
 
@@ -118,8 +124,15 @@ def test_a_timeline_shows_steps_attempts_and_the_wait_for_people(server: LiveSer
     waiting = start(server, support, TICKET)
     browser.driver.get(f"{server.url}/#/runs/{waiting}")
     browser.text_in("#run-status", "waiting")
-    park = browser.find('svg.timeline rect[data-kind="human-wait"]')
-    assert "waiting for people" in park.find_element(By.CSS_SELECTOR, "title").get_attribute("textContent")
+    # The timeline of a waiting run is drawn again as its clock moves: read it in a wait.
+    browser.wait(
+        lambda d: (
+            "waiting for people"
+            in d.find_element(By.CSS_SELECTOR, 'svg.timeline rect[data-kind="human-wait"] title').get_attribute(
+                "textContent"
+            )
+        )
+    )
     assert "small-triage" in browser.find(".run-page").text  # the model's usage and cost
     browser.screenshot("run")
     no_page_errors(browser)
@@ -138,7 +151,7 @@ def open_inbox_beside_run(server: LiveServer, browser: Browser, run_id: str) -> 
 
 def test_approve_from_the_inbox_resumes_the_run_live(server: LiveServer, browser: Browser) -> None:
     first = start(server, support, TICKET)
-    second = start(server, support, {"text": "and my other order?"})
+    start(server, support, {"text": "and my other order?"})
     run_tab, inbox_tab = open_inbox_beside_run(server, browser, first)
     items = [li.get_attribute("data-review-id") for li in browser.all("#inbox li.inbox-item")]
     assert len(items) == 2
@@ -151,20 +164,24 @@ def test_approve_from_the_inbox_resumes_the_run_live(server: LiveServer, browser
     browser.wait(lambda d: browser.find("#inbox li.selected").get_attribute("data-review-id") == items[1])
     browser.keys("k")
     browser.wait(lambda d: browser.find("#inbox li.selected").get_attribute("data-review-id") == items[0])
-    target = browser.find("#review-detail").text
-    selected_run = first if first[:12] in target else second
+    # Move to the item of the run open in the other tab.
+    [mine] = server.call(server.client.list_reviews(run_id=first))
+    for _ in range(items.index(mine.review_id)):
+        browser.keys("j")
+    browser.wait(lambda d: browser.find("#inbox li.selected").get_attribute("data-review-id") == mine.review_id)
+    browser.text_in("#review-detail", mine.review_id)
+    selected_run = first
     browser.screenshot("inbox")
 
     browser.keys("a")
     browser.visible("#approve-comment").send_keys("checked the order")
     browser.click("#approve-go")
     browser.wait(lambda d: len(browser.all("#inbox li.inbox-item")) == 1)
-    assert status_of(server, selected_run) is RunStatus.SUCCEEDED
+    browser.wait(lambda d: status_of(server, selected_run) is RunStatus.SUCCEEDED)  # the worker resumed it
 
     browser.driver.switch_to.window(run_tab)
-    if selected_run == first:
-        browser.text_in("#run-status", "succeeded")  # the page followed the run, no reload
-        assert "sent: We refunded your order #4829." in browser.find(".run-page").text
+    browser.text_in("#run-status", "succeeded")  # the page followed the run, no reload
+    assert "sent: We refunded your order #4829." in browser.find(".run-page").text
     [decided] = server.call(server.client.list_reviews(run_id=selected_run, status="approved"))
     assert decided.decision is not None and decided.decision["by"] == "lee"
     assert decided.approvals[0]["comment"] == "checked the order"
@@ -261,14 +278,15 @@ def test_an_escalation_reaches_the_supervisors_inbox_live(server: LiveServer, br
     browser.text_in("#inbox", "Nothing waits")
     run_id = start(server, urgent, TICKET)
     # Nobody answers within the gate's second: the worker escalates, and the inbox shows it.
-    item = browser.find("#inbox li.inbox-item.p-urgent")
-    assert "escalated" in item.text
+    item = browser.find('#inbox li.inbox-item.p-urgent[data-level="1"]')
+    assert "escalated" in item.text and "supervisor" in item.text
+    item.click()
     browser.text_in("#review-detail", "level 1")
     browser.text_in("#review-detail", run_id[:12])
     browser.keys("a")
     browser.click("#approve-go")
     browser.text_in("#inbox", "Nothing waits")
-    assert status_of(server, run_id) is RunStatus.SUCCEEDED
+    browser.wait(lambda d: status_of(server, run_id) is RunStatus.SUCCEEDED)
     no_page_errors(browser)
 
 

@@ -85,7 +85,7 @@ export async function renderReviews(root, [selectedId], query) {
       const need = stillNeeded(item);
       const li = h("li.inbox-item", {
         class: ["inbox-item", item.review_id === current && "selected", `p-${item.priority}`],
-        dataset: { reviewId: item.review_id }, tabindex: 0,
+        dataset: { reviewId: item.review_id, level: item.level || 0 }, tabindex: 0,
         onclick: () => { current = item.review_id; drawList(); drawDetail(); },
       },
       h("div.row", {}, badge(item.priority, `p-${item.priority}`), h("strong", {}, item.workflow), h("span.muted", {}, ` · ${item.gate || item.step_key || ""}`),
@@ -94,6 +94,7 @@ export async function renderReviews(root, [selectedId], query) {
         confidenceView(item.confidence),
         item.escalated || item.level > 0 ? badge(`escalated${item.level ? ` ×${item.level}` : ""}`, "bad") : null,
         (item.roles || []).length ? h("span.muted", {}, (item.roles || []).join(", ")) : h("span.muted", {}, "anyone"),
+        item.claimed_by ? h("span.muted", {}, ` · claimed by ${item.claimed_by}`) : null,
         need.roles.length && item.status === "pending" ? h("span.muted", {}, ` · needs ${need.roles.join(" + ")}`) : null,
         h("span.spacer"), h("span.muted", { title: fmtTime(item.created_at) }, fmtAgo(item.created_at))));
       list.append(li);
@@ -121,7 +122,9 @@ export async function renderReviews(root, [selectedId], query) {
         h("dt", {}, "Confidence"), h("dd", {}, confidenceView(item.confidence) || h("span.muted", {}, "not given")),
         h("dt", {}, "Who may decide"), h("dd", {}, (item.roles || []).length ? item.roles.join(", ") : "anyone"),
         h("dt", {}, "Still needed"), h("dd#still-needed", {}, item.status !== "pending" ? "—"
-          : need.roles.length ? `approval of ${need.roles.join(" and ")}` : need.people > 0 ? `${need.people} more approval${need.people > 1 ? "s" : ""}` : "one decision"),
+          : need.roles.length ? `approval of ${need.roles.join(" and ")}`
+            : need.people > 1 ? `${need.people} more approvals, from different people`
+              : `one decision${(item.roles || []).length ? ` by ${item.roles.join(" or ")}` : ""}`),
         h("dt", {}, "Approvals"), h("dd#approvals", {}, approvals.length ? approvals.map((a) => h("div", {}, `${a.by} (${a.role || "no role"}) ${a.outcome || "approved"} ${fmtAgo(a.at)}${a.comment ? ` — “${a.comment}”` : ""}`)) : "none yet"),
         item.claimed_by ? h("dt", {}, "Claimed by") : null, item.claimed_by ? h("dd", {}, item.claimed_by) : null,
         h("dt", {}, "Created"), h("dd", {}, fmtTime(item.created_at)),
