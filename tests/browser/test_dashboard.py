@@ -241,6 +241,8 @@ def test_replay_a_dead_run_from_a_step_with_an_edited_input(server: LiveServer, 
     assert "card declined for order A-7" in card.text
     card.find_element(By.XPATH, ".//button[contains(., 'Traceback')]").click()
     browser.text_in(f'.dlq-item[data-run-id="{dead}"] .dlq-detail', "A-7")
+    traceback = browser.find(f'.dlq-item[data-run-id="{dead}"] pre.traceback').text
+    assert "Traceback" in traceback and "in charge" in traceback and "ValueError: card declined" in traceback
     browser.screenshot("dlq")
     card.find_element(By.CSS_SELECTOR, "button.replay").click()
     assert Select(browser.visible("#replay-step")).first_selected_option.get_attribute("value") == "charge"

@@ -3,7 +3,7 @@
 
 import { get, canOperate } from "./api.js";
 import { h, clear, fmtTime, fmtAgo, jsonBlock, emptyState } from "./dom.js";
-import { replayDialog } from "./run.js";
+import { replayDialog, tracebackOf } from "./run.js";
 import { flash, reportError } from "./ui.js";
 
 export async function renderDlq(root) {
@@ -40,10 +40,12 @@ function card(run, reload) {
     if (detail.childElementCount) { clear(detail); return; }
     try {
       const full = await get(`/runs/${encodeURIComponent(run.run_id)}`);
-      const info = full.error_info || full.error || {};
+      const traceback = tracebackOf(full);
       detail.append(
-        info.traceback ? h("pre.traceback", {}, info.traceback) : h("p.muted", {}, "No traceback was recorded for this error."),
+        traceback ? h("pre.traceback", {}, traceback) : h("p.muted", {}, "No traceback was recorded for this error."),
         h("h3", {}, "Input"), jsonBlock(full.input));
+      // The innermost frames, where the error was raised, are the ones to see first.
+      for (const pre of detail.querySelectorAll("pre.traceback")) pre.scrollTop = pre.scrollHeight;
     } catch (err) { reportError(err); }
   });
   const actions = h("div.actions", {}, show);

@@ -37,7 +37,7 @@ export async function renderRun(root, [runId]) {
     body.append(section("Steps", steps(run, selected, select)));
     if ((run.reviews || []).length) body.append(section("Reviews", runReviews(run)));
     body.append(h("div.three-col", {}, section("Input", jsonBlock(run.input)), section(run.error_info || run.error ? "Error" : "Output",
-      run.error_info || run.error ? errorBlock(run.error_info || run.error) : jsonBlock(run.output)), usage(run)));
+      run.error_info || run.error ? errorBlock(run.error_info || run.error, tracebackOf(run)) : jsonBlock(run.output)), usage(run)));
     body.append(section("History", history(run)));
   };
   const select = (key) => {
@@ -170,11 +170,27 @@ function kpi(label, value) {
   return h("div.kpi", {}, h("div.kpi-value", {}, value), h("div.kpi-label", {}, label));
 }
 
-function errorBlock(info) {
+/** The traceback of a run's error: the run's own, else the failed step's (where it is kept). */
+export function tracebackOf(run) {
+  const own = (run.error_info || run.error || {}).traceback;
+  if (own) return own;
+  const failed = (run.steps || []).filter((st) => st.status === "failed" && st.error && st.error.traceback).pop();
+  return failed ? failed.error.traceback : null;
+}
+
+function errorBlock(info, traceback = null) {
   if (!info || typeof info !== "object") return jsonBlock(info);
   return h("div.error-detail", {},
     h("p", {}, h("strong", {}, info.name || info.type || "Error"), info.step ? ` in step ${info.step}` : "", ": ", info.message || ""),
-    info.traceback ? h("details", {}, h("summary", {}, "Traceback"), h("pre.traceback", {}, info.traceback)) : null);
+    info.traceback || traceback ? tracebackDetails(info.traceback || traceback) : null);
+}
+
+/** A folded traceback that opens on its innermost frames, where the error was raised. */
+function tracebackDetails(text) {
+  const pre = h("pre.traceback", {}, text);
+  const box = h("details", {}, h("summary", {}, "Traceback"), pre);
+  box.addEventListener("toggle", () => { if (box.open) pre.scrollTop = pre.scrollHeight; });
+  return box;
 }
 
 function stepMeta(step) {
