@@ -42,6 +42,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
+from orchestrate.agents.streaming import EventSink, StreamEvents, TextHandler, sink_for, stream_into
 from orchestrate.agents.tools import Tool, ToolArgumentError, tool
 from orchestrate.errors import AgentError, BudgetExceededError, DefinitionError
 from orchestrate.models.base import (
@@ -55,7 +56,7 @@ from orchestrate.models.base import (
     observed_request,
     supports_tools,
 )
-from orchestrate.models.secrets import Redactor, Secret
+from orchestrate.models.secrets import Redactor, Secret, StreamRedactor
 from orchestrate.models.validation import OutputRejected, Validator
 from orchestrate.observe.logging import get_logger
 
@@ -224,6 +225,8 @@ class _Live:
     run_key: str
     pending: dict[tuple[int, int], tuple[Tool, dict[str, Any], ToolCall]] = field(default_factory=dict)
     approved: dict[tuple[int, int], str] = field(default_factory=dict)
+    run: RunContext | None = None
+    on_text: TextHandler | None = None
 
 
 _LIVE: contextvars.ContextVar[_Live | None] = contextvars.ContextVar("orchestrate_agent_run", default=None)
@@ -258,6 +261,11 @@ class Agent:
             a call that runs out is reported to the model as failed.
         retry: retries of a failed model turn, as a durable step's ``retry=`` (durable
             runs only).
+        first_token_timeout: seconds until a streamed turn's first token (turns stream
+            when :meth:`run` is given ``on_text``, or when a timeout on tokens is set).
+        idle_timeout: seconds between two tokens of a streamed turn.
+        stream_events: how a streamed turn's text is coalesced into the run's
+            ``model_stream`` events (durable runs); ``None`` writes none.
     """
 
     def __init__(
@@ -277,6 +285,9 @@ class Agent:
         model_timeout: float | None = None,
         tool_timeout: float | None = 60.0,
         retry: Any = None,
+        first_token_timeout: float | None = None,
+        idle_timeout: float | None = None,
+        stream_events: StreamEvents | None = StreamEvents(),  # noqa: B008 - frozen, shared safely
     ) -> None:
         if max_steps < 1:
             raise DefinitionError(f"agent {name!r}: max_steps must be >= 1")
@@ -284,7 +295,12 @@ class Agent:
             raise DefinitionError(f"an agent needs a name without ':' (it is part of step keys), got {name!r}")
         if tool_protocol not in ("auto", "native", "json"):
             raise DefinitionError(f"agent {name!r}: tool_protocol must be 'auto', 'native' or 'json'")
-        for label, seconds in (("model_timeout", model_timeout), ("tool_timeout", tool_timeout)):
+        for label, seconds in (
+            ("model_timeout", model_timeout),
+            ("tool_timeout", tool_timeout),
+            ("first_token_timeout", first_token_timeout),
+            ("idle_timeout", idle_timeout),
+        ):
             if seconds is not None and not seconds > 0:
                 raise DefinitionError(f"agent {name!r}: {label} must be > 0 seconds, got {seconds!r}")
         self.name = name
@@ -316,6 +332,9 @@ class Agent:
         self.model_timeout = model_timeout
         self.tool_timeout = tool_timeout
         self.retry = retry
+        self.first_token_timeout = first_token_timeout
+        self.idle_timeout = idle_timeout
+        self.stream_events = stream_events
 
     @property
     def credential_names(self) -> list[str]:
@@ -352,7 +371,12 @@ class Agent:
 
     # the loop ------------------------------------------------------------------------------
     async def run(
-        self, task: str, *, context: Mapping[str, Any] | None = None, ctx: RunContext | None = None
+        self,
+        task: str,
+        *,
+        context: Mapping[str, Any] | None = None,
+        ctx: RunContext | None = None,
+        on_text: TextHandler | None = None,
     ) -> AgentResult:
         """Work on ``task`` until a final answer or the step limit.
 
@@ -361,6 +385,8 @@ class Agent:
             context: facts to add to the task (as JSON).
             ctx: the run's context, in a durable function: each turn and each tool call
                 becomes a durable step of that run.
+            on_text: receives the model's text as it streams (every turn streams; a
+                turn replayed from the store does not call it again).
 
         Raises:
             AgentError: the step limit was reached without a final answer (the message
@@ -372,6 +398,8 @@ class Agent:
             [Message.system(self.system_prompt()), Message.user(self.redactor.text(prompt))],
             self.native,
             ctx.run_id if ctx is not None else uuid.uuid4().hex,
+            run=ctx,
+            on_text=on_text,
         )
         steps: list[AgentStep] = []
         usage, cost = Usage(), 0.0
@@ -450,16 +478,26 @@ class Agent:
                 f"agent {self.name!r} stopped before its next model call: {reason}", spent=spent, limit=limit
             )
 
-    async def _model_turn(self, index: int) -> dict[str, Any]:
+    async def _model_turn(self, index: int, ctx: StepContext | None = None) -> dict[str, Any]:
         """One model call; what it returns is what the turn's step records (redacted)."""
         live = _live()
         specs = tuple(t.spec() for t in self.tools.values()) if live.native else ()
         request = ModelRequest.chat(live.messages, self.settings, tools=specs)
-        if self.model_timeout is not None:
-            async with asyncio.timeout(self.model_timeout):
+        async with asyncio.timeout(self.model_timeout):
+            if live.on_text is not None or self.first_token_timeout is not None or self.idle_timeout is not None:
+                sink = sink_for(live.run, ctx, self.stream_events) if live.run is not None else None
+                shown = _Shown(live.on_text, self.redactor.streaming(), sink)
+                result = await stream_into(
+                    self.model,
+                    request,
+                    on_text=shown.feed,
+                    sink=None,  # fed by ``shown``, redacted
+                    first_token_timeout=self.first_token_timeout,
+                    idle_timeout=self.idle_timeout,
+                )
+                await shown.end(result.usage)
+            else:
                 result = await observed_request(self.model, request)
-        else:
-            result = await observed_request(self.model, request)
         cost = result.cost
         if cost is None and self.budget is not None:
             cost = self.budget.cost_of(result.model, result.usage)
@@ -588,6 +626,32 @@ class Agent:
 
     def __repr__(self) -> str:
         return f"Agent({self.name!r}, tools={sorted(self.tools)}, credentials={self.credential_names})"
+
+
+class _Shown:
+    """Streamed text on its way to a caller's handler and the run's events: redacted, a
+    secret split between two pieces included."""
+
+    def __init__(self, handler: TextHandler | None, redactor: StreamRedactor, sink: EventSink | None) -> None:
+        self.handler, self.redactor, self.sink = handler, redactor, sink
+
+    async def _hand(self, text: str) -> None:
+        if not text:
+            return
+        if self.handler is not None:
+            outcome = self.handler(text)
+            if inspect.isawaitable(outcome):
+                await outcome
+        if self.sink is not None:
+            await self.sink.add(text)
+
+    async def feed(self, text: str) -> None:
+        await self._hand(self.redactor.feed(text))
+
+    async def end(self, usage: Usage) -> None:
+        await self._hand(self.redactor.end())
+        if self.sink is not None:
+            await self.sink.flush(done=True, extra={"usage": [usage.input_tokens, usage.output_tokens]})
 
 
 def _jsonable(value: Any) -> Any:

@@ -107,6 +107,10 @@ class Redactor:
             return text
         return pattern.sub(lambda m: self._secrets[m.group(0)], text)
 
+    def streaming(self) -> StreamRedactor:
+        """A redactor for text that arrives in pieces (a secret may be split between two)."""
+        return StreamRedactor(self)
+
     def data(self, value: Any) -> Any:
         """A copy of JSON-like ``value`` (dicts, lists, strings) with secrets replaced."""
         if isinstance(value, str):
@@ -127,3 +131,37 @@ class Redactor:
         """Whether ``text`` holds any secret value."""
         pattern = self.pattern
         return bool(pattern and pattern.search(text))
+
+
+class StreamRedactor:
+    """Redacts text that arrives in pieces: it holds back what could be the start of a secret.
+
+    ``feed`` returns what is safe to show now; ``end`` returns the rest. A secret split
+    between pieces is still masked, because no character leaves before every secret that
+    could contain it has been seen whole.
+    """
+
+    def __init__(self, redactor: Redactor) -> None:
+        self._redactor = redactor
+        self._held = ""
+        pattern = redactor.pattern
+        self._keep = max((len(v) for v in redactor._secrets), default=1) - 1 if pattern is not None else 0
+
+    def feed(self, text: str) -> str:
+        """The redacted text that can be shown after ``text`` arrived."""
+        buffer = self._held + text
+        pattern = self._redactor.pattern
+        if pattern is None:
+            return buffer
+        cut = max(len(buffer) - self._keep, 0)
+        for match in pattern.finditer(buffer):
+            if match.start() < cut < match.end():
+                cut = match.start()
+                break
+        self._held = buffer[cut:]
+        return self._redactor.text(buffer[:cut])
+
+    def end(self) -> str:
+        """The redacted rest, once no more text comes."""
+        rest, self._held = self._held, ""
+        return self._redactor.text(rest)

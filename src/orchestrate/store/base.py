@@ -79,6 +79,7 @@ class EventKind(enum.StrEnum):
     REVIEW_SLA_WARNING = "review_sla_warning"  # the warning before the item's deadline was given
     REVIEW_NOTIFY_FAILED = "review_notify_failed"  # a reviewer notification could not be delivered
     REVIEW_CANCELLED = "review_cancelled"  # the run was cancelled while the item waited
+    MODEL_STREAM = "model_stream"  # a streaming model step's text, coalesced (data: text, seq, done, attempt)
 
 
 @dataclass

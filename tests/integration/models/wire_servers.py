@@ -29,6 +29,7 @@ class Said:
     output_tokens: int = 5
     hold: threading.Event | None = None  # wait for this before answering
     chunk_delay: float = 0.0  # between streamed chunks
+    pieces: list[str] | None = None  # the chunks the text is streamed in (default: one word each)
 
 
 Brain = Callable[[dict[str, Any]], Said]
@@ -107,7 +108,9 @@ class WireServer:
         raise NotImplementedError
 
     def pieces(self, said: Said) -> list[str]:
-        """The text in the chunks it is streamed in: one word each."""
+        """The text in the chunks it is streamed in: one word each unless the script says."""
+        if said.pieces is not None:
+            return said.pieces
         words = said.text.split(" ") if said.text else []
         return [word if i == 0 else " " + word for i, word in enumerate(words)]
 
