@@ -121,13 +121,24 @@ class LiveServer:
 
 
 @pytest.fixture
-def server(tmp_path: Path) -> Iterator[LiveServer]:
-    live = LiveServer(f"sqlite:///{tmp_path / 'orchestrate.db'}")
+def server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[LiveServer]:
+    """The server on a SQLite file, or (``indirect`` parameter ``"postgres"``) a fresh PostgreSQL schema."""
+    if getattr(request, "param", "sqlite") == "postgres":
+        from tests.postgres import in_schema
+
+        urls = in_schema()
+        url = next(urls)
+    else:
+        urls = None
+        url = f"sqlite:///{tmp_path / 'orchestrate.db'}"
+    live = LiveServer(url)
     live.start()
     try:
         yield live
     finally:
         live.stop()
+        if urls is not None:
+            next(urls, None)  # drops the schema
 
 
 @pytest.fixture(scope="session")

@@ -149,6 +149,7 @@ def open_inbox_beside_run(server: LiveServer, browser: Browser, run_id: str) -> 
     return run_tab, browser.driver.current_window_handle
 
 
+@pytest.mark.parametrize("server", ["sqlite", "postgres"], indirect=True)
 def test_approve_from_the_inbox_resumes_the_run_live(server: LiveServer, browser: Browser) -> None:
     first = start(server, support, TICKET)
     start(server, support, {"text": "and my other order?"})
@@ -234,6 +235,7 @@ def test_edit_validates_shows_the_diff_and_the_run_goes_on_with_the_edit(server:
     no_page_errors(browser)
 
 
+@pytest.mark.parametrize("server", ["sqlite", "postgres"], indirect=True)
 def test_replay_a_dead_run_from_a_step_with_an_edited_input(server: LiveServer, browser: Browser) -> None:
     dead = start(server, payout, {"order": "A-7", "card": "declined"})
     browser.sign_in(server, "ops", "/#/dlq")
