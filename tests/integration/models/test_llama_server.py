@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pydantic
 
-from orchestrate.models import ModelSettings, ValidatedModel, Validator
+from orchestrate.models import ModelRequest, ModelSettings, ValidatedModel, Validator
 from orchestrate.models.local import FewShotClassifier, FewShotPrompt, LlamaCppModel, support_intents
+from orchestrate.models.streaming import stream
 
 LABELS = ["order_status", "refund", "technical", "account", "cancellation", "other"]
 
@@ -60,3 +61,12 @@ async def test_the_same_gguf_runs_in_process(gemma_path) -> None:
     result = await model.generate("One, two, three, four,", settings=ModelSettings(max_tokens=4, temperature=0))
     assert "five" in result.text.lower()
     assert result.provider == "llama_cpp" and result.version == gemma_path.name and result.usage.output_tokens > 0
+
+
+async def test_completions_stream_from_the_llama_cpp_server(gemma_http) -> None:
+    request = ModelRequest.generate("One, two, three, four,", ModelSettings(max_tokens=8, temperature=0))
+    pieces = [chunk async for chunk in stream(gemma_http, request, first_token_timeout=60, idle_timeout=30)]
+    result = pieces[-1].result
+    assert result is not None and len(pieces) > 2  # token by token, then the result
+    assert "".join(c.text for c in pieces[:-1]) == result.text and "five" in result.text.lower()
+    assert result.finish_reason in ("stop", "length") and result.model == "gemma-3-270m"
