@@ -40,6 +40,7 @@ from orchestrate.errors import (
 from orchestrate.policies import parse_duration
 from orchestrate.review import _decisions
 from orchestrate.review._decisions import ReviewStats
+from orchestrate.review.gate import refuse_self_approval
 from orchestrate.store import Store, open_store
 from orchestrate.store.base import (
     PRUNED_BY_DEFAULT,
@@ -501,6 +502,7 @@ class Client:
             ConflictError: it was decided already, or ``by`` (or ``role``) approved it already.
         """
         review_id = await self._review_id(review_id)
+        await refuse_self_approval(self.store, review_id, by=by)
         now = self.engine.clock.now()
         item = await _decisions.decide(
             self.store, now, review_id, action="approve", by=by, role=role, comment=comment, hooks=hooks_of(self.engine)
@@ -538,6 +540,7 @@ class Client:
             ConflictError: it was decided already, or ``by`` (or ``role``) approved it already.
         """
         review_id = await self._review_id(review_id)
+        await refuse_self_approval(self.store, review_id, by=by)
         now = self.engine.clock.now()
         item = await _decisions.decide(
             self.store,

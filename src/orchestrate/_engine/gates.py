@@ -25,6 +25,7 @@ from orchestrate.review import _notify
 from orchestrate.review._decisions import decided
 from orchestrate.review._outcomes import outcome_of, review_id_for, signal_record
 from orchestrate.review.gate import (
+    SELF_APPROVAL,
     AnyGate,
     Default,
     Escalate,
@@ -244,6 +245,7 @@ async def _create(
             "created_by": marker,
             # what the reviewer decides on: the step's input (it has not run) or its output
             "reviews": "input" if before else "output",
+            SELF_APPROVAL: gate.allow_self_approval,
         },
     )
     data = {

@@ -16,12 +16,12 @@ Nothing here does I/O: the engine parks the run and keeps the item in the store.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, Literal, TypeAlias, TypeVar, cast
 
-from orchestrate.errors import DefinitionError
+from orchestrate.errors import DefinitionError, ReviewPermissionError
 from orchestrate.policies import Seconds, to_seconds
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -213,6 +213,10 @@ class HumanReviewGate:
         priority: ``"urgent"``, ``"high"``, ``"normal"`` or ``"low"``.
         notify: webhook URLs or hooks told about new items, escalations and warnings.
         queue: the name shown for the item (default ``"review"``).
+        allow_self_approval: whether the person who started the run may approve (or
+            edit) its item. ``False``: four eyes, refused by the HTTP API and by
+            ``Client.approve`` whenever the run records who started it; ``True``:
+            allowed; ``None`` (default): the server's ``self_approval`` setting decides.
     """
 
     roles: tuple[str, ...] = ()
@@ -228,6 +232,7 @@ class HumanReviewGate:
     notify: tuple[Notifier, ...] = field(default=())
     queue: str = "review"
     at: GateAt = "after"
+    allow_self_approval: bool | None = None
 
     def __init__(
         self,
@@ -244,6 +249,7 @@ class HumanReviewGate:
         notify: Notifier | Sequence[Notifier] = (),
         queue: str = "review",
         at: GateAt = "after",
+        allow_self_approval: bool | None = None,
     ) -> None:
         where = "HumanReviewGate"
         if isinstance(required_approvals, bool):
@@ -293,6 +299,9 @@ class HumanReviewGate:
         object.__setattr__(self, "notify", targets)
         object.__setattr__(self, "queue", queue)
         object.__setattr__(self, "at", _check_at(at, where))
+        if allow_self_approval is not None and not isinstance(allow_self_approval, bool):
+            raise DefinitionError(f"{where} allow_self_approval must be a bool or None, got {allow_self_approval!r}")
+        object.__setattr__(self, "allow_self_approval", allow_self_approval)
 
     def level(self, n: int) -> Level:
         """The rules of the gate's item at escalation level ``n`` (0: the gate's own)."""
@@ -510,3 +519,42 @@ def approval(*, role: str) -> Callable[[F], F]:
         return fn
 
     return register
+
+
+SELF_APPROVAL = "allow_self_approval"
+"""The review item's ``meta`` key holding its gate's ``allow_self_approval``."""
+
+
+def self_approval_refusal(meta: Mapping[str, Any], *, started_by: Any, by: str, default: bool) -> str | None:
+    """Why ``by`` may not approve an item of a run ``started_by`` started, or ``None`` when it may.
+
+    ``meta`` is the item's: the gate's ``allow_self_approval`` when it set one, else
+    ``default`` (the server's setting) decides. Without a recorded starter nothing is refused.
+    """
+    allowed = meta.get(SELF_APPROVAL)
+    if not isinstance(allowed, bool):
+        allowed = default
+    if allowed or not isinstance(started_by, str) or started_by != by:
+        return None
+    return (
+        f"{by} started the run and may not approve its review (the gate allows no self-approval): ask another reviewer"
+    )
+
+
+async def refuse_self_approval(store: Any, review_id: str, *, by: str) -> None:
+    """Refuse ``by``'s approval of item ``review_id`` when its gate forbids self-approval and ``by`` started the run.
+
+    The embedded path (``Client.approve``): only a gate set to ``allow_self_approval=False``
+    refuses, and only when the run records who started it (runs started through the API).
+
+    Raises:
+        ReviewPermissionError: ``by`` started the run and the gate forbids it.
+    """
+    item = await store.get_review(review_id)
+    if item is None or item.meta.get(SELF_APPROVAL) is not False:
+        return
+    run = await store.get_run(item.run_id)
+    started_by = (run.options or {}).get("started_by") if run is not None else None
+    refusal = self_approval_refusal(item.meta, started_by=started_by, by=by, default=True)
+    if refusal is not None:
+        raise ReviewPermissionError(f"review {review_id}: {refusal}")

@@ -13,7 +13,7 @@ from fastapi import APIRouter, Body, Depends, Request
 
 from orchestrate.errors import ConflictError, InvalidInputError
 from orchestrate.review import ReviewRecord, ReviewStatus
-from orchestrate.review.gate import PRIORITIES
+from orchestrate.review.gate import PRIORITIES, self_approval_refusal
 from orchestrate.server._auth import OPERATOR, VIEWER, AuthError, Principal
 from orchestrate.server._deps import ServerState, audited, decode_cursor, encode_cursor, page_limit, require, state_of
 from orchestrate.server._models import Approve, Edit, Reject, ReviewPage, ReviewView, review_view
@@ -56,12 +56,14 @@ async def _item(state: ServerState, review_id: str) -> ReviewRecord:
 
 async def _check(state: ServerState, item: ReviewRecord, who: Principal, action: Action) -> str | None:
     role = decision_role(item, who)
-    if action in ("approve", "edit") and not state.settings.self_approval and not who.every_role:
+    if action in ("approve", "edit") and not who.every_role:
         run = await state.client.store.get_run(item.run_id)
-        if run is not None and run.options.get("started_by") == who.name:
-            raise AuthError(
-                403, f"{who.name} started run {item.run_id} and may not approve its review {item.review_id}"
-            )
+        started_by = (run.options or {}).get("started_by") if run is not None else None
+        refusal = self_approval_refusal(
+            item.meta, started_by=started_by, by=who.name, default=state.settings.self_approval
+        )
+        if refusal is not None:
+            raise AuthError(403, f"review {item.review_id} of run {item.run_id}: {refusal}")
     return role
 
 
@@ -120,6 +122,7 @@ async def approve(
         done = await state.client.approve(
             item.review_id, by=who.name, role=role, comment=body.comment if body else None
         )
+        state.wake_run(item.run_id)
         return review_view(done)
 
     return await audited(state, who, "review.approve", review_id, body.model_dump() if body else None, go)
@@ -136,6 +139,7 @@ async def reject(
         item = await _item(state, review_id)
         role = await _check(state, item, who, "reject")
         done = await state.client.reject(item.review_id, by=who.name, reason=body.reason, role=role)
+        state.wake_run(item.run_id)
         return review_view(done)
 
     return await audited(state, who, "review.reject", review_id, body.model_dump(), go)
@@ -154,6 +158,7 @@ async def edit(
             raise InvalidInputError(f"review {item.review_id} is a flag: approve or reject it, it takes no edit")
         role = await _check(state, item, who, "edit")
         done = await state.client.edit(item.review_id, body.payload, by=who.name, role=role, comment=body.comment)
+        state.wake_run(item.run_id)
         return review_view(done)
 
     return await audited(state, who, "review.edit", review_id, body.model_dump(), go)
