@@ -7,7 +7,7 @@ import binascii
 import json
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Request
@@ -25,6 +25,7 @@ from orchestrate.server._auth import (
     Sessions,
     authenticate,
 )
+from orchestrate.server._changes import Changes
 from orchestrate.server._http import status_of
 from orchestrate.server.settings import ServerSettings
 from orchestrate.store._access import AccessStore, AuditEntry, payload_hash
@@ -40,6 +41,15 @@ class ServerState:
     settings: ServerSettings
     access: AccessStore
     sessions: Sessions
+    changes: Changes = field(default_factory=Changes)
+    drive: Callable[[str], None] | None = None
+    """Drive a run that became due in this process now (set when the app has a worker)."""
+
+    def wake_run(self, run_id: str) -> None:
+        """A run became due through this server: its streams read now, the embedded worker drives it now."""
+        self.changes.notify()
+        if self.drive is not None:
+            self.drive(run_id)
 
 
 def state_of(request: Request) -> ServerState:
@@ -106,6 +116,7 @@ async def audited(
     except AuthError as exc:
         await record(state, who, action, target, body, exc.status)
         raise
+    state.changes.notify()
     await record(state, who, action, target, body, 200)
     return result
 

@@ -1,15 +1,19 @@
 """Live updates as server-sent events: a run's progress and the review inbox.
 
-Each event carries the id of the history entry it comes from; a client that reconnects
-with ``Last-Event-ID`` gets every event after it, none twice. The streams poll the
-store's history by id (one indexed read per poll on the SQL stores), every
-``ServerSettings.poll_seconds``.
+Each event's ``id`` is the stream's cursor after it (see
+:class:`~orchestrate.store._feed.FeedCursor`): a client that reconnects with
+``Last-Event-ID`` gets every event after it, none twice, including on PostgreSQL an
+event that committed after a newer one was sent. The streams read the store's history
+(one indexed read on the SQL stores) when woken by a change made in this process (a
+decision through the API, a step of the embedded worker), and at least every
+``ServerSettings.poll_seconds`` for changes made by other processes.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
@@ -17,11 +21,10 @@ from fastapi import APIRouter, Depends, Header, Request
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from orchestrate._redact import redact_data
-from orchestrate.errors import InvalidInputError
 from orchestrate.server._auth import VIEWER, Principal
 from orchestrate.server._deps import require, state_of
 from orchestrate.server._models import event_view
-from orchestrate.store._feed import events_after, newest_event_id
+from orchestrate.store._feed import FeedCursor, lag_for, newest_event_id, read_feed
 from orchestrate.store.base import Event
 
 router = APIRouter(prefix="/api/v1/events", tags=["events"])
@@ -42,26 +45,19 @@ REVIEW_EVENTS: dict[str, str] = {
 _PING_SECONDS = 15
 
 
-def _last_id(header: str | None, query: int | None) -> int | None:
-    raw = header if header is not None else (str(query) if query is not None else None)
-    if raw is None or raw == "":
-        return None
-    try:
-        value = int(raw)
-    except ValueError:
-        raise InvalidInputError(f"Last-Event-ID must be an event id from this stream, got {raw[:40]!r}") from None
-    if value < 0:
-        raise InvalidInputError(f"Last-Event-ID must be an event id from this stream, got {raw[:40]!r}")
-    return value
+def _cursor(request: Request, header: str | None, query: str | None) -> FeedCursor | None:
+    state = state_of(request)
+    lag = lag_for(state.client.store, state.settings.stream_lag_seconds)
+    return FeedCursor.parse(header if header is not None else query, lag_seconds=lag, now=time.time())
 
 
-def _sse(event: Event, name: str, extra: dict[str, Any] | None = None) -> ServerSentEvent:
+def _sse(event: Event, cursor: str, name: str, extra: dict[str, Any] | None = None) -> ServerSentEvent:
     data = event_view(event).model_dump()
     data["run_id"] = event.run_id
     if extra:
         data.update(extra)
     text = json.dumps(redact_data(data), ensure_ascii=False, separators=(",", ":"), default=str)
-    return ServerSentEvent(data=text, id=str(event.id), event=name)
+    return ServerSentEvent(data=text, id=cursor, event=name)
 
 
 @router.get("/runs/{run_id}", summary="Live progress of a run (server-sent events)")
@@ -70,7 +66,7 @@ async def run_events(
     run_id: str,
     _who: Annotated[Principal, Depends(require(VIEWER))],
     last_event_id_header: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
-    last_event_id: int | None = None,
+    last_event_id: str | None = None,
 ) -> EventSourceResponse:
     """The run's history as it grows: every event after ``Last-Event-ID`` (all of them without it).
 
@@ -80,24 +76,28 @@ async def run_events(
     state = state_of(request)
     client = state.client
     run = await client.get(run_id)
-    after = _last_id(last_event_id_header, last_event_id) or 0
+    lag = lag_for(client.store, state.settings.stream_lag_seconds)
+    cursor = _cursor(request, last_event_id_header, last_event_id) or FeedCursor(0, {}, lag)
     found = run.run_id
 
     async def stream() -> AsyncIterator[ServerSentEvent]:
-        nonlocal after
         loop = asyncio.get_running_loop()
         ends = loop.time() + state.settings.stream_seconds
         while loop.time() < ends:
-            events = await events_after(client.store, after, run_id=found, limit=500)
+            woken = state.changes.next()
+            # The status first: when it is final already, every event of the run is in.
             current = await client.store.get_run(found)
+            events = await read_feed(client.store, cursor, now=time.time(), run_id=found, limit=500)
             status = current.status.value if current is not None else "gone"
-            for event in events:
-                after = event.id
-                yield _sse(event, event.kind, {"status": status})
+            if events:
+                latest = await client.store.get_run(found)
+                status = latest.status.value if latest is not None else "gone"
+            for event, text in events:
+                yield _sse(event, text, event.kind, {"status": status})
             if current is None or (current.status.terminal and not events):
                 return
             if not events:
-                await asyncio.sleep(state.settings.poll_seconds)
+                await state.changes.wait(woken, state.settings.poll_seconds)
 
     return EventSourceResponse(stream(), ping=_PING_SECONDS, headers={"Cache-Control": "no-store"})
 
@@ -107,7 +107,7 @@ async def review_events(
     request: Request,
     _who: Annotated[Principal, Depends(require(VIEWER))],
     last_event_id_header: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
-    last_event_id: int | None = None,
+    last_event_id: str | None = None,
 ) -> EventSourceResponse:
     """Review items created, decided, warned about, escalated, expired, cancelled or claimed.
 
@@ -118,20 +118,21 @@ async def review_events(
     state = state_of(request)
     store = state.client.store
     await state.client.engine.open()
-    start = _last_id(last_event_id_header, last_event_id)
-    after = start if start is not None else await newest_event_id(store)
+    lag = lag_for(store, state.settings.stream_lag_seconds)
+    cursor = _cursor(request, last_event_id_header, last_event_id)
+    if cursor is None:
+        cursor = FeedCursor(await newest_event_id(store), {}, lag)
     kinds = list(REVIEW_EVENTS)
 
     async def stream() -> AsyncIterator[ServerSentEvent]:
-        nonlocal after
         loop = asyncio.get_running_loop()
         ends = loop.time() + state.settings.stream_seconds
         while loop.time() < ends:
-            events = await events_after(store, after, kinds=kinds, limit=500)
-            for event in events:
-                after = event.id
-                yield _sse(event, REVIEW_EVENTS[event.kind])
+            woken = state.changes.next()
+            events = await read_feed(store, cursor, now=time.time(), kinds=kinds, limit=500)
+            for event, text in events:
+                yield _sse(event, text, REVIEW_EVENTS[event.kind])
             if not events:
-                await asyncio.sleep(state.settings.poll_seconds)
+                await state.changes.wait(woken, state.settings.poll_seconds)
 
     return EventSourceResponse(stream(), ping=_PING_SECONDS, headers={"Cache-Control": "no-store"})

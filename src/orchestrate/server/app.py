@@ -21,6 +21,7 @@ from orchestrate.server._auth import (
     Sessions,
     from_token,
 )
+from orchestrate.server._changes import ChangeObserver
 from orchestrate.server._deps import ServerState, principal, record, require, state_of
 from orchestrate.server._graph import workflow_graph
 from orchestrate.server._http import GuardMiddleware, RedactedJSONResponse, install_errors
@@ -183,22 +184,47 @@ def create_app(
         client = Client(client)
     settings = settings or ServerSettings()
 
+    state = ServerState(
+        client=client, settings=settings, access=access_for(client.store), sessions=Sessions(settings.session_seconds)
+    )
+    engine = client.engine
+    # The streams wake on what this process's engine does (steps of the embedded worker,
+    # decisions made through Client); other processes' changes are found by polling.
+    engine._observers = (*engine._observers, ChangeObserver(state.changes))
+    engine._hooks = (-1, None)
+    driving: set[asyncio.Task[Any]] = set()
+
+    async def drive_now(run_id: str) -> None:
+        try:
+            await engine.execute(run_id)  # None when the worker claimed it first
+        except Exception as exc:  # noqa: BLE001 - the worker loop drives it later
+            engine.log.warning("run_drive_failed", run_id=run_id, error_class=type(exc).__qualname__)
+
+    def drive(run_id: str) -> None:
+        task = asyncio.get_running_loop().create_task(drive_now(run_id))
+        driving.add(task)
+        task.add_done_callback(driving.discard)
+
+    if worker:
+        state.drive = drive
+
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        await client.engine.open()
+        await engine.open()
         stop = asyncio.Event()
         task = None
         if worker:
-            task = asyncio.create_task(client.engine.work(concurrency=worker_concurrency, stop=stop, poll_seconds=0.2))
+            task = asyncio.create_task(engine.work(concurrency=worker_concurrency, stop=stop, poll_seconds=0.2))
         try:
             yield
         finally:
             stop.set()
-            if task is not None:
-                task.cancel()
+            for running in [*driving, *([task] if task is not None else [])]:
+                running.cancel()
+            for running in [*driving, *([task] if task is not None else [])]:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
-            await client.engine.close()
+                    await running
+            await engine.close()
 
     app = FastAPI(
         title="orchestrate",
@@ -209,9 +235,7 @@ def create_app(
         docs_url=None,
         redoc_url=None,
     )
-    app.state.orchestrate = ServerState(
-        client=client, settings=settings, access=access_for(client.store), sessions=Sessions(settings.session_seconds)
-    )
+    app.state.orchestrate = state
     install_errors(app)
     app.include_router(api)
     app.include_router(_runs.router)

@@ -45,6 +45,10 @@ class ServerSettings:
         page_limit: the largest ``limit`` a listing takes.
         stream_seconds: how long a live event stream stays open; the browser's
             ``EventSource`` then reconnects with ``Last-Event-ID`` and misses nothing.
+        stream_lag_seconds: on PostgreSQL, how long a live stream keeps looking for an
+            event whose id it passed before the event committed (ids are handed out
+            before commit, not in commit order); a write slower than this to commit is
+            taken for rolled back.
     """
 
     auth: bool = True
@@ -56,6 +60,7 @@ class ServerSettings:
     self_approval: bool = False
     page_limit: int = 500
     stream_seconds: float = 300.0
+    stream_lag_seconds: float = 30.0
 
     def __init__(
         self,
@@ -69,6 +74,7 @@ class ServerSettings:
         self_approval: bool = False,
         page_limit: int = 500,
         stream_seconds: float = 300.0,
+        stream_lag_seconds: float = 30.0,
     ) -> None:
         if isinstance(allowed_hosts, str):
             allowed_hosts = [allowed_hosts]
@@ -85,6 +91,7 @@ class ServerSettings:
             ("session_seconds", session_seconds),
             ("poll_seconds", poll_seconds),
             ("stream_seconds", stream_seconds),
+            ("stream_lag_seconds", stream_lag_seconds),
         ):
             if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not seconds > 0:
                 raise InvalidInputError(f"{name} must be a positive number of seconds, got {seconds!r}")
@@ -97,6 +104,7 @@ class ServerSettings:
         object.__setattr__(self, "self_approval", bool(self_approval))
         object.__setattr__(self, "page_limit", page_limit)
         object.__setattr__(self, "stream_seconds", float(stream_seconds))
+        object.__setattr__(self, "stream_lag_seconds", float(stream_lag_seconds))
 
     def host_allowed(self, header: str) -> bool:
         """Whether a request's ``Host`` header names this server."""

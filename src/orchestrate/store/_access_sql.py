@@ -193,6 +193,54 @@ async def events_after(
     return [_sql.event_from_row(r) for r in rows]
 
 
+def dialect_of(store: Any) -> str | None:
+    """``"sqlite"``, ``"postgres"``, or ``None`` when ``store`` is no SQL store."""
+    return _dialect(store)
+
+
+async def events_by_id(store: Any, ids: Sequence[int]) -> list[Event]:
+    """The events among ``ids`` that exist (committed), oldest first; ``[]`` when ``store`` is no SQL store."""
+    dialect = _dialect(store)
+    if dialect is None or not ids:
+        return []
+    marks = ", ".join("?" for _ in ids)
+    sql = f"SELECT {_EVENT_COLUMNS} FROM orchestrate_events WHERE id IN ({marks}) ORDER BY id"
+    rows = await _Sql(store, dialect).fetch(sql, tuple(ids))
+    return [_sql.event_from_row(r) for r in rows]
+
+
+async def feed_scan(
+    store: Any, after: int, *, kinds: Sequence[str] | None = None, run_id: str | None = None, rows: int = 2000
+) -> tuple[list[int], list[Event]]:
+    """The first ``rows`` event ids above ``after``, and the events among them of ``run_id`` and ``kinds``.
+
+    One statement, so both come from one snapshot: an id absent from the first list was
+    not committed (or was rolled back) when the wanted events were read. ``([], [])``
+    when ``store`` is no SQL store.
+    """
+    dialect = _dialect(store)
+    if dialect is None:
+        return [], []
+    where = ["e.id > ?", "e.id <= (SELECT MAX(id) FROM ids)"]
+    params: list[Any] = [after, rows, after]
+    if run_id is not None:
+        where.append("e.run_id = ?")
+        params.append(run_id)
+    if kinds is not None:
+        where.append(f"e.kind IN ({', '.join('?' for _ in kinds)})")
+        params.extend(kinds)
+    columns = ", ".join(f"e.{c.strip()}" for c in _EVENT_COLUMNS.split(","))
+    sql = (
+        "WITH ids AS (SELECT id FROM orchestrate_events WHERE id > ? ORDER BY id LIMIT ?)"
+        f" SELECT 1, {columns} FROM orchestrate_events e WHERE {' AND '.join(where)}"
+        " UNION ALL SELECT 0, id, NULL, NULL, NULL, NULL, NULL FROM ids"
+    )
+    found = await _Sql(store, dialect).fetch(sql, tuple(params))
+    present = sorted(int(r[1]) for r in found if not r[0])
+    events = sorted((_sql.event_from_row(r[1:]) for r in found if r[0]), key=lambda e: e.id)
+    return present, events
+
+
 async def last_event_id(store: Any) -> int | None:
     """The newest event id read with SQL; ``None`` when ``store`` is no SQL store."""
     dialect = _dialect(store)
