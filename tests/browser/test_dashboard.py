@@ -69,6 +69,7 @@ def test_sign_in_refuses_a_bad_token_then_lists_and_filters_runs(server: LiveSer
 
     browser.sign_in(server, "vic")
     browser.text_in("#who-name", "vic")
+    assert not browser.all("#start-run")  # a viewer starts nothing
     browser.wait(lambda d: len(browser.all("#runs tr.run-row")) == 3)
     rows = {r.get_attribute("data-run-id"): r.get_attribute("data-status") for r in browser.all("#runs tr.run-row")}
     assert rows == {waiting: "waiting", dead: "dead", paid: "succeeded"}
@@ -100,6 +101,23 @@ def test_runs_page_shows_status_changes_without_a_reload(server: LiveServer, bro
     start(server, payout, {"order": "A-10", "card": "visa"})
     browser.wait(lambda d: len(browser.all("#runs tr.run-row")) == 3)
     browser.screenshot("runs")
+
+    # An operator starts a run from the page; the same idempotency key never starts a second.
+    started = []
+    for _ in range(2):
+        browser.driver.get(f"{server.url}/#/runs")
+        browser.click("#start-run")
+        Select(browser.visible("#start-workflow")).select_by_value("payout")
+        editor = browser.find("#start-input")
+        editor.clear()
+        editor.send_keys('{"order": "A-11", "card": "visa"}')
+        browser.find("#start-key").send_keys("order-A-11")
+        browser.click("#start-go")
+        browser.wait(lambda d: "#/runs/" in d.current_url)
+        browser.text_in("#run-status", "succeeded")
+        started.append(browser.driver.current_url.rsplit("/", 1)[-1])
+    assert started[0] == started[1]
+    assert output_of(server, started[0]) == "receipt for A-11"
     no_page_errors(browser)
 
 
@@ -284,7 +302,11 @@ def test_an_escalation_reaches_the_supervisors_inbox_live(server: LiveServer, br
     # Nobody answers within the gate's second: the worker escalates, and the inbox shows it.
     item = browser.find('#inbox li.inbox-item.p-urgent[data-level="1"]')
     assert "escalated" in item.text and "supervisor" in item.text
-    item.click()
+    # Another team's item is listed too; "only items I may decide" leaves it out.
+    start(server, support, TICKET)
+    browser.wait(lambda d: len(browser.all("#inbox li.inbox-item")) == 2)
+    browser.click("#mine-only")
+    browser.wait(lambda d: [li.get_attribute("data-level") for li in browser.all("#inbox li.inbox-item")] == ["1"])
     browser.text_in("#review-detail", "level 1")
     browser.text_in("#review-detail", run_id[:12])
     browser.keys("a")

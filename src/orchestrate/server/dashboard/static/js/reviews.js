@@ -58,8 +58,13 @@ function confidenceView(conf) {
 export async function renderReviews(root, [selectedId], query) {
   const status = query.get("status") || "pending";
   const live = liveDot();
+  const mineOnly = query.get("mine") === "1";
+  const mineQuery = mineOnly ? "&mine=1" : "";
+  const mineBox = h("input#mine-only", { type: "checkbox", checked: mineOnly });
+  mineBox.addEventListener("change", () => { location.hash = `#/reviews?status=${status}${mineBox.checked ? "&mine=1" : ""}`; });
   const filters = h("div.tabs", {}, ["pending", "approved", "rejected", "escalated", "expired", "all"].map((s) =>
-    h("a", { href: `#/reviews?status=${s}`, class: ["tab", s === status && "active"] }, s)));
+    h("a", { href: `#/reviews?status=${s}${mineQuery}`, class: ["tab", s === status && "active"] }, s)),
+  h("span.spacer"), h("label.inline.mine", {}, mineBox, " only items I may decide"));
   const list = h("ol#inbox.inbox-list", { "aria-label": "review items" });
   const detail = h("div#review-detail.review-detail.card");
   root.append(
@@ -72,7 +77,7 @@ export async function renderReviews(root, [selectedId], query) {
 
   const load = async () => {
     const page = await get("/reviews", { status: status === "all" ? "all" : status, limit: 200 });
-    items = order(page.items || []);
+    items = order((page.items || []).filter((i) => !mineOnly || canDecide(i)));
     if (!items.some((i) => i.review_id === current)) current = items.length ? items[0].review_id : null;
     drawList();
     await drawDetail();

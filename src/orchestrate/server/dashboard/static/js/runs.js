@@ -1,8 +1,9 @@
 // Runs: filters (workflow, status, time, text) kept in the URL, live status by polling the page.
 
-import { get } from "./api.js";
+import { get, post, canOperate } from "./api.js";
 import { h, clear, fmtTime, fmtAgo, fmtDuration, toMs, statusBadge, emptyState } from "./dom.js";
-import { liveDot } from "./ui.js";
+import { jsonEditor } from "./form.js";
+import { dialog, flash, liveDot, reportError } from "./ui.js";
 
 const STATUSES = ["pending", "running", "waiting", "succeeded", "failed", "cancelled", "dead"];
 const TIMES = [["", "any time"], ["3600", "last hour"], ["86400", "last 24 hours"], ["604800", "last 7 days"], ["2592000", "last 30 days"]];
@@ -45,14 +46,17 @@ export async function renderRuns(root, _params, query) {
     h("thead", {}, h("tr", {}, ["Run", "Workflow", "Status", "Started", "Duration", "Error"].map((t) => h("th", {}, t)))),
     body);
   const counter = h("span.muted");
+  let workflows = [];
+  const startButton = canOperate() ? h("button.btn.primary#start-run", { type: "button", onclick: () => startDialog(workflows, filters.workflow) }, "Start a run…") : null;
   root.append(
-    h("div.page-head", {}, h("h1", {}, "Runs"), counter, live.el),
+    h("div.page-head", {}, h("h1", {}, "Runs"), counter, live.el, h("span.spacer"), startButton),
     form,
     h("div.card.flush", {}, table),
     h("div.center", {}, more));
 
   get("/workflows").then((data) => {
     const items = Array.isArray(data) ? data : data.items || [];
+    workflows = items;
     const names = [...new Set(items.map((w) => w.name || w.workflow))].filter(Boolean).sort();
     for (const n of names) workflowSelect.append(h("option", { value: n }, n));
     if (filters.workflow && !names.includes(filters.workflow)) workflowSelect.append(h("option", { value: filters.workflow }, filters.workflow));
@@ -120,4 +124,31 @@ function runRow(run) {
     if (e.target.tagName !== "A") location.hash = `#/runs/${encodeURIComponent(run.run_id)}`;
   });
   return tr;
+}
+
+/** Start a run of a registered workflow with an input checked as JSON, and open it. */
+function startDialog(workflows, preferred) {
+  const names = [...new Set(workflows.map((w) => w.name))].sort();
+  if (!names.length) { flash("This server has no workflow to start.", "warn"); return; }
+  const choose = h("select#start-workflow", {}, names.map((n) => h("option", { value: n }, n)));
+  if (names.includes(preferred)) choose.value = preferred;
+  const editor = jsonEditor({}, { id: "start-input", rows: 8 });
+  const key = h("input#start-key", { type: "text", placeholder: "optional: the same key never starts a second run" });
+  const go = h("button.btn.primary#start-go", { type: "submit" }, "Start");
+  const form = h("form.form", {}, h("label", { for: "start-workflow" }, "Workflow"), choose,
+    h("label", { for: "start-input" }, "Input (JSON)"), editor.el, h("label", { for: "start-key" }, "Idempotency key"), key, go);
+  const close = dialog("Start a run", form, { wide: true });
+  form.addEventListener("submit", async (e) => {
+    e.preventDefault();
+    const read = editor.read();
+    if (!read.ok) return;
+    const body = { workflow: choose.value, input: read.value };
+    if (key.value.trim()) body.idempotency_key = key.value.trim();
+    go.disabled = true;
+    try {
+      const run = await post("/runs", body);
+      close();
+      location.hash = `#/runs/${encodeURIComponent(run.run_id)}`;
+    } catch (err) { reportError(err); } finally { go.disabled = false; }
+  });
 }
