@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from orchestrate import Step, Workflow
+from orchestrate import RunContext, Step, Workflow, workflow
 from orchestrate.policies import Retry
 from orchestrate.review import Escalate, HumanReviewGate
 from orchestrate.testing import FakeModel
@@ -69,6 +69,15 @@ payout = Workflow(
     ],
 )
 
+
+@workflow(version="1")
+async def shipment(ctx: RunContext, order: dict[str, Any]) -> str:
+    """A durable function: it waits, holding no worker, until the carrier's pickup is signalled."""
+    checked = await ctx.step(check, order)
+    pickup = await ctx.wait("carrier_pickup")
+    return f"order {checked['order']} picked up at {pickup['at']}"
+
+
 SUPERVISOR_ROLE = "supervisor"
 
 urgent = Workflow(
@@ -89,4 +98,4 @@ urgent = Workflow(
     ],
 )
 
-WORKFLOWS = [support, payout, urgent]
+WORKFLOWS = [support, payout, urgent, shipment]

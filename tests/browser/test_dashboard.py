@@ -16,7 +16,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select
 
 from orchestrate.types import RunStatus
-from tests.browser.apps import payout, support, urgent
+from tests.browser.apps import payout, shipment, support, urgent
 from tests.browser.conftest import Browser, LiveServer
 
 TICKET = {"text": "where is my refund for order #4829?"}
@@ -313,6 +313,22 @@ def test_an_escalation_reaches_the_supervisors_inbox_live(server: LiveServer, br
     browser.click("#approve-go")
     browser.text_in("#inbox", "Nothing waits")
     browser.wait(lambda d: status_of(server, run_id) is RunStatus.SUCCEEDED)
+    no_page_errors(browser)
+
+
+def test_an_operator_sends_the_signal_a_run_waits_for(server: LiveServer, browser: Browser) -> None:
+    run_id = start(server, shipment, {"order": "A-12"})
+    browser.sign_in(server, "ops", f"/#/runs/{run_id}")
+    browser.text_in("#run-status", "waiting")
+    browser.text_in(".run-head", "waiting on signal:carrier_pickup")
+    browser.click(".actions button.primary")
+    assert browser.visible("#signal-key").get_attribute("value") == "carrier_pickup"
+    editor = browser.find("#signal-value")
+    editor.clear()
+    editor.send_keys('{"at": "Memphis hub"}')
+    browser.click("#signal-go")
+    browser.text_in("#run-status", "succeeded")
+    assert output_of(server, run_id) == "order A-12 picked up at Memphis hub"
     no_page_errors(browser)
 
 

@@ -117,12 +117,31 @@ function actions(run, reload) {
       });
     }, { cls: "danger" }));
   }
+  const waitingOn = run.status === "waiting" && /^signal:/.test(run.wait_reason || "") ? run.wait_reason.slice("signal:".length) : null;
+  if (waitingOn && !/^(review|queue):/.test(waitingOn)) bar.append(actionButton("Send signal…", async () => signalDialog(run, waitingOn, done("Signalled")), { cls: "primary" }));
   if (run.status === "waiting") bar.append(actionButton("Resume now", async () => { try { await done("Resumed")(await post(`/runs/${id}/resume`)); } catch (err) { reportError(err); } }));
   if (["failed", "dead", "cancelled"].includes(run.status)) {
     bar.append(actionButton("Retry", async () => { try { await done("Retried")(await post(`/runs/${id}/retry`)); } catch (err) { reportError(err); } }));
   }
   if (TERMINAL.has(run.status)) bar.append(actionButton("Replay from a step…", async () => replayDialog(run, `/runs/${id}/replay`, done("Replayed")), { cls: "primary" }));
   return bar;
+}
+
+/** Deliver the signal a run waits for (``ctx.wait(key)``) with a JSON value. */
+function signalDialog(run, key, after) {
+  const keyInput = h("input#signal-key", { type: "text", value: key });
+  const editor = jsonEditor(null, { id: "signal-value", rows: 6 });
+  const go = h("button.btn.primary#signal-go", { type: "submit" }, "Send");
+  const form = h("form.form", {}, h("p.muted", {}, "The run waits for this signal; its value (JSON) is what the wait returns. A signal is delivered once."),
+    h("label", { for: "signal-key" }, "Key"), keyInput, h("label", { for: "signal-value" }, "Value (JSON)"), editor.el, go);
+  const close = dialog("Send a signal", form, { wide: true });
+  form.addEventListener("submit", async (e) => {
+    e.preventDefault();
+    const read = editor.read();
+    if (!read.ok) return;
+    go.disabled = true;
+    try { await after(await post(`/runs/${encodeURIComponent(run.run_id)}/signals`, { key: keyInput.value, value: read.value })); close(); } catch (err) { reportError(err); } finally { go.disabled = false; }
+  });
 }
 
 /** Pick the step to replay from and edit the input it will get; `url` is the replay route. */
