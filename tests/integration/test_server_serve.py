@@ -133,3 +133,75 @@ def test_serve_refuses_an_open_address_without_auth_or_host_names(
     assert done.returncode == 2
     assert message in done.stderr
     assert "Traceback" not in done.stderr
+
+
+HOOKS = textwrap.dedent(
+    """
+    from orchestrate import Step, Workflow
+    from orchestrate.triggers import Schedule, WebhookTrigger
+
+    def shout(event):
+        return {"loud": str(event["text"]).upper()}
+
+    alerts = Workflow("alerts", [Step("shout", shout)])
+    HOOKS = [
+        WebhookTrigger("pager", workflow=alerts, secret="s3cret-s3cret-s3cret"),
+        Schedule("nightly", workflow=alerts, cron="0 3 * * *"),
+    ]
+    """
+)
+
+
+def test_serve_mounts_the_webhook_triggers_it_is_given(tmp_path: Path) -> None:
+    from orchestrate.triggers import WebhookTrigger
+
+    (tmp_path / "hooks.py").write_text(HOOKS)
+    url = f"sqlite:///{tmp_path / 'hooks.db'}"
+    made = _cli(tmp_path, "tokens", "create", "--name", "ada", "--role", "viewer", "--store", url)
+    assert made.returncode == 0, made.stderr
+    viewer = {"Authorization": f"Bearer {made.stdout.strip()}"}
+    port = _free_port()
+    proc = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "orchestrate.cli", "serve"),
+            *("--triggers", "hooks.py:HOOKS", "--store", url, "--port", str(port)),
+        ],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    signer = WebhookTrigger("pager", workflow="alerts", secret="s3cret-s3cret-s3cret")
+    body = b'{"text": "disk full"}'
+    try:
+
+        def up() -> bool:
+            try:
+                return httpx.get(f"{base}/healthz", timeout=1).status_code == 200
+            except httpx.TransportError:
+                assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+                return False
+
+        _wait(up, "the server to answer")
+        with httpx.Client(base_url=base, timeout=10) as http:
+            forged = http.post("/hooks/pager", content=body, headers={"Idempotency-Key": "k1"})
+            assert forged.status_code == 401
+            signed = signer.headers(body, key="alert-1", timestamp=time.time())
+            created = http.post("/hooks/pager", content=body, headers=signed)
+            assert created.status_code == 202, created.text
+            run_id = created.json()["run_id"]
+            again = http.post("/hooks/pager", content=body, headers=signed)
+            assert (again.status_code, again.json()["run_id"]) == (200, run_id)
+
+            def finished() -> dict[str, object] | None:
+                view = http.get(f"/api/v1/runs/{run_id}", headers=viewer).json()
+                return view if view.get("status") == "succeeded" else None
+
+            view = _wait(finished, "the webhook's run to finish")
+            assert view["output"] == {"loud": "DISK FULL"}
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    assert "webhook pager: POST /hooks/pager" in err
+    assert "not served here: nightly" in err

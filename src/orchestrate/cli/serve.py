@@ -15,6 +15,7 @@ import click
 from orchestrate.cli._common import APP_ENV, EXIT_OK, echo, log_level_option, run_async, setup_logging, store_option
 from orchestrate.cli.yaml_commands import load_target
 from orchestrate.store import open_store
+from orchestrate.triggers import WebhookTrigger
 
 
 @click.command("serve", short_help="Serve the HTTP API, live events and the dashboard.")
@@ -52,6 +53,14 @@ from orchestrate.store import open_store
     help="Largest request body accepted, in bytes.",
 )
 @click.option("--secure-cookies", is_flag=True, help="Send the session cookie over HTTPS only (behind TLS).")
+@click.option(
+    "--triggers",
+    "trigger_targets",
+    multiple=True,
+    metavar="TARGET",
+    help="Mount the webhook triggers of TARGET (path/to/file.py:NAME or module:NAME naming a trigger or a list; "
+    "repeat for several). Their workflows are served too. Other triggers are served by `orchestrate worker`.",
+)
 @log_level_option("info")
 def serve_command(
     targets: tuple[str, ...],
@@ -64,6 +73,7 @@ def serve_command(
     worker: bool | None,
     max_body: int,
     secure_cookies: bool,
+    trigger_targets: tuple[str, ...],
     log_level: str,
 ) -> int:
     """Serve the JSON API (/api/v1, /openapi.json), live events and the dashboard.
@@ -91,6 +101,10 @@ def serve_command(
         )
     setup_logging(log_level)
     workflows = [load_target(t) for t in (*targets, *apps)]
+    hooks, others = _webhooks(trigger_targets)
+    for hook in hooks:
+        if not isinstance(hook.workflow, str) and all(hook.workflow is not wf for wf in workflows):
+            workflows.append(hook.workflow)
     settings = ServerSettings(
         auth=not no_auth,
         allowed_hosts=(*LOOPBACK_HOSTS, *allowed_hosts) if local else allowed_hosts,
@@ -110,9 +124,23 @@ def serve_command(
             f"`orchestrate tokens create --name you --role admin --store {store}`",
             err=True,
         )
-    app = create_app(client, settings=settings, worker=bool(workflows) if worker is None else worker)
+    from orchestrate.triggers.webhook import webhook_routes
+
+    app = create_app(
+        client,
+        settings=settings,
+        extra_routes=webhook_routes(client, hooks),
+        worker=bool(workflows) if worker is None else worker,
+    )
     names = ", ".join(f"{wf.name} ({wf.version})" for wf in workflows) or "no workflows"
     echo(f"serving {names} from {store} on http://{host}:{port} (auth {'off' if no_auth else 'on'})", err=True)
+    for hook in hooks:
+        echo(f"webhook {hook.name}: POST {hook.path}", err=True)
+    if others:
+        echo(
+            f"not served here: {', '.join(t.name for t in others)}; run `orchestrate worker --triggers` for them",
+            err=True,
+        )
     config: Any = uvicorn.Config(
         app,
         host=host,
@@ -124,3 +152,11 @@ def serve_command(
     )
     uvicorn.Server(config).run()
     return EXIT_OK
+
+
+def _webhooks(targets: tuple[str, ...]) -> tuple[list[WebhookTrigger], list[Any]]:
+    """The webhook triggers of ``targets``, and their other triggers (left to the worker)."""
+    from orchestrate.cli.schedules import load_all
+
+    found = load_all(targets)
+    return [t for t in found if isinstance(t, WebhookTrigger)], [t for t in found if not isinstance(t, WebhookTrigger)]
