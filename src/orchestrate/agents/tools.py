@@ -65,6 +65,7 @@ class Tool:
     wants_idempotency_key: bool = False
     timeout: float | None = None
     _arguments: type[pydantic.BaseModel] | None = field(default=None, repr=False, compare=False)
+    _schema_check: Callable[[Mapping[str, Any]], None] | None = field(default=None, repr=False, compare=False)
 
     @property
     def is_async(self) -> bool:
@@ -107,6 +108,8 @@ class Tool:
         if missing:
             raise ToolArgumentError(f"{self.name} is missing argument(s) {missing}")
         if self._arguments is None:
+            if self._schema_check is not None:
+                self._schema_check(args)  # a tool known by its JSON schema only (an MCP server's)
             return dict(args)
         try:
             checked = self._arguments.model_validate(dict(args))
