@@ -28,7 +28,7 @@ from orchestrate.server._http import GuardMiddleware, RedactedJSONResponse, inst
 from orchestrate.server._models import Health, SessionView, SignIn, WorkflowView
 from orchestrate.server.settings import ServerSettings
 from orchestrate.store._access import token_hash
-from orchestrate.store._access_sql import access_for
+from orchestrate.store._access_sql import access_for, usage_totals
 
 api = APIRouter(prefix="/api/v1")
 probes = APIRouter(tags=["health"])
@@ -95,31 +95,49 @@ async def usage(
     since: float | None = None,
     limit: int = 1000,
 ) -> dict[str, Any]:
-    """Model tokens and cost of the newest ``limit`` runs (created since ``since``), by workflow and model."""
+    """Model tokens and cost of the newest ``limit`` runs (created since ``since``), by workflow and model.
+
+    The SQL stores sum them in the database; no run's steps are read here.
+    """
     state = state_of(request)
     client = state.client
     limit = max(1, min(limit, 10_000))
-    runs = await client.list(workflow=workflow or None, limit=limit, values=False)
     total: dict[str, Any] = {"runs": 0, "tokens_in": 0, "tokens_out": 0, "cost": 0.0, "by_workflow": {}, "by_model": {}}
-    for run in runs:
+    found = await usage_totals(client.store, workflow=workflow or None, since=since, limit=limit)
+    if found is None:
+        found = await _usage_scanned(client, workflow=workflow or None, since=since, limit=limit)
+    runs, rows = found
+    for name, count in runs.items():
+        total["runs"] += count
+        total["by_workflow"][name] = {"runs": count, "tokens_in": 0, "tokens_out": 0, "cost": 0.0}
+    for name, model, tokens_in, tokens_out, cost in rows:
+        per_model = total["by_model"].setdefault(model, {"tokens_in": 0, "tokens_out": 0, "cost": 0.0})
+        for bucket in (total, total["by_workflow"][name], per_model):
+            bucket["tokens_in"] += int(tokens_in)
+            bucket["tokens_out"] += int(tokens_out)
+            bucket["cost"] += cost
+    return total
+
+
+async def _usage_scanned(
+    client: Any, *, workflow: str | None, since: float | None, limit: int
+) -> tuple[dict[str, int], list[tuple[str, str, float, float, float]]]:
+    """What :func:`usage_totals` sums, read run by run (stores without SQL)."""
+    runs: dict[str, int] = {}
+    sums: dict[tuple[str, str], list[float]] = {}
+    for run in await client.list(workflow=workflow, limit=limit, values=False):
         if since is not None and run.created_at < since:
             continue
-        total["runs"] += 1
-        per_wf = total["by_workflow"].setdefault(
-            run.workflow, {"runs": 0, "tokens_in": 0, "tokens_out": 0, "cost": 0.0}
-        )
-        per_wf["runs"] += 1
+        runs[run.workflow] = runs.get(run.workflow, 0) + 1
         for step in await client.store.get_steps(run.run_id):
             model = step.meta.get("model")
             if not isinstance(model, dict):
                 continue
-            name = str(model.get("model") or "?")
-            per_model = total["by_model"].setdefault(name, {"tokens_in": 0, "tokens_out": 0, "cost": 0.0})
-            for bucket in (total, per_wf, per_model):
-                bucket["tokens_in"] += int(model.get("tokens_in") or 0)
-                bucket["tokens_out"] += int(model.get("tokens_out") or 0)
-                bucket["cost"] += float(model.get("cost") or 0.0)
-    return total
+            acc = sums.setdefault((run.workflow, str(model.get("model") or "?")), [0.0, 0.0, 0.0])
+            for i, field in enumerate(("tokens_in", "tokens_out", "cost")):
+                value = model.get(field)
+                acc[i] += float(value) if isinstance(value, int | float) and not isinstance(value, bool) else 0.0
+    return runs, [(w, m, acc[0], acc[1], acc[2]) for (w, m), acc in sums.items()]
 
 
 @probes.get("/healthz", response_model=Health, summary="Liveness")

@@ -297,3 +297,59 @@ async def page_runs(
     )
     rows = await _Sql(store, dialect).fetch(sql, (*params, limit))
     return [_sql.run_from_row(r) for r in rows]
+
+
+def _usage_sql(dialect: str) -> tuple[str, str]:
+    """What a step's ``meta`` says of its model call, per dialect: the model's name and a number field.
+
+    No ``?`` may appear in these (placeholders): an unnamed model is ``''`` here, ``"?"`` to callers.
+    """
+    if dialect == "sqlite":
+        is_call = "json_type(s.meta, '$.model') = 'object'"
+        name = "COALESCE(CAST(json_extract(s.meta, '$.model.model') AS TEXT), '')"
+        number = "COALESCE(CASE WHEN json_type(s.meta, '$.model.{f}') IN ('integer', 'real')"
+        number += " THEN json_extract(s.meta, '$.model.{f}') END, 0)"
+    else:
+        is_call = "jsonb_typeof(s.meta::jsonb -> 'model') = 'object'"
+        name = "COALESCE(s.meta::jsonb #>> '{model,model}', '')"
+        number = "COALESCE(CASE WHEN jsonb_typeof(s.meta::jsonb #> '{{model,{f}}}') = 'number'"
+        number += " THEN (s.meta::jsonb #>> '{{model,{f}}}')::double precision END, 0)"
+    sums = ", ".join(f"SUM({number.format(f=f)})" for f in ("tokens_in", "tokens_out", "cost"))
+    return f"{name}, {sums}", is_call
+
+
+async def usage_totals(
+    store: Any, *, workflow: str | None, since: float | None, limit: int
+) -> tuple[dict[str, int], list[tuple[str, str, float, float, float]]] | None:
+    """Model usage of the newest ``limit`` runs (of ``workflow``, created since ``since``), summed by the database.
+
+    Returns ``(runs by workflow, [(workflow, model, tokens_in, tokens_out, cost)])``,
+    or ``None`` when ``store`` is no SQL store. Two aggregate queries over the newest
+    runs (the runs' creation index) and their steps (the steps' primary key).
+    """
+    store = unwrap(store)
+    dialect = _dialect(store)
+    if dialect is None:
+        return None
+    where: list[str] = []
+    params: list[Any] = []
+    if workflow is not None:
+        where.append("workflow = ?")
+        params.append(workflow)
+    if since is not None:
+        where.append("created_at >= ?")
+        params.append(since)
+    clause = f" WHERE {' AND '.join(where)}" if where else ""
+    newest = f"SELECT run_id, workflow FROM orchestrate_runs{clause} ORDER BY created_at DESC LIMIT ?"
+    db = _Sql(store, dialect)
+    counted = await db.fetch(f"SELECT workflow, COUNT(*) FROM ({newest}) r GROUP BY workflow", (*params, limit))
+    columns, is_call = _usage_sql(dialect)
+    rows = await db.fetch(
+        f"SELECT r.workflow, {columns} FROM ({newest}) r JOIN orchestrate_steps s ON s.run_id = r.run_id"
+        f" WHERE {is_call} GROUP BY r.workflow, 2",
+        (*params, limit),
+    )
+    return (
+        {str(w): int(n) for w, n in counted},
+        [(str(r[0]), str(r[1] or "?"), float(r[2] or 0), float(r[3] or 0), float(r[4] or 0)) for r in rows],
+    )
