@@ -1,12 +1,14 @@
-"""The workflows the browser tests serve: a support reply a lead must review, and a payout
-whose card is declined until someone replays it with another card."""
+"""The workflows the browser tests serve: a support reply a lead must review (and an urgent one
+that escalates), a payout whose card is declined until someone replays it with another card,
+a quote whose pricing times out into a flagged fallback, and a shipment waiting for a signal."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 from typing import Any
 
-from orchestrate import RunContext, Step, Workflow, workflow
+from orchestrate import Fallback, RunContext, Step, Workflow, workflow
 from orchestrate.policies import Retry
 from orchestrate.review import Escalate, HumanReviewGate
 from orchestrate.testing import FakeModel
@@ -70,6 +72,26 @@ payout = Workflow(
 )
 
 
+async def price(order: dict[str, Any]) -> dict[str, Any]:
+    await asyncio.sleep(30)  # the pricing service hangs: the step's timeout ends the attempt
+    return {**order, "price": 10.0}
+
+
+quote = Workflow(
+    "quote",
+    [
+        Step("check", check),
+        Step(
+            "price",
+            price,
+            timeout=0.2,
+            retry=Retry(max_attempts=2, initial_delay=0.01, jitter=0.0),
+            fallback=Fallback.value({"price": 12.5, "estimated": True}, flag="pricing_review"),
+        ),
+    ],
+)
+
+
 @workflow(version="1")
 async def shipment(ctx: RunContext, order: dict[str, Any]) -> str:
     """A durable function: it waits, holding no worker, until the carrier's pickup is signalled."""
@@ -98,4 +120,4 @@ urgent = Workflow(
     ],
 )
 
-WORKFLOWS = [support, payout, urgent, shipment]
+WORKFLOWS = [support, payout, urgent, shipment, quote]

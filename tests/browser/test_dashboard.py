@@ -16,7 +16,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select
 
 from orchestrate.types import RunStatus
-from tests.browser.apps import payout, shipment, support, urgent
+from tests.browser.apps import payout, quote, shipment, support, urgent
 from tests.browser.conftest import Browser, LiveServer
 
 TICKET = {"text": "where is my refund for order #4829?"}
@@ -153,6 +153,25 @@ def test_a_timeline_shows_steps_attempts_and_the_wait_for_people(server: LiveSer
     )
     assert "small-triage" in browser.find(".run-page").text  # the model's usage and cost
     browser.screenshot("run")
+    no_page_errors(browser)
+
+
+def test_a_timeline_shows_timeouts_the_fallback_and_its_flag(server: LiveServer, browser: Browser) -> None:
+    run_id = start(server, quote, {"order": "Q-1"})
+    assert output_of(server, run_id) == {"price": 12.5, "estimated": True}
+    browser.sign_in(server, "ana", f"/#/runs/{run_id}")
+    browser.text_in("#run-status", "succeeded")
+    row = browser.find('svg.timeline g.step-row[data-step="price"]')
+    for flag in ("2 attempts", "timed out", "fallback: value", "flag: pricing_review"):
+        assert flag in row.text, (flag, row.text)
+    assert "fallback" in row.find_element(By.CSS_SELECTOR, "rect.bar").get_attribute("class").split()
+    assert len(row.find_elements(By.CSS_SELECTOR, ".mark.retry")) == 1  # the retry before the fallback
+    assert row.find_elements(By.CSS_SELECTOR, ".mark.fallback")
+    browser.text_in('#steps tr[data-step-row="price"]', "flag pricing_review")
+    # The flag put an item in the pricing_review queue: people see it and close it, without edits.
+    browser.driver.get(f"{server.url}/#/reviews")
+    browser.text_in("#review-detail", "pricing_review")
+    assert browser.all("#review-detail #approve") and not browser.all("#review-detail #edit")
     no_page_errors(browser)
 
 
