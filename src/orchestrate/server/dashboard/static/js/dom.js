@@ -1,4 +1,4 @@
-// Small DOM helpers: build elements without innerHTML (values are never parsed as markup).
+// Small DOM helpers: elements are built node by node, so no value is ever parsed as markup.
 
 const SVG_NS = "http://www.w3.org/2000/svg";
 
