@@ -19,7 +19,6 @@ from orchestrate._engine.steps import run_step
 from orchestrate.errors import RunFailedError
 from orchestrate.policies import MISSING
 from orchestrate.review._outcomes import continue_with
-from orchestrate.review.gate import queue_gate
 from orchestrate.workflow import SubWorkflow, Workflow
 
 
@@ -119,7 +118,7 @@ async def _step(ctx: RunState, node: Step, value: Any, key: str) -> Any:
         raise _Jump(route, output)
     # Not a step: a queue of people. Park on a review item until someone decides.
     outcome = await await_review(
-        ctx, queue_gate(route), key=f"queue:{route}:{key}", step_key=key, payload=output, queue=route
+        ctx, ctx.engine.queue_gate(route), key=f"queue:{route}:{key}", step_key=key, payload=output, queue=route
     )
     if outcome.outcome == "signal":
         return outcome.value  # a raw signal's value goes on as it is

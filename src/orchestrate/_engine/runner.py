@@ -14,7 +14,7 @@ import contextvars
 import os
 import time
 import weakref
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeVar, cast, overload
 
 from orchestrate import _codec
@@ -50,6 +50,7 @@ from orchestrate.observe import get_logger
 from orchestrate.observe._dispatch import Dispatch
 from orchestrate.observe.correlation import RUN
 from orchestrate.policies import StepPolicy
+from orchestrate.review.gate import AnyGate, HumanReviewGate, TieredGate, queue_gate
 from orchestrate.store import Store
 from orchestrate.store.base import Capability, Event, RunRecord, RunUpdate, capabilities_of
 from orchestrate.store.retrying import RetryingStore
@@ -114,6 +115,10 @@ class Engine(WorkerLoop):
             every few minutes. ``None`` (the default): runs are kept until pruned.
         observers: :class:`~orchestrate.observe.Observer` s told about this engine's
             runs, steps, reviews and model calls (besides the process-wide ones).
+        review_queues: this engine's human queues by name: the gate of the items a step
+            routes to with ``Fallback(name, doc)``. A queue not named here is the one
+            configured for the process with :func:`~orchestrate.review.review_queue`
+            (or an open one).
     """
 
     def __init__(
@@ -129,6 +134,7 @@ class Engine(WorkerLoop):
         max_crashes: int = 3,
         retain_seconds: float | None = None,
         observers: Iterable[Any] = (),
+        review_queues: Mapping[str, AnyGate] | None = None,
     ) -> None:
         # Transient failures (a dropped connection, a lost acknowledgement) are retried:
         # every store write is idempotent or compare-and-set. The in-memory store has no
@@ -163,6 +169,7 @@ class Engine(WorkerLoop):
         self._missing_reported: set[tuple[str, str]] = set()
         self._opened = False
         self._observers = tuple(observers)
+        self.review_queues = _check_queues(review_queues)
         self._hooks: tuple[int, Dispatch | None] = (-1, None)  # (process observers' generation, dispatch)
         for wf in workflows:
             self.register(wf)
@@ -236,6 +243,11 @@ class Engine(WorkerLoop):
         if sem is None:
             sem = self._step_limits[key] = asyncio.Semaphore(spec.policy.max_concurrency or 1)
         return sem
+
+    def queue_gate(self, name: str) -> AnyGate:
+        """The gate of the human queue ``name``: this engine's, else the process's."""
+        found = self.review_queues.get(name)
+        return found if found is not None else queue_gate(name)
 
     # lifecycle -------------------------------------------------------------------------------
     async def open(self) -> Engine:
@@ -662,6 +674,21 @@ class Engine(WorkerLoop):
         if ctx.hooks is not None:
             _hooks.run_ended(ctx.hooks, run, status.value, now, step=step, error_class=info["name"])
         return replaced(run, status=status, error=info, updated_at=now)
+
+
+def _check_queues(queues: Mapping[str, AnyGate] | None) -> dict[str, AnyGate]:
+    if queues is None:
+        return {}
+    if not isinstance(queues, Mapping):
+        raise InvalidInputError(f"review_queues must map queue names to gates, got {queues!r}")
+    for name, gate in queues.items():
+        if not isinstance(name, str) or not name:
+            raise InvalidInputError(f"review_queues: a queue name must be a non-empty string, got {name!r}")
+        if not isinstance(gate, HumanReviewGate | TieredGate):
+            raise InvalidInputError(
+                f"review_queues[{name!r}] must be a HumanReviewGate or TieredGate, got {type(gate).__name__}"
+            )
+    return dict(queues)
 
 
 def outcome(record: RunRecord) -> Any:
