@@ -109,9 +109,11 @@ async def test_a_parked_agent_resumes_in_a_new_engine_without_resending_turns(ur
 
 async def test_the_budget_counts_recorded_turns_and_stops_before_the_call(url: str) -> None:
     PAID.clear()
-    # Two turns spent 220 tokens; the third request's input (about 143 tokens) would
-    # cross a budget of 350, so it is never sent, although 130 tokens are left.
-    run_id = await park_on_the_payment(url, 350)
+    # Two turns spent 220 tokens; the third request's input would cross a budget of 330,
+    # so it is never sent, although 110 tokens are left. Its size is the provider's count
+    # of the conversation so far (turn 2's 100 + 10 tokens, as recorded) plus an estimate
+    # of the tool result added since (12).
+    run_id = await park_on_the_payment(url, 330)
     resumed_model = MODELS["current"] = FakeModel([final("INV-9 paid")])
     async with Engine(open_store(url), workflows=[pay_invoices]) as engine:
         done = await Client(engine=engine).resume(run_id)
@@ -120,7 +122,7 @@ async def test_the_budget_counts_recorded_turns_and_stops_before_the_call(url: s
     assert PAID and PAID[0][0] == "INV-9"  # the approved call still ran once, before the budget stopped the agent
     assert "BudgetExceededError" in json.dumps(
         done.error
-    ) and "220 tokens spent and the next request needs about 143" in json.dumps(done.error)
+    ) and "220 tokens spent and the next request needs about 122" in json.dumps(done.error)
 
 
 async def test_without_a_store_the_budget_still_stops_before_the_call() -> None:

@@ -42,6 +42,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
+from orchestrate.agents.context import ContextWindow
 from orchestrate.agents.streaming import EventSink, StreamEvents, TextHandler, sink_for, stream_into
 from orchestrate.agents.tools import Tool, ToolArgumentError, tool
 from orchestrate.errors import AgentError, BudgetExceededError, DefinitionError
@@ -52,11 +53,11 @@ from orchestrate.models.base import (
     ModelSettings,
     ToolUse,
     Usage,
-    estimate_tokens,
     observed_request,
     supports_tools,
 )
 from orchestrate.models.secrets import Redactor, Secret, StreamRedactor
+from orchestrate.models.tokens import message_tokens, tokenizer_of
 from orchestrate.models.validation import OutputRejected, Validator
 from orchestrate.observe.logging import get_logger
 
@@ -227,6 +228,9 @@ class _Live:
     approved: dict[tuple[int, int], str] = field(default_factory=dict)
     run: RunContext | None = None
     on_text: TextHandler | None = None
+    # (tokens, messages): the provider's count of the conversation's first ``messages``
+    # messages, from the last turn's usage (its prompt plus its answer).
+    known: tuple[int, int] | None = None
 
 
 _LIVE: contextvars.ContextVar[_Live | None] = contextvars.ContextVar("orchestrate_agent_run", default=None)
@@ -266,6 +270,9 @@ class Agent:
         idle_timeout: seconds between two tokens of a streamed turn.
         stream_events: how a streamed turn's text is coalesced into the run's
             ``model_stream`` events (durable runs); ``None`` writes none.
+        context_window: keeps each request under its token limit by summarising the
+            older turns (a durable step ``agent:<name>:summary:<n>`` in a run).
+        summariser: the model that writes those summaries (default: ``model``).
     """
 
     def __init__(
@@ -288,6 +295,8 @@ class Agent:
         first_token_timeout: float | None = None,
         idle_timeout: float | None = None,
         stream_events: StreamEvents | None = StreamEvents(),  # noqa: B008 - frozen, shared safely
+        context_window: ContextWindow | None = None,
+        summariser: Model | None = None,
     ) -> None:
         if max_steps < 1:
             raise DefinitionError(f"agent {name!r}: max_steps must be >= 1")
@@ -335,6 +344,8 @@ class Agent:
         self.first_token_timeout = first_token_timeout
         self.idle_timeout = idle_timeout
         self.stream_events = stream_events
+        self.context_window = context_window
+        self.summariser = summariser
 
     @property
     def credential_names(self) -> list[str]:
@@ -404,10 +415,25 @@ class Agent:
         steps: list[AgentStep] = []
         usage, cost = Usage(), 0.0
         for index in range(1, self.max_steps + 1):
+            if self.context_window is not None:
+                fitted = await self.context_window.fit(
+                    live.messages,
+                    summariser=self.summariser or self.model,
+                    counter=self.model,
+                    ctx=ctx,
+                    key=self._key("summary", index),
+                )
+                if fitted.summarised:
+                    log.info("agent_context_summarised", agent=self.name, turn=index, messages=fitted.summarised)
+                    live.messages = list(fitted.messages)
+                    live.known = None  # the recorded usage no longer describes this prompt
             self._check_budget(usage, cost, live)
             turn = await self._step(ctx, live, self._model_turn, index, kind="turn", policy=self._turn_policy())
             usage = usage + Usage(*turn["usage"])
             cost += float(turn["cost"] or 0.0)
+            spent = Usage(*turn["usage"])
+            if spent.input_tokens > 0:  # the prompt and the answer about to be appended
+                live.known = (spent.total_tokens, len(live.messages) + 1)
             calls = self._take_turn(turn, live, index, steps)
             if calls is None:
                 log.info("agent_finished", agent=self.name, steps=index)
@@ -465,10 +491,19 @@ class Agent:
         finally:
             _LIVE.reset(token)
 
+    def _coming_tokens(self, live: _Live) -> int:
+        """The next request's input tokens: counted by the model's own tokenizer where it has
+        one; otherwise the provider's count of the conversation so far (the last turn's
+        usage) plus an estimate of what was added since; an estimate of it all without either."""
+        if tokenizer_of(self.model) is None and live.known is not None:
+            tokens, count = live.known
+            return tokens + message_tokens(None, live.messages[count:])
+        return message_tokens(self.model, live.messages)
+
     def _check_budget(self, usage: Usage, cost: float, live: _Live) -> None:
         if self.budget is None:
             return
-        coming = sum(estimate_tokens(m.content) for m in live.messages)
+        coming = self._coming_tokens(live)
         reason = self.budget.check(used=usage, cost=cost, model_id=self.model.model_id, next_input_tokens=coming)
         if reason is not None:
             log.warning("agent_budget_exceeded", agent=self.name, reason=reason)

@@ -529,6 +529,14 @@ class LlamaCppModel(BaseProvider):
         """Load (once per process) and return the ``llama_cpp.Llama``."""
         return _llama(self.path, self.n_ctx, self.n_threads, self.seed)
 
+    def count_tokens(self, text: str) -> int:
+        """``text``'s length in this model's own tokens (llama.cpp's ``tokenize``, no BOS)."""
+        if not text:
+            return 0
+        llm = self.load()
+        with _LLAMA_LOCKS.setdefault(self.path, threading.Lock()):
+            return len(llm.tokenize(text.encode("utf-8"), add_bos=False, special=True))
+
     def _call(self, request: ModelRequest, settings: ModelSettings) -> dict[str, Any]:
         llm = self.load()
         params: dict[str, Any] = {

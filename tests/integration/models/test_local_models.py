@@ -13,8 +13,18 @@ from orchestrate.models import (
     ModelRequest,
     Router,
     SemanticCache,
+    ValidatedModel,
+    Validator,
 )
-from orchestrate.models.local import IntentClassifier, Retriever, support_intents, support_knowledge_base
+from orchestrate.models.base import estimate_tokens
+from orchestrate.models.local import (
+    IntentClassifier,
+    LlamaCppModel,
+    Retriever,
+    support_intents,
+    support_knowledge_base,
+)
+from orchestrate.models.tokens import tokens_of
 from orchestrate.testing.models import FakeModel
 
 
@@ -115,3 +125,12 @@ async def test_a_supervisor_delegates_by_intent(classifier) -> None:
     outcome = await supervisor.run("Please stop my subscription before next month's charge")
     assert outcome.worker == "cancellation" and outcome.result.output == "cancellation done"
     assert sum(len(w.model.calls) for w in workers.values()) == 1
+
+
+def test_llama_cpp_counts_tokens_with_its_own_tokenizer(gemma_path) -> None:
+    model = LlamaCppModel(gemma_path, n_ctx=512)
+    text = "Où est ma commande A-17 ? Elle devait arriver lundi. 注文はどこですか"
+    exact = tokens_of(model, text)
+    assert exact == len(model.load().tokenize(text.encode(), add_bos=False, special=True))
+    assert exact != estimate_tokens(text)  # the 4-characters rule is off for this text
+    assert tokens_of(ValidatedModel(model, Validator()), text) == exact  # a wrapper counts with what it wraps
