@@ -310,6 +310,9 @@ def test_cost_per_workflow_and_model(server: LiveServer, browser: Browser) -> No
     bars = browser.all("#chart-workflows svg title")
     assert [b.get_attribute("textContent") for b in bars][:2] == ["support_reply: $0.00084", "payout: $0"]
     assert "small-triage" in browser.find("#chart-models").text
+    # Over time: today's column holds the day's cost, per model.
+    [today] = [t.get_attribute("textContent") for t in browser.all("#chart-time svg rect title")]
+    assert today.endswith("small-triage: $0.00084"), today
     browser.screenshot("cost")
     no_page_errors(browser)
 

@@ -38,7 +38,7 @@ export function normalise(data) {
 
 export async function renderCost(root, _params, query) {
   const workflow = query.get("workflow") || "";
-  const window = query.get("window") ?? "2592000";
+  const window = query.get("window") ?? "604800";
   const wfSelect = h("select#cost-workflow", {}, h("option", { value: "" }, "all workflows"));
   const winSelect = h("select#cost-window", {}, WINDOWS.map(([v, l]) => h("option", { value: v }, l)));
   winSelect.value = window;
@@ -61,7 +61,8 @@ export async function renderCost(root, _params, query) {
 
   const since = window ? (Date.now() / 1000 - Number(window)).toFixed(0) : "";
   const data = await get("/usage", { workflow, since });
-  const { byWorkflow, byModel, dated, totals } = normalise(data || {});
+  const { byWorkflow, byModel, dated: given, totals } = normalise(data || {});
+  const dated = given.length || !window ? given : await daily(workflow, Number(window));
   const wf = sum(byWorkflow, "workflow", "cost");
   const models = sum(byModel, "model", "cost");
   const total = totals || { cost: wf.reduce((a, r) => a + r.value, 0), tokens_in: wf.reduce((a, r) => a + r.tokens_in, 0), tokens_out: wf.reduce((a, r) => a + r.tokens_out, 0) };
@@ -78,6 +79,38 @@ export async function renderCost(root, _params, query) {
     section("Tokens per model", tokensTable(models))]);
 }
 
+/**
+ * Cost per model and day, from the usage of the runs created since each day's start: the
+ * usage since day d less the usage since day d+1 is day d's. One request per day of a
+ * window of at most a week (the server's answer has no dated rows of its own).
+ */
+async function daily(workflow, windowSeconds) {
+  const days = Math.ceil(windowSeconds / 86400);
+  if (days > 7) return [];
+  const midnight = new Date();
+  midnight.setHours(0, 0, 0, 0);
+  const starts = [];
+  for (let i = days - 1; i >= 0; i--) starts.push(midnight.getTime() - i * 86400_000);
+  const answers = await Promise.all(starts.map((ms) => get("/usage", { workflow, since: Math.floor(ms / 1000) })));
+  const rows = [];
+  starts.forEach((ms, i) => {
+    const day = localDay(ms);
+    rows.push({ day, at: ms / 1000, cost: 0 }); // every day has a column
+    const here = answers[i].by_model || {};
+    const next = i + 1 < answers.length ? answers[i + 1].by_model || {} : {};
+    for (const [model, v] of Object.entries(here)) {
+      const cost = Number(v.cost || 0) - Number((next[model] || {}).cost || 0);
+      if (cost > 1e-12) rows.push({ day, at: ms / 1000, model, cost });
+    }
+  });
+  return rows;
+}
+
+function localDay(ms) {
+  const d = new Date(ms);
+  return `${d.getFullYear()}-${String(d.getMonth() + 1).padStart(2, "0")}-${String(d.getDate()).padStart(2, "0")}`;
+}
+
 function overTime(rows) {
   const buckets = new Map();
   for (const r of rows) {
@@ -85,11 +118,12 @@ function overTime(rows) {
     const ms = toMs(raw);
     const label = typeof raw === "string" && !/^\d+(\.\d+)?$/.test(raw) ? raw.slice(5, 10) || raw : ms ? new Date(ms).toISOString().slice(5, 10) : String(raw);
     const b = buckets.get(label) || { label, sort: ms ?? 0, parts: {} };
-    const series = r.model || r.workflow || "cost";
-    b.parts[series] = (b.parts[series] || 0) + Number(r.cost || 0);
     buckets.set(label, b);
+    if (!Number(r.cost)) continue;
+    const series = r.model || r.workflow || "cost";
+    b.parts[series] = (b.parts[series] || 0) + Number(r.cost);
   }
-  return stackedColumns([...buckets.values()].sort((a, b) => a.sort - b.sort), { label: "cost over time" });
+  return stackedColumns([...buckets.values()].sort((a, b) => a.sort - b.sort), { label: "cost over time", width: 1240 });
 }
 
 function tokensTable(models) {
