@@ -231,6 +231,7 @@ class _Live:
     # (tokens, messages): the provider's count of the conversation's first ``messages``
     # messages, from the last turn's usage (its prompt plus its answer).
     known: tuple[int, int] | None = None
+    scope: str | None = None  # in step keys, after the agent's name: one run among several
 
 
 _LIVE: contextvars.ContextVar[_Live | None] = contextvars.ContextVar("orchestrate_agent_run", default=None)
@@ -388,6 +389,7 @@ class Agent:
         context: Mapping[str, Any] | None = None,
         ctx: RunContext | None = None,
         on_text: TextHandler | None = None,
+        scope: str | None = None,
     ) -> AgentResult:
         """Work on ``task`` until a final answer or the step limit.
 
@@ -398,12 +400,16 @@ class Agent:
                 becomes a durable step of that run.
             on_text: receives the model's text as it streams (every turn streams; a
                 turn replayed from the store does not call it again).
+            scope: tells this run of the agent apart from its other runs in the same
+                workflow run: its step keys read ``agent:<name>@<scope>:...``.
 
         Raises:
             AgentError: the step limit was reached without a final answer (the message
                 and everything attached to it are redacted).
             BudgetExceededError: the next model call would cross the agent's budget.
         """
+        if scope is not None and (not isinstance(scope, str) or not scope or ":" in scope):
+            raise DefinitionError(f"agent {self.name!r}: a scope is a non-empty string without ':', got {scope!r}")
         prompt = task if not context else f"{task}\n\nContext: {json.dumps(context, default=str)}"
         live = _Live(
             [Message.system(self.system_prompt()), Message.user(self.redactor.text(prompt))],
@@ -411,6 +417,7 @@ class Agent:
             ctx.run_id if ctx is not None else uuid.uuid4().hex,
             run=ctx,
             on_text=on_text,
+            scope=scope,
         )
         steps: list[AgentStep] = []
         usage, cost = Usage(), 0.0
@@ -421,7 +428,7 @@ class Agent:
                     summariser=self.summariser or self.model,
                     counter=self.model,
                     ctx=ctx,
-                    key=self._key("summary", index),
+                    key=self._key("summary", index, live=live),
                 )
                 if fitted.summarised:
                     log.info("agent_context_summarised", agent=self.name, turn=index, messages=fitted.summarised)
@@ -462,8 +469,10 @@ class Agent:
             )
         )
 
-    def _key(self, kind: str, turn: int, call: int | None = None) -> str:
-        return f"agent:{self.name}:{kind}:{turn}" + ("" if call is None else f":{call}")
+    def _key(self, kind: str, turn: int, call: int | None = None, *, live: _Live | None = None) -> str:
+        scope = live.scope if live is not None else None
+        name = self.name if scope is None else f"{self.name}@{scope}"
+        return f"agent:{name}:{kind}:{turn}" + ("" if call is None else f":{call}")
 
     def _turn_policy(self) -> dict[str, Any]:
         return {"retry": self.retry} if self.retry is not None else {}
@@ -486,7 +495,7 @@ class Agent:
         try:
             if ctx is None:
                 return await fn(*args)
-            key = self._key(kind, args[0], position)
+            key = self._key(kind, args[0], position, live=live)
             return await ctx.step(fn, *args, key=key, name=f"agent:{self.name}:{kind}", **(policy or {}))
         finally:
             _LIVE.reset(token)
@@ -586,7 +595,7 @@ class Agent:
         except ToolArgumentError as exc:
             return invalid(self.redactor.text(str(exc)))
         digest = args_hash(name, shown_args)
-        request = ToolCall(self.name, name, shown_args, digest, self._key("tool", index, position))
+        request = ToolCall(self.name, name, shown_args, digest, self._key("tool", index, position, live=live))
         live.pending[(index, position)] = (selected, checked, request)
         if selected.requires_approval:
             decision: bool | None = None
