@@ -100,6 +100,14 @@ async def shipment(ctx: RunContext, order: dict[str, Any]) -> str:
     return f"order {checked['order']} picked up at {pickup['at']}"
 
 
+@workflow(version="1")
+async def batch(ctx: RunContext, orders: list[str]) -> int:
+    """Many steps in one run: one check per order."""
+    for order in orders:
+        await ctx.step(check, {"order": order})
+    return len(orders)
+
+
 SUPERVISOR_ROLE = "supervisor"
 
 urgent = Workflow(
@@ -120,4 +128,4 @@ urgent = Workflow(
     ],
 )
 
-WORKFLOWS = [support, payout, urgent, shipment, quote]
+WORKFLOWS = [support, payout, urgent, shipment, quote, batch]

@@ -16,7 +16,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select
 
 from orchestrate.types import RunStatus
-from tests.browser.apps import payout, quote, shipment, support, urgent
+from tests.browser.apps import batch, payout, quote, shipment, support, urgent
 from tests.browser.conftest import Browser, LiveServer
 
 TICKET = {"text": "where is my refund for order #4829?"}
@@ -175,6 +175,17 @@ def test_a_timeline_shows_timeouts_the_fallback_and_its_flag(server: LiveServer,
     no_page_errors(browser)
 
 
+def test_a_timeline_of_many_steps_draws_the_first_rows_then_all(server: LiveServer, browser: Browser) -> None:
+    run_id = start(server, batch, [f"B-{i}" for i in range(205)])
+    assert output_of(server, run_id) == 205
+    browser.sign_in(server, "vic", f"/#/runs/{run_id}")
+    browser.text_in("#timeline", "The first 200 of 205 steps")
+    assert len(browser.all("svg.timeline g.step-row")) == 200
+    browser.click("#timeline-all")
+    browser.wait(lambda d: len(browser.all("svg.timeline g.step-row")) == 205)
+    no_page_errors(browser)
+
+
 def open_inbox_beside_run(server: LiveServer, browser: Browser, run_id: str) -> tuple[str, str]:
     """The run's page in one tab and the inbox in another; returns both tabs' handles."""
     browser.sign_in(server, "lee", f"/#/runs/{run_id}")
@@ -231,6 +242,9 @@ def test_approve_from_the_inbox_resumes_the_run_live(server: LiveServer, browser
 def test_reject_needs_a_reason_and_fails_the_run_live(server: LiveServer, browser: Browser) -> None:
     run_id = start(server, support, TICKET)
     run_tab, _ = open_inbox_beside_run(server, browser, run_id)
+    browser.click("#run-context summary")  # what the run was given, before deciding
+    browser.text_in("#run-context", TICKET["text"])
+    browser.text_in("#run-context", "classify")
     browser.keys("r")
     browser.visible("#reject-reason")
     browser.click("#reject-go")

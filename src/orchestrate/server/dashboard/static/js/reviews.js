@@ -139,7 +139,8 @@ export async function renderReviews(root, [selectedId], query) {
         item.decision || item.decided_by ? h("dt", {}, "Decision") : null,
         item.decision || item.decided_by ? h("dd#decision", {}, decisionText(item)) : null),
       h("h3", {}, item.reviews === "input" ? "What the step will act on" : "What the model produced"),
-      jsonBlock(item.payload, "json payload"));
+      jsonBlock(item.payload, "json payload"),
+      runContext(item));
     if (item.status === "pending") {
       if (mine) {
         detail.append(h("div.actions.sticky", {},
@@ -273,4 +274,25 @@ function decisionText(item) {
   const by = d.by || item.decided_by || "nobody";
   const reason = d.reason || item.reason;
   return `${outcome} by ${by}${d.role ? ` (${d.role})` : ""}${d.at ? ` ${fmtAgo(d.at)}` : ""}${reason ? ` — “${reason}”` : ""}`;
+}
+
+/** The run behind an item, read when the reviewer opens it: its input and the steps so far. */
+function runContext(item) {
+  const body = h("div.context");
+  const box = h("details#run-context", {}, h("summary", {}, "The run so far: its input and steps"), body);
+  box.addEventListener("toggle", async () => {
+    if (!box.open || body.childElementCount) return;
+    try {
+      const run = await get(`/runs/${encodeURIComponent(item.run_id)}`);
+      body.append(
+        h("h3", {}, "Input"), jsonBlock(run.input),
+        h("h3", {}, "Steps"),
+        h("ol.context-steps", {}, (run.steps || []).map((st) => h("li", {}, h("span.mono", {}, st.step_key), " ", statusBadge(st.status),
+          st.meta && st.meta.model && st.meta.model.model ? h("span.muted", {}, ` ${st.meta.model.model}`) : null))),
+        h("a", { href: `#/runs/${encodeURIComponent(item.run_id)}` }, "Open the run"));
+    } catch (err) {
+      body.append(h("p.form-error", {}, err.message || String(err)));
+    }
+  });
+  return box;
 }

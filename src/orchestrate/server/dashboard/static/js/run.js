@@ -16,9 +16,11 @@ export async function renderRun(root, [runId]) {
   let selected = null;
   let seen = JSON.stringify(run);
   let timelineBox = null;
+  let allRows = false;
   const drawTimeline = () => {
     const width = Math.max(720, (root.clientWidth || 1200) - 36);
-    clear(timelineBox).append(timeline(run, { onSelect: (st) => select(st.step_key), width }));
+    const onShowAll = () => { allRows = true; drawTimeline(); };
+    clear(timelineBox).append(timeline(run, { onSelect: (st) => select(st.step_key), width, maxRows: allRows ? Infinity : undefined, onShowAll }));
   };
   const body = h("div.run-page");
   root.append(body);

@@ -6,6 +6,7 @@ import { s, h, toMs, fmtDuration, fmtTime } from "./dom.js";
 const ROW = 26;
 const LABEL = 170;
 const AXIS = 24;
+const MAX_ROWS = 200;
 const FLAGS = 230; // room right of the plot for the longest bar's flags
 const RESUMES = /^(run_resumed|run_recovered|step_started|run_(succeeded|failed|cancelled|dead|ended))$/;
 const TERMINAL = new Set(["succeeded", "failed", "cancelled", "dead"]);
@@ -54,8 +55,10 @@ function stepFlags(step, events) {
  * Draw the timeline of `run` (a RunView). `onSelect(step)` is called when a bar is clicked.
  * Returns an element (an SVG inside a scrolling box, with a legend).
  */
-export function timeline(run, { onSelect, width = 960 } = {}) {
-  const steps = (run.steps || []).filter((st) => toMs(st.started_at) !== null);
+export function timeline(run, { onSelect, width = 960, maxRows = MAX_ROWS, onShowAll } = {}) {
+  const recorded = (run.steps || []).filter((st) => toMs(st.started_at) !== null);
+  // A map over thousands of items would draw a page-high chart: the first rows, and a way to the rest.
+  const steps = recorded.slice(0, maxRows);
   const events = eventsOf(run);
   const created = toMs(run.created_at) ?? Math.min(...steps.map((st) => toMs(st.started_at)));
   const lastKnown = Math.max(created, toMs(run.updated_at) || 0, ...steps.map((st) => toMs(st.finished_at) || 0), ...events.map((e) => e.ms));
@@ -132,5 +135,9 @@ export function timeline(run, { onSelect, width = 960 } = {}) {
       ["park human", "waiting for people"], ["park", "parked (timer)"], ["retry", "failed attempt"]]
       .map(([cls, text]) => h("span", {}, s("svg", { width: 14, height: 10 }, s("rect", { width: 14, height: 10, rx: 2, class: `bar ${cls}` })), ` ${text}`)));
   if (!steps.length) return h("div", {}, h("p.muted", {}, "No step has run yet."), h("div.scroll", {}, svg), legend);
-  return h("div", {}, h("div.scroll", {}, svg), legend);
+  const more = recorded.length > steps.length
+    ? h("p.muted", {}, `The first ${steps.length} of ${recorded.length} steps. `,
+      onShowAll ? h("button.link#timeline-all", { type: "button", onclick: onShowAll }, "Draw them all") : null)
+    : null;
+  return h("div", {}, h("div.scroll", {}, svg), more, legend);
 }
