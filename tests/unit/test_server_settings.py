@@ -85,7 +85,7 @@ async def test_tokens_are_stored_hashed_and_checked_for_expiry_and_revocation() 
     access = MemoryAccessStore()
     token, record = await create_token(access, name="eve", roles=["editor"], expires_in=60, now=1000.0)
     assert record.token_hash == token_hash(token) and token not in repr(record)
-    sessions = Sessions(3600)
+    sessions = Sessions(access, 3600)
     found = await authenticate(
         access, sessions, method="GET", authorization=f"Bearer {token}", cookie=None, csrf=None, now=1030.0
     )

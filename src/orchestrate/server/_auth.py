@@ -16,10 +16,18 @@ import secrets
 import time
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal
 
-from orchestrate.store._access import AccessStore, TokenRecord, check_roles, new_token, same_hash, token_hash
+from orchestrate.store._access import (
+    AccessStore,
+    SessionRecord,
+    TokenRecord,
+    check_roles,
+    new_token,
+    same_hash,
+    token_hash,
+)
 
 VIEWER = "viewer"
 OPERATOR = "operator"
@@ -81,50 +89,40 @@ LOCAL = Principal("local", (ADMIN,), "local")
 
 
 @dataclass
-class _Session:
-    name: str
-    roles: tuple[str, ...]
-    hashed_token: str
-    csrf: str
-    expires_at: float
-
-
-@dataclass
 class Sessions:
-    """Dashboard sessions of this process (a restart signs everyone out).
+    """Dashboard sessions, kept in the store (see :class:`~orchestrate.store._access.SessionRecord`).
 
-    A session is kept under the SHA-256 of its cookie value, and refers to the token it
-    was opened with: revoking the token ends the session at its next request.
+    A session is kept under the SHA-256 of its cookie value, so a restart signs nobody
+    out and several server processes serve one dashboard; it refers to the token it was
+    opened with: revoking the token ends the session at its next request.
     """
 
+    access: AccessStore
     seconds: float
-    _by_hash: dict[str, _Session] = field(default_factory=dict)
 
-    def open(self, record: TokenRecord, hashed_token: str, *, now: float) -> tuple[str, str]:
+    async def open(self, record: TokenRecord, hashed_token: str, *, now: float) -> tuple[str, str]:
         """A new session for the token: ``(cookie value, csrf token)``."""
-        self._sweep(now)
+        await self.access.delete_expired_sessions(now)
         cookie = secrets.token_urlsafe(32)
         csrf = secrets.token_urlsafe(32)
         expires = now + self.seconds
         if record.expires_at is not None:
             expires = min(expires, record.expires_at)
-        self._by_hash[token_hash(cookie)] = _Session(record.name, tuple(record.roles), hashed_token, csrf, expires)
+        await self.access.add_session(
+            SessionRecord(token_hash(cookie), hashed_token, record.name, list(record.roles), csrf, now, expires)
+        )
         return cookie, csrf
 
-    def find(self, cookie: str, *, now: float) -> _Session | None:
+    async def find(self, cookie: str, *, now: float) -> SessionRecord | None:
         """The live session of ``cookie``, or ``None``."""
-        found = self._by_hash.get(token_hash(cookie))
+        found = await self.access.session_by_hash(token_hash(cookie))
         if found is None or found.expires_at <= now:
             return None
         return found
 
-    def close(self, cookie: str) -> None:
+    async def close(self, cookie: str) -> None:
         """End the session of ``cookie``."""
-        self._by_hash.pop(token_hash(cookie), None)
-
-    def _sweep(self, now: float) -> None:
-        for key in [k for k, s in self._by_hash.items() if s.expires_at <= now]:
-            del self._by_hash[key]
+        await self.access.delete_session(token_hash(cookie))
 
 
 async def from_token(access: AccessStore, token: str, *, now: float) -> TokenRecord:
@@ -167,16 +165,16 @@ async def authenticate(
         record = await from_token(access, token.strip(), now=now)
         return Principal(record.name, tuple(record.roles), "token")
     if cookie:
-        session = sessions.find(cookie, now=now)
+        session = await sessions.find(cookie, now=now)
         if session is None:
             raise AuthError(401, "the session ended; sign in again")
-        held = await access.token_by_hash(session.hashed_token)
+        held = await access.token_by_hash(session.token_hash)
         if held is None or not held.usable(now):
-            sessions.close(cookie)
+            await sessions.close(cookie)
             raise AuthError(401, "the session's token was revoked or expired; sign in again")
         if method.upper() in UNSAFE_METHODS and not (csrf and same_hash(csrf, session.csrf)):
             raise AuthError(403, "missing or wrong CSRF token: send the session's token in the X-CSRF-Token header")
-        return Principal(session.name, session.roles, "session", session.csrf)
+        return Principal(session.name, tuple(session.roles), "session", session.csrf)
     raise AuthError(401, "authentication required: send an API token (Authorization header, Bearer scheme) or sign in")
 
 

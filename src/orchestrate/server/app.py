@@ -41,7 +41,7 @@ async def sign_in(request: Request, response: Response, body: SignIn) -> Session
     now = time.time()
     await state.client.engine.open()
     record_ = await from_token(state.access, body.token, now=now)
-    cookie, csrf = state.sessions.open(record_, token_hash(body.token), now=now)
+    cookie, csrf = await state.sessions.open(record_, token_hash(body.token), now=now)
     response.set_cookie(
         SESSION_COOKIE,
         cookie,
@@ -68,7 +68,7 @@ async def sign_out(request: Request, who: Annotated[Principal, Depends(principal
     state = state_of(request)
     cookie = request.cookies.get(SESSION_COOKIE)
     if cookie:
-        state.sessions.close(cookie)
+        await state.sessions.close(cookie)
     await record(state, who, "session.close", None, None, 204)
     response = Response(status_code=204)
     response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="strict")
@@ -202,8 +202,9 @@ def create_app(
         client = Client(client)
     settings = settings or ServerSettings()
 
+    access = access_for(client.store)
     state = ServerState(
-        client=client, settings=settings, access=access_for(client.store), sessions=Sessions(settings.session_seconds)
+        client=client, settings=settings, access=access, sessions=Sessions(access, settings.session_seconds)
     )
     engine = client.engine
     # The streams wake on what this process's engine does (steps of the embedded worker,

@@ -1,12 +1,15 @@
-"""API tokens and the audit trail of the HTTP server, kept in the store.
+"""API tokens, dashboard sessions and the audit trail of the HTTP server, kept in the store.
 
 Tokens are stored hashed (SHA-256 of a 256-bit random token: the token itself is never
-written anywhere; it is printed once, when created). The audit trail is append-only:
-nothing here updates or deletes an entry, and on PostgreSQL a trigger refuses it.
+written anywhere; it is printed once, when created). Sessions are kept under the SHA-256
+of their cookie, so a restart signs nobody out and several server processes serve one
+dashboard. The audit trail is append-only: nothing here updates or deletes an entry,
+and in the SQL stores triggers refuse it.
 
 :func:`orchestrate.store._access_sql.access_for` gives the :class:`AccessStore` of a
-store: the memory store keeps both in memory beside it; the SQL stores keep them in
-``orchestrate_tokens`` and ``orchestrate_audit`` (schema 6).
+store: the memory store keeps them in this process's memory beside it (a ``memory://``
+server's tokens and sessions end with the process); the SQL stores keep them in
+``orchestrate_tokens``, ``orchestrate_sessions`` and ``orchestrate_audit`` (schemas 6, 7).
 """
 
 from __future__ import annotations
@@ -98,8 +101,31 @@ class AuditEntry:
     id: int = 0
 
 
+@dataclass
+class SessionRecord:
+    """A dashboard session as stored (never its cookie).
+
+    Attributes:
+        session_hash: SHA-256 of the session cookie's value.
+        token_hash: the hash of the token it was opened with (revoking that ends it).
+        name: the principal.
+        roles: its roles when the session was opened.
+        csrf: the token unsafe requests of this session must carry in ``X-CSRF-Token``.
+        created_at: when it was opened.
+        expires_at: when it ends.
+    """
+
+    session_hash: str
+    token_hash: str
+    name: str
+    roles: list[str]
+    csrf: str
+    created_at: float
+    expires_at: float
+
+
 class AccessStore(Protocol):
-    """Tokens and the audit trail."""
+    """Tokens, dashboard sessions and the audit trail."""
 
     async def add_token(self, record: TokenRecord) -> None:
         """Insert a new token (its id and hash are new)."""
@@ -112,6 +138,18 @@ class AccessStore(Protocol):
 
     async def revoke_token(self, token_id: str, *, now: float) -> TokenRecord | None:
         """Revoke the token (it stops working at once); ``None`` when no token has that id."""
+
+    async def add_session(self, record: SessionRecord) -> None:
+        """Store a new session."""
+
+    async def session_by_hash(self, hashed: str) -> SessionRecord | None:
+        """The session whose cookie hashes to ``hashed``, or ``None``."""
+
+    async def delete_session(self, hashed: str) -> None:
+        """End the session (no error when there is none)."""
+
+    async def delete_expired_sessions(self, now: float) -> int:
+        """End the sessions expired at ``now``; how many."""
 
     async def append_audit(self, entry: AuditEntry) -> None:
         """Append to the audit trail."""
@@ -138,6 +176,7 @@ class MemoryAccessStore:
 
     def __init__(self) -> None:
         self._tokens: dict[str, TokenRecord] = {}
+        self._sessions: dict[str, SessionRecord] = {}
         self._audit: list[AuditEntry] = []
 
     async def add_token(self, record: TokenRecord) -> None:
@@ -166,6 +205,26 @@ class MemoryAccessStore:
             record.revoked_at = now
         return _copy_token(record)
 
+    async def add_session(self, record: SessionRecord) -> None:
+        """Store a new session."""
+        self._sessions[record.session_hash] = _copy_session(record)
+
+    async def session_by_hash(self, hashed: str) -> SessionRecord | None:
+        """The session whose cookie hashes to ``hashed``."""
+        found = self._sessions.get(hashed)
+        return _copy_session(found) if found is not None else None
+
+    async def delete_session(self, hashed: str) -> None:
+        """End the session."""
+        self._sessions.pop(hashed, None)
+
+    async def delete_expired_sessions(self, now: float) -> int:
+        """End the sessions expired at ``now``."""
+        gone = [k for k, s in self._sessions.items() if s.expires_at <= now]
+        for key in gone:
+            del self._sessions[key]
+        return len(gone)
+
     async def append_audit(self, entry: AuditEntry) -> None:
         """Append to the audit trail."""
         stored = AuditEntry(**entry.__dict__)
@@ -179,3 +238,7 @@ class MemoryAccessStore:
 
 def _copy_token(record: TokenRecord) -> TokenRecord:
     return TokenRecord(**{**record.__dict__, "roles": list(record.roles)})
+
+
+def _copy_session(record: SessionRecord) -> SessionRecord:
+    return SessionRecord(**{**record.__dict__, "roles": list(record.roles)})

@@ -1,4 +1,4 @@
-"""Tokens, the audit trail, the history feed and run pages in the SQL stores (schema 6).
+"""Tokens, sessions, the audit trail, the history feed and run pages in the SQL stores (schemas 6, 7).
 
 Each function takes any store and answers ``None`` when it is no SQL store, so callers
 fall back to what every store offers. Statements use ``?`` placeholders; PostgreSQL's
@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from orchestrate.store import _sql
-from orchestrate.store._access import AccessStore, AuditEntry, MemoryAccessStore, TokenRecord
+from orchestrate.store._access import AccessStore, AuditEntry, MemoryAccessStore, SessionRecord, TokenRecord
 from orchestrate.store.base import Event, RunRecord
 from orchestrate.types import RunStatus
 
@@ -29,6 +29,11 @@ TOKEN_BY_HASH = f"SELECT {_TOKEN_COLUMNS} FROM orchestrate_tokens WHERE token_ha
 TOKEN_BY_ID = f"SELECT {_TOKEN_COLUMNS} FROM orchestrate_tokens WHERE token_id = ?"
 LIST_TOKENS = f"SELECT {_TOKEN_COLUMNS} FROM orchestrate_tokens ORDER BY created_at, token_id"
 REVOKE_TOKEN = "UPDATE orchestrate_tokens SET revoked_at = ? WHERE token_id = ? AND revoked_at IS NULL"
+_SESSION_COLUMNS = "session_hash, token_hash, name, roles, csrf, created_at, expires_at"
+INSERT_SESSION = f"INSERT INTO orchestrate_sessions ({_SESSION_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)"
+SESSION_BY_HASH = f"SELECT {_SESSION_COLUMNS} FROM orchestrate_sessions WHERE session_hash = ?"
+DELETE_SESSION = "DELETE FROM orchestrate_sessions WHERE session_hash = ?"
+DELETE_EXPIRED_SESSIONS = "DELETE FROM orchestrate_sessions WHERE expires_at <= ?"
 _AUDIT_COLUMNS = "principal, at, action, target, payload_hash, outcome"
 INSERT_AUDIT = f"INSERT INTO orchestrate_audit ({_AUDIT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)"
 LIST_AUDIT = f"SELECT {_AUDIT_COLUMNS}, id FROM orchestrate_audit WHERE id > ? ORDER BY id LIMIT ?"
@@ -137,6 +142,37 @@ class SqlAccessStore:
         await self._db.execute(REVOKE_TOKEN, (now, token_id))
         rows = await self._db.fetch(TOKEN_BY_ID, (token_id,))
         return _token(rows[0]) if rows else None
+
+    async def add_session(self, record: SessionRecord) -> None:
+        """Store a new session."""
+        await self._db.execute(
+            INSERT_SESSION,
+            (
+                record.session_hash,
+                record.token_hash,
+                record.name,
+                json.dumps(record.roles),
+                record.csrf,
+                record.created_at,
+                record.expires_at,
+            ),
+        )
+
+    async def session_by_hash(self, hashed: str) -> SessionRecord | None:
+        """The session whose cookie hashes to ``hashed``."""
+        rows = await self._db.fetch(SESSION_BY_HASH, (hashed,))
+        if not rows:
+            return None
+        r = rows[0]
+        return SessionRecord(r[0], r[1], r[2], list(json.loads(r[3])), r[4], float(r[5]), float(r[6]))
+
+    async def delete_session(self, hashed: str) -> None:
+        """End the session."""
+        await self._db.execute(DELETE_SESSION, (hashed,))
+
+    async def delete_expired_sessions(self, now: float) -> int:
+        """End the sessions expired at ``now``."""
+        return await self._db.execute(DELETE_EXPIRED_SESSIONS, (now,))
 
     async def append_audit(self, entry: AuditEntry) -> None:
         """Append to the audit trail."""

@@ -13,7 +13,7 @@ from typing import Any
 from orchestrate import _serde
 from orchestrate.errors import InvalidInputError
 from orchestrate.store import _limits
-from orchestrate.store._access_schema import ACCESS_MIGRATION
+from orchestrate.store._access_schema import ACCESS_MIGRATION, SESSIONS_MIGRATION
 from orchestrate.store._limits import PayloadLimits
 from orchestrate.store.base import (
     PRIORITY_RANKS,
@@ -191,6 +191,7 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
         ],
     ),
     ACCESS_MIGRATION,  # 6: API tokens and the audit trail of the HTTP server
+    SESSIONS_MIGRATION,  # 7: dashboard sessions (and SQLite's append-only audit triggers)
 ]
 
 META_DDL = "CREATE TABLE IF NOT EXISTS orchestrate_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)"

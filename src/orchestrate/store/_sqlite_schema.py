@@ -11,6 +11,7 @@ import sqlite3
 
 from orchestrate.errors import SchemaVersionError, StoreAccessError
 from orchestrate.store import _sql
+from orchestrate.store._access_schema import SQLITE_EXTRA_MIGRATIONS
 from orchestrate.store.base import SCHEMA_VERSION
 
 
@@ -40,4 +41,6 @@ def migrate(cur: sqlite3.Cursor) -> None:
             continue
         for statement in statements:
             cur.execute(statement.format(real="REAL", serial="INTEGER"))
+        for statement in SQLITE_EXTRA_MIGRATIONS.get(version, []):
+            cur.execute(statement)
         cur.execute(_sql.SET_VERSION, (str(version),))
