@@ -21,7 +21,7 @@ import builtins
 import dataclasses
 import datetime
 import re
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -102,6 +102,10 @@ class Client:
         store: a store URL or an opened/unopened store.
         workflows: workflows this client may start or resume in-process.
         engine: an engine to share (its store is used).
+        approvers: approval checks by role for this client's decisions: ``check(payload)``
+            returning false refuses an approval in that role (:class:`ReviewPermissionError`).
+            A role not named here uses the check registered for the process with
+            :func:`~orchestrate.review.approval`, if any.
     """
 
     def __init__(
@@ -110,6 +114,7 @@ class Client:
         *,
         workflows: Iterable[AnyWorkflow] = (),
         engine: Engine | None = None,
+        approvers: Mapping[str, Callable[..., Any]] | None = None,
     ) -> None:
         if engine is None:
             engine = Engine(
@@ -120,6 +125,7 @@ class Client:
                 engine.register(wf)
         self.engine = engine
         self.store = engine.store
+        self.approvers: dict[str, Callable[..., Any]] = dict(approvers or {})
 
     async def __aenter__(self) -> Client:
         """Open the store; return this client."""
@@ -436,6 +442,7 @@ class Client:
             payload=payload,
             override=role is None,
             hooks=hooks_of(self.engine),
+            approvers=self.approvers,
         )
 
     # reviews ----------------------------------------------------------------------------
@@ -505,7 +512,15 @@ class Client:
         await refuse_self_approval(self.store, review_id, by=by)
         now = self.engine.clock.now()
         item = await _decisions.decide(
-            self.store, now, review_id, action="approve", by=by, role=role, comment=comment, hooks=hooks_of(self.engine)
+            self.store,
+            now,
+            review_id,
+            action="approve",
+            by=by,
+            role=role,
+            comment=comment,
+            hooks=hooks_of(self.engine),
+            approvers=self.approvers,
         )
         return _masked(item, "meta")
 
@@ -522,7 +537,15 @@ class Client:
         review_id = await self._review_id(review_id)
         now = self.engine.clock.now()
         item = await _decisions.decide(
-            self.store, now, review_id, action="reject", by=by, role=role, reason=reason, hooks=hooks_of(self.engine)
+            self.store,
+            now,
+            review_id,
+            action="reject",
+            by=by,
+            role=role,
+            reason=reason,
+            hooks=hooks_of(self.engine),
+            approvers=self.approvers,
         )
         return _masked(item, "meta")
 
@@ -552,6 +575,7 @@ class Client:
             payload=payload,
             comment=comment,
             hooks=hooks_of(self.engine),
+            approvers=self.approvers,
         )
         return _masked(item, "meta")
 

@@ -1,4 +1,5 @@
-"""Human queues an engine owns: ``Engine(review_queues=...)`` beside the process-wide ones."""
+"""Registries an engine or a client owns beside the process-wide ones: human queues
+(``Engine(review_queues=...)``) and approval checks (``Client(approvers=...)``)."""
 
 from __future__ import annotations
 
@@ -7,8 +8,9 @@ from typing import Any
 import pytest
 
 from orchestrate import Client, Engine, Fallback, HumanReviewGate, Step, Workflow
-from orchestrate.errors import InvalidInputError
-from orchestrate.review import review_queue
+from orchestrate.errors import InvalidInputError, ReviewPermissionError
+from orchestrate.review import approval, review_queue
+from orchestrate.review.gate import APPROVERS
 from orchestrate.store import InMemoryStore
 
 
@@ -59,3 +61,38 @@ async def test_an_engine_s_queue_wins_over_the_process_s_and_others_fall_back_to
 def test_a_queue_that_is_not_a_gate_is_refused_naming_it(queues: Any, message: str) -> None:
     with pytest.raises(InvalidInputError, match=message.replace("[", r"\[").replace("]", r"\]")):
         Engine(InMemoryStore(), review_queues=queues)
+
+
+# approval checks ----------------------------------------------------------------------------
+DOSING = Workflow(
+    "dosing",
+    [Step("prescribe", lambda d: d, gate=HumanReviewGate(roles=["pharmacist"])), Step("send", lambda d: d["dose"])],
+    version="1",
+)
+
+
+async def test_a_client_s_approval_check_refuses_what_it_does_not_approve() -> None:
+    async with Engine(InMemoryStore()) as engine:
+        careful = Client(engine=engine, approvers={"pharmacist": lambda d: d["dose"] <= 10})
+        parked = await careful.run(DOSING, {"dose": 20})
+        (item,) = await careful.list_reviews(run_id=parked.run_id)
+        with pytest.raises(ReviewPermissionError, match="approval check of role 'pharmacist'"):
+            await careful.approve(item.review_id, by="ph_1", role="pharmacist")
+        # Another client of the same store, without the check, is not bound by it.
+        await Client(engine=engine).approve(item.review_id, by="ph_1", role="pharmacist")
+        assert (await careful.resume(parked.run_id)).output == 20
+
+
+async def test_a_client_s_check_wins_over_the_process_s_for_its_role() -> None:
+    approval(role="pharmacist")(lambda d: False)  # the process refuses every approval
+    try:
+        async with Engine(InMemoryStore()) as engine:
+            lenient = Client(engine=engine, approvers={"pharmacist": lambda d: True})
+            parked = await lenient.run(DOSING, {"dose": 5})
+            (item,) = await lenient.list_reviews(run_id=parked.run_id)
+            with pytest.raises(ReviewPermissionError):
+                await Client(engine=engine).approve(item.review_id, by="ph_1", role="pharmacist")
+            await lenient.approve(item.review_id, by="ph_1", role="pharmacist")
+            assert (await lenient.resume(parked.run_id)).output == 5
+    finally:
+        APPROVERS.pop("pharmacist", None)

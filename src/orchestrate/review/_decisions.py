@@ -14,7 +14,7 @@ import inspect
 import json
 import statistics
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -71,8 +71,15 @@ def _complete(item: ReviewRecord, approvals: list[dict[str, Any]]) -> bool:
     return all(r in roles for r in item.required_roles) and len(people) >= item.min_approvals
 
 
-async def _check(role: str | None, payload: Any, review_id: str) -> None:
-    check = APPROVERS.get(role) if role else None
+async def _check(
+    role: str | None, payload: Any, review_id: str, approvers: Mapping[str, Callable[..., Any]] | None
+) -> None:
+    """Run the approval check of ``role``: the client's (``approvers``), else the process's."""
+    if not role:
+        return
+    check = approvers.get(role) if approvers else None
+    if check is None:
+        check = APPROVERS.get(role)
     if check is None:
         return
     name = getattr(check, "__qualname__", repr(check))
@@ -103,11 +110,13 @@ async def decide(
     comment: str | None = None,
     override: bool = False,
     hooks: Dispatch | None = None,
+    approvers: Mapping[str, Callable[..., Any]] | None = None,
 ) -> ReviewRecord:
     """Approve, reject or edit the item; return it as written.
 
     A final decision is reported to ``hooks`` (default: the process-wide observers) as
-    ``review_decided``.
+    ``review_decided``. An approval in a role is checked by ``approvers``' check of that
+    role, else by the one registered for the process (:func:`~orchestrate.review.approval`).
 
     Raises:
         ReviewNotFoundError: no such item.
@@ -140,7 +149,7 @@ async def decide(
         if run is None or (run.status.terminal and not flag):
             state = "gone" if run is None else run.status.value
             raise RunStateError(f"review {review_id}: its run {item.run_id} is {state}; it takes no decisions")
-        written = await _attempt(store, now, item, action, by, role, reason, payload, comment, override)
+        written = await _attempt(store, now, item, action, by, role, reason, payload, comment, override, approvers)
         if written is not None:
             if written.status.final and (hooks := hooks or process_dispatch()) is not None:
                 decided(hooks, written, run, now)
@@ -164,6 +173,7 @@ async def _attempt(
     payload: Any,
     comment: str | None,
     override: bool,
+    approvers: Mapping[str, Callable[..., Any]] | None,
 ) -> ReviewRecord | None:
     updated = item.copy()
     signal_value: dict[str, Any] | None = None
@@ -190,7 +200,7 @@ async def _attempt(
         if override:
             entry["override"] = True
         else:
-            await _check(role, updated.payload, item.review_id)
+            await _check(role, updated.payload, item.review_id, approvers)
         updated.approvals = [*item.approvals, entry]
         edited = any(a.get("outcome") == "edited" for a in updated.approvals)
         if override or _complete(item, updated.approvals):
