@@ -152,7 +152,6 @@ def test_a_timeline_shows_steps_attempts_and_the_wait_for_people(server: LiveSer
         )
     )
     assert "small-triage" in browser.find(".run-page").text  # the model's usage and cost
-    browser.screenshot("run")
     no_page_errors(browser)
 
 
@@ -231,6 +230,7 @@ def test_approve_from_the_inbox_resumes_the_run_live(server: LiveServer, browser
     browser.driver.switch_to.window(run_tab)
     browser.text_in("#run-status", "succeeded")  # the page followed the run, no reload
     assert "sent: We refunded your order #4829." in browser.find(".run-page").text
+    browser.screenshot("run")
     [decided] = server.call(server.client.list_reviews(run_id=selected_run, status="approved"))
     assert decided.decision is not None and decided.decision["by"] == "lee"
     assert decided.approvals[0]["comment"] == "checked the order"
