@@ -26,7 +26,7 @@ import re
 import sys
 import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
@@ -36,7 +36,7 @@ from typing import Any, Literal, Protocol
 import numpy as np
 import numpy.typing as npt
 
-from orchestrate.errors import BadRequestError, DefinitionError, ServerError
+from orchestrate.errors import BadRequestError, DefinitionError, ModelError, ServerError
 from orchestrate.models.base import (
     BaseProvider,
     EmbeddingResult,
@@ -48,6 +48,7 @@ from orchestrate.models.base import (
     Usage,
     _ModelAPI,
 )
+from orchestrate.models.streaming import StreamChunk
 
 Vectors = npt.NDArray[np.float32]
 
@@ -537,8 +538,7 @@ class LlamaCppModel(BaseProvider):
         with _LLAMA_LOCKS.setdefault(self.path, threading.Lock()):
             return len(llm.tokenize(text.encode("utf-8"), add_bos=False, special=True))
 
-    def _call(self, request: ModelRequest, settings: ModelSettings) -> dict[str, Any]:
-        llm = self.load()
+    def _params(self, request: ModelRequest, settings: ModelSettings) -> dict[str, Any]:
         params: dict[str, Any] = {
             "max_tokens": settings.max_tokens if settings.max_tokens is not None else 128,
             "temperature": settings.temperature if settings.temperature is not None else 0.0,
@@ -546,30 +546,104 @@ class LlamaCppModel(BaseProvider):
             "seed": settings.seed if settings.seed is not None else self.seed,
             **dict(settings.extra),
         }
-        lock = _LLAMA_LOCKS.setdefault(self.path, threading.Lock())
-        with lock:
-            if request.kind == "generate":
-                out: dict[str, Any] = llm.create_completion(request.prompt, **params)
-            else:
-                if settings.json_mode or settings.json_schema is not None:
-                    fmt: dict[str, Any] = {"type": "json_object"}
-                    if settings.json_schema is not None:
-                        fmt["schema"] = dict(settings.json_schema)
-                    params["response_format"] = fmt
-                out = llm.create_chat_completion([m.to_dict() for m in request.messages], **params)
+        if request.kind == "chat" and (settings.json_mode or settings.json_schema is not None):
+            fmt: dict[str, Any] = {"type": "json_object"}
+            if settings.json_schema is not None:
+                fmt["schema"] = dict(settings.json_schema)
+            params["response_format"] = fmt
+        return params
+
+    def _call(self, request: ModelRequest, settings: ModelSettings, **more: Any) -> Any:
+        llm = self.load()
+        params = {**self._params(request, settings), **more}
+        if request.kind == "generate":
+            return llm.create_completion(request.prompt, **params)
+        return llm.create_chat_completion([m.to_dict() for m in request.messages], **params)
+
+    def _locked_call(self, request: ModelRequest, settings: ModelSettings) -> dict[str, Any]:
+        with _LLAMA_LOCKS.setdefault(self.path, threading.Lock()):
+            out: dict[str, Any] = self._call(request, settings)
         return out
+
+    async def stream(self, request: ModelRequest) -> AsyncIterator[StreamChunk]:
+        """Stream tokens as llama.cpp generates them (in a worker thread).
+
+        Closing the iterator stops generation after the token in progress. llama.cpp
+        reports no usage in a stream: the prompt is counted with the model's tokenizer
+        and each streamed piece is one generated token.
+        """
+        settings = self._settings(request)
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+        stop = threading.Event()
+
+        def put(item: tuple[str, Any]) -> None:
+            try:
+                loop.call_soon_threadsafe(queue.put_nowait, item)
+            except RuntimeError:
+                stop.set()  # the loop is gone: nobody reads any more
+
+        def produce() -> None:
+            try:
+                with _LLAMA_LOCKS.setdefault(self.path, threading.Lock()):
+                    parts = self._call(request, settings, stream=True)
+                    try:
+                        for part in parts:
+                            if stop.is_set():
+                                break
+                            put(("part", part))
+                    finally:
+                        parts.close()  # ends llama.cpp's generation loop
+                put(("end", None))
+            except Exception as exc:  # noqa: BLE001 - handed to the reading task, which maps it
+                put(("error", exc))
+
+        started = time.perf_counter()
+        worker = loop.run_in_executor(None, produce)
+        text: list[str] = []
+        reason: str | None = None
+        try:
+            while True:
+                kind, value = await queue.get()
+                if kind == "error":
+                    raise self._map_error(value) from value
+                if kind == "end":
+                    break
+                choice = value["choices"][0]
+                piece = choice.get("text") if request.kind == "generate" else (choice.get("delta") or {}).get("content")
+                reason = choice.get("finish_reason") or reason
+                if piece:
+                    text.append(piece)
+                    yield StreamChunk(piece)
+        finally:
+            stop.set()
+        await worker
+        prompt = request.prompt if request.kind == "generate" else "\n".join(m.content for m in request.messages)
+        result = ModelResult(
+            text="".join(text),
+            model=self.model_id,
+            usage=Usage(self.count_tokens(prompt), len(text)),
+            latency_s=time.perf_counter() - started,
+            version=Path(self.path).name,
+            provider=self.provider,
+            finish_reason=_FINISH.get(reason, "other") if reason else None,
+        )
+        yield StreamChunk("", result)
+
+    def _map_error(self, exc: Exception) -> ModelError:
+        # llama.cpp raises ValueError when the prompt exceeds the context window.
+        if "context" in str(exc).lower() or "token" in str(exc).lower():
+            return BadRequestError(f"{self.model_id}: {exc}", model=self.model_id)
+        return ServerError(f"{self.model_id}: {type(exc).__qualname__}: {exc}", model=self.model_id)
 
     async def request(self, request: ModelRequest) -> ModelResult:
         """Generate in a worker thread."""
         settings = self._settings(request)
         started = time.perf_counter()
         try:
-            out = await asyncio.to_thread(self._call, request, settings)
+            out = await asyncio.to_thread(self._locked_call, request, settings)
         except (ValueError, RuntimeError) as exc:
-            # llama.cpp raises ValueError when the prompt exceeds the context window.
-            if "context" in str(exc).lower() or "token" in str(exc).lower():
-                raise BadRequestError(f"{self.model_id}: {exc}", model=self.model_id) from exc
-            raise ServerError(f"{self.model_id}: {type(exc).__qualname__}: {exc}", model=self.model_id) from exc
+            raise self._map_error(exc) from exc
         latency = time.perf_counter() - started
         choice = out["choices"][0]
         text = choice["text"] if request.kind == "generate" else (choice["message"].get("content") or "")

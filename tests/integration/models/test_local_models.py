@@ -1,8 +1,11 @@
-"""The embedded MiniLM on the shipped data: classifier, retriever, semantic cache, routing."""
+"""The embedded models: MiniLM on the shipped data (classifier, retriever, semantic cache, routing);
+Gemma through llama.cpp in process (its tokenizer, streaming)."""
 
 from __future__ import annotations
 
+import asyncio
 import statistics
+from contextlib import aclosing
 
 import pytest
 
@@ -11,6 +14,7 @@ from orchestrate.models import (
     CachedModel,
     ClassifierRoute,
     ModelRequest,
+    ModelSettings,
     Router,
     SemanticCache,
     ValidatedModel,
@@ -24,6 +28,7 @@ from orchestrate.models.local import (
     support_intents,
     support_knowledge_base,
 )
+from orchestrate.models.streaming import stream
 from orchestrate.models.tokens import tokens_of
 from orchestrate.testing.models import FakeModel
 
@@ -134,3 +139,22 @@ def test_llama_cpp_counts_tokens_with_its_own_tokenizer(gemma_path) -> None:
     assert exact == len(model.load().tokenize(text.encode(), add_bos=False, special=True))
     assert exact != estimate_tokens(text)  # the 4-characters rule is off for this text
     assert tokens_of(ValidatedModel(model, Validator()), text) == exact  # a wrapper counts with what it wraps
+
+
+async def test_llama_cpp_streams_in_process_and_stops_when_closed(gemma_path) -> None:
+    model = LlamaCppModel(gemma_path, n_ctx=512)
+    request = ModelRequest.generate("One, two, three, four,", ModelSettings(max_tokens=8, temperature=0))
+    pieces = [chunk async for chunk in stream(model, request, first_token_timeout=60)]
+    result = pieces[-1].result
+    assert result is not None and len(pieces) > 2 and "five" in result.text.lower()
+    assert "".join(c.text for c in pieces[:-1]) == result.text
+    assert result.usage.output_tokens == len(pieces) - 1 and result.usage.input_tokens == tokens_of(
+        model, request.prompt
+    )
+    long = ModelRequest.generate("Once upon a time", ModelSettings(max_tokens=400, temperature=0))
+    async with aclosing(stream(model, long)) as chunks:
+        async for _chunk in chunks:
+            break
+    # The generation stopped: the model (one call at a time) answers the next request at once.
+    after = await asyncio.wait_for(model.generate("One, two,", settings=ModelSettings(max_tokens=2)), 30)
+    assert after.text
