@@ -48,7 +48,17 @@ export async function renderRun(root, [runId]) {
     const row = body.querySelector(`[data-step-detail="${CSS.escape(key)}"]`) || body.querySelector(`[data-step-row="${CSS.escape(key)}"]`);
     if (row) row.scrollIntoView({ block: "center" });
   };
-  let pending = null;
+  // Events come in bursts (a step, its record, the run's status): read the run at the first,
+  // and once more after the read in flight for those that came meanwhile.
+  let reading = false;
+  let again = false;
+  async function refresh() {
+    if (reading) { again = true; return; }
+    reading = true;
+    try {
+      do { again = false; await reload(); } while (again);
+    } finally { reading = false; }
+  }
   async function reload() {
     try {
       const next = await get(`/runs/${encodeURIComponent(runId)}`);
@@ -69,17 +79,19 @@ export async function renderRun(root, [runId]) {
   let stop = () => {};
   const follow = () => {
     if (TERMINAL.has(run.status)) { live.set("ended"); return; }
-    stop = subscribe(`/events/runs/${encodeURIComponent(runId)}`, () => {
-      // Events come in bursts (a step, its record, the run's status): one reload per burst.
-      clearTimeout(pending);
-      pending = setTimeout(reload, 60);
+    stop = subscribe(`/events/runs/${encodeURIComponent(runId)}`, (event) => {
+      // The event says the run's status: show it at once, then read the rest.
+      const status = event.data && event.data.status;
+      const badgeBox = body.querySelector("#run-status");
+      if (status && badgeBox && status !== run.status) clear(badgeBox).append(statusBadge(status));
+      refresh();
     }, { onState: live.set });
   };
   follow();
   // A run still going: its clock moves on its own, and a kind of event this page does not
   // know by name would not reach it, so read it again now and then.
-  const tick = setInterval(() => { if (!TERMINAL.has(run.status) && !document.hidden) reload(); }, 5000);
-  return () => { stop(); clearInterval(tick); clearTimeout(pending); };
+  const tick = setInterval(() => { if (!TERMINAL.has(run.status) && !document.hidden) refresh(); }, 5000);
+  return () => { stop(); clearInterval(tick); };
 }
 
 function header(run, live) {
