@@ -244,15 +244,23 @@ export async function renderReviews(root, [selectedId], query) {
   document.addEventListener("keydown", onKey);
 
   await load();
-  let pending = null;
+  // Read the inbox at the first event of a burst, and once more for those that came meanwhile.
+  let reading = false;
+  let again = false;
+  const refresh = async () => {
+    if (reading) { again = true; return; }
+    reading = true;
+    try {
+      do { again = false; await load(); } while (again);
+    } catch (err) { reportError(err); } finally { reading = false; }
+  };
   const onEvent = (e) => {
     const event = e.detail || {};
     const kind = (event.data && (event.data.kind || event.data.event)) || event.type || "";
     const id = (event.data && event.data.review_id) || "an item";
     if (/sla_warning/.test(kind)) flash(`SLA warning: ${id} is due soon`, "warn");
     if (/escalat/.test(kind)) flash(`Escalated: ${id}`, "warn");
-    clearTimeout(pending);
-    pending = setTimeout(() => load().catch(reportError), 60);
+    refresh();
   };
   const onState = (e) => live.set(e.detail);
   window.addEventListener("orchestrate:review-event", onEvent);
@@ -263,7 +271,6 @@ export async function renderReviews(root, [selectedId], query) {
     window.removeEventListener("orchestrate:review-event", onEvent);
     window.removeEventListener("orchestrate:review-stream", onState);
     clearInterval(clock);
-    clearTimeout(pending);
     document.removeEventListener("keydown", onKey);
   };
 }
