@@ -87,6 +87,9 @@ class OpenAICompatModel(BaseProvider):
             llama.cpp's Python server accepts).
         stream_usage: ask for token usage at the end of a stream
             (``stream_options.include_usage``); turn off for servers that refuse it.
+        null_tool_call_content: send an assistant turn that only called tools with
+            ``content: null`` (OpenAI); ``False`` sends ``""``, which llama-cpp-python's
+            server requires.
     """
 
     provider = "openai"
@@ -106,6 +109,7 @@ class OpenAICompatModel(BaseProvider):
         provider: str | None = None,
         json_schema_mode: Literal["json_schema", "json_object"] = "json_schema",
         stream_usage: bool = True,
+        null_tool_call_content: bool = True,
     ) -> None:
         super().__init__(model, settings=settings)
         key = reveal(api_key) or os.environ.get("OPENAI_API_KEY")
@@ -127,6 +131,7 @@ class OpenAICompatModel(BaseProvider):
             raise DefinitionError(f"json_schema_mode must be 'json_schema' or 'json_object', got {json_schema_mode!r}")
         self.json_schema_mode = json_schema_mode
         self.stream_usage = stream_usage
+        self.null_tool_call_content = null_tool_call_content
 
     def _client(self) -> openai.AsyncOpenAI:
         # An HTTP connection pool belongs to one event loop; keep one client per loop.
@@ -253,7 +258,7 @@ class OpenAICompatModel(BaseProvider):
             params["prompt"] = request.prompt
             return True, params
         params["messages"] = (
-            [_wire_message(m.to_dict()) for m in request.messages]
+            [_wire_message(m.to_dict(), null_content=self.null_tool_call_content) for m in request.messages]
             if request.kind == "chat"
             else [{"role": "user", "content": request.prompt}]
         )
@@ -369,10 +374,11 @@ def _tool_use(call: Any) -> ToolUse:
     return ToolUse(str(call.id), str(function.name), parse_arguments(function.arguments))
 
 
-def _wire_message(data: dict[str, Any]) -> dict[str, Any]:
-    # An assistant turn that only called tools has no text: the API wants null, not "".
+def _wire_message(data: dict[str, Any], *, null_content: bool) -> dict[str, Any]:
+    # An assistant turn that only called tools has no text: the API wants null, not "";
+    # llama-cpp-python's server refuses null and wants "".
     if data.get("tool_calls") and not data.get("content"):
-        data["content"] = None
+        data["content"] = None if null_content else ""
     if data["role"] == "tool":
         data.pop("name", None)
     return data

@@ -139,7 +139,9 @@ class FaultServer:
 class LlamaServer:
     """``python -m llama_cpp.server`` on a free loopback port, serving one GGUF."""
 
-    def __init__(self, model_path: Path, *, alias: str = "gemma-3-270m", n_ctx: int = 2048) -> None:
+    def __init__(
+        self, model_path: Path, *, alias: str = "gemma-3-270m", n_ctx: int = 2048, chat_format: str | None = None
+    ) -> None:
         self.model_path = model_path
         self.alias = alias
         self.port = free_port()
@@ -155,6 +157,7 @@ class LlamaServer:
             "--n_threads", str(max(1, min(4, (os.cpu_count() or 2) // 2))),
             "--seed", "0",
             "--verbose", "False",
+            *(["--chat_format", chat_format] if chat_format else []),
         ]  # fmt: skip
         self.process: subprocess.Popen[bytes] | None = None
 

@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import pydantic
+import pytest
 
+from orchestrate.agents import Agent, tool
+from orchestrate.errors import AgentError
 from orchestrate.models import ModelRequest, ModelSettings, ValidatedModel, Validator
 from orchestrate.models.local import FewShotClassifier, FewShotPrompt, LlamaCppModel, support_intents
+from orchestrate.models.openai_compat import OpenAICompatModel
 from orchestrate.models.streaming import stream
+
+from .servers import LlamaServer
 
 LABELS = ["order_status", "refund", "technical", "account", "cancellation", "other"]
 
@@ -70,3 +76,36 @@ async def test_completions_stream_from_the_llama_cpp_server(gemma_http) -> None:
     assert result is not None and len(pieces) > 2  # token by token, then the result
     assert "".join(c.text for c in pieces[:-1]) == result.text and "five" in result.text.lower()
     assert result.finish_reason in ("stop", "length") and result.model == "gemma-3-270m"
+
+
+@pytest.fixture(scope="module")
+def function_calling_server(gemma_path):
+    server = LlamaServer(gemma_path, alias="gemma-fc", chat_format="chatml-function-calling").start()
+    yield server
+    server.stop()
+
+
+async def test_native_tool_calls_from_llama_cpp_servers_function_calling_format(function_calling_server) -> None:
+    # Gemma 270M does not choose tools on its own; naming the tool makes the server
+    # constrain its output to the tool's schema, so the call comes back as a native one.
+    forced = ModelSettings(
+        max_tokens=60, temperature=0, extra={"tool_choice": {"type": "function", "function": {"name": "lookup_order"}}}
+    )
+    model = OpenAICompatModel(
+        "gemma-fc", base_url=function_calling_server.url, timeout=120, null_tool_call_content=False
+    )
+    looked_up: list[str] = []
+
+    @tool
+    def lookup_order(order_id: str) -> str:
+        """Look up an order by its id."""
+        looked_up.append(order_id)
+        return "shipped"
+
+    agent = Agent("clerk", role="You look orders up.", model=model, tools=[lookup_order], settings=forced, max_steps=2)
+    try:
+        with pytest.raises(AgentError, match="step limit of 2"):  # forced to call a tool each turn
+            await agent.run("Where is order A-17?")
+    finally:
+        await model.aclose()
+    assert agent.native and len(looked_up) == 2 and all(isinstance(i, str) for i in looked_up)
