@@ -151,7 +151,7 @@ def test_a_timeline_shows_steps_attempts_and_the_wait_for_people(server: LiveSer
             )
         )
     )
-    assert "small-triage" in browser.find(".run-page").text  # the model's usage and cost
+    browser.text_in(".run-page", "small-triage")  # the model's usage and cost
     no_page_errors(browser)
 
 
@@ -229,7 +229,7 @@ def test_approve_from_the_inbox_resumes_the_run_live(server: LiveServer, browser
 
     browser.driver.switch_to.window(run_tab)
     browser.text_in("#run-status", "succeeded")  # the page followed the run, no reload
-    assert "sent: We refunded your order #4829." in browser.find(".run-page").text
+    browser.text_in(".run-page", "sent: We refunded your order #4829.")
     browser.screenshot("run")
     [decided] = server.call(server.client.list_reviews(run_id=selected_run, status="approved"))
     assert decided.decision is not None and decided.decision["by"] == "lee"
@@ -255,7 +255,7 @@ def test_reject_needs_a_reason_and_fails_the_run_live(server: LiveServer, browse
     browser.text_in("#inbox", "Nothing waits")
     browser.driver.switch_to.window(run_tab)
     browser.text_in("#run-status", "failed")
-    assert "RejectedError" in browser.find(".run-page").text
+    browser.text_in(".run-page", "RejectedError")
     browser.driver.get(f"{server.url}/#/reviews?status=rejected")
     browser.text_in("#decision", "the order was never paid")
     browser.text_in("#decision", "lee")
@@ -336,8 +336,9 @@ def test_an_escalation_reaches_the_supervisors_inbox_live(server: LiveServer, br
     browser.text_in("#inbox", "Nothing waits")
     run_id = start(server, urgent, TICKET)
     # Nobody answers within the gate's second: the worker escalates, and the inbox shows it.
-    item = browser.find('#inbox li.inbox-item.p-urgent[data-level="1"]')
-    assert "escalated" in item.text and "supervisor" in item.text
+    escalated = '#inbox li.inbox-item.p-urgent[data-level="1"]'
+    # The list is drawn again as events come: read it in a wait.
+    browser.wait(lambda d: {"escalated", "supervisor"} <= set(d.find_element(By.CSS_SELECTOR, escalated).text.split()))
     # Another team's item is listed too; "only items I may decide" leaves it out.
     start(server, support, TICKET)
     browser.wait(lambda d: len(browser.all("#inbox li.inbox-item")) == 2)
