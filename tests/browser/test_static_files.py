@@ -42,3 +42,26 @@ def test_scripts_never_write_style_attributes() -> None:
     # element.style.x = ... is allowed under style-src 'self'; a style attribute is not.
     for script in SCRIPTS:
         assert not re.search(r"""setAttribute\(\s*["']style["']""", script.read_text()), script.name
+
+
+async def test_the_server_serves_the_page_and_its_files_under_its_csp() -> None:
+    import httpx
+
+    from orchestrate import Client
+    from orchestrate.server import create_app
+
+    async with Client("memory://") as client:
+        app = create_app(client)
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as http:
+            page = await http.get("/")
+            script = await http.get("/ui/js/main.js")
+            bare = await http.get("/ui", follow_redirects=False)
+            missing = await http.get("/ui/js/nothing.js")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert '<script type="module" src="/ui/js/main.js">' in page.text
+    assert "default-src 'self'" in page.headers["content-security-policy"]
+    assert "unsafe-inline" not in page.headers["content-security-policy"]
+    assert script.status_code == 200 and "javascript" in script.headers["content-type"]
+    assert bare.status_code == 307 and bare.headers["location"] == "/"
+    assert missing.status_code == 404
