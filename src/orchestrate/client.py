@@ -375,18 +375,21 @@ class Client:
         marker = new_signal_id()
         step_key = f"wait:{key}"
         record = StepRecord(
-            run_id,
-            step_key,
-            step_key,
-            StepStatus.SUCCEEDED,
-            value,
+            run_id=run_id,
+            step_key=step_key,
+            name=step_key,
+            status=StepStatus.SUCCEEDED,
+            output=value,
             attempts=1,
             started_at=now,
             finished_at=now,
             meta={"signal_id": marker, "by": by},
         )
         stored = await self.store.record_step(
-            record, fence=None, now=now, event=Event(run_id, "signal_received", now, step_key, {"by": by})
+            record,
+            fence=None,
+            now=now,
+            event=Event(run_id=run_id, kind="signal_received", at=now, step_key=step_key, data={"by": by}),
         )
         if stored.meta.get("signal_id") != marker:
             raise ConflictError(f"run {run_id!r} already received signal {key!r}")
@@ -669,11 +672,19 @@ class Client:
         await self.store.copy_steps(run_id, new_id, keys)
         now = self.engine.clock.now()
         await self.store.append_event(
-            Event(new_id, "replay_started", now, from_step, {"source": run_id, "reused": keys})
+            Event(
+                run_id=new_id,
+                kind="replay_started",
+                at=now,
+                step_key=from_step,
+                data={"source": run_id, "reused": keys},
+            )
         )
         # The dead run keeps its record and status (what failed stays on file); its history
         # names the replay, which takes it out of the dead-letter queue.
-        await self.store.append_event(Event(run_id, REPLAYED_EVENT, now, from_step, {"replay": new_id}))
+        await self.store.append_event(
+            Event(run_id=run_id, kind=REPLAYED_EVENT, at=now, step_key=from_step, data={"replay": new_id})
+        )
         if execute:
             return _masked_run(await self.engine.settle(new_id))
         return await self.get(new_id)

@@ -543,14 +543,28 @@ def test_render_timeline_prints_a_run_detail_to_any_console(app: Path, store: st
 
 
 def test_render_timeline_tells_a_resume_after_a_crash_from_a_wake_up() -> None:
-    run = RunRecord("r", "wf", "1", RunStatus.SUCCEEDED, created_at=100.0, updated_at=104.0, output=1)
-    steps = [StepRecord("r", "a", "a", StepStatus.SUCCEEDED, 1, started_at=100.5, finished_at=101.0)]
+    run = RunRecord(
+        run_id="r", workflow="wf", version="1", status=RunStatus.SUCCEEDED, created_at=100.0, updated_at=104.0, output=1
+    )
+    steps = [
+        StepRecord(
+            run_id="r",
+            step_key="a",
+            name="a",
+            status=StepStatus.SUCCEEDED,
+            output=1,
+            started_at=100.5,
+            finished_at=101.0,
+        )
+    ]
     events = [
-        Event("r", "run_created", 100.0, data={"claimed": True}),
-        Event("r", "run_resumed", 102.0, data={"replayed_steps": 1, "fence": 2}),  # no park before: a crash
-        Event("r", "run_waiting", 102.5, data={"reason": "signal:go"}),
-        Event("r", "run_resumed", 103.0, data={"replayed_steps": 1, "fence": 3}),
-        Event("r", "run_succeeded", 104.0),
+        Event(run_id="r", kind="run_created", at=100.0, data={"claimed": True}),
+        Event(
+            run_id="r", kind="run_resumed", at=102.0, data={"replayed_steps": 1, "fence": 2}
+        ),  # no park before: a crash
+        Event(run_id="r", kind="run_waiting", at=102.5, data={"reason": "signal:go"}),
+        Event(run_id="r", kind="run_resumed", at=103.0, data={"replayed_steps": 1, "fence": 3}),
+        Event(run_id="r", kind="run_succeeded", at=104.0),
     ]
     buffer = io.StringIO()
     render_timeline(RunDetail(run, steps, events), Console(file=buffer, width=160))

@@ -82,9 +82,9 @@ def write_dead_run(store: str, run_id: str, error: dict[str, object]) -> None:
         try:
             await backend.create_run(
                 RunRecord(
-                    run_id,
-                    "billing",
-                    "1",
+                    run_id=run_id,
+                    workflow="billing",
+                    version="1",
                     status=RunStatus.DEAD,
                     created_at=T0,
                     updated_at=T0 + 2,
@@ -92,17 +92,17 @@ def write_dead_run(store: str, run_id: str, error: dict[str, object]) -> None:
                 )
             )
             step = StepRecord(
-                run_id,
-                "charge",
-                "charge",
-                StepStatus.FAILED,
+                run_id=run_id,
+                step_key="charge",
+                name="charge",
+                status=StepStatus.FAILED,
                 error=error,
                 attempts=2,
                 started_at=T0,
                 finished_at=T0 + 1,
             )
             await backend.record_step(step, fence=None, now=T0 + 1)
-            await backend.append_event(Event(run_id, "run_dead", T0 + 2, data={"error": error}))
+            await backend.append_event(Event(run_id=run_id, kind="run_dead", at=T0 + 2, data={"error": error}))
         finally:
             await backend.close()
 

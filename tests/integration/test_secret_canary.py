@@ -208,12 +208,29 @@ async def _store_in_clear(url: str) -> None:
     }
     async with Client(url) as client:
         store = client.store
-        await store.create_run(RunRecord("old", "canary", "1", RunStatus.DEAD, input="q", error=error))
-        step = StepRecord("old", "ask", "ask", StepStatus.FAILED, error=error, meta={"attempt_log": [error]})
+        await store.create_run(
+            RunRecord(run_id="old", workflow="canary", version="1", status=RunStatus.DEAD, input="q", error=error)
+        )
+        step = StepRecord(
+            run_id="old",
+            step_key="ask",
+            name="ask",
+            status=StepStatus.FAILED,
+            error=error,
+            meta={"attempt_log": [error]},
+        )
         await store.record_step(step, fence=None, now=1.0)
-        await store.append_event(Event("old", "run_dead", 2.0, "ask", {"error": error}))
+        await store.append_event(Event(run_id="old", kind="run_dead", at=2.0, step_key="ask", data={"error": error}))
         await store.create_review(
-            ReviewRecord("rv-old", "old", "canary", "ask", "flag:ask", payload={"flag": "x"}, meta={"error": error})
+            ReviewRecord(
+                review_id="rv-old",
+                run_id="old",
+                workflow="canary",
+                step_key="ask",
+                gate_key="flag:ask",
+                payload={"flag": "x"},
+                meta={"error": error},
+            )
         )
 
 

@@ -138,7 +138,7 @@ async def test_a_released_suspect_stays_a_suspect(store: Any) -> None:
     await claimed(store, "r1", owner="dead-worker", now=T0 - LEASE - 1)
     (got,) = await store.claim_due(owner="w2", now=T0, lease_seconds=LEASE, limit=1)
     assert got.crashes == 1
-    await store.update_run("r1", fence=got.fence, now=T0 + 1, update=RunUpdate(RunStatus.PENDING), event=None)
+    await store.update_run("r1", fence=got.fence, now=T0 + 1, update=RunUpdate(status=RunStatus.PENDING), event=None)
     assert await store.claim_due(owner="w3", now=T0 + 2, lease_seconds=LEASE, limit=5, suspects=0) == []
     (again,) = await store.claim_due(owner="w3", now=T0 + 2, lease_seconds=LEASE, limit=5, suspects=1)
     assert (again.run_id, again.crashes) == ("r1", 1)
@@ -229,17 +229,17 @@ async def test_concurrent_acquisitions_never_overfill_the_window(store: Any) -> 
 
 async def test_breaker_state_is_compare_and_set(store: Any) -> None:
     record, at = await store.load_breaker("api", now=T0)
-    assert (record, at) == (BreakerRecord("api"), T0)
+    assert (record, at) == (BreakerRecord(resource="api"), T0)
     record.state, record.failures, record.opened_at = "open", [T0 - 1.5, T0], T0
     assert await store.save_breaker(record, expected_version=0) is True
     assert record.version == 1
-    stale = BreakerRecord("api", state="closed")
+    stale = BreakerRecord(resource="api", state="closed")
     assert await store.save_breaker(stale, expected_version=0) is False
     loaded, _ = await store.load_breaker("api", now=T0)
     assert loaded == record
     loaded.state = "half_open"
     assert await store.save_breaker(loaded, expected_version=1) is True
-    assert await store.save_breaker(BreakerRecord("api"), expected_version=1) is False
+    assert await store.save_breaker(BreakerRecord(resource="api"), expected_version=1) is False
     assert (await store.load_breaker("api", now=T0))[0].version == 2
 
 

@@ -361,7 +361,7 @@ async def test_an_older_schema_is_migrated_keeping_its_runs(pg_url: str, schema:
         # Its holder died before the upgrade: the claim counts that attempt.
         taken = await store.claim_run("crashed", owner="w2", now=T0, lease_seconds=LEASE)
         assert taken is not None and (taken.crashes, taken.crashed_owner, taken.fence) == (1, "w1", 2)
-        assert (await store.load_breaker("x", now=0))[0] == BreakerRecord("x")
+        assert (await store.load_breaker("x", now=0))[0] == BreakerRecord(resource="x")
         triggers = _sync(
             pg_url,
             "SELECT tgname FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid"
@@ -482,7 +482,7 @@ async def test_a_batch_whose_ack_was_lost_records_each_step_once(store: Postgres
     runs = await _claimed_runs(store, 12)
     store._lose_ack.add("record_step")  # the first batch commits, then its connection "breaks"
     steps = [make_step(r.run_id, "a", r.run_id) for r in runs]
-    events = [Event(r.run_id, "step_ok", T0, "a") for r in runs]
+    events = [Event(run_id=r.run_id, kind="step_ok", at=T0, step_key="a") for r in runs]
     stored = await asyncio.gather(
         *(store.record_step(s, fence=r.fence, now=T0, event=e) for s, r, e in zip(steps, runs, events, strict=True))
     )
@@ -592,10 +592,15 @@ async def test_a_step_record_with_its_event_and_run_update_answers_by_its_row_co
     (run,) = await _claimed_runs(store, 1)
     sent = _watch_steps(store)
     a = make_step(run.run_id, "a", 1)
-    assert await store.record_step(a, fence=run.fence, now=T0, event=Event(run.run_id, "step_ok", T0, "a")) == a
+    assert (
+        await store.record_step(
+            a, fence=run.fence, now=T0, event=Event(run_id=run.run_id, kind="step_ok", at=T0, step_key="a")
+        )
+        == a
+    )
     last = make_step(run.run_id, "b", 2)
-    done = RunUpdate(RunStatus.SUCCEEDED, output=2)
-    event = Event(run.run_id, "run_succeeded", T0)
+    done = RunUpdate(status=RunStatus.SUCCEEDED, output=2)
+    event = Event(run_id=run.run_id, kind="run_succeeded", at=T0)
     assert await store.record_step(last, fence=run.fence, now=T0, event=event, run_update=done) == last
     assert len(sent) == 2
     assert "RETURNING 1) INSERT INTO orchestrate_events" in sent[0]  # the event's insert is the statement
@@ -609,9 +614,9 @@ async def test_a_counted_step_record_of_an_existing_step_changes_nothing(store: 
     (run,) = await _claimed_runs(store, 1)
     a = make_step(run.run_id, "a", 1)
     await store.record_step(a, fence=run.fence, now=T0)
-    event = Event(run.run_id, "step_ok", T0, "a")
+    event = Event(run_id=run.run_id, kind="step_ok", at=T0, step_key="a")
     assert await store.record_step(make_step(run.run_id, "a", 2), fence=run.fence, now=T0, event=event) == a
-    done = RunUpdate(RunStatus.SUCCEEDED, output=3)
+    done = RunUpdate(status=RunStatus.SUCCEEDED, output=3)
     assert await store.record_step(make_step(run.run_id, "a", 3), fence=run.fence, now=T0, run_update=done) == a
     stored = await store.get_run(run.run_id)
     assert stored is not None and stored.status is RunStatus.RUNNING
@@ -620,9 +625,11 @@ async def test_a_counted_step_record_of_an_existing_step_changes_nothing(store: 
 
 async def test_creating_a_run_twice_inserts_it_and_its_event_once(store: PostgresStore) -> None:
     run = make_run("r1", input={"x": 1})
-    created = await store.create_run(run, event=Event("r1", "run_created", T0))
+    created = await store.create_run(run, event=Event(run_id="r1", kind="run_created", at=T0))
     assert created == run
-    again = await store.create_run(make_run("r1", input={"x": 2}), event=Event("r1", "run_created", T0 + 1))
+    again = await store.create_run(
+        make_run("r1", input={"x": 2}), event=Event(run_id="r1", kind="run_created", at=T0 + 1)
+    )
     assert again == run  # the stored run, not the second one
     assert [e.at for e in await store.list_events("r1")] == [T0]
     assert await store.create_run(make_run("r2")) == make_run("r2")
@@ -639,9 +646,9 @@ async def test_a_step_record_whose_ack_was_lost_is_recognised(store: PostgresSto
     assert run is not None
     store._lose_ack.add("record_step")
     step = make_step("r1", "last", "out")
-    done = RunUpdate(RunStatus.SUCCEEDED, output="out")
+    done = RunUpdate(status=RunStatus.SUCCEEDED, output="out")
     stored = await store.record_step(
-        step, fence=run.fence, now=T0, event=Event("r1", "step_ok", T0, "last"), run_update=done
+        step, fence=run.fence, now=T0, event=Event(run_id="r1", kind="step_ok", at=T0, step_key="last"), run_update=done
     )
     assert stored == step  # not a LeaseLostError although the run is no longer running
     assert await store.get_steps("r1") == [step]
@@ -655,8 +662,10 @@ async def test_a_status_change_or_cancel_whose_ack_was_lost_is_recognised(store:
     run = await store.claim_run("r1", owner="w1", now=T0, lease_seconds=LEASE)
     assert run is not None
     store._lose_ack.add("update_run")
-    update = RunUpdate(RunStatus.SUCCEEDED, output=1)
-    await store.update_run("r1", fence=run.fence, now=T0 + 1, update=update, event=Event("r1", "done", T0 + 1))
+    update = RunUpdate(status=RunStatus.SUCCEEDED, output=1)
+    await store.update_run(
+        "r1", fence=run.fence, now=T0 + 1, update=update, event=Event(run_id="r1", kind="done", at=T0 + 1)
+    )
     assert [e.kind for e in await store.list_events("r1")] == ["done"]
     # A stale writer is still refused: recognition needs the same fence, status and time.
     with pytest.raises(LeaseLostError):
@@ -674,8 +683,8 @@ async def test_retry_progress_whose_ack_was_lost_is_logged_once(store: PostgresS
     run = await store.claim_run("r1", owner="w1", now=T0, lease_seconds=LEASE)
     assert run is not None
     store._lose_ack.add("save_attempts")
-    state = AttemptState("r1", "a", 1, T0 + 5, T0)
-    await store.save_attempts(state, fence=run.fence, event=Event("r1", "step_retry", T0, "a"))
+    state = AttemptState(run_id="r1", step_key="a", attempts=1, next_at=T0 + 5, first_started_at=T0)
+    await store.save_attempts(state, fence=run.fence, event=Event(run_id="r1", kind="step_retry", at=T0, step_key="a"))
     assert await store.get_attempts("r1") == {"a": state}
     assert [e.kind for e in await store.list_events("r1")] == ["step_retry"]
 
@@ -706,7 +715,7 @@ async def test_an_idle_worker_is_woken_by_a_new_run(store: PostgresStore, pg_url
         assert [r.run_id for r in claimed] == ["r1"]
         # A claim and a finished run wake nobody; a run parked on a timer does.
         await store.record_step(
-            make_step("r1", "a"), fence=claimed[0].fence, now=T0, run_update=RunUpdate(RunStatus.SUCCEEDED)
+            make_step("r1", "a"), fence=claimed[0].fence, now=T0, run_update=RunUpdate(status=RunStatus.SUCCEEDED)
         )
         assert await store.wait_for_work(0.2) is False
     finally:

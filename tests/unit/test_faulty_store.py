@@ -97,7 +97,7 @@ async def test_lost_ack_commits_then_raises_and_a_retry_returns_the_record(inner
 
 async def test_lost_ack_on_an_event_and_a_retry_leave_one_event(inner: Store) -> None:
     store = RetryingStore(FaultyStore(inner, fail_on={"append_event": 1}, mode="lost_ack"), initial_delay=0.001)
-    await store.append_event(Event("r1", "run_resumed", T0, data={"replayed_steps": 2, "fence": 2}))
+    await store.append_event(Event(run_id="r1", kind="run_resumed", at=T0, data={"replayed_steps": 2, "fence": 2}))
     assert store.retries == 1
     assert [(e.kind, e.data) for e in await inner.list_events("r1")] == [
         ("run_resumed", {"replayed_steps": 2, "fence": 2})
@@ -119,9 +119,9 @@ async def test_before_mode_on_update_run_changes_nothing(inner: Store) -> None:
     store = FaultyStore(inner, fail_on={"update_run": [1]})
     run = await claimed(inner, "r1")
     with pytest.raises(StoreError):
-        await store.update_run("r1", fence=run.fence, now=T0, update=RunUpdate(RunStatus.SUCCEEDED), event=None)
+        await store.update_run("r1", fence=run.fence, now=T0, update=RunUpdate(status=RunStatus.SUCCEEDED), event=None)
     assert await inner.get_run("r1") == run
-    await store.update_run("r1", fence=run.fence, now=T0, update=RunUpdate(RunStatus.SUCCEEDED), event=None)
+    await store.update_run("r1", fence=run.fence, now=T0, update=RunUpdate(status=RunStatus.SUCCEEDED), event=None)
     done = await inner.get_run("r1")
     assert done is not None and done.status is RunStatus.SUCCEEDED
 
@@ -131,7 +131,7 @@ async def test_errors_of_the_inner_store_pass_through_and_are_not_counted_as_inj
     run = await claimed(inner, "r1")
     await inner.cancel_run("r1", now=T0, reason="stop")
     with pytest.raises(LeaseLostError):
-        await store.update_run("r1", fence=run.fence, now=T0, update=RunUpdate(RunStatus.SUCCEEDED), event=None)
+        await store.update_run("r1", fence=run.fence, now=T0, update=RunUpdate(status=RunStatus.SUCCEEDED), event=None)
     assert store.injected == []
     assert store.calls["update_run"] == 1
 

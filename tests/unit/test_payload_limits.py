@@ -138,7 +138,9 @@ async def test_the_store_is_never_asked_twice_for_a_value_it_refused() -> None:
 
     store = RetryingStore(Refusing(), total_seconds=5.0, initial_delay=0.001)
     with pytest.raises(PayloadTooLargeError):
-        await store.record_step(StepRecord("r1", "s", "s", StepStatus.SUCCEEDED, "x"), fence=1, now=0.0)
+        await store.record_step(
+            StepRecord(run_id="r1", step_key="s", name="s", status=StepStatus.SUCCEEDED, output="x"), fence=1, now=0.0
+        )
     assert (Refusing.calls, store.retries) == (1, 0)
 
 
@@ -162,7 +164,7 @@ async def test_the_in_memory_store_measures_the_json_a_sql_store_writes() -> Non
         return [value(depth + 1) for _ in range(rng.randrange(5))]
 
     store = InMemoryStore()
-    await store.create_run(RunRecord("r1", "wf", "1"))
+    await store.create_run(RunRecord(run_id="r1", workflow="wf", version="1"))
     for i in range(200):
         item = value(0)
         size = len(json.dumps(item, separators=(",", ":")))
@@ -170,10 +172,18 @@ async def test_the_in_memory_store_measures_the_json_a_sql_store_writes() -> Non
             continue  # no output (nothing is written), or no smaller limit to refuse it
         store.payload_limits = PayloadLimits(size - 1, size - 1)
         with pytest.raises(PayloadTooLargeError) as caught:
-            await store.record_step(StepRecord("r1", f"s{i}", "s", StepStatus.SUCCEEDED, item), fence=None, now=0.0)
+            await store.record_step(
+                StepRecord(run_id="r1", step_key=f"s{i}", name="s", status=StepStatus.SUCCEEDED, output=item),
+                fence=None,
+                now=0.0,
+            )
         assert caught.value.size == size
         store.payload_limits = PayloadLimits(size, size)
-        await store.record_step(StepRecord("r1", f"s{i}", "s", StepStatus.SUCCEEDED, item), fence=None, now=0.0)
+        await store.record_step(
+            StepRecord(run_id="r1", step_key=f"s{i}", name="s", status=StepStatus.SUCCEEDED, output=item),
+            fence=None,
+            now=0.0,
+        )
 
 
 # depth ------------------------------------------------------------------------------------------

@@ -190,7 +190,9 @@ def test_data_is_masked_at_any_depth_and_by_key_name() -> None:
 
 
 def test_records_are_copied_only_when_they_hold_a_secret() -> None:
-    clean = RunRecord("r1", "wf", "1", RunStatus.DEAD, error={"message": "card declined"})
+    clean = RunRecord(
+        run_id="r1", workflow="wf", version="1", status=RunStatus.DEAD, error={"message": "card declined"}
+    )
     leaky = dataclasses.replace(clean, error={"message": "401 sk-proj-Ab3dEf6hIj9kLm2nOp5q"})
 
     assert _redact.redact_data(clean) is clean

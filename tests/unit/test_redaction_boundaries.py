@@ -121,22 +121,34 @@ async def test_client_masks_errors_and_events_an_older_version_stored_in_clear()
     store = InMemoryStore()
     error = {"type": "x.BadRequestError", "name": "BadRequestError", "message": f"HTTP 401: key {KEY}", "step": "ask"}
     async with Client(store) as client:
-        await store.create_run(RunRecord("old", "wf", "1", RunStatus.DEAD, input={"q": "hi"}, error=error))
+        await store.create_run(
+            RunRecord(run_id="old", workflow="wf", version="1", status=RunStatus.DEAD, input={"q": "hi"}, error=error)
+        )
         await store.record_step(
             StepRecord(
-                "old",
-                "ask",
-                "ask",
-                StepStatus.FAILED,
+                run_id="old",
+                step_key="ask",
+                name="ask",
+                status=StepStatus.FAILED,
                 error=error,
                 meta={"fallbacks_failed": [{"fallback": "value", "error": f"Bearer {KEY}"}]},
             ),
             fence=None,
             now=1.0,
         )
-        await store.append_event(Event("old", "step_retry_scheduled", 1.0, "ask", {"error": error, "delay": 1}))
+        await store.append_event(
+            Event(run_id="old", kind="step_retry_scheduled", at=1.0, step_key="ask", data={"error": error, "delay": 1})
+        )
         await store.create_review(
-            ReviewRecord("rv-old", "old", "wf", "flag:ask", "flag:ask", payload={"q": "hi"}, meta={"error": error})
+            ReviewRecord(
+                review_id="rv-old",
+                run_id="old",
+                workflow="wf",
+                step_key="flag:ask",
+                gate_key="flag:ask",
+                payload={"q": "hi"},
+                meta={"error": error},
+            )
         )
 
         returned: list[Any] = [

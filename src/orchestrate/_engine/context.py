@@ -103,21 +103,25 @@ class RunContext(RunState):
         now = self.engine.clock.now()
         state = self.attempts.get(step_key)
         if state is None:
-            state = AttemptState(self.run_id, step_key, 0, now + seconds, now)
+            state = AttemptState(
+                run_id=self.run_id, step_key=step_key, attempts=0, next_at=now + seconds, first_started_at=now
+            )
             await self.engine.store.save_attempts(
                 state,
                 fence=self.fence,
-                event=Event(self.run_id, "timer_set", now, step_key, {"wake_at": state.next_at}),
+                event=Event(
+                    run_id=self.run_id, kind="timer_set", at=now, step_key=step_key, data={"wake_at": state.next_at}
+                ),
             )
             self.attempts[step_key] = state
         await self.delay_until(state.next_at, reason=f"sleep:{step_key}")
         await self.record(
             StepRecord(
-                self.run_id,
-                step_key,
-                step_key,
-                StepStatus.SUCCEEDED,
-                None,
+                run_id=self.run_id,
+                step_key=step_key,
+                name=step_key,
+                status=StepStatus.SUCCEEDED,
+                output=None,
                 started_at=state.first_started_at,
                 finished_at=self.engine.clock.now(),
             )
@@ -137,11 +141,23 @@ class RunContext(RunState):
         state = self.attempts.get(step_key)
         if state is None:
             deadline = now + timeout if timeout is not None else float("inf")
-            state = AttemptState(self.run_id, step_key, 0, deadline if timeout is not None else 0.0, now)
+            state = AttemptState(
+                run_id=self.run_id,
+                step_key=step_key,
+                attempts=0,
+                next_at=deadline if timeout is not None else 0.0,
+                first_started_at=now,
+            )
             await self.engine.store.save_attempts(
                 state,
                 fence=self.fence,
-                event=Event(self.run_id, "wait_started", now, step_key, {"timeout": timeout, "payload": payload}),
+                event=Event(
+                    run_id=self.run_id,
+                    kind="wait_started",
+                    at=now,
+                    step_key=step_key,
+                    data={"timeout": timeout, "payload": payload},
+                ),
             )
             self.attempts[step_key] = state
         if timeout is not None and state.next_at and now >= state.next_at:

@@ -129,12 +129,16 @@ async def open_flag(ctx: RunState, record: StepRecord) -> None:
     )
     data = {"review_id": review_id, "flag": flag, "blocking": False, "fallback": record.fallback}
     try:
-        await store.create_review(item, event=Event(ctx.run_id, "review_created", now, record.step_key, data))
+        await store.create_review(
+            item, event=Event(run_id=ctx.run_id, kind="review_created", at=now, step_key=record.step_key, data=data)
+        )
     except PayloadTooLargeError as exc:
         # The output fit in its record but not with the flag around it: the item goes
         # without it (people find it in the step's record).
         item.payload = {**item.payload, "output": None, "output_omitted": f"{exc.size:,} bytes of JSON"}
-        await store.create_review(item, event=Event(ctx.run_id, "review_created", now, record.step_key, data))
+        await store.create_review(
+            item, event=Event(run_id=ctx.run_id, kind="review_created", at=now, step_key=record.step_key, data=data)
+        )
 
 
 async def _recorded(ctx: RunState, wait_key: str) -> StepRecord | None:
@@ -150,16 +154,19 @@ async def _auto(ctx: RunState, wait_key: str, step_key: str, payload: Any, tier:
     now = ctx.engine.clock.now()
     value = {"approved": True, "auto": True, "tier": tier, "by": "auto"}
     record = StepRecord(
-        ctx.run_id,
-        wait_key,
-        wait_key,
-        StepStatus.SUCCEEDED,
-        value,
+        run_id=ctx.run_id,
+        step_key=wait_key,
+        name=wait_key,
+        status=StepStatus.SUCCEEDED,
+        output=value,
         started_at=now,
         finished_at=now,
         meta={"auto": True, "tier": tier},
     )
-    stored = await ctx.record(record, event=Event(ctx.run_id, "review_auto_approved", now, step_key, {"tier": tier}))
+    stored = await ctx.record(
+        record,
+        event=Event(run_id=ctx.run_id, kind="review_auto_approved", at=now, step_key=step_key, data={"tier": tier}),
+    )
     return outcome_of(stored.output, payload)
 
 
@@ -258,7 +265,9 @@ async def _create(
         "tier": tier,
         "reviews": "input" if before else "output",
     }
-    stored = await engine.store.create_review(record, event=Event(ctx.run_id, "review_created", now, step_key, data))
+    stored = await engine.store.create_review(
+        record, event=Event(run_id=ctx.run_id, kind="review_created", at=now, step_key=step_key, data=data)
+    )
     if stored.meta.get("created_by") == marker:
         engine.log.info(
             "review_created",
@@ -302,11 +311,11 @@ async def _expire(ctx: RunState, gate: HumanReviewGate, item: ReviewRecord, now:
         updated.escalated_to = child_id
         updated.decision = {"outcome": "escalated", "by": "sla", "at": now, "to": action.to, "review_id": child_id}
         event = Event(
-            ctx.run_id,
-            "review_escalated",
-            now,
-            item.step_key,
-            {
+            run_id=ctx.run_id,
+            kind="review_escalated",
+            at=now,
+            step_key=item.step_key,
+            data={
                 "review_id": item.review_id,
                 "to_review_id": child_id,
                 "role": action.to,
@@ -361,7 +370,13 @@ async def _expire(ctx: RunState, gate: HumanReviewGate, item: ReviewRecord, now:
     updated.status = ReviewStatus.EXPIRED
     updated.decision = {"outcome": "expired", "action": label, "by": "sla", "at": now}
     signal = signal_record(ctx.run_id, f"wait:{item.gate_key}", value, now, review_id=item.review_id)
-    event = Event(ctx.run_id, "review_expired", now, item.step_key, {"review_id": item.review_id, "action": label})
+    event = Event(
+        run_id=ctx.run_id,
+        kind="review_expired",
+        at=now,
+        step_key=item.step_key,
+        data={"review_id": item.review_id, "action": label},
+    )
     if await engine.store.update_review(updated, expected_version=item.version, now=now, events=[event], signal=signal):
         engine.log.warning("review_expired", run_id=ctx.run_id, review_id=item.review_id, action=label)
         if ctx.hooks is not None:
@@ -374,11 +389,11 @@ async def _warn(ctx: RunState, gate: HumanReviewGate, item: ReviewRecord, now: f
     updated.warned_at = now
     left = (item.due_at or now) - now
     event = Event(
-        ctx.run_id,
-        "review_sla_warning",
-        now,
-        item.step_key,
-        {"review_id": item.review_id, "due_at": item.due_at, "seconds_left": round(left, 3)},
+        run_id=ctx.run_id,
+        kind="review_sla_warning",
+        at=now,
+        step_key=item.step_key,
+        data={"review_id": item.review_id, "due_at": item.due_at, "seconds_left": round(left, 3)},
     )
     if await engine.store.update_review(updated, expected_version=item.version, now=now, events=[event]):
         engine.log.warning("review_sla_warning", run_id=ctx.run_id, review_id=item.review_id, seconds_left=left)
@@ -415,7 +430,7 @@ async def _close_after_signal(ctx: RunState, key: str, record: StepRecord) -> No
             updated,
             expected_version=item.version,
             now=now,
-            events=[Event(ctx.run_id, "review_decided", now, item.step_key, data)],
+            events=[Event(run_id=ctx.run_id, kind="review_decided", at=now, step_key=item.step_key, data=data)],
         )
         and ctx.hooks is not None
     ):

@@ -345,7 +345,8 @@ class Engine(WorkerLoop):
             parent_run_id=parent_run_id,
         )
         stored = await self.store.create_run(
-            run, event=Event(run.run_id, "run_created", now, data={"version": run.version, "claimed": claim})
+            run,
+            event=Event(run_id=run.run_id, kind="run_created", at=now, data={"version": run.version, "claimed": claim}),
         )
         # The store may hand back an existing run (same id): only ours is fresh.
         if stored.fence != run.fence or stored.owner != run.owner or stored.created_at != now:
@@ -453,9 +454,9 @@ class Engine(WorkerLoop):
             attempts = await self.store.get_attempts(run.run_id)
             await self.store.append_event(
                 Event(
-                    run.run_id,
-                    "run_resumed",
-                    self.clock.now(),
+                    run_id=run.run_id,
+                    kind="run_resumed",
+                    at=self.clock.now(),
                     data={"replayed_steps": len(recorded), "fence": run.fence},
                 )
             )
@@ -586,8 +587,8 @@ class Engine(WorkerLoop):
                 run.run_id,
                 fence=run.fence,
                 now=now,
-                update=RunUpdate(RunStatus.SUCCEEDED, output=_codec.to_json(output)),
-                event=Event(run.run_id, "run_succeeded", now),
+                update=RunUpdate(status=RunStatus.SUCCEEDED, output=_codec.to_json(output)),
+                event=Event(run_id=run.run_id, kind="run_succeeded", at=now),
             )
         except LeaseLostError:
             return await store.get_run(run.run_id) or run
@@ -602,7 +603,7 @@ class Engine(WorkerLoop):
 
     async def _park(self, ctx: RunContext, run: RunRecord, suspend: Suspend) -> RunRecord:
         now = self.clock.now()
-        update = RunUpdate(RunStatus.WAITING, wake_at=suspend.wake_at, wait_reason=suspend.reason)
+        update = RunUpdate(status=RunStatus.WAITING, wake_at=suspend.wake_at, wait_reason=suspend.reason)
         try:
             await self.store.update_run(
                 run.run_id,
@@ -610,7 +611,10 @@ class Engine(WorkerLoop):
                 now=now,
                 update=update,
                 event=Event(
-                    run.run_id, "run_waiting", now, data={"reason": suspend.reason, "wake_at": suspend.wake_at}
+                    run_id=run.run_id,
+                    kind="run_waiting",
+                    at=now,
+                    data={"reason": suspend.reason, "wake_at": suspend.wake_at},
                 ),
             )
         except LeaseLostError:
@@ -658,8 +662,8 @@ class Engine(WorkerLoop):
                 run.run_id,
                 fence=run.fence,
                 now=now,
-                update=RunUpdate(status, error=info),
-                event=Event(run.run_id, f"run_{status.value}", now, step, {"error": info}),
+                update=RunUpdate(status=status, error=info),
+                event=Event(run_id=run.run_id, kind=f"run_{status.value}", at=now, step_key=step, data={"error": info}),
             )
         except LeaseLostError:
             return await self.store.get_run(run.run_id) or run

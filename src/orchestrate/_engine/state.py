@@ -206,8 +206,8 @@ class RunState:
             and record.status is StepStatus.SUCCEEDED
             and record.fallback is None
         ):
-            update = RunUpdate(RunStatus.SUCCEEDED, output=record.output)
-            event = Event(self.run_id, "run_succeeded", record.finished_at)
+            update = RunUpdate(status=RunStatus.SUCCEEDED, output=record.output)
+            event = Event(run_id=self.run_id, kind="run_succeeded", at=record.finished_at)
         stored = await self.engine.store.record_step(
             record, fence=self.fence, now=record.finished_at, event=event, run_update=update
         )

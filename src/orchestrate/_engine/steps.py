@@ -194,11 +194,11 @@ async def _execute_with_policy(ctx: RunState, spec: StepSpec, value: Any, key: s
 
 def _step_record(ctx: RunState, key: str, spec: StepSpec, hashed: str, record: decide.Record) -> StepRecord:
     return StepRecord(
-        ctx.run_id,
-        key,
-        spec.name,
-        record.status,
-        record.output,
+        run_id=ctx.run_id,
+        step_key=key,
+        name=spec.name,
+        status=record.status,
+        output=record.output,
         error=record.error,
         attempts=record.attempts,
         started_at=record.started_at,
@@ -273,11 +273,11 @@ async def _attempts(
         stored, handed, type_name = spec.codec.settle(output, f"step {key!r}")
         meta = decide.success_meta(first_started, finished, type_name, model, attempt_log, route)
         record = StepRecord(
-            ctx.run_id,
-            key,
-            spec.name,
-            StepStatus.SUCCEEDED,
-            stored,
+            run_id=ctx.run_id,
+            step_key=key,
+            name=spec.name,
+            status=StepStatus.SUCCEEDED,
+            output=stored,
             attempts=attempt,
             started_at=first_started,
             finished_at=finished,
@@ -285,7 +285,11 @@ async def _attempts(
             fallback=f"route:{route}" if route else None,
             meta=meta,
         )
-        event = Event(ctx.run_id, "step_routed", finished, key, {"target": route}) if route else None
+        event = (
+            Event(run_id=ctx.run_id, kind="step_routed", at=finished, step_key=key, data={"target": route})
+            if route
+            else None
+        )
         try:
             if cache_key is not None and route is None:
                 await engine.store.cache_put(cache_key, spec.codec.to_cache(stored, type_name), now=finished)
@@ -355,10 +359,12 @@ async def _retry_later(
     retry: decide.Retry,
 ) -> None:
     """Save the retry's timer (it survives a restart), then wait for it or park the run."""
-    state = AttemptState(ctx.run_id, key, attempt, retry.at, first_started, info)
+    state = AttemptState(
+        run_id=ctx.run_id, step_key=key, attempts=attempt, next_at=retry.at, first_started_at=first_started, error=info
+    )
     data = {"attempt": attempt, "error": info, "delay": round(retry.delay, 3)}
     await ctx.engine.store.save_attempts(
-        state, fence=ctx.fence, event=Event(ctx.run_id, "step_retry", finished, key, data)
+        state, fence=ctx.fence, event=Event(run_id=ctx.run_id, kind="step_retry", at=finished, step_key=key, data=data)
     )
     ctx.attempts[key] = state
     if ctx.hooks is not None:
@@ -417,7 +423,9 @@ async def _fallbacks(
     )
     stored = await ctx.record(
         _step_record(ctx, key, spec, hashed, outcome),
-        event=Event(ctx.run_id, "step_failed", finished, key, {"error": info, "attempts": attempts}),
+        event=Event(
+            run_id=ctx.run_id, kind="step_failed", at=finished, step_key=key, data={"error": info, "attempts": attempts}
+        ),
     )
     if ctx.hooks is not None:
         _hooks.step_ended(ctx.hooks, ctx, spec, stored)
@@ -503,7 +511,9 @@ async def _try_fallback(
     if fallback.flag:
         data["flag"] = fallback.flag
     try:
-        stored = await ctx.record(record, event=Event(ctx.run_id, "step_fallback", finished, key, data))
+        stored = await ctx.record(
+            record, event=Event(run_id=ctx.run_id, kind="step_fallback", at=finished, step_key=key, data=data)
+        )
     except PayloadTooLargeError as exc:
         tried.append({"fallback": fallback.label, "error": redact_text(f"{type(exc).__qualname__}: {exc}")})
         return None

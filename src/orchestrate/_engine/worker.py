@@ -307,8 +307,10 @@ class WorkerLoop:
                     run.run_id,
                     fence=run.fence,
                     now=now,
-                    update=RunUpdate(RunStatus.PENDING),
-                    event=Event(run.run_id, "run_released", now, data={"owner": self.owner, "fence": run.fence}),
+                    update=RunUpdate(status=RunStatus.PENDING),
+                    event=Event(
+                        run_id=run.run_id, kind="run_released", at=now, data={"owner": self.owner, "fence": run.fence}
+                    ),
                 )
             except OrchestrateError as exc:  # parked or finished meanwhile, or the store is down
                 self.log.info("run_release_skipped", run_id=run.run_id, reason=str(exc))
@@ -331,7 +333,7 @@ class WorkerLoop:
         now = self.clock.now()
         if run.crashes < self.max_crashes:
             data = {"crashes": run.crashes, "max_crashes": self.max_crashes, "owner": run.crashed_owner}
-            await self.store.append_event(Event(run.run_id, "attempt_crashed", now, data=data))
+            await self.store.append_event(Event(run_id=run.run_id, kind="attempt_crashed", at=now, data=data))
             self.log.warning(
                 "run_attempt_crashed",
                 run_id=run.run_id,
@@ -351,8 +353,8 @@ class WorkerLoop:
                 run.run_id,
                 fence=run.fence,
                 now=now,
-                update=RunUpdate(RunStatus.DEAD, error=info),
-                event=Event(run.run_id, "run_dead", now, data={"error": info}),
+                update=RunUpdate(status=RunStatus.DEAD, error=info),
+                event=Event(run_id=run.run_id, kind="run_dead", at=now, data={"error": info}),
             )
         except LeaseLostError:
             return await self.store.get_run(run.run_id) or run

@@ -228,7 +228,7 @@ async def _attempt(
     if comment and action == "reject":
         data["comment"] = comment
     data["review_id"] = item.review_id
-    events = [Event(item.run_id, kind, now, item.step_key, data)]
+    events = [Event(run_id=item.run_id, kind=kind, at=now, step_key=item.step_key, data=data)]
     signal = None
     if signal_value is not None and item.meta.get("kind") != "flag":
         signal_value["review_id"] = item.review_id
@@ -277,7 +277,13 @@ async def cancel_items(store: Store, run_id: str, now: float, reason: str) -> in
         updated.status = ReviewStatus.CANCELLED
         updated.decided_at = now
         updated.decision = {"outcome": "cancelled", "by": None, "at": now, "reason": reason}
-        event = Event(run_id, "review_cancelled", now, item.step_key, {"review_id": item.review_id, "reason": reason})
+        event = Event(
+            run_id=run_id,
+            kind="review_cancelled",
+            at=now,
+            step_key=item.step_key,
+            data={"review_id": item.review_id, "reason": reason},
+        )
         if await store.update_review(updated, expected_version=item.version, now=now, events=[event]):
             closed += 1
     return closed

@@ -91,11 +91,11 @@ async def notify(
             )
             await store.append_event(
                 Event(
-                    review.run_id,
-                    "review_notify_failed",
-                    now,
-                    review.step_key,
-                    {"review_id": review.review_id, "event": event, "target": where, "error": redact(str(exc))},
+                    run_id=review.run_id,
+                    kind="review_notify_failed",
+                    at=now,
+                    step_key=review.step_key,
+                    data={"review_id": review.review_id, "event": event, "target": where, "error": redact(str(exc))},
                 )
             )
     return told

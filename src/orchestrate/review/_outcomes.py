@@ -30,7 +30,15 @@ def signal_record(run_id: str, wait_key: str, value: Any, now: float, *, review_
     if isinstance(value, dict) and value.get("by"):
         meta["by"] = value["by"]
     return StepRecord(
-        run_id, wait_key, wait_key, StepStatus.SUCCEEDED, value, attempts=1, started_at=now, finished_at=now, meta=meta
+        run_id=run_id,
+        step_key=wait_key,
+        name=wait_key,
+        status=StepStatus.SUCCEEDED,
+        output=value,
+        attempts=1,
+        started_at=now,
+        finished_at=now,
+        meta=meta,
     )
 
 

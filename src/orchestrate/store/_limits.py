@@ -161,7 +161,7 @@ class PayloadLimits:
             "warn_bytes": self.warn_bytes,
             "max_bytes": self.max_bytes,
         }
-        return Event(run_id, PAYLOAD_LARGE_EVENT, at, step_key, data)
+        return Event(run_id=run_id, kind=PAYLOAD_LARGE_EVENT, at=at, step_key=step_key, data=data)
 
 
 _DEFAULT = PayloadLimits()

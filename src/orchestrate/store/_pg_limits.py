@@ -38,7 +38,7 @@ class PostgresLimits(PostgresConnection):
         (row,) = rows
         at = float(row[-1])
         if row[0] is None:
-            return BreakerRecord(resource), at
+            return BreakerRecord(resource=resource), at
         return _sql.breaker_from_row(row[:-1]), at
 
     async def save_breaker(self, record: BreakerRecord, *, expected_version: int) -> bool:

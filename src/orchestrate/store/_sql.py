@@ -397,7 +397,15 @@ def breaker_update_params(record: BreakerRecord, expected_version: int) -> tuple
 
 def breaker_from_row(row: Sequence[Any]) -> BreakerRecord:
     """Map a row of :data:`BREAKER_GET`."""
-    return BreakerRecord(row[0], row[1], json.loads(row[2]), row[3], row[4], row[5], row[6])
+    return BreakerRecord(
+        resource=row[0],
+        state=row[1],
+        failures=json.loads(row[2]),
+        opened_at=row[3],
+        trials=row[4],
+        successes=row[5],
+        version=row[6],
+    )
 
 
 def placeholders(sql: str, style: str) -> str:
@@ -627,7 +635,14 @@ def attempts_params(state: AttemptState) -> tuple[Any, ...]:
 
 def attempts_from_row(row: Sequence[Any]) -> AttemptState:
     """Map a row of :data:`SELECT_ATTEMPTS`."""
-    return AttemptState(row[0], row[1], row[2], row[3], row[4], _serde.loads(row[5]))
+    return AttemptState(
+        run_id=row[0],
+        step_key=row[1],
+        attempts=row[2],
+        next_at=row[3],
+        first_started_at=row[4],
+        error=_serde.loads(row[5]),
+    )
 
 
 def event_params(event: Event) -> tuple[Any, ...]:
@@ -658,7 +673,7 @@ def event_from_row(row: Sequence[Any]) -> Event:
 
 def cache_from_row(row: Sequence[Any]) -> CacheEntry:
     """Map a row of :data:`CACHE_GET`."""
-    return CacheEntry(row[0], _serde.loads(row[1]), row[2])
+    return CacheEntry(key=row[0], value=_serde.loads(row[1]), stored_at=row[2])
 
 
 def role_index(roles: Sequence[str]) -> str:

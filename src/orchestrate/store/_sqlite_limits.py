@@ -33,7 +33,7 @@ class SQLiteLimits(SQLiteConnection):
 
         def op(cur: sqlite3.Cursor) -> BreakerRecord:
             row = cur.execute(_sql.BREAKER_GET, (resource,)).fetchone()
-            return BreakerRecord(resource) if row is None else _sql.breaker_from_row(row)
+            return BreakerRecord(resource=resource) if row is None else _sql.breaker_from_row(row)
 
         record: BreakerRecord = await self._call(op, write=False)
         return record, now

@@ -10,7 +10,11 @@ write may be retried after its acknowledgement was lost:
   claimed again (lease expired, cancelled), the old holder's writes raise
   :class:`~orchestrate.errors.LeaseLostError` and change nothing.
 
-Times are POSIX seconds (floats) from the engine's clock.
+Times are POSIX seconds (floats) from the engine's clock. Records are built with keyword
+arguments; step records, retry progress, events and cache entries are frozen (a store
+keeps what it was given: change one with :func:`dataclasses.replace`), while runs, review
+items and breakers are updated in place by their compare-and-set writers and copied by
+the stores that hand them out.
 """
 
 from __future__ import annotations
@@ -82,7 +86,7 @@ class EventKind(enum.StrEnum):
     MODEL_STREAM = "model_stream"  # a streaming model step's text, coalesced (data: text, seq, done, attempt)
 
 
-@dataclass
+@dataclass(kw_only=True)
 class RunRecord:
     """A run as stored.
 
@@ -141,7 +145,7 @@ class RunRecord:
         return clone
 
 
-@dataclass
+@dataclass(kw_only=True, frozen=True)
 class StepRecord:
     """The recorded outcome of one step execution (exactly one per ``(run_id, step_key)``).
 
@@ -164,7 +168,7 @@ class StepRecord:
     meta: dict[str, Any] = field(default_factory=dict)
 
 
-@dataclass
+@dataclass(kw_only=True, frozen=True)
 class AttemptState:
     """Progress of a step that failed and waits for its next attempt (a durable timer)."""
 
@@ -176,7 +180,7 @@ class AttemptState:
     error: dict[str, Any] | None = None
 
 
-@dataclass
+@dataclass(kw_only=True, frozen=True)
 class Event:
     """One entry of a run's history: its audit trail and its timeline."""
 
@@ -188,7 +192,7 @@ class Event:
     id: int = 0
 
 
-@dataclass
+@dataclass(kw_only=True)
 class RunUpdate:
     """A status transition written together with a step record or on its own.
 
@@ -203,7 +207,7 @@ class RunUpdate:
     release: bool = True
 
 
-@dataclass
+@dataclass(kw_only=True, frozen=True)
 class CacheEntry:
     """A cached step output."""
 
@@ -232,7 +236,7 @@ PRIORITY_RANKS: dict[str, int] = {"urgent": 0, "high": 1, "normal": 2, "low": 3}
 """Queue order of review priorities (lower first)."""
 
 
-@dataclass
+@dataclass(kw_only=True)
 class ReviewRecord:
     """A review item: what people are asked to decide while a run waits at a gate.
 
@@ -305,7 +309,7 @@ class ReviewRecord:
         return data
 
 
-@dataclass
+@dataclass(kw_only=True)
 class BreakerRecord:
     """The shared state of one circuit breaker, written with compare-and-set.
 

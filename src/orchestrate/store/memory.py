@@ -262,7 +262,7 @@ class InMemoryStore:
         if event is None:
             return
         self._event_id += 1
-        event.id = self._event_id
+        event = dataclasses.replace(event, id=self._event_id)
         self._events.setdefault(event.run_id, []).append(event)
 
     def _fenced(self, run_id: str, fence: int) -> RunRecord:
@@ -442,10 +442,10 @@ class InMemoryStore:
         run.fence += 1
         self._apply(
             run,
-            RunUpdate(RunStatus.CANCELLED, error={"type": "cancelled", "message": reason}),
+            RunUpdate(status=RunStatus.CANCELLED, error={"type": "cancelled", "message": reason}),
             now,
         )
-        self._add_event(Event(run_id, "run_cancelled", now, data={"reason": reason}))
+        self._add_event(Event(run_id=run_id, kind="run_cancelled", at=now, data={"reason": reason}))
         return copy.deepcopy(run)
 
     async def wake_run(self, run_id: str, *, now: float) -> None:
@@ -530,7 +530,7 @@ class InMemoryStore:
     async def load_breaker(self, resource: str, *, now: float) -> tuple[BreakerRecord, float]:
         """The breaker's state and ``now``."""
         record = self._breakers.get(resource)
-        return (copy.deepcopy(record) if record is not None else BreakerRecord(resource)), now
+        return (copy.deepcopy(record) if record is not None else BreakerRecord(resource=resource)), now
 
     async def save_breaker(self, record: BreakerRecord, *, expected_version: int) -> bool:
         """Compare-and-set on the version."""
@@ -602,7 +602,7 @@ class InMemoryStore:
         stored = copy.deepcopy(state)
         previous = states.get(state.step_key)
         if previous is not None:  # an upsert keeps when the step first started
-            stored.first_started_at = previous.first_started_at
+            stored = dataclasses.replace(stored, first_started_at=previous.first_started_at)
         states[state.step_key] = stored
         self._add_event(event)
 
@@ -632,7 +632,7 @@ class InMemoryStore:
         size = len(_serde.dumps(value, what=f"cached value {key!r}"))
         if size > self.payload_limits.max_bytes:
             _limits.cache_check(key, size, self.payload_limits)
-        self._cache[key] = CacheEntry(key, copy.deepcopy(value), now)
+        self._cache[key] = CacheEntry(key=key, value=copy.deepcopy(value), stored_at=now)
 
     # reviews ------------------------------------------------------------------------------
     def _check_review(self, review: ReviewRecord, *, report: bool) -> Event | None:

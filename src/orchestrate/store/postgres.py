@@ -192,7 +192,7 @@ class PostgresStore(PostgresClaims, PostgresLimits, PostgresReviews):
     async def cancel_run(self, run_id: str, *, now: float, reason: str) -> RunRecord:
         """Cancel a non-terminal run (bumps the fence)."""
         error = _sql.to_json({"type": "cancelled", "message": reason}, "cancel reason")
-        ev = _sql.event_params(Event(run_id, "run_cancelled", now, data={"reason": reason}))
+        ev = _sql.event_params(Event(run_id=run_id, kind="run_cancelled", at=now, data={"reason": reason}))
 
         async def op(conn: Conn, attempt: int) -> RunRecord:
             row = await (await conn.execute(q.CANCEL_RUN, (error, now, run_id, *ev))).fetchone()

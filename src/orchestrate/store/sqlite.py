@@ -188,7 +188,7 @@ class SQLiteStore(SQLiteClaims, SQLiteLimits, SQLiteReviews):
     async def cancel_run(self, run_id: str, *, now: float, reason: str) -> RunRecord:
         """Cancel a non-terminal run."""
         error = _sql.to_json({"type": "cancelled", "message": reason}, "cancel reason")
-        ev = _sql.event_params(Event(run_id, "run_cancelled", now, data={"reason": reason}))
+        ev = _sql.event_params(Event(run_id=run_id, kind="run_cancelled", at=now, data={"reason": reason}))
 
         def op(cur: sqlite3.Cursor) -> RunRecord:
             if cur.execute(_sql.CANCEL_RUN, (error, now, run_id)).rowcount:

@@ -254,7 +254,9 @@ async def _poison(
             options={"trigger": meta},
         )
         try:
-            await engine.store.create_run(record, event=Event(run_id, "run_dead", now, data={"error": info}))
+            await engine.store.create_run(
+                record, event=Event(run_id=run_id, kind="run_dead", at=now, data={"error": info})
+            )
         except StoreError:
             raise
         except (SerializationError, InvalidInputError):

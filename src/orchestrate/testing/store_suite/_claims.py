@@ -141,14 +141,14 @@ class ClaimsConformance:
 
     async def test_hand_offs_without_a_crash_count_none(self, store: Store) -> None:
         run = await claimed(store, "r1", owner="w1")
-        park = RunUpdate(RunStatus.WAITING, wake_at=T0 + 5, wait_reason="timer")
+        park = RunUpdate(status=RunStatus.WAITING, wake_at=T0 + 5, wait_reason="timer")
         await store.update_run("r1", fence=run.fence, now=T0 + 1, update=park, event=None)
         woken = await store.claim_run("r1", owner="w2", now=T0 + 5, lease_seconds=LEASE)
         assert woken is not None and (woken.crashes, woken.crashed_owner) == (0, None)
         crashed = await store.claim_run("r1", owner="w3", now=T0 + 5 + LEASE, lease_seconds=LEASE)
         assert crashed is not None and crashed.crashes == 1
         # Handed back (a drained worker) before any step: the count stands.
-        release = RunUpdate(RunStatus.PENDING)
+        release = RunUpdate(status=RunStatus.PENDING)
         await store.update_run("r1", fence=crashed.fence, now=T0 + 40, update=release, event=None)
         again = await store.claim_run("r1", owner="w4", now=T0 + 41, lease_seconds=LEASE)
         assert again is not None and (again.crashes, again.crashed_owner) == (1, "w2")

@@ -42,8 +42,8 @@ class PayloadsConformance:
         big = {"text": "x" * 1000}  # 1,011 bytes of JSON
         shapes: list[dict[str, Any]] = [
             {},  # the plain record
-            {"event": Event("r1", "step_routed", T0 + 1, "draft")},
-            {"run_update": RunUpdate(RunStatus.SUCCEEDED, output=big)},  # the final step's, ending the run
+            {"event": Event(run_id="r1", kind="step_routed", at=T0 + 1, step_key="draft")},
+            {"run_update": RunUpdate(status=RunStatus.SUCCEEDED, output=big)},  # the final step's, ending the run
         ]
         for shape in shapes:
             with pytest.raises(
@@ -91,7 +91,7 @@ class PayloadsConformance:
         await store.record_step(make_step("r1", "draft", large), fence=run.fence, now=T0)
         await store.record_step(make_step("r1", "draft", large), fence=run.fence, now=T0)  # again: no second event
         await store.record_step(make_step("r1", "wait:approve", large), fence=None, now=T0 + 2)
-        update = RunUpdate(RunStatus.SUCCEEDED, output=large)
+        update = RunUpdate(status=RunStatus.SUCCEEDED, output=large)
         await store.update_run("r1", fence=run.fence, now=T0 + 3, update=update, event=None)
         await store.create_review(make_review("rv1", payload=large, created_at=T0 + 4))
         events = await store.list_events("r1")
@@ -115,9 +115,11 @@ class PayloadsConformance:
             await store.create_run(make_run("r1", input=big))
         assert await store.get_run("r1") is None
         run = await parked(store, "r2")
-        update = RunUpdate(RunStatus.SUCCEEDED, output=big)
+        update = RunUpdate(status=RunStatus.SUCCEEDED, output=big)
         with pytest.raises(PayloadTooLargeError, match=r"^run r2: its output is 1,002 bytes"):
-            await store.update_run("r2", fence=run.fence, now=T0, update=update, event=Event("r2", "run_succeeded", T0))
+            await store.update_run(
+                "r2", fence=run.fence, now=T0, update=update, event=Event(run_id="r2", kind="run_succeeded", at=T0)
+            )
         assert await store.get_run("r2") == run
         with pytest.raises(PayloadTooLargeError, match=r"^review rv1 \(step 'summary' of run r2\): its payload"):
             await store.create_review(make_review("rv1", run_id="r2", payload=big))

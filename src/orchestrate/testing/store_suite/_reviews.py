@@ -46,14 +46,20 @@ class ReviewsConformance:
             parent_id="rv0",
             meta={"tier": "normal>=0.5", "on_timeout": "escalate:supervisor"},
         )
-        stored = await store.create_review(review, event=Event("r1", "review_created", T0, "summary"))
+        stored = await store.create_review(
+            review, event=Event(run_id="r1", kind="review_created", at=T0, step_key="summary")
+        )
         assert stored == review
         assert await store.get_review("rv1") == review
         assert [e.kind for e in await store.list_events("r1")] == ["review_created"]
 
     async def test_create_review_is_idempotent_and_returns_the_first(self, store: Store) -> None:
-        first = await store.create_review(make_review("rv1", payload="first"), event=Event("r1", "a", T0))
-        again = await store.create_review(make_review("rv1", payload="second"), event=Event("r1", "b", T0))
+        first = await store.create_review(
+            make_review("rv1", payload="first"), event=Event(run_id="r1", kind="a", at=T0)
+        )
+        again = await store.create_review(
+            make_review("rv1", payload="second"), event=Event(run_id="r1", kind="b", at=T0)
+        )
         assert again == first and again.payload == "first"
         assert [e.kind for e in await store.list_events("r1")] == ["a"]  # the repeat wrote nothing
 
@@ -112,7 +118,7 @@ class ReviewsConformance:
         changed.payload = {"dose": "2.5mg"}
         changed.approvals = [{"by": "dr_a", "role": "medical_reviewer", "at": T0 + 1, "outcome": "edited"}]
         changed.warned_at = T0 + 2
-        note = Event("r1", "review_approval_recorded", T0 + 3, "summary")
+        note = Event(run_id="r1", kind="review_approval_recorded", at=T0 + 3, step_key="summary")
         assert await store.update_review(changed, expected_version=0, now=T0 + 3, events=[note])
         stored = await store.get_review("rv1")
         assert stored is not None
@@ -122,7 +128,7 @@ class ReviewsConformance:
         stale = item.copy()
         stale.status = ReviewStatus.REJECTED
         assert not await store.update_review(
-            stale, expected_version=0, now=T0 + 4, events=[Event("r1", "review_decided", T0 + 4)]
+            stale, expected_version=0, now=T0 + 4, events=[Event(run_id="r1", kind="review_decided", at=T0 + 4)]
         )
         assert await store.get_review("rv1") == stored
         assert [e.kind for e in await store.list_events("r1")] == ["review_approval_recorded"]
@@ -151,7 +157,11 @@ class ReviewsConformance:
         decided.status, decided.decided_at = ReviewStatus.APPROVED, T0 + 5
         signal = make_step("r1", "wait:review:summary", {"approved": True, "by": "dr_a"})
         ok = await store.update_review(
-            decided, expected_version=0, now=T0 + 5, events=[Event("r1", "review_decided", T0 + 5)], signal=signal
+            decided,
+            expected_version=0,
+            now=T0 + 5,
+            events=[Event(run_id="r1", kind="review_decided", at=T0 + 5)],
+            signal=signal,
         )
         assert ok
         (step,) = await store.get_steps("r1")
@@ -168,7 +178,11 @@ class ReviewsConformance:
         decided = make_review("rv1", gate_key="review:summary", status=ReviewStatus.APPROVED)
         signal = make_step("r1", "wait:review:summary", {"approved": True})
         assert not await store.update_review(
-            decided, expected_version=0, now=T0 + 5, events=[Event("r1", "review_decided", T0 + 5)], signal=signal
+            decided,
+            expected_version=0,
+            now=T0 + 5,
+            events=[Event(run_id="r1", kind="review_decided", at=T0 + 5)],
+            signal=signal,
         )
         stored = await store.get_review("rv1")
         assert stored is not None and stored.status is ReviewStatus.PENDING and stored.version == 0

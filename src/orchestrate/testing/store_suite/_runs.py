@@ -62,9 +62,9 @@ class RunsConformance:
 
     async def test_create_run_is_idempotent_and_returns_the_first(self, store: Store) -> None:
         first = make_run("r1", input={"n": 1})
-        await store.create_run(first, event=Event("r1", "run_created", T0))
+        await store.create_run(first, event=Event(run_id="r1", kind="run_created", at=T0))
         again = await store.create_run(
-            make_run("r1", workflow="other", input={"n": 2}), event=Event("r1", "run_created", T0 + 1)
+            make_run("r1", workflow="other", input={"n": 2}), event=Event(run_id="r1", kind="run_created", at=T0 + 1)
         )
         assert again == first
         assert await store.get_run("r1") == first
@@ -98,7 +98,7 @@ class RunsConformance:
             "r1",
             fence=run.fence,
             now=T0 + 1,
-            update=RunUpdate(RunStatus.DEAD, output={"big": "x" * 1000}, error={"name": "E", "message": "m"}),
+            update=RunUpdate(status=RunStatus.DEAD, output={"big": "x" * 1000}, error={"name": "E", "message": "m"}),
             event=None,
         )
         full = await store.get_run("r1")
@@ -114,11 +114,21 @@ class RunsConformance:
     async def _ended(self, store: Store, run_id: str, status: RunStatus, at: float) -> None:
         """A run that recorded a step, a history, retry progress and a review item, then ended at ``at``."""
         run = await claimed(store, run_id, now=at - 5)
-        await store.save_attempts(AttemptState(run_id, "b", 1, at, at - 4), fence=run.fence, event=None)
+        await store.save_attempts(
+            AttemptState(run_id=run_id, step_key="b", attempts=1, next_at=at, first_started_at=at - 4),
+            fence=run.fence,
+            event=None,
+        )
         await store.record_step(make_step(run_id, "a", 1), fence=run.fence, now=at - 3)
-        await store.create_review(make_review(f"rv-{run_id}", run_id), event=Event(run_id, "review_created", at - 2))
+        await store.create_review(
+            make_review(f"rv-{run_id}", run_id), event=Event(run_id=run_id, kind="review_created", at=at - 2)
+        )
         await store.update_run(
-            run_id, fence=run.fence, now=at, update=RunUpdate(status), event=Event(run_id, f"run_{status.value}", at)
+            run_id,
+            fence=run.fence,
+            now=at,
+            update=RunUpdate(status=status),
+            event=Event(run_id=run_id, kind=f"run_{status.value}", at=at),
         )
 
     async def test_prune_deletes_ended_runs_with_everything_they_kept(self, store: Store) -> None:
@@ -194,8 +204,8 @@ class RunsConformance:
         await store.create_run(make_run("dead-replayed", workflow="a", created_at=T0 + 2, status=RunStatus.DEAD))
         await store.create_run(make_run("failed", workflow="a", created_at=T0 + 3, status=RunStatus.FAILED))
         await store.create_run(make_run("dead-c", workflow="a", created_at=T0 + 4, status=RunStatus.DEAD))
-        await store.append_event(Event("dead-a", "run_dead", T0 + 1))
-        await store.append_event(Event("dead-replayed", REPLAYED_EVENT, T0 + 5, data={"replay": "new"}))
+        await store.append_event(Event(run_id="dead-a", kind="run_dead", at=T0 + 1))
+        await store.append_event(Event(run_id="dead-replayed", kind=REPLAYED_EVENT, at=T0 + 5, data={"replay": "new"}))
         assert _ids(await store.list_dead_letters()) == ["dead-c", "dead-b", "dead-a"]
         assert _ids(await store.list_dead_letters(workflow="a")) == ["dead-c", "dead-a"]
         assert _ids(await store.list_dead_letters(limit=1)) == ["dead-c"]
@@ -205,9 +215,9 @@ class RunsConformance:
     # update_run ---------------------------------------------------------------------------
     async def test_update_run_applies_a_fenced_transition(self, store: Store) -> None:
         run = await claimed(store, "r1")
-        update = RunUpdate(RunStatus.WAITING, wake_at=T0 + 60, wait_reason="timer")
+        update = RunUpdate(status=RunStatus.WAITING, wake_at=T0 + 60, wait_reason="timer")
         await store.update_run(
-            "r1", fence=run.fence, now=T0 + 1, update=update, event=Event("r1", "run_waiting", T0 + 1)
+            "r1", fence=run.fence, now=T0 + 1, update=update, event=Event(run_id="r1", kind="run_waiting", at=T0 + 1)
         )
         stored = await store.get_run("r1")
         assert stored is not None
@@ -219,7 +229,7 @@ class RunsConformance:
 
     async def test_update_run_sets_output_and_error(self, store: Store) -> None:
         run = await claimed(store, "r1")
-        update = RunUpdate(RunStatus.SUCCEEDED, output={"answer": 42})
+        update = RunUpdate(status=RunStatus.SUCCEEDED, output={"answer": 42})
         await store.update_run("r1", fence=run.fence, now=T0 + 1, update=update, event=None)
         stored = await store.get_run("r1")
         assert stored is not None
@@ -228,7 +238,7 @@ class RunsConformance:
         run2 = await claimed(store, "r2")
         error = {"type": "builtins.ValueError", "name": "ValueError", "message": "bad", "step": "a"}
         await store.update_run(
-            "r2", fence=run2.fence, now=T0 + 1, update=RunUpdate(RunStatus.DEAD, error=error), event=None
+            "r2", fence=run2.fence, now=T0 + 1, update=RunUpdate(status=RunStatus.DEAD, error=error), event=None
         )
         stored2 = await store.get_run("r2")
         assert stored2 is not None
@@ -236,7 +246,7 @@ class RunsConformance:
 
     async def test_update_run_without_release_keeps_the_lease(self, store: Store) -> None:
         run = await claimed(store, "r1")
-        update = RunUpdate(RunStatus.RUNNING, wait_reason="note", release=False)
+        update = RunUpdate(status=RunStatus.RUNNING, wait_reason="note", release=False)
         await store.update_run("r1", fence=run.fence, now=T0 + 1, update=update, event=None)
         stored = await store.get_run("r1")
         assert stored is not None
@@ -251,24 +261,26 @@ class RunsConformance:
                 "r1",
                 fence=old.fence,
                 now=T0 + LEASE + 1,
-                update=RunUpdate(RunStatus.SUCCEEDED, output="late"),
-                event=Event("r1", "run_succeeded", T0),
+                update=RunUpdate(status=RunStatus.SUCCEEDED, output="late"),
+                event=Event(run_id="r1", kind="run_succeeded", at=T0),
             )
         assert await store.get_run("r1") == new
         assert await store.list_events("r1") == []
 
     async def test_update_run_after_release_is_refused(self, store: Store) -> None:
         run = await claimed(store, "r1")
-        park = RunUpdate(RunStatus.WAITING, wait_reason="signal:x")
+        park = RunUpdate(status=RunStatus.WAITING, wait_reason="signal:x")
         await store.update_run("r1", fence=run.fence, now=T0 + 1, update=park, event=None)
         parked = await store.get_run("r1")
         with pytest.raises(LeaseLostError):
-            await store.update_run("r1", fence=run.fence, now=T0 + 2, update=RunUpdate(RunStatus.SUCCEEDED), event=None)
+            await store.update_run(
+                "r1", fence=run.fence, now=T0 + 2, update=RunUpdate(status=RunStatus.SUCCEEDED), event=None
+            )
         assert await store.get_run("r1") == parked
 
     async def test_update_run_of_an_unknown_run(self, store: Store) -> None:
         with pytest.raises(RunNotFoundError):
-            await store.update_run("nope", fence=1, now=T0, update=RunUpdate(RunStatus.SUCCEEDED), event=None)
+            await store.update_run("nope", fence=1, now=T0, update=RunUpdate(status=RunStatus.SUCCEEDED), event=None)
 
     # cancel / wake ------------------------------------------------------------------------
     async def test_cancel_a_pending_run(self, store: Store) -> None:
@@ -289,7 +301,9 @@ class RunsConformance:
         assert cancelled.fence == run.fence + 1
         assert (cancelled.owner, cancelled.lease_expires_at) == (None, None)
         with pytest.raises(LeaseLostError):
-            await store.update_run("r1", fence=run.fence, now=T0 + 2, update=RunUpdate(RunStatus.SUCCEEDED), event=None)
+            await store.update_run(
+                "r1", fence=run.fence, now=T0 + 2, update=RunUpdate(status=RunStatus.SUCCEEDED), event=None
+            )
         with pytest.raises(LeaseLostError):
             await store.record_step(make_step("r1", "a", 1), fence=run.fence, now=T0 + 2)
         assert await store.get_steps("r1") == []

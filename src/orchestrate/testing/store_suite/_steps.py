@@ -58,10 +58,17 @@ class StepsConformance:
     async def test_record_step_first_write_wins(self, store: Store) -> None:
         run = await claimed(store, "r1")
         first = make_step("r1", "a", {"v": 1})
-        assert await store.record_step(first, fence=run.fence, now=T0, event=Event("r1", "step_ok", T0, "a")) == first
+        assert (
+            await store.record_step(
+                first, fence=run.fence, now=T0, event=Event(run_id="r1", kind="step_ok", at=T0, step_key="a")
+            )
+            == first
+        )
         second = make_step("r1", "a", {"v": 2}, attempts=5)
         assert (
-            await store.record_step(second, fence=run.fence, now=T0 + 1, event=Event("r1", "step_ok", T0 + 1, "a"))
+            await store.record_step(
+                second, fence=run.fence, now=T0 + 1, event=Event(run_id="r1", kind="step_ok", at=T0 + 1, step_key="a")
+            )
             == first
         )
         assert await store.get_steps("r1") == [first]
@@ -76,8 +83,8 @@ class StepsConformance:
                 make_step("r1", "a", "late"),
                 fence=old.fence,
                 now=T0 + LEASE + 1,
-                event=Event("r1", "step_ok", T0, "a"),
-                run_update=RunUpdate(RunStatus.SUCCEEDED, output="late"),
+                event=Event(run_id="r1", kind="step_ok", at=T0, step_key="a"),
+                run_update=RunUpdate(status=RunStatus.SUCCEEDED, output="late"),
             )
         assert await store.get_steps("r1") == []
         assert await store.list_events("r1") == []
@@ -92,8 +99,8 @@ class StepsConformance:
             make_step("r1", "last", {"ok": True}),
             fence=run.fence,
             now=T0 + 5,
-            event=Event("r1", "step_succeeded", T0 + 5, "last"),
-            run_update=RunUpdate(RunStatus.SUCCEEDED, output={"ok": True}),
+            event=Event(run_id="r1", kind="step_succeeded", at=T0 + 5, step_key="last"),
+            run_update=RunUpdate(status=RunStatus.SUCCEEDED, output={"ok": True}),
         )
         stored = await store.get_run("r1")
         assert stored is not None
@@ -113,7 +120,7 @@ class StepsConformance:
             make_step("r1", "a", 2),
             fence=run.fence,
             now=T0 + 2,
-            run_update=RunUpdate(RunStatus.SUCCEEDED, output=2),
+            run_update=RunUpdate(status=RunStatus.SUCCEEDED, output=2),
         )
         assert returned == first
         assert await store.get_run("r1") == run
@@ -166,12 +173,14 @@ class StepsConformance:
     async def test_save_and_get_attempts(self, store: Store) -> None:
         run = await claimed(store, "r1")
         error = {"type": "builtins.ConnectionError", "name": "ConnectionError", "message": "reset"}
-        state = AttemptState("r1", "call", attempts=1, next_at=T0 + 2, first_started_at=T0, error=error)
-        await store.save_attempts(state, fence=run.fence, event=Event("r1", "step_retrying", T0, "call"))
+        state = AttemptState(run_id="r1", step_key="call", attempts=1, next_at=T0 + 2, first_started_at=T0, error=error)
+        await store.save_attempts(
+            state, fence=run.fence, event=Event(run_id="r1", kind="step_retrying", at=T0, step_key="call")
+        )
         assert await store.get_attempts("r1") == {"call": state}
-        later = AttemptState("r1", "call", attempts=2, next_at=T0 + 6, first_started_at=T0, error=None)
+        later = AttemptState(run_id="r1", step_key="call", attempts=2, next_at=T0 + 6, first_started_at=T0, error=None)
         await store.save_attempts(later, fence=run.fence, event=None)
-        other = AttemptState("r1", "other", attempts=1, next_at=T0 + 1, first_started_at=T0)
+        other = AttemptState(run_id="r1", step_key="other", attempts=1, next_at=T0 + 1, first_started_at=T0)
         await store.save_attempts(other, fence=run.fence, event=None)
         assert await store.get_attempts("r1") == {"call": later, "other": other}
         assert [e.kind for e in await store.list_events("r1")] == ["step_retrying"]
@@ -179,24 +188,40 @@ class StepsConformance:
 
     async def test_save_attempts_keeps_the_first_start(self, store: Store) -> None:
         run = await claimed(store, "r1")
-        await store.save_attempts(AttemptState("r1", "a", 1, T0 + 1, T0), fence=run.fence, event=None)
-        await store.save_attempts(AttemptState("r1", "a", 2, T0 + 5, T0 + 4), fence=run.fence, event=None)
-        assert await store.get_attempts("r1") == {"a": AttemptState("r1", "a", 2, T0 + 5, T0)}
+        await store.save_attempts(
+            AttemptState(run_id="r1", step_key="a", attempts=1, next_at=T0 + 1, first_started_at=T0),
+            fence=run.fence,
+            event=None,
+        )
+        await store.save_attempts(
+            AttemptState(run_id="r1", step_key="a", attempts=2, next_at=T0 + 5, first_started_at=T0 + 4),
+            fence=run.fence,
+            event=None,
+        )
+        assert await store.get_attempts("r1") == {
+            "a": AttemptState(run_id="r1", step_key="a", attempts=2, next_at=T0 + 5, first_started_at=T0)
+        }
 
     async def test_save_attempts_with_a_stale_fence_writes_nothing(self, store: Store) -> None:
         old = await claimed(store, "r1", owner="w1")
         await store.claim_run("r1", owner="w2", now=T0 + LEASE, lease_seconds=LEASE, force=True)
         with pytest.raises(LeaseLostError):
             await store.save_attempts(
-                AttemptState("r1", "a", 1, T0 + 1, T0), fence=old.fence, event=Event("r1", "step_retrying", T0, "a")
+                AttemptState(run_id="r1", step_key="a", attempts=1, next_at=T0 + 1, first_started_at=T0),
+                fence=old.fence,
+                event=Event(run_id="r1", kind="step_retrying", at=T0, step_key="a"),
             )
         assert await store.get_attempts("r1") == {}
         assert await store.list_events("r1") == []
 
     async def test_record_step_clears_its_attempts(self, store: Store) -> None:
         run = await claimed(store, "r1")
-        await store.save_attempts(AttemptState("r1", "a", 2, T0 + 1, T0), fence=run.fence, event=None)
-        keep = AttemptState("r1", "b", 1, T0 + 1, T0)
+        await store.save_attempts(
+            AttemptState(run_id="r1", step_key="a", attempts=2, next_at=T0 + 1, first_started_at=T0),
+            fence=run.fence,
+            event=None,
+        )
+        keep = AttemptState(run_id="r1", step_key="b", attempts=1, next_at=T0 + 1, first_started_at=T0)
         await store.save_attempts(keep, fence=run.fence, event=None)
         await store.record_step(make_step("r1", "a", "done", attempts=3), fence=run.fence, now=T0 + 2)
         assert await store.get_attempts("r1") == {"b": keep}
@@ -204,15 +229,15 @@ class StepsConformance:
     # events -------------------------------------------------------------------------------
     async def test_an_event_appended_again_is_recorded_once(self, store: Store) -> None:
         # A retried append (its acknowledgement was lost) must not double the history.
-        await store.append_event(Event("r1", "run_resumed", T0, data={"fence": 2}))
-        await store.append_event(Event("r1", "run_resumed", T0, data={"fence": 2}))
-        await store.append_event(Event("r1", "signal", T0, "gate", {"v": 1}))
-        await store.append_event(Event("r1", "signal", T0, "gate", {"v": 1}))
+        await store.append_event(Event(run_id="r1", kind="run_resumed", at=T0, data={"fence": 2}))
+        await store.append_event(Event(run_id="r1", kind="run_resumed", at=T0, data={"fence": 2}))
+        await store.append_event(Event(run_id="r1", kind="signal", at=T0, step_key="gate", data={"v": 1}))
+        await store.append_event(Event(run_id="r1", kind="signal", at=T0, step_key="gate", data={"v": 1}))
         # Anything that differs is another event.
-        await store.append_event(Event("r1", "run_resumed", T0, data={"fence": 3}))
-        await store.append_event(Event("r1", "run_resumed", T0 + 1, data={"fence": 2}))
-        await store.append_event(Event("r1", "signal", T0, "other", {"v": 1}))
-        await store.append_event(Event("r2", "run_resumed", T0, data={"fence": 2}))
+        await store.append_event(Event(run_id="r1", kind="run_resumed", at=T0, data={"fence": 3}))
+        await store.append_event(Event(run_id="r1", kind="run_resumed", at=T0 + 1, data={"fence": 2}))
+        await store.append_event(Event(run_id="r1", kind="signal", at=T0, step_key="other", data={"v": 1}))
+        await store.append_event(Event(run_id="r2", kind="run_resumed", at=T0, data={"fence": 2}))
         events = [(e.kind, e.at, e.step_key, e.data) for e in await store.list_events("r1")]
         assert events == [
             ("run_resumed", T0, None, {"fence": 2}),
@@ -227,9 +252,9 @@ class StepsConformance:
         kinds = ["run_created", "step_started", "step_succeeded", "run_succeeded"]
         for i, kind in enumerate(kinds):
             await store.append_event(
-                Event("r1", kind, T0 + 10 - i, step_key="a" if "step" in kind else None, data={"i": i})
+                Event(run_id="r1", kind=kind, at=T0 + 10 - i, step_key="a" if "step" in kind else None, data={"i": i})
             )
-            await store.append_event(Event("r2", kind, T0))
+            await store.append_event(Event(run_id="r2", kind=kind, at=T0))
         events = await store.list_events("r1")
         assert [(e.kind, e.at, e.step_key, e.data) for e in events] == [
             (kind, T0 + 10 - i, "a" if "step" in kind else None, {"i": i}) for i, kind in enumerate(kinds)
@@ -269,13 +294,13 @@ class StepsConformance:
         await store.record_step(make_step("r1", "a", value, meta={"v": value}), fence=run.fence, now=T0)
         (step,) = await store.get_steps("r1")
         assert (step.output, step.meta) == (value, {"v": value})
-        await store.append_event(Event("r1", "note", T0, data={"v": value}))
+        await store.append_event(Event(run_id="r1", kind="note", at=T0, data={"v": value}))
         (event,) = await store.list_events("r1")
         assert event.data == {"v": value}
         await store.cache_put("k", value, now=T0)
         entry = await store.cache_get("k")
         assert entry is not None and entry.value == value
-        update = RunUpdate(RunStatus.SUCCEEDED, output={"v": value})
+        update = RunUpdate(status=RunStatus.SUCCEEDED, output={"v": value})
         await store.update_run("r1", fence=run.fence, now=T0, update=update, event=None)
         done = await store.get_run("r1")
         assert done is not None and done.output == {"v": value}
@@ -288,8 +313,8 @@ class StepsConformance:
                 bad,
                 fence=run.fence,
                 now=T0,
-                event=Event("r1", "step_ok", T0, "summarise[2]"),
-                run_update=RunUpdate(RunStatus.SUCCEEDED),
+                event=Event(run_id="r1", kind="step_ok", at=T0, step_key="summarise[2]"),
+                run_update=RunUpdate(status=RunStatus.SUCCEEDED),
             )
         assert await store.get_steps("r1") == []
         assert await store.list_events("r1") == []
@@ -300,8 +325,7 @@ class StepsConformance:
         run = await claimed(store, "r1")
         with pytest.raises(SerializationError, match=r"output of step 'draft'"):
             await store.record_step(make_step("r1", "draft", _Unserialisable()), fence=run.fence, now=T0)
-        odd_meta = make_step("r1", "check", 1)
-        odd_meta.meta = {"latency_ms": _Unserialisable()}
+        odd_meta = make_step("r1", "check", 1, meta={"latency_ms": _Unserialisable()})
         with pytest.raises(SerializationError, match=r"metadata of step 'check'"):
             await store.record_step(odd_meta, fence=run.fence, now=T0)
         assert await store.get_steps("r1") == []

@@ -103,7 +103,7 @@ def _nested(depth: int) -> Any:
 async def parked(store: Store, run_id: str = "r1") -> RunRecord:
     """A claimed run parked on a review gate's signal (waiting, no timer)."""
     run = await claimed(store, run_id)
-    update = RunUpdate(RunStatus.WAITING, wait_reason="signal:review:summary")
+    update = RunUpdate(status=RunStatus.WAITING, wait_reason="signal:review:summary")
     await store.update_run(run_id, fence=run.fence, now=T0, update=update, event=None)
     stored = await store.get_run(run_id)
     assert stored is not None and stored.status is RunStatus.WAITING and stored.wake_at is None
