@@ -24,8 +24,9 @@ not on one noisy window. An alert fires once when a monitor turns abnormal and r
 once when it is normal again (``monitor_alert`` / ``monitor_resolved`` log records, and
 ``on_alert``).
 
-Not yet: monitors evaluated from the store (shared by every worker, surviving restarts),
-durable alert states with acknowledgements, outcome feedback, actions.
+The same monitors, and :class:`OutcomeMonitor` s over outcome feedback, are evaluated from
+the store by :class:`orchestrate.observe.alerts.AlertEvaluator`: shared by every worker,
+with durable alerts, acknowledgements and actions (``action=``).
 """
 
 from __future__ import annotations
@@ -112,6 +113,14 @@ class Deviation:
 
 Rule = Threshold | Deviation | Cusum | PageHinkley
 
+Action = Literal["fallback", "review"]
+ACTIONS: tuple[str, ...] = Action.__args__  # type: ignore[attr-defined]
+
+
+def _check_action(action: str | None, where: str) -> None:
+    if action is not None and action not in ACTIONS:
+        raise InvalidInputError(f"{where}: action must be 'fallback', 'review' or None, not {action!r}")
+
 
 def field_of(value: Any, path: str) -> Any:
     """``path``'s value in ``value`` (dotted keys or attributes), or ``None`` when absent."""
@@ -141,6 +150,10 @@ class Monitor:
             (``"scores.fraud"``).
         name: the monitor's name (default ``<step>.<metric>``, or ``<step>.<field>`` for
             ``field_mean``).
+        action: what a durable alert of it does to the step until someone acknowledges
+            it (:class:`~orchestrate.observe.alerts.AlertEvaluator`): ``"fallback"`` (take
+            the step's fallback instead of running it) or ``"review"`` (people review its
+            output before the run goes on); ``None``: only alert.
     """
 
     step: str
@@ -150,6 +163,7 @@ class Monitor:
     workflow: str | None = None
     field: str | None = None
     name: str = ""
+    action: Action | None = None
 
     def __post_init__(self) -> None:
         if self.metric not in METRICS:
@@ -165,6 +179,7 @@ class Monitor:
                 f"monitor on {self.step!r}: rule must be Threshold, Deviation, Cusum or PageHinkley, "
                 f"not {type(self.rule).__name__}"
             )
+        _check_action(self.action, f"monitor on {self.step!r}")
         if not self.name:
             suffix = self.field if self.metric == "field_mean" else self.metric
             object.__setattr__(self, "name", f"{self.step}.{suffix}")
@@ -183,6 +198,7 @@ class DriftMonitor:
         encode: for the ``embedding`` and ``mmd`` tests: texts to vectors (e.g.
             ``LocalEmbedder().encode``, MiniLM).
         name: the monitor's name (default ``<step>.<field>.drift`` or ``<step>.drift``).
+        action: as :class:`Monitor`'s.
     """
 
     step: str
@@ -191,11 +207,13 @@ class DriftMonitor:
     workflow: str | None = None
     encode: Encode | None = None
     name: str = ""
+    action: Action | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.rule, Drift):
             raise InvalidInputError(f"drift monitor on {self.step!r}: rule must be a Drift, not {self.rule!r}")
         DriftDetector(self.rule, encode=self.encode)  # refuses a text test without an encoder
+        _check_action(self.action, f"drift monitor on {self.step!r}")
         if not self.name:
             middle = f".{self.field}" if self.field else ""
             object.__setattr__(self, "name", f"{self.step}{middle}.drift")

@@ -15,6 +15,7 @@ from orchestrate.errors import InvalidInputError
 from orchestrate.store import _limits
 from orchestrate.store._access_schema import ACCESS_MIGRATION, SESSIONS_MIGRATION
 from orchestrate.store._limits import PayloadLimits
+from orchestrate.store._quality_schema import QUALITY_STATEMENTS
 from orchestrate.store.base import (
     PRIORITY_RANKS,
     REPLAYED_EVENT,
@@ -192,6 +193,7 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
     ),
     ACCESS_MIGRATION,  # 6: API tokens and the audit trail of the HTTP server
     SESSIONS_MIGRATION,  # 7: dashboard sessions (and SQLite's append-only audit triggers)
+    (8, QUALITY_STATEMENTS),  # 8: step results by name, outcome feedback, durable alerts
 ]
 
 META_DDL = "CREATE TABLE IF NOT EXISTS orchestrate_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)"

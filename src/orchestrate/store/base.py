@@ -30,8 +30,8 @@ from orchestrate.policies import RateGrant as RateGrant  # the rate window's ans
 from orchestrate.policies import decide_rate as decide_rate  # the rate window's arithmetic, which stores apply
 from orchestrate.types import RunStatus, StepStatus
 
-SCHEMA_VERSION = 7
-"""Version of the schema this code reads and writes (7: the dashboard's sessions)."""
+SCHEMA_VERSION = 8
+"""Version of the schema this code reads and writes (8: step results by name, outcome feedback, alerts)."""
 
 PRUNED_BY_DEFAULT: tuple[RunStatus, ...] = (RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED)
 """The statuses :meth:`Store.prune_runs` deletes unless told otherwise.
