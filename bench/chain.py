@@ -60,6 +60,19 @@ def async_workflow(name: str = "bench_chain") -> Workflow:
     return Workflow(name, [Step(f"s{i}", fn) for i, fn in enumerate(ASYNC_STEPS)], version="1")
 
 
+def def_workflow(*, timeout: float | None = None, name: str = "bench_chain_def") -> Workflow:
+    """The chain of plain ``def`` steps as the README writes them (default isolation).
+
+    With ``timeout`` each step carries that per-attempt timeout, as the quickstart's do.
+    """
+    suffix = "" if timeout is None else "_timeout"
+    return Workflow(
+        f"{name}{suffix}",
+        [Step(f"s{i}", fn, timeout=timeout) for i, fn in enumerate(SYNC_STEPS)],
+        version="1",
+    )
+
+
 def sync_workflow(isolation: Isolation, name: str = "bench_chain_sync") -> Workflow:
     """The chain as a graph workflow of sync steps (``"thread"`` or ``"inline"``)."""
     return Workflow(
@@ -81,6 +94,41 @@ PAYLOAD = {
     "tags": ["delayed", "priority", "eta-known"],
     "n": 0,
 }
+
+
+PAYLOAD_10K = {
+    **PAYLOAD,
+    "history": [
+        {
+            "at": f"2026-11-{1 + i % 28:02d}T10:{i % 60:02d}:00Z",
+            "status": "in transit",
+            "where": "Memphis, TN",
+            "seq": i,
+        }
+        for i in range(107)
+    ],
+}
+"""About 10 KB once encoded: the 0.5 KB payload with a tracking history."""
+
+
+def payload_def_step(i: int) -> Callable[[dict[str, object]], dict[str, object]]:
+    """The payload step as a plain ``def`` (for peers' sync nodes and our ``def`` chain)."""
+
+    def step(d: dict[str, object]) -> dict[str, object]:
+        return {**d, "n": d["n"] + 1}  # type: ignore[operator]
+
+    step.__name__ = step.__qualname__ = f"p{i}"
+    return step
+
+
+PAYLOAD_DEF_STEPS = [payload_def_step(i) for i in range(STEPS)]
+
+
+def plain_payload_def_chain(d: dict[str, object] = PAYLOAD) -> dict[str, object]:
+    """The floor for the payload chain of ``def`` steps."""
+    for step in PAYLOAD_DEF_STEPS:
+        d = step(d)
+    return d
 
 
 def _payload_step(i: int) -> Callable[[dict[str, object]], Awaitable[dict[str, object]]]:
@@ -131,6 +179,11 @@ async def plain_typed_chain(t: Ticket | None = None) -> Ticket:
 def payload_workflow() -> Workflow:
     """The payload chain as a graph workflow."""
     return Workflow("bench_payload", [Step(f"p{i}", fn) for i, fn in enumerate(PAYLOAD_STEPS)], version="1")
+
+
+def payload_def_workflow() -> Workflow:
+    """The payload chain of plain ``def`` steps as a graph workflow (default isolation)."""
+    return Workflow("bench_payload_def", [Step(f"p{i}", fn) for i, fn in enumerate(PAYLOAD_DEF_STEPS)], version="1")
 
 
 def typed_workflow() -> Workflow:

@@ -65,8 +65,8 @@ PEERS = ("langgraph", "burr", "dbos")
 OPT_IN = ("reviews",)  # slow groups run only when named with --only
 GROUPS = OURS + PEERS + OPT_IN
 DESCRIPTIONS = {
-    "overhead": "engine overhead per step, in memory (async, durable function, sync inline, sync threads)",
-    "sqlite": "durable cost per step on SQLite vs bare insert+commit (FULL and NORMAL)",
+    "overhead": "engine overhead per step, in memory (async, def with and without timeout, payloads, typed)",
+    "sqlite": "durable cost per step on SQLite vs bare insert+commit (FULL, NORMAL, durable function, 100-item Map)",
     "throughput": "100 concurrent runs on SQLite: aggregate cost per step vs the per-commit floor",
     "map": "1,000-way Map vs asyncio.gather",
     "postgres": "PostgreSQL: cost per step vs bare INSERT, 100 concurrent runs, 1/2/4 workers, claim latency",

@@ -1,6 +1,7 @@
 """Run one chain N times, for counting the instructions per step with callgrind.
 
-``python -m bench.instructions CASE STORE RUNS`` (CASE: ``int``, ``payload``, ``typed``;
+``python -m bench.instructions CASE STORE RUNS`` (CASE: ``int``, ``def``, ``def_timeout``,
+``payload``, ``payload10k``, ``payload_def``, ``typed``;
 STORE: ``memory`` or ``sqlite``) runs a 10-step chain RUNS times with the garbage collector
 off, so that the instructions callgrind counts do not depend on where a collection falls.
 The instructions per step of a case are the difference between two counts (say 130 and
@@ -20,13 +21,26 @@ import sys
 import tempfile
 from typing import Any
 
-from bench.chain import PAYLOAD, Ticket, async_workflow, payload_workflow, typed_workflow
+from bench.chain import (
+    PAYLOAD,
+    PAYLOAD_10K,
+    Ticket,
+    async_workflow,
+    def_workflow,
+    payload_def_workflow,
+    payload_workflow,
+    typed_workflow,
+)
 from orchestrate import Engine
 from orchestrate.store import InMemoryStore, open_store
 
 CASES: dict[str, tuple[Any, Any]] = {
     "int": (async_workflow, 0),
+    "def": (def_workflow, 0),
+    "def_timeout": (lambda: def_workflow(timeout=30), 0),
     "payload": (payload_workflow, PAYLOAD),
+    "payload10k": (payload_workflow, PAYLOAD_10K),
+    "payload_def": (payload_def_workflow, PAYLOAD),
     "typed": (typed_workflow, Ticket("T-4829", 0.93, ("delayed", "priority"), 0)),
 }
 
@@ -44,7 +58,7 @@ async def _main(case: str, store: str, runs: int) -> None:
 def main(argv: list[str]) -> int:
     """Entry point: ``CASE STORE RUNS``."""
     if len(argv) != 3 or argv[0] not in CASES or argv[1] not in ("memory", "sqlite"):
-        print("usage: python -m bench.instructions int|payload|typed memory|sqlite RUNS", file=sys.stderr)
+        print(f"usage: python -m bench.instructions {'|'.join(CASES)} memory|sqlite RUNS", file=sys.stderr)
         return 2
     gc.disable()
     asyncio.run(_main(argv[0], argv[1], int(argv[2])))

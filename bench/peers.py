@@ -23,17 +23,33 @@ import importlib.util
 import logging
 import os
 import sqlite3
-import statistics
 import tempfile
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any, TypedDict
 
-from bench.chain import async_workflow, plain_async_chain, plain_sync_chain
+from bench.chain import (
+    PAYLOAD,
+    PAYLOAD_10K,
+    PAYLOAD_DEF_STEPS,
+    plain_async_chain,
+    plain_payload_def_chain,
+    plain_sync_chain,
+)
 from bench.durable import CommitFloor
-from bench.harness import STEPS, Plan, Row, paired, paired_async, skipped, summarise, time_async_calls
-from orchestrate import Engine
-from orchestrate.store import InMemoryStore
+from bench.harness import (
+    STEPS,
+    Case,
+    FreshEngine,
+    Plan,
+    Row,
+    paired,
+    paired_async,
+    rounds,
+    skipped,
+    summarise,
+    times_over,
+)
 
 _INSTALL = "not installed: pip install -e '.[bench]'"
 
@@ -74,96 +90,54 @@ def _durable_extra(row: Row, commit_floor_us: float, note: str) -> Row:
     return row
 
 
-class _Ours:
-    """Our chain (async steps, ``InMemoryStore``), timed beside a peer in the peer's process.
-
-    Each repetition of a peer's in-memory measurement also times a batch of our runs,
-    so that "ours vs the peer" compares numbers taken at the same moment on the same
-    machine state; the engine is fresh for every batch.
-    """
-
-    def __init__(self, runs: int) -> None:
-        self.runs = runs
-        self.workflow = async_workflow()
-        self.samples: list[float] = []
-
-    async def batch(self) -> None:
-        async with Engine(InMemoryStore(), workflows=[self.workflow]) as engine:
-
-            async def once() -> None:
-                await engine.run(self.workflow, 0)
-
-            for _ in range(20):
-                await once()
-            floor = await time_async_calls(plain_async_chain, self.runs * 10)
-            self.samples.append((await time_async_calls(once, self.runs) - floor) / STEPS * 1e6)
-
-    def attach(self, row: Row) -> None:
-        """Record our overhead per step measured beside ``row``'s repetitions.
-
-        ``times_ours`` is the median over repetitions of the peer's overhead divided by
-        ours in the batch right after it: a ratio of neighbours, robust to the machine
-        getting slower or faster during the measurement.
-        """
-        ours = statistics.median(self.samples)
-        row.extra["ours_overhead_per_step_us"] = round(ours, 3)
-        ratios = [
-            (subject - floor) / mine
-            for subject, floor, mine in zip(row.samples_us, row.floor_samples_us, self.samples, strict=True)
-            if mine > 0
-        ]
-        if ratios:
-            row.extra["times_ours"] = round(statistics.median(ratios), 2)
-        self.samples = []
+# Our cases timed beside each in-memory peer configuration: the same chain, the same
+# input, in the same rounds (see :func:`_beside`). Keys are those of :mod:`bench.engine`.
+_OURS_INT = ("ours.memory.async", "ours.memory.def", "ours.memory.def_timeout", "ours.memory.def_fn_timeout")
+_OURS_PAYLOAD = ("ours.memory.payload_def", "ours.memory.payload")
 
 
-def _beside_batches(plan: Plan) -> tuple[int, int]:
-    """Runs per batch and batches for in-memory peers: many short batches, ours after each."""
-    return max(1, plan.peer_runs // 3), plan.repeats * 3
+def _ours_engines(keys: tuple[str, ...], value: Any) -> dict[str, FreshEngine]:
+    from bench.engine import cases
+
+    found = {key: (wf, default) for key, _, wf, default, _, _ in cases(Plan.smoke())}
+    engines: dict[str, FreshEngine] = {}
+    for key in keys:
+        wf, default = found[key]
+        engines[key] = FreshEngine([wf], wf, default if value is None else value)
+    return engines
 
 
-def _beside(
-    ours: _Ours,
-    subject: Callable[[], Any],
+async def _beside(
+    plan: Plan,
+    *,
+    key: str,
+    system: str,
+    label: str,
+    peer: Callable[[], Any],
     floor: Callable[[], Any],
-    *,
+    ours: dict[str, FreshEngine],
     runs: int,
-    floor_runs: int,
-    repeats: int,
-    warmup: int,
-) -> tuple[list[float], list[float]]:
-    """:func:`~bench.harness.paired`, with a batch of our runs after each repetition."""
-    subject_s: list[float] = []
-    floor_s: list[float] = []
-    for i in range(repeats):
-        s, f = paired(subject, floor, runs=runs, floor_runs=floor_runs, repeats=1, warmup=warmup if i == 0 else 0)
-        subject_s += s
-        floor_s += f
-        asyncio.run(ours.batch())
-    return subject_s, floor_s
+) -> Row:
+    """Time a peer's configuration, the plain chain and our matching cases in shuffled rounds.
 
-
-async def _beside_async(
-    ours: _Ours,
-    subject: Callable[[], Awaitable[Any]],
-    floor: Callable[[], Awaitable[Any]],
-    *,
-    runs: int,
-    floor_runs: int,
-    repeats: int,
-    warmup: int,
-) -> tuple[list[float], list[float]]:
-    """:func:`~bench.harness.paired_async`, with a batch of our runs after each repetition."""
-    subject_s: list[float] = []
-    floor_s: list[float] = []
-    for i in range(repeats):
-        s, f = await paired_async(
-            subject, floor, runs=runs, floor_runs=floor_runs, repeats=1, warmup=warmup if i == 0 else 0
-        )
-        subject_s += s
-        floor_s += f
-        await ours.batch()
-    return subject_s, floor_s
+    The row is the peer's overhead per step against the plain chain; ``extra["vs"]`` maps
+    each of our cases to the median (and interquartile range) over rounds of the peer's
+    overhead divided by ours in the same round.
+    """
+    cases = [Case("peer", peer, runs), Case("floor", floor, max(200, runs * 10))]
+    cases += [Case(name, engine.call, runs, fresh=engine.fresh) for name, engine in ours.items()]
+    times = await rounds(cases, rounds=plan.rounds, warmup=max(2, plan.warmup_runs // 20))
+    for engine in ours.values():
+        await engine.close()
+    row = Row(key=key, group="peers", system=system, label=label, floor="plain Python call chain", runs=runs)
+    summarise(row, times["peer"], times["floor"], per=STEPS)
+    floor_us = [f / STEPS * 1e6 for f in times["floor"]]
+    vs: dict[str, Any] = {}
+    for name in ours:
+        mine = [s / STEPS * 1e6 - f for s, f in zip(times[name], floor_us, strict=True)]
+        vs[name] = times_over(row, mine)
+    row.extra["vs"] = vs
+    return row
 
 
 # LangGraph -------------------------------------------------------------------------------
@@ -200,6 +174,33 @@ def _langgraph_app(*, use_async: bool, checkpointer: Any = None) -> Any:
     return graph.compile(checkpointer=checkpointer)
 
 
+class _PayloadState(TypedDict):
+    d: dict[str, Any]
+
+
+def _langgraph_payload_app() -> Any:
+    """The payload chain as a ``StateGraph`` of ten sync nodes; the dict is the state's one key."""
+    from langgraph.graph import END, START, StateGraph
+
+    def node(i: int) -> Callable[..., Any]:
+        fn = PAYLOAD_DEF_STEPS[i]
+
+        def step(state: _PayloadState) -> dict[str, Any]:
+            return {"d": fn(state["d"])}
+
+        step.__name__ = f"p{i}"
+        return step
+
+    graph = StateGraph(_PayloadState)
+    previous = START
+    for i in range(STEPS):
+        graph.add_node(f"p{i}", node(i))
+        graph.add_edge(previous, f"p{i}")
+        previous = f"p{i}"
+    graph.add_edge(previous, END)
+    return graph.compile()
+
+
 def _thread() -> dict[str, Any]:
     return {"configurable": {"thread_id": uuid.uuid4().hex}}
 
@@ -212,71 +213,72 @@ def langgraph(plan: Plan) -> list[Row]:
         "langgraph.inmemorysaver.sync",
         "langgraph.sqlite.sync",
         "langgraph.sqlite.sync_durability",
+        "langgraph.memory.payload",
+        "langgraph.memory.payload10k",
     ]
     if not _installed("langgraph"):
         return [skipped(k, "peers", "LangGraph", k, _INSTALL) for k in keys]
     from langgraph.checkpoint.memory import InMemorySaver
 
-    beside_runs, beside_repeats = _beside_batches(plan)
-    ours = _Ours(beside_runs)
+    runs = max(1, plan.peer_runs // 10)
     rows: list[Row] = []
     plain = _langgraph_app(use_async=False)
     assert plain.invoke({"x": 0})["x"] == STEPS
-    subject_s, floor_s = _beside(
-        ours,
-        lambda: plain.invoke({"x": 0}),
-        plain_sync_chain,
-        runs=beside_runs,
-        floor_runs=plan.floor_calls,
-        repeats=beside_repeats,
-        warmup=plan.warmup_runs // 4,
-    )
-    rows.append(
-        _peer_row(
-            keys[0], "LangGraph", "StateGraph, sync nodes, invoke, no checkpointer", beside_runs, subject_s, floor_s
-        )
-    )
-    ours.attach(rows[-1])
-
     async_app = _langgraph_app(use_async=True)
+    saved = _langgraph_app(use_async=False, checkpointer=InMemorySaver())
+    payload_app = _langgraph_payload_app()
+    assert payload_app.invoke({"d": PAYLOAD})["d"]["n"] == STEPS
 
     async def run_async() -> None:
         await async_app.ainvoke({"x": 0})
 
-    subject_s, floor_s = asyncio.run(
-        _beside_async(
-            ours,
-            run_async,
-            plain_async_chain,
-            runs=beside_runs,
-            floor_runs=plan.floor_calls,
-            repeats=beside_repeats,
-            warmup=plan.warmup_runs // 4,
+    measured = [
+        (keys[0], "StateGraph, sync nodes, invoke, no checkpointer", lambda: plain.invoke({"x": 0}), plain_sync_chain),
+        (keys[1], "StateGraph, async nodes, ainvoke, no checkpointer", run_async, plain_async_chain),
+        (
+            keys[2],
+            "StateGraph, sync nodes, InMemorySaver checkpointer",
+            lambda: saved.invoke({"x": 0}, _thread()),
+            plain_sync_chain,
+        ),
+    ]
+    for key, label, call, floor in measured:
+        rows.append(
+            asyncio.run(
+                _beside(
+                    plan,
+                    key=key,
+                    system="LangGraph",
+                    label=label,
+                    peer=call,
+                    floor=floor,
+                    ours=_ours_engines(_OURS_INT, None),
+                    runs=runs,
+                )
+            )
         )
-    )
-    rows.append(
-        _peer_row(
-            keys[1], "LangGraph", "StateGraph, async nodes, ainvoke, no checkpointer", beside_runs, subject_s, floor_s
-        )
-    )
-    ours.attach(rows[-1])
+    for key, value, size in ((keys[5], PAYLOAD, "0.5 KB"), (keys[6], PAYLOAD_10K, "10 KB")):
 
-    saved = _langgraph_app(use_async=False, checkpointer=InMemorySaver())
-    subject_s, floor_s = _beside(
-        ours,
-        lambda: saved.invoke({"x": 0}, _thread()),
-        plain_sync_chain,
-        runs=beside_runs,
-        floor_runs=plan.floor_calls,
-        repeats=beside_repeats,
-        warmup=plan.warmup_runs // 4,
-    )
-    rows.append(
-        _peer_row(
-            keys[2], "LangGraph", "StateGraph, sync nodes, InMemorySaver checkpointer", beside_runs, subject_s, floor_s
+        def run_payload(value: dict[str, Any] = value) -> None:
+            payload_app.invoke({"d": value})
+
+        def floor_payload(value: dict[str, Any] = value) -> None:
+            plain_payload_def_chain(value)
+
+        rows.append(
+            asyncio.run(
+                _beside(
+                    plan,
+                    key=key,
+                    system="LangGraph",
+                    label=f"StateGraph, sync nodes passing a {size} dict, invoke, no checkpointer",
+                    peer=run_payload,
+                    floor=floor_payload,
+                    ours=_ours_engines(_OURS_PAYLOAD, value),
+                    runs=runs if value is PAYLOAD else max(1, runs // 4),
+                )
+            )
         )
-    )
-    ours.attach(rows[-1])
 
     try:
         from langgraph.checkpoint.sqlite import SqliteSaver
@@ -342,15 +344,31 @@ def _burr_actions(*, use_async: bool) -> dict[str, Any]:
     return {f"s{i}": make(i) for i in range(STEPS)}
 
 
-def _burr_app(actions: dict[str, Any], persister: Any = None) -> Any:
+def _burr_payload_actions() -> dict[str, Any]:
+    from burr.core import State, action
+
+    def make(i: int) -> Any:
+        fn = PAYLOAD_DEF_STEPS[i]
+
+        @action(reads=["d"], writes=["d"])
+        def step(state: State[Any]) -> State[Any]:
+            return state.update(d=fn(state["d"]))
+
+        return step
+
+    return {f"p{i}": make(i) for i in range(STEPS)}
+
+
+def _burr_app(actions: dict[str, Any], persister: Any = None, *, state: dict[str, Any] | None = None) -> Any:
     from burr.core import ApplicationBuilder
 
+    names = list(actions)
     builder: Any = (
         ApplicationBuilder()  # type: ignore[no-untyped-call]
         .with_actions(**actions)
-        .with_transitions(*[(f"s{i}", f"s{i + 1}") for i in range(STEPS - 1)])
-        .with_state(x=0)
-        .with_entrypoint("s0")
+        .with_transitions(*[(names[i], names[i + 1]) for i in range(STEPS - 1)])
+        .with_state(**(state or {"x": 0}))
+        .with_entrypoint(names[0])
     )
     if persister is not None:
         builder = builder.with_state_persister(persister).with_identifiers(app_id=uuid.uuid4().hex)
@@ -358,36 +376,27 @@ def _burr_app(actions: dict[str, Any], persister: Any = None) -> Any:
 
 
 _LAST = [f"s{STEPS - 1}"]
+_LAST_P = [f"p{STEPS - 1}"]
 
 
 def burr(plan: Plan) -> list[Row]:
     """Burr ``Application``: built per run (sync, async), reused, and with ``SQLitePersister``."""
-    keys = ["burr.memory.sync", "burr.memory.sync_reused", "burr.memory.async", "burr.sqlite.sync"]
+    keys = [
+        "burr.memory.sync",
+        "burr.memory.sync_reused",
+        "burr.memory.async",
+        "burr.sqlite.sync",
+        "burr.memory.payload",
+        "burr.memory.payload10k",
+    ]
     if not _installed("burr"):
         return [skipped(k, "peers", "Burr", k, _INSTALL) for k in keys]
     from burr.core.persistence import SQLitePersister
 
-    beside_runs, beside_repeats = _beside_batches(plan)
-    ours = _Ours(beside_runs)
+    runs = max(1, plan.peer_runs // 10)
     rows: list[Row] = []
     sync_actions = _burr_actions(use_async=False)
     assert _burr_app(sync_actions).run(halt_after=_LAST)[2]["x"] == STEPS
-    subject_s, floor_s = _beside(
-        ours,
-        lambda: _burr_app(sync_actions).run(halt_after=_LAST),
-        plain_sync_chain,
-        runs=beside_runs,
-        floor_runs=plan.floor_calls,
-        repeats=beside_repeats,
-        warmup=plan.warmup_runs // 4,
-    )
-    rows.append(
-        _peer_row(
-            keys[0], "Burr", "Application of 10 sync actions, built per run, in memory", beside_runs, subject_s, floor_s
-        )
-    )
-    ours.attach(rows[-1])
-
     reused = _burr_app(sync_actions)
 
     def rerun() -> None:
@@ -397,54 +406,66 @@ def burr(plan: Plan) -> list[Row]:
 
     rerun()
     assert reused.state["x"] == STEPS
-    subject_s, floor_s = _beside(
-        ours,
-        rerun,
-        plain_sync_chain,
-        runs=beside_runs,
-        floor_runs=plan.floor_calls,
-        repeats=beside_repeats,
-        warmup=plan.warmup_runs // 4,
-    )
-    row = _peer_row(
-        keys[1],
-        "Burr",
-        "one Application of 10 sync actions reused (reset to entrypoint), in memory",
-        beside_runs,
-        subject_s,
-        floor_s,
-    )
-    row.note = "leaves out building the application: the strictest comparison for us"
-    rows.append(row)
-    ours.attach(rows[-1])
-
     async_actions = _burr_actions(use_async=True)
 
     async def run_async() -> None:
         await _burr_app(async_actions).arun(halt_after=_LAST)
 
-    subject_s, floor_s = asyncio.run(
-        _beside_async(
-            ours,
-            run_async,
-            plain_async_chain,
-            runs=beside_runs,
-            floor_runs=plan.floor_calls,
-            repeats=beside_repeats,
-            warmup=plan.warmup_runs // 4,
+    measured = [
+        (
+            keys[0],
+            "Application of 10 sync actions, built per run, in memory",
+            lambda: _burr_app(sync_actions).run(halt_after=_LAST),
+            plain_sync_chain,
+        ),
+        (
+            keys[1],
+            "one Application of 10 sync actions reused (reset to entrypoint), in memory",
+            rerun,
+            plain_sync_chain,
+        ),
+        (keys[2], "Application of 10 async actions, built per run, arun, in memory", run_async, plain_async_chain),
+    ]
+    for key, label, call, floor in measured:
+        row = asyncio.run(
+            _beside(
+                plan,
+                key=key,
+                system="Burr",
+                label=label,
+                peer=call,
+                floor=floor,
+                ours=_ours_engines(_OURS_INT, None),
+                runs=runs,
+            )
         )
-    )
-    rows.append(
-        _peer_row(
-            keys[2],
-            "Burr",
-            "Application of 10 async actions, built per run, arun, in memory",
-            beside_runs,
-            subject_s,
-            floor_s,
+        if key == keys[1]:
+            row.note = "leaves out building the application: the strictest comparison for us"
+        rows.append(row)
+    payload_actions = _burr_payload_actions()
+    assert _burr_app(payload_actions, state={"d": PAYLOAD}).run(halt_after=_LAST_P)[2]["d"]["n"] == STEPS
+    for key, value, size in ((keys[4], PAYLOAD, "0.5 KB"), (keys[5], PAYLOAD_10K, "10 KB")):
+
+        def run_payload(value: dict[str, Any] = value) -> None:
+            _burr_app(payload_actions, state={"d": value}).run(halt_after=_LAST_P)
+
+        def floor_payload(value: dict[str, Any] = value) -> None:
+            plain_payload_def_chain(value)
+
+        rows.append(
+            asyncio.run(
+                _beside(
+                    plan,
+                    key=key,
+                    system="Burr",
+                    label=f"Application of 10 sync actions passing a {size} dict, built per run, in memory",
+                    peer=run_payload,
+                    floor=floor_payload,
+                    ours=_ours_engines(_OURS_PAYLOAD, value),
+                    runs=runs if value is PAYLOAD else max(1, runs // 4),
+                )
+            )
         )
-    )
-    ours.attach(rows[-1])
 
     with tempfile.TemporaryDirectory(prefix="orchestrate-bench-") as tmp:
         commit_floor = _commit_floor(plan, tmp)

@@ -23,10 +23,12 @@ database ``orchestrate_test``); works in a schema of its own, dropped afterwards
 from __future__ import annotations
 
 import asyncio
+import collections
 import os
 import statistics
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from typing import Any
@@ -35,7 +37,7 @@ import psycopg
 from psycopg import sql
 
 from bench.chain import async_workflow
-from bench.harness import STEPS, Plan, Row, paired_async, skipped, summarise
+from bench.harness import STEPS, Case, Plan, Row, paired_async, rounds, skipped, summarise
 from orchestrate import Engine
 from orchestrate.store.postgres import PostgresStore
 
@@ -115,9 +117,9 @@ def _url(schema: str, **options: Any) -> str:
 async def _sequential(plan: Plan, schema: str) -> Row:
     floor = await InsertFloor.open(schema)
     counting = _Counting(PostgresStore(_url(schema)))
-    # Short batches, many of them, in alternation: on a shared machine a burst of load
-    # then hits a few samples of both rather than all of one.
-    runs, repeats = (3, plan.repeats) if plan.quick else (8, 25)
+    # Short batches, many rounds, their order shuffled: on a shared machine a burst of
+    # load then hits a few rounds of both; the ratio is the median of per-round ratios.
+    runs, count = (3, plan.rounds) if plan.quick else (8, 25)
     async with Engine(counting, workflows=[CHAIN]) as engine:  # type: ignore[arg-type]
         assert await engine.run(CHAIN, 0) == STEPS
 
@@ -125,10 +127,9 @@ async def _sequential(plan: Plan, schema: str) -> Row:
             await engine.run(CHAIN, 0)
 
         before = counting.calls
-        subject_s, floor_s = await paired_async(
-            subject, floor.chain, runs=runs, floor_runs=runs, repeats=repeats, warmup=5
-        )
-        calls = (counting.calls - before) / (runs * repeats + 5)
+        times = await rounds([Case("ours", subject, runs), Case("floor", floor.chain, runs)], rounds=count, warmup=5)
+        calls = (counting.calls - before) / (runs * count + 5)
+        subject_s, floor_s = times["ours"], times["floor"]
     await floor.close()
     row = Row(
         key="ours.postgres.sequential",
@@ -139,11 +140,7 @@ async def _sequential(plan: Plan, schema: str) -> Row:
         runs=runs,
     )
     summarise(row, subject_s, floor_s, per=STEPS)
-    row.extra = {
-        "store_calls_per_run": round(calls, 2),
-        "ratio_of_best_samples": round(min(subject_s) / min(floor_s), 3),
-        "target": "<= 1.5x",
-    }
+    row.extra.update(store_calls_per_run=round(calls, 2), ratio_of_best_samples=round(min(subject_s) / min(floor_s), 3))
     return row
 
 
@@ -174,15 +171,48 @@ async def _concurrent(plan: Plan, schema: str, width: int) -> Row:
         runs=width,
     )
     summarise(row, [s / width for s in subject_s], floor_s, per=STEPS)
-    row.extra = {
-        "steps_per_second": round(1e6 / row.per_step_us) if row.per_step_us else None,
-        "step_records_per_commit": round(statements / batches, 1) if batches else None,
-        "target": "< 1x",
-    }
+    row.extra.update(
+        steps_per_second=round(1e6 / row.per_step_us) if row.per_step_us else None,
+        step_records_per_commit=round(statements / batches, 1) if batches else None,
+    )
     return row
 
 
-def _worker(url: str, concurrency: int) -> subprocess.Popen[bytes]:
+class _Worker:
+    """An ``orchestrate worker`` process at the default log level, its stderr drained.
+
+    A thread reads the worker's log lines as they come (a pipe nobody reads fills up
+    and blocks the writer) and keeps the last ones, shown if the worker fails.
+    """
+
+    def __init__(self, url: str, concurrency: int) -> None:
+        self.proc = _spawn(url, concurrency)
+        self.tail: collections.deque[str] = collections.deque(maxlen=20)
+        self.lines = 0
+        self.reader = threading.Thread(target=self._drain, name="bench-worker-stderr", daemon=True)
+        self.reader.start()
+
+    def _drain(self) -> None:
+        stream = self.proc.stderr
+        assert stream is not None
+        for line in iter(stream.readline, b""):
+            self.lines += 1
+            self.tail.append(line.decode(errors="replace").rstrip())
+        stream.close()
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def poll(self) -> int | None:
+        return self.proc.poll()
+
+    def failure(self) -> str:
+        """The worker's exit and last log lines, for an error message."""
+        return f"worker {self.pid} exit {self.proc.poll()}: " + " | ".join(list(self.tail)[-5:])
+
+
+def _spawn(url: str, concurrency: int) -> subprocess.Popen[bytes]:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [ROOT, os.environ.get("PYTHONPATH")]))}
     return subprocess.Popen(
         [
@@ -198,8 +228,6 @@ def _worker(url: str, concurrency: int) -> subprocess.Popen[bytes]:
             str(concurrency),
             "--poll",
             "5",
-            "--log-level",
-            "error",
         ],
         cwd=ROOT,
         env=env,
@@ -208,15 +236,18 @@ def _worker(url: str, concurrency: int) -> subprocess.Popen[bytes]:
     )
 
 
-def _stop(procs: list[subprocess.Popen[bytes]]) -> None:
-    for proc in procs:
-        proc.terminate()
-    for proc in procs:
+def _stop(workers: list[_Worker]) -> int:
+    """Stop the workers; how many log lines they wrote in all."""
+    for worker in workers:
+        worker.proc.terminate()
+    for worker in workers:
         try:
-            proc.wait(timeout=60)
+            worker.proc.wait(timeout=60)
         except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+            worker.proc.kill()
+            worker.proc.wait()
+        worker.reader.join(timeout=10)
+    return sum(worker.lines for worker in workers)
 
 
 async def _count(store: PostgresStore, statement: str) -> Any:
@@ -272,7 +303,8 @@ async def _scale_out(plan: Plan, schema: str, workers: int, floor_us: float) -> 
             (WORKER_START_SECONDS + workers,),
         )
         due_in = WORKER_START_SECONDS + workers
-        procs = [_worker(_url(sub, pool_max=16), WORKER_CONCURRENCY) for _ in range(workers)]
+        procs = [_Worker(_url(sub, pool_max=16), WORKER_CONCURRENCY) for _ in range(workers)]
+        log_lines = 0
         try:
             # CPU is counted over the drain only: from the moment the backlog is due (the
             # workers have started and wait) to the last run's end.
@@ -283,13 +315,13 @@ async def _scale_out(plan: Plan, schema: str, workers: int, floor_us: float) -> 
             deadline = started + 600
             while await _count(store, "SELECT count(*) FROM orchestrate_runs WHERE status = 'succeeded'") < runs:
                 if time.monotonic() > deadline or any(p.poll() is not None for p in procs):
-                    raise RuntimeError("workers did not drain the backlog")
+                    raise RuntimeError("workers did not drain the backlog: " + "; ".join(p.failure() for p in procs))
                 await asyncio.sleep(0.05)
             wall = time.monotonic() - started
             workers_after = _cpu_seconds([p.pid for p in procs])
             server_after = _postgres_cpu_seconds()
         finally:
-            _stop(procs)
+            log_lines = _stop(procs)
         first = await _count(store, "SELECT min(at) FROM orchestrate_events WHERE kind = 'run_resumed'")
         last = await _count(store, "SELECT max(at) FROM orchestrate_events WHERE kind = 'run_succeeded'")
     elapsed = float(last) - float(first)
@@ -311,6 +343,7 @@ async def _scale_out(plan: Plan, schema: str, workers: int, floor_us: float) -> 
     row.extra = {
         "steps_per_second": round(steps / elapsed),
         "workers": workers,
+        "worker_log_lines": log_lines,
         # Cores busy while the backlog drained.
         "worker_cores": None
         if workers_before is None or workers_after is None
@@ -328,7 +361,7 @@ async def _claim_latency(plan: Plan, schema: str) -> Row:
     sub = f"{schema}_claim"
     store = PostgresStore(_url(sub))
     async with Engine(store, workflows=[CHAIN]) as engine:
-        procs = [_worker(_url(sub, pool_max=4), 8)]
+        procs = [_Worker(_url(sub, pool_max=4), 8)]
         try:
             await asyncio.sleep(2.0)  # let the worker start and go idle
             ids = []
@@ -338,7 +371,7 @@ async def _claim_latency(plan: Plan, schema: str) -> Row:
             deadline = time.monotonic() + 120
             while await _count(store, "SELECT count(*) FROM orchestrate_runs WHERE status = 'succeeded'") < samples:
                 if time.monotonic() > deadline or procs[0].poll() is not None:
-                    raise RuntimeError("the worker did not finish the runs")
+                    raise RuntimeError("the worker did not finish the runs: " + procs[0].failure())
                 await asyncio.sleep(0.2)
         finally:
             _stop(procs)

@@ -14,7 +14,6 @@ from typing import Any
 
 from bench.harness import Row
 
-OURS_MEMORY = "ours.memory.async"
 OURS_DURABLE = "ours.sqlite.full"
 
 
@@ -32,57 +31,84 @@ class Comparison:
         ours = rows.get(self.ours)
         found = [rows[k] for k in self.peers if k in rows and rows[k].skipped is None]
         result: dict[str, Any] = {"name": self.name, "ours": self.ours, "measure": self.measure, "times": None}
-        if ours is None or ours.skipped is not None or not found:
-            measured = ours is not None and any(k in rows for k in self.peers)
+        if not found or (ours is None and not any(self.ours in r.extra.get("vs", {}) for r in found)):
+            measured = any(k in rows for k in self.peers)
             result["note"] = "peer not installed" if measured else "not measured in this run"
             return result
-        # Ours as timed beside the peer in the peer's process when it was (same moment,
-        # same machine state), else from our own group; the peer's configuration that
-        # comes closest to us is the one reported: the strictest comparison.
-        triples = [(_figure(ours, self.measure, beside=r), _figure(r, self.measure), r) for r in found]
-        rated = [(_peer_times(mine, theirs, r), mine, theirs, r) for mine, theirs, r in triples]
-        times, mine, theirs, best = min(rated, key=lambda t: t[0] if t[0] is not None else float("inf"))
-        result.update(
-            peer=best.key,
-            ours_us=round(mine, 3),
-            peer_us=theirs,
-            times=times,
-            ours_from="beside the peer" if "ours_overhead_per_step_us" in best.extra else self.ours,
-        )
+        # Ours as timed in the same rounds as the peer when it was (same moments, same
+        # machine state): the median of per-round quotients; else the quotient of the rows.
+        # The peer's configuration that comes closest to us is the one reported: the
+        # strictest comparison.
+        rated = [_rated(ours, r, self.ours, self.measure) for r in found]
+        best = min(rated, key=lambda t: t["times"] if t["times"] is not None else float("inf"))
+        result.update(best)
         return result
 
 
-def _peer_times(mine: float, theirs: float, peer: Row) -> float | None:
-    """The peer's figure over ours: the median of neighbouring ratios when timed side by side."""
-    if "times_ours" in peer.extra:
-        return float(peer.extra["times_ours"])
-    return round(theirs / mine, 2) if mine > 0 else None
+def _rated(ours: Row | None, peer: Row, key: str, measure: str) -> dict[str, Any]:
+    beside = peer.extra.get("vs", {}).get(key)
+    theirs = peer.overhead_per_step_us if measure == "overhead" else peer.per_step_us
+    if beside:
+        return {
+            "peer": peer.key,
+            "ours_us": beside["ours_overhead_per_step_us"],
+            "peer_us": theirs,
+            "times": beside["times_ours"],
+            "times_q1": beside["times_ours_q1"],
+            "times_q3": beside["times_ours_q3"],
+            "rounds": beside["rounds"],
+            "ours_from": "the same rounds as the peer",
+        }
+    mine = float("inf")
+    if ours is not None and ours.skipped is None:
+        value = ours.overhead_per_step_us if measure == "overhead" else ours.per_step_us
+        mine = float(value) if value is not None else mine
+    times = round(theirs / mine, 2) if theirs is not None and 0 < mine < float("inf") else None
+    return {"peer": peer.key, "ours_us": mine, "peer_us": theirs, "times": times, "ours_from": key}
 
 
-def _figure(row: Row, measure: str, *, beside: Row | None = None) -> float:
-    if beside is not None and measure == "overhead" and "ours_overhead_per_step_us" in beside.extra:
-        return float(beside.extra["ours_overhead_per_step_us"])
-    value = row.overhead_per_step_us if measure == "overhead" else row.per_step_us
-    return float(value if value is not None else "inf")
+_LG_SYNC = ("langgraph.memory.sync",)
+_BURR_SYNC = ("burr.memory.sync", "burr.memory.sync_reused")
+
+
+def _in_memory(ours: str, what: str) -> tuple[Comparison, Comparison]:
+    return (
+        Comparison(f"{what} vs LangGraph sync invoke (overhead per step)", ours, _LG_SYNC, "overhead"),
+        Comparison(f"{what} vs Burr sync (overhead per step)", ours, _BURR_SYNC, "overhead"),
+    )
 
 
 COMPARISONS = (
+    *_in_memory("ours.memory.async", "async steps"),
+    *_in_memory("ours.memory.def", "def steps, no timeout"),
+    *_in_memory("ours.memory.def_timeout", "def steps with a timeout (graph)"),
+    *_in_memory("ours.memory.def_fn_timeout", "def steps with a timeout (durable function)"),
     Comparison(
-        "ours vs LangGraph (in memory, overhead per step)",
-        OURS_MEMORY,
-        ("langgraph.memory.sync", "langgraph.memory.async"),
+        "0.5 KB dict, def steps vs LangGraph sync invoke",
+        "ours.memory.payload_def",
+        ("langgraph.memory.payload",),
+        "overhead",
+    ),
+    Comparison("0.5 KB dict, def steps vs Burr sync", "ours.memory.payload_def", ("burr.memory.payload",), "overhead"),
+    Comparison(
+        "10 KB dict, def steps vs LangGraph sync invoke",
+        "ours.memory.payload_def",
+        ("langgraph.memory.payload10k",),
         "overhead",
     ),
     Comparison(
-        "ours vs LangGraph with InMemorySaver (overhead per step)",
-        OURS_MEMORY,
+        "10 KB dict, def steps vs Burr sync", "ours.memory.payload_def", ("burr.memory.payload10k",), "overhead"
+    ),
+    Comparison(
+        "async steps vs LangGraph async ainvoke (overhead per step)",
+        "ours.memory.async",
+        ("langgraph.memory.async",),
+        "overhead",
+    ),
+    Comparison(
+        "async steps vs LangGraph with InMemorySaver (overhead per step)",
+        "ours.memory.async",
         ("langgraph.inmemorysaver.sync",),
-        "overhead",
-    ),
-    Comparison(
-        "ours vs Burr (in memory, overhead per step)",
-        OURS_MEMORY,
-        ("burr.memory.sync", "burr.memory.sync_reused", "burr.memory.async"),
         "overhead",
     ),
     Comparison(
@@ -131,10 +157,66 @@ def _times(name: str) -> Callable[[dict[str, Row], list[dict[str, Any]]], float 
     return figure
 
 
+def _extra(key: str, name: str) -> Callable[[dict[str, Row], list[dict[str, Any]]], float | None]:
+    def figure(rows: dict[str, Row], comparisons: list[dict[str, Any]]) -> float | None:
+        row = rows.get(key)
+        value = None if row is None or row.skipped else row.extra.get(name)
+        return None if value is None else float(value)
+
+    return figure
+
+
+def _comparison_targets() -> list[Target]:
+    bounds = {
+        "async steps": (15, 3),
+        "def steps, no timeout": (15, 3),
+        "def steps with a timeout (graph)": (7, 1),
+        "def steps with a timeout (durable function)": (7, 1),
+    }
+    found: list[Target] = []
+    for what, (langgraph, burr) in bounds.items():
+        found.append(
+            Target(
+                f"{what}: overhead below LangGraph sync invoke's",
+                _times(f"{what} vs LangGraph sync invoke (overhead per step)"),
+                langgraph,
+                True,
+                "x",
+            )
+        )
+        found.append(
+            Target(
+                f"{what}: overhead below Burr's", _times(f"{what} vs Burr sync (overhead per step)"), burr, True, "x"
+            )
+        )
+    for size in ("0.5 KB", "10 KB"):
+        found.append(
+            Target(
+                f"{size} dict: overhead below LangGraph sync invoke's",
+                _times(f"{size} dict, def steps vs LangGraph sync invoke"),
+                10,
+                True,
+                "x",
+            )
+        )
+        found.append(
+            Target(f"{size} dict: overhead below Burr's", _times(f"{size} dict, def steps vs Burr sync"), 5, True, "x")
+        )
+    return found
+
+
 TARGETS = (
-    Target("in-memory overhead per step lower than LangGraph's", _times(COMPARISONS[0].name), 10, True, "x"),
-    Target("in-memory overhead per step lower than Burr's", _times(COMPARISONS[2].name), 3, True, "x"),
-    Target("SQLite (synchronous=FULL) cost per step / bare insert+commit", _ratio("ours.sqlite.full"), 1.5, False, "x"),
+    *_comparison_targets(),
+    Target("SQLite (synchronous=FULL) cost per step / bare insert+commit", _ratio("ours.sqlite.full"), 1.3, False, "x"),
+    Target(
+        "SQLite (synchronous=NORMAL) cost per step / bare insert+commit", _ratio("ours.sqlite.normal"), 1.3, False, "x"
+    ),
+    Target(
+        "SQLite (FULL), durable function / bare insert+commit", _ratio("ours.sqlite.full.durable_fn"), 1.3, False, "x"
+    ),
+    Target(
+        "PostgreSQL one run at a time: cost per step / bare INSERT", _ratio("ours.postgres.sequential"), 1.3, False, "x"
+    ),
     Target(
         "100 concurrent runs: aggregate cost per step / per-commit floor",
         _ratio("ours.sqlite.full.concurrent"),
@@ -143,6 +225,14 @@ TARGETS = (
         "x (below the floor)",
     ),
     Target("1,000-way map: time per child / asyncio.gather", _ratio("ours.memory.map"), 5, False, "x"),
+    Target(
+        "durable Map of 100 items on SQLite: commits per wave",
+        _extra("ours.sqlite.map", "commits_per_wave"),
+        3,
+        False,
+        "",
+    ),
+    Target("durable Map on SQLite: cost per item / batched insert floor", _ratio("ours.sqlite.map"), 3, False, "x"),
 )
 
 
@@ -161,10 +251,17 @@ def _num(value: float | None, digits: int = 1) -> str:
     return "-" if value is None else f"{value:,.{digits}f}"
 
 
+def _spread(c: dict[str, Any]) -> str:
+    """The interquartile range of a comparison's per-round quotients, and how many rounds."""
+    if c.get("times_q1") is None:
+        return ""
+    return f" [IQR {c['times_q1']}-{c['times_q3']}, {c['rounds']} rounds]"
+
+
 def _details(row: Row) -> str:
     if row.skipped:
         return f"skipped: {row.skipped}"
-    parts = [f"{k}={v}" for k, v in row.extra.items()]
+    parts = [f"{k}={v}" for k, v in row.extra.items() if k != "vs"]  # "vs": in the comparisons
     if row.note:
         parts.append(row.note)
     return "; ".join(parts)
@@ -205,7 +302,7 @@ def text_table(rows: list[Row], comparisons: list[dict[str, Any]], targets: list
         lines.append(
             f"  {c['name']}: "
             + (
-                f"{c['times']}x (ours {c['ours_us']:.2f} µs, {c['peer']} {c['peer_us']:.2f} µs)"
+                f"{c['times']}x{_spread(c)} (ours {c['ours_us']:.2f} µs, {c['peer']} {c['peer_us']:.2f} µs)"
                 if c["times"] is not None
                 else c.get("note", "-")
             )
@@ -238,7 +335,9 @@ def markdown(
         if c["times"] is None:
             out.append(f"| {c['name']} | - | {c.get('note', '-')} | - | - |")
         else:
-            out.append(f"| {c['name']} | {c['ours_us']:.2f} | {c['peer']} | {c['peer_us']:.2f} | {c['times']}x |")
+            out.append(
+                f"| {c['name']} | {c['ours_us']:.2f} | {c['peer']} | {c['peer_us']:.2f} | {c['times']}x{_spread(c)} |"
+            )
     out += ["", "## Targets", "", "| target | value | wanted | verdict |", "|---|---|---|---|"]
     for t in targets:
         verdict = {True: "met", False: "**missed**", None: "not measured"}[t["met"]]

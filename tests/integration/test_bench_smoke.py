@@ -34,8 +34,8 @@ OUR_TARGETS = (
     "1,000-way map: time per child / asyncio.gather",
 )
 PEER_TARGETS = (
-    "in-memory overhead per step lower than LangGraph's",
-    "in-memory overhead per step lower than Burr's",
+    "def steps with a timeout (graph): overhead below LangGraph sync invoke's",
+    "def steps with a timeout (graph): overhead below Burr's",
 )
 ROW_FIELDS = {
     "key",
@@ -89,7 +89,9 @@ def test_quick_bench_writes_results_for_our_engine(tmp_path: Path) -> None:
         assert set(row) == ROW_FIELDS, key
         assert row["skipped"] is None, f"{key}: {row['skipped']}"
         assert row["per_step_us"] > 0 and row["floor_per_step_us"] > 0, key
-        assert row["ratio"] == pytest.approx(row["per_step_us"] / row["floor_per_step_us"], rel=0.01, abs=0.001), key
+        # The ratio is the median of per-round ratios: within their interquartile range.
+        assert row["extra"]["ratio_q1"] <= row["ratio"] <= row["extra"]["ratio_q3"], key
+        assert row["extra"]["rounds"] == row["repeats"], key
         assert len(row["samples_us"]) == len(row["floor_samples_us"]) == row["repeats"] >= 1, key
     assert rows["ours.sqlite.full"]["extra"]["commits_per_run"] > 0
     assert rows["ours.sqlite.full.concurrent"]["extra"]["steps_per_batch"] == 1000
