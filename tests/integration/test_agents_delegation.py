@@ -1,6 +1,6 @@
 """Delegation (seed 002) on SQLite and PostgreSQL: code decomposes, workers run in parallel as child
 steps, a failing worker is retried, and after three failed retries a person decides; the
-resumed run does not run finished workers again."""
+resumed run does not run finished workers again. In durable-function and graph styles."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ import pytest
 from orchestrate import Client, Engine, RunContext, RunStatus, workflow
 from orchestrate.agents import Agent, SubTaskOutcome, Supervisor
 from orchestrate.errors import AgentError
+from orchestrate.policies import Retry
 from orchestrate.store import open_store
 from orchestrate.testing.models import FakeModel
 
@@ -109,3 +110,51 @@ async def test_without_a_run_the_retries_end_in_a_clear_error() -> None:
 async def test_decomposing_to_an_unknown_worker_is_refused() -> None:
     with pytest.raises(AgentError, match=r"decompose sent sub-tasks to \['billing'\]"):
         await supervisor().delegate(None, "t", decompose=lambda t: [("billing", t)], synthesise=join)
+
+
+def graph_supervisor() -> Supervisor:
+    return Supervisor(
+        {
+            "refund": Agent("refund", role="r", model=MODELS["refund"], max_steps=1),
+            "technical": Agent("technical", role="t", model=MODELS["technical"], max_steps=1),
+        },
+        route=lambda t: "technical",
+    )
+
+
+def graph(name: str) -> Any:
+    return graph_supervisor().workflow(
+        name,
+        decompose=split,
+        synthesise=join,
+        retries=Retry(max_attempts=4, initial_delay=0.0, jitter=0.0),
+        escalate_roles=["support_lead"],
+        version="1",
+    )
+
+
+async def test_the_graph_style_retries_then_parks_for_a_person_only_when_a_part_failed(url: str) -> None:
+    MODELS["refund"] = FakeModel([step(final="refund issued")])
+    MODELS["technical"] = FakeModel(["not json"] * 4)  # every attempt fails
+    flow = graph("delegated_graph")
+    async with Engine(open_store(url), workflows=[flow]) as engine:
+        parked = await Client(engine=engine).run(flow, "blender broken")
+        assert parked.status is RunStatus.WAITING
+        (item,) = await Client(engine=engine).list_reviews(run_id=parked.run_id)
+        failed = [p for p in item.payload if p["escalated"]]
+        assert [(p["worker"], p["attempts"]) for p in failed] == [("technical", 4)]
+        edited = [{**p, "output": "replaced the unit"} if p["escalated"] else p for p in item.payload]
+        await Client(engine=engine).edit(item.review_id, edited, by="lee", role="support_lead")
+        done = await Client(engine=engine).resume(parked.run_id)
+    assert done.status is RunStatus.SUCCEEDED, done.error
+    assert done.output == "refund=refund issued | technical=replaced the unit"
+    assert len(MODELS["technical"].calls) == 4 and len(MODELS["refund"].calls) == 1
+
+
+async def test_the_graph_style_goes_straight_to_the_synthesis_when_every_part_succeeds(url: str) -> None:
+    MODELS["refund"] = FakeModel([step(final="refund issued")])
+    MODELS["technical"] = FakeModel(["not json", step(final="fixed")])  # the retry succeeds
+    flow = graph("delegated_graph_ok")
+    async with Engine(open_store(url), workflows=[flow]) as engine:
+        done = await engine.run_record(flow, "blender broken")
+    assert done.status is RunStatus.SUCCEEDED and done.output == "refund=refund issued | technical=fixed"

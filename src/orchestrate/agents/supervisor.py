@@ -36,6 +36,11 @@ Each attempt of each sub-task runs its agent under its own scope (step keys
 goes on where it stopped. An escalation is a review at the gate
 ``delegate:<n>``: the person's (possibly edited) payload's ``output`` stands in for the
 worker's; a rejection fails the delegation.
+
+The same pattern as a graph workflow: :meth:`Supervisor.workflow` builds
+``decompose → Map(work, retry=retries) → escalate (a review gate, only when a part
+failed) → synthesise``. There each worker's run is one step (retried by the step's
+policy), not a step per turn.
 """
 
 from __future__ import annotations
@@ -54,6 +59,7 @@ from orchestrate.errors import (
     NonDeterminismError,
 )
 from orchestrate.observe.logging import get_logger
+from orchestrate.policies import Retry
 
 if TYPE_CHECKING:
     from orchestrate import RunContext
@@ -216,6 +222,93 @@ class Supervisor:
             raise AgentError(f"sub-task {index} ({label}) was rejected by {decision.by}: {decision.reason}")
         answer = decision.payload.get("output") if isinstance(decision.payload, Mapping) else decision.payload
         return SubTaskOutcome(index, label, sub, answer, retries + 1, tuple(errors), True, decision.by)
+
+    def workflow(
+        self,
+        name: str,
+        *,
+        decompose: Decompose,
+        synthesise: Synthesise,
+        retries: int | Retry = 3,
+        escalate_roles: Sequence[str],
+        version: str | None = None,
+        max_workers: int | None = None,
+    ) -> Any:
+        """The delegation as a graph workflow taking the task as its input.
+
+        Nodes: ``decompose`` (a step: the parts), ``parts`` (a :class:`~orchestrate.Map`
+        running each part's worker as the step ``work``, retried ``retries`` times (a count,
+        or a :class:`~orchestrate.policies.Retry` for its delays); a part
+        that still fails is marked for a person), ``escalation`` (a branch that parks the
+        run at a review gate for ``escalate_roles`` only when a part failed: the reviewer
+        edits the failed parts' ``output``), ``synthesise``.
+
+        Returns:
+            a :class:`~orchestrate.Workflow` to register with an engine.
+        """
+        from orchestrate.policies import Fallback
+        from orchestrate.review.gate import HumanReviewGate
+        from orchestrate.workflow import Branch, Map, Step, Workflow
+
+        if isinstance(retries, Retry):
+            retry, attempts = retries, retries.max_attempts or 1
+        elif isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+            raise DefinitionError(f"retries must be an int >= 0 or a Retry, got {retries!r}")
+        else:
+            retry, attempts = Retry(max_attempts=retries + 1), retries + 1
+        workers = self.workers
+
+        def split(task: str) -> list[dict[str, Any]]:
+            parts: list[dict[str, Any]] = [
+                {"index": i, "worker": label, "task": sub, "output": None, "attempts": 0, "escalated": False}
+                for i, (label, sub) in enumerate(decompose(task))
+            ]
+            unknown = sorted({p["worker"] for p in parts} - set(workers))
+            if unknown:
+                raise AgentError(f"decompose sent sub-tasks to {unknown}; workers are {sorted(workers)}")
+            return parts
+
+        async def work(part: dict[str, Any], ctx: Any = None) -> dict[str, Any]:
+            result = await workers[part["worker"]].run(part["task"])
+            return {**part, "output": result.output, "attempts": ctx.attempt if ctx is not None else 1}
+
+        def failed(part: dict[str, Any]) -> dict[str, Any]:
+            log.warning("supervisor_escalated", worker=part["worker"], part=part["index"], attempts=attempts)
+            return {**part, "attempts": attempts, "escalated": True}
+
+        def review(parts: list[dict[str, Any]]) -> list[dict[str, Any]]:
+            return parts  # the gate shows them to a person, who fills in the failed parts' output
+
+        def combine(parts: list[dict[str, Any]]) -> Any:
+            return synthesise(
+                [
+                    SubTaskOutcome(p["index"], p["worker"], p["task"], p["output"], p["attempts"], (), p["escalated"])
+                    for p in parts
+                ]
+            )
+
+        def needs_person(parts: list[dict[str, Any]]) -> bool:
+            return any(p["escalated"] for p in parts)
+
+        gate = HumanReviewGate(roles=list(escalate_roles))
+        return Workflow(
+            name,
+            [
+                Step("decompose", split),
+                Map(
+                    Step("work", work, retry=retry, fallback=Fallback.call(failed)),
+                    name="parts",
+                    max_workers=max_workers,
+                ),
+                Branch(
+                    needs_person,
+                    {True: [Step("escalate", review, gate=gate)], False: "synthesise"},
+                    name="escalation",
+                ),
+                Step("synthesise", combine),
+            ],
+            version=version,
+        )
 
 
 def _parks(exc: BaseException) -> bool:
