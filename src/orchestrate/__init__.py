@@ -44,6 +44,7 @@ from orchestrate.policies import (
     Timeout,
 )
 from orchestrate.review import Escalate, HumanReviewGate, ReviewOutcome, RouteTo, Tier, TieredGate, approval
+from orchestrate.state import StepSchema, compress_after
 from orchestrate.store import open_store
 from orchestrate.types import RunId, RunStatus, StepKey, StepStatus
 from orchestrate.workflow import (
@@ -105,6 +106,7 @@ __all__ = [
     "StepFailedError",
     "StepKey",
     "StepPolicy",
+    "StepSchema",
     "StepStatus",
     "StepTimeoutError",
     "SubWorkflow",
@@ -117,6 +119,7 @@ __all__ = [
     "__version__",
     "approval",
     "branch",
+    "compress_after",
     "fallback",
     "gate",
     "open_store",

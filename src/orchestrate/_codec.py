@@ -41,6 +41,7 @@ from typing import Any
 
 from orchestrate.errors import SerializationError
 from orchestrate.policies import MISSING
+from orchestrate.state import StepSchema
 
 TYPE_KEY = "type"
 """Key of a step record's ``meta`` naming the type its output revives into."""
@@ -95,21 +96,31 @@ class Plan:
     Methods take ``where``, the place named in error messages (``step 'fetch'``).
     """
 
-    __slots__ = ("adapter", "annotation", "module", "plain")
+    __slots__ = ("adapter", "annotation", "module", "plain", "schema")
 
-    def __init__(self, annotation: Any, module: str | None) -> None:
+    def __init__(self, annotation: Any, module: str | None, schema: StepSchema | None = None) -> None:
         annotation = _strip_fallback(annotation)
         self.plain = _is_plain(annotation)
         self.annotation = None if self.plain else annotation
         self.module = module
         self.adapter: Any = None
+        self.schema = schema
 
     def settle(self, value: Any, where: str, what: str = "output") -> tuple[Any, Any, str | None]:
         """``(stored form, value handed on, type name or None)``; refuses what cannot come back.
 
+        With a :class:`~orchestrate.state.StepSchema`, the stored form keeps only its fields,
+        and the value handed on is revived from that form, as a resumed run revives it.
+
         Raises:
-            SerializationError: the value would not come back the same after a restart.
+            SerializationError: the value would not come back the same after a restart, or
+                does not have the fields its schema names.
         """
+        if self.schema is not None:
+            return self._settle_kept(self.schema, value, where, what)
+        return self._settle(value, where, what)
+
+    def _settle(self, value: Any, where: str, what: str) -> tuple[Any, Any, str | None]:
         if type(value) in _ATOMS and self.plain:
             return value, value, None
         if self.plain:
@@ -119,7 +130,7 @@ class Plan:
             parts, bad = found
             if bad is MISSING:  # a skipped step's output, passed on: stored (and handed on) as None
                 value = _without_missing(value)
-                return self.settle(value, where, what)
+                return self._settle(value, where, what)
             if not parts and (dataclasses.is_dataclass(bad) or _is_model(bad)) and not isinstance(bad, type):
                 return self._settle_named(bad, where, what)
             raise SerializationError(_refusal(where, what, parts, bad))
@@ -157,6 +168,22 @@ class Plan:
         return value, None
 
     # internals ------------------------------------------------------------------------------
+    def _settle_kept(self, schema: StepSchema, value: Any, where: str, what: str) -> tuple[Any, Any, str | None]:
+        """:meth:`settle` under the step's schema: the kept fields, revived as a replay would."""
+        stored, _, type_name = self._settle(value, where, what)
+        kept = schema.apply(stored, f"{where}: its {what}" if what != "output" else where)
+        if self.plain and type_name is None:
+            return kept, kept, None
+        try:
+            return kept, self.revive(kept, type_name, where), type_name
+        except SerializationError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - pydantic's error: a dropped field had no default
+            raise SerializationError(
+                f"{where}: its StepSchema drops fields its type needs to be rebuilt ({_first_line(exc)}); give the "
+                "dropped fields defaults or keep them"
+            ) from None
+
     def _adapter(self, where: str) -> Any:
         if self.adapter is None:
             try:
@@ -419,9 +446,9 @@ def _first_line(exc: BaseException) -> str:
     return " ".join(line.strip() for line in text[:3]) if text else type(exc).__name__
 
 
-def plan_for(fn: Callable[..., Any] | None, annotation: Any) -> Plan:
-    """The plan of a step function ``fn`` with its return ``annotation``."""
-    return Plan(annotation, getattr(fn, "__module__", None))
+def plan_for(fn: Callable[..., Any] | None, annotation: Any, schema: StepSchema | None = None) -> Plan:
+    """The plan of a step function ``fn`` with its return ``annotation`` (and output ``schema``)."""
+    return Plan(annotation, getattr(fn, "__module__", None), schema)
 
 
 def to_json(value: Any, what: str = "the run's output") -> Any:

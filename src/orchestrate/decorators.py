@@ -28,6 +28,7 @@ from orchestrate.errors import DefinitionError
 from orchestrate.policies import Fallback, Retry, Seconds, Timeout
 from orchestrate.review._outcomes import continue_with
 from orchestrate.review.gate import HumanReviewGate, TieredGate
+from orchestrate.state import Compression, StepSchema
 from orchestrate.store import InMemoryStore
 from orchestrate.workflow import Map, Node, Step, Workflow, workflow
 
@@ -71,13 +72,30 @@ class AgentWorkflow(Workflow):
         timeout: Seconds | Timeout | None = None,
         fallback: Fallback | Sequence[Fallback] | None = None,
         gate: HumanReviewGate | TieredGate | None = None,
+        schema: StepSchema | None = None,
+        compress: Compression | None = None,
         **options: Unpack[StepOptions],
     ) -> Any:
-        """Append the decorated function as the next step; the function stays callable."""
+        """Append the decorated function as the next step; the function stays callable.
+
+        ``schema`` and ``compress`` are as for :class:`~orchestrate.Step`; a function
+        decorated with ``@StepSchema(...)`` or ``@compress_after(...)`` under this
+        decorator gets them from there.
+        """
 
         def add(f: Callable[..., Any]) -> Callable[..., Any]:
             self.add_step(
-                Step(name or f.__name__, f, retry=retry, timeout=timeout, fallback=fallback, gate=gate, **options)
+                Step(
+                    name or f.__name__,
+                    f,
+                    retry=retry,
+                    timeout=timeout,
+                    fallback=fallback,
+                    gate=gate,
+                    schema=schema,
+                    compress=compress,
+                    **options,
+                )
             )
             return f
 

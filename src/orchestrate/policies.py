@@ -22,6 +22,7 @@ from typing import Any, Literal
 
 from orchestrate._step_options import check_step_options
 from orchestrate.errors import DefinitionError, InvalidOutputError, NonRetryableError, ServerError
+from orchestrate.state import StepSchema
 
 _check_step_options = check_step_options  # where the definitions (workflow.py) find it
 
@@ -690,6 +691,7 @@ class StepPolicy:
     max_concurrency: int | None = None
     isolation: Isolation = "thread"
     min_budget: float | None = None
+    schema: StepSchema | None = None  # the fields of the output kept (orchestrate.state)
 
     def __post_init__(self) -> None:
         # Built directly (or by replace) rather than by build(): check the normalised types,
@@ -707,6 +709,8 @@ class StepPolicy:
         _check_isolation(self.isolation)
         if self.min_budget is not None:
             to_seconds(self.min_budget, what="StepPolicy.min_budget")
+        if self.schema is not None and not isinstance(self.schema, StepSchema):
+            raise DefinitionError(f"StepPolicy.schema must be a StepSchema or None, got {self.schema!r}")
 
     @classmethod
     def build(
@@ -719,6 +723,7 @@ class StepPolicy:
         max_concurrency: int | None = None,
         isolation: Isolation = "thread",
         min_budget: Seconds | None = None,
+        schema: StepSchema | None = None,
         where: str = "step",
     ) -> StepPolicy:
         """Normalise the shorthands accepted by ``Step``, ``@step`` and ``ctx.step``.
@@ -760,6 +765,8 @@ class StepPolicy:
             )
             _check_max_concurrency(max_concurrency)
             _check_isolation(isolation)
+            if schema is not None and not isinstance(schema, StepSchema):
+                raise DefinitionError(f"schema must be a StepSchema(keep=[...], discard=[...]), got {schema!r}")
             return cls(
                 retry=retry_policy,
                 timeout=timeout_policy,
@@ -768,6 +775,7 @@ class StepPolicy:
                 max_concurrency=max_concurrency,
                 isolation=isolation,
                 min_budget=to_seconds(min_budget, what="min_budget"),
+                schema=schema,
             )
         except DefinitionError as exc:
             raise DefinitionError(f"{where}: {exc}") from None

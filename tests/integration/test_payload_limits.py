@@ -43,11 +43,15 @@ def schema() -> str:
 
 @pytest.fixture(params=["memory", "sqlite", "postgres"])
 def store_url(request: pytest.FixtureRequest, tmp_path: Path, schema: str) -> Iterator[str]:
-    """A store URL on memory, on SQLite, or on PostgreSQL in a fresh schema."""
+    """A store URL on memory, on SQLite, or on PostgreSQL in a fresh schema.
+
+    Values stay in the records here (offloaded only above 16 MiB): these tests are about
+    the limits themselves; tests/integration/test_state_offload.py checks them after offload.
+    """
     if request.param == "memory":
-        yield "memory://"
+        yield f"memory://?offload_bytes={16 * MiB}"
     elif request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'limits.db'}"
+        yield f"sqlite:///{tmp_path / 'limits.db'}?offload_bytes={16 * MiB}"
     else:
         yield from in_schema(schema)
 

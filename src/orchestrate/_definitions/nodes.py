@@ -26,6 +26,7 @@ from orchestrate.policies import (
     _check_step_options,
 )
 from orchestrate.review.gate import HumanReviewGate, TieredGate
+from orchestrate.state import Compression, StepSchema, compression_of, resolve_schema
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.:-]*$")
 
@@ -83,6 +84,11 @@ class Step(Node):
             on timeout) or ``"inline"`` (run on the event loop; for trivial sync code).
         min_budget: when less run time than this is left, go straight to the fallback.
         gate: a review gate; the run parks after the step until a person decides.
+        schema: a :class:`~orchestrate.StepSchema`: the fields of the output that later
+            steps receive and the record keeps (default: the one the function is
+            decorated with, if any).
+        compress: :func:`~orchestrate.compress_after`: the run stores the values it
+            records after that step compressed (default: the function's decorator's).
         options: free-form settings (``model=``, ``threshold=``...) readable as
             ``ctx.options`` by the step. Names that read as engine behaviour the step
             does not have (``on_fail=``, ``retry_on=``, ``max_retries=``...) and typos of
@@ -103,6 +109,8 @@ class Step(Node):
     isolation: Isolation = "thread"
     min_budget: Seconds | None = None
     gate: Any = None
+    schema: StepSchema | None = None
+    compress: Compression | None = None
     options: dict[str, Any] = field(default_factory=dict)
     policy: StepPolicy = field(init=False, repr=False)
     plan: CallPlan | None = field(init=False, repr=False, default=None)
@@ -123,6 +131,8 @@ class Step(Node):
         isolation: Isolation = "thread",
         min_budget: Seconds | None = None,
         gate: HumanReviewGate | TieredGate | None = None,
+        schema: StepSchema | None = None,
+        compress: Compression | None = None,
         **options: Unpack[StepOptions],
     ) -> None:
         where = f"step {name!r}"
@@ -148,6 +158,11 @@ class Step(Node):
         self.gate = gate
         _check_step_options(options, where=where)
         self.options: dict[str, Any] = dict(options)
+        # state that stays small (orchestrate.state): given here, or by the function's decorators
+        self.schema = resolve_schema(schema, fn, where)
+        if compress is not None and not isinstance(compress, Compression):
+            raise DefinitionError(f"{where}: compress must be compress_after(step=..., strategy=...), got {compress!r}")
+        self.compress = compress if compress is not None else compression_of(fn) if fn is not None else None
         self.policy = StepPolicy.build(
             retry=given[0] if given else None,
             timeout=timeout,
@@ -156,9 +171,12 @@ class Step(Node):
             max_concurrency=max_concurrency,
             isolation=isolation,
             min_budget=min_budget,
+            schema=self.schema,
             where=where,
         )
         self.plan = CallPlan.of(fn, where) if fn is not None else None
+        if self.plan is not None and self.schema is not None:
+            self.schema.check(self.plan.returns, where)
 
     def bind(self, components: Mapping[str, Callable[..., Any]], where: str) -> None:
         """Resolve the function from ``components`` when none was given; add failover."""
@@ -174,6 +192,13 @@ class Step(Node):
                     + (f" or {self.options['model']!r}" if "model" in self.options else "")
                 )
             self.plan = CallPlan.of(self.fn, where)
+            # a component's decorators count as the function's would
+            self.schema = resolve_schema(self.schema, self.fn, where)
+            if self.compress is None:
+                self.compress = compression_of(self.fn)
+            if self.schema is not None:
+                self.policy = self.policy.replace(schema=self.schema)
+                self.schema.check(self.plan.returns, where)
         if self.failover_model is not None:
             backup = components.get(self.failover_model)
             if backup is None:

@@ -16,6 +16,7 @@ from orchestrate.errors import StepTimeoutError
 from orchestrate.policies import Cache, Fallback, Isolation, Retry, Seconds, Timeout
 from orchestrate.review._outcomes import fail_if_expired
 from orchestrate.review.gate import HumanReviewGate, ReviewOutcome
+from orchestrate.state import StepSchema
 from orchestrate.store.base import AttemptState, Event, StepRecord
 from orchestrate.types import StepStatus
 
@@ -44,6 +45,7 @@ class RunContext(RunState):
         max_concurrency: int | None = None,
         isolation: Isolation = "thread",
         min_budget: Seconds | None = None,
+        schema: StepSchema | None = None,
         **kwargs: Any,
     ) -> T: ...
 
@@ -61,6 +63,7 @@ class RunContext(RunState):
         max_concurrency: int | None = None,
         isolation: Isolation = "thread",
         min_budget: Seconds | None = None,
+        schema: StepSchema | None = None,
         **kwargs: Any,
     ) -> T: ...
 
@@ -76,7 +79,7 @@ class RunContext(RunState):
 
         Typed as ``fn`` returns (awaited when ``fn`` is async): ``await ctx.step(f, x)``
         has ``f``'s return type. Policy keywords (``retry``, ``timeout``, ``fallback``, ``cache``,
-        ``max_concurrency``, ``isolation``, ``min_budget``) configure the step; other
+        ``max_concurrency``, ``isolation``, ``min_budget``, ``schema``) configure the step; other
         keywords are passed to ``fn``. The step key is ``name`` (default: the function's
         name), suffixed ``#2``, ``#3``... on repeated calls, unless ``key`` is given.
         """
@@ -203,4 +206,4 @@ class RunContext(RunState):
         return outcome
 
 
-_POLICY_KEYS = ("retry", "timeout", "fallback", "cache", "max_concurrency", "isolation", "min_budget")
+_POLICY_KEYS = ("retry", "timeout", "fallback", "cache", "max_concurrency", "isolation", "min_budget", "schema")

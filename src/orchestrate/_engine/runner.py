@@ -51,6 +51,7 @@ from orchestrate.observe._dispatch import Dispatch
 from orchestrate.observe.correlation import RUN
 from orchestrate.policies import StepPolicy
 from orchestrate.review.gate import AnyGate, HumanReviewGate, TieredGate, queue_gate
+from orchestrate.state import compression_in
 from orchestrate.store import Store
 from orchestrate.store.base import Capability, Event, RunRecord, RunUpdate, capabilities_of
 from orchestrate.store.retrying import RetryingStore
@@ -461,6 +462,7 @@ class Engine(WorkerLoop):
                 )
             )
         ctx = RunContext(self, run, recorded, attempts, check_order=isinstance(wf, DurableFunction))
+        ctx.compression = compression_in(wf)  # state that stays small: compress_after
         if not fresh and ctx.hooks is not None:
             _hooks.run_resumed(ctx.hooks, run, len(recorded), self.clock.now())
         token = current_run.set(ctx)

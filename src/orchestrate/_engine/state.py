@@ -22,6 +22,8 @@ from orchestrate._definitions.calls import CallPlan, source_of
 from orchestrate._engine.hooks import hooks_of
 from orchestrate.errors import NonDeterminismError, StepFailedError
 from orchestrate.policies import MISSING, StepPolicy
+from orchestrate.state import Compression, compression_of, schema_of
+from orchestrate.store import _blobs
 from orchestrate.store.base import AttemptState, Event, RunRecord, RunUpdate, StepRecord
 from orchestrate.types import RunStatus, StepStatus
 
@@ -57,7 +59,11 @@ class StepSpec:
     @cached_property
     def codec(self) -> _codec.Plan:
         """How this step's outputs are stored and revived (see :mod:`orchestrate._codec`)."""
-        return _codec.plan_for(self.plan.fn, self.plan.returns)
+        # state that stays small: the step's StepSchema, given or its function's decorator
+        schema = self.policy.schema or schema_of(self.plan.fn)
+        if schema is not None:
+            schema.check(self.plan.returns, f"step {self.name!r}")
+        return _codec.plan_for(self.plan.fn, self.plan.returns, schema)
 
     @property
     def cache_prefix(self) -> str:
@@ -147,6 +153,11 @@ class RunState:
         self._unconsumed = [k for k in recorded if not k.startswith(("wait:", "sleep:"))] if check_order else []
         self._check_order = check_order
         self.overrides: dict[str, Any] = dict(run.options.get("overrides", {}))
+        # State that stays small: the run's compress_after (its workflow's, else the first
+        # met on a step's function) and how its store keeps large values.
+        self.compression: Compression | None = None
+        self._storage: _blobs.Storage | None = None
+        self._positions: int | None = None  # step records so far, counted once compression applies
 
     @property
     def fence(self) -> int:
@@ -194,10 +205,14 @@ class RunState:
             still = still + 1 if len(self._unconsumed) == left else 0
         return self.replayed(step_key, name)
 
-    async def record(self, record: StepRecord, *, event: Event | None = None) -> StepRecord:
+    async def record(
+        self, record: StepRecord, *, event: Event | None = None, pack: StepSpec | None = None
+    ) -> StepRecord:
         """Write a step record under this run's fence; the stored one wins.
 
         The final step's plain success also marks the run succeeded, in the same write.
+        With ``pack`` (the step's spec) the output is written compressed or offloaded as
+        the run's settings say; what this returns, and later steps read, is the plain record.
         """
         update = None
         if (
@@ -208,9 +223,14 @@ class RunState:
         ):
             update = RunUpdate(status=RunStatus.SUCCEEDED, output=record.output)
             event = Event(run_id=self.run_id, kind="run_succeeded", at=record.finished_at)
+        written = record if pack is None or record.output is None else await self._pack(record, pack)
         stored = await self.engine.store.record_step(
-            record, fence=self.fence, now=record.finished_at, event=event, run_update=update
+            written, fence=self.fence, now=record.finished_at, event=event, run_update=update
         )
+        if stored is written:
+            stored = record  # ours: the plain form, as given
+        elif _blobs.is_packed(stored):
+            stored = await _blobs.unpack(stored, self.storage)
         self.recorded[record.step_key] = stored
         if update is not None and stored is record:
             self.finished = True
@@ -218,6 +238,35 @@ class RunState:
         if time.monotonic() >= engine.turn_at:  # a long run of steps that never suspend
             await engine.turn()  # still lets the loop's other tasks run, once per slice
         return stored
+
+    # state that stays small ----------------------------------------------------------------
+    @property
+    def storage(self) -> _blobs.Storage:
+        """How the run's store keeps large values (its blob store and offload size)."""
+        if self._storage is None:
+            self._storage = _blobs.storage_of(self.engine.store)
+        return self._storage
+
+    async def _pack(self, record: StepRecord, spec: StepSpec) -> StepRecord:
+        compression = self.compression
+        if compression is None:
+            compression = self.compression = compression_of(spec.plan.fn)
+        strategy = level = None
+        if compression is not None:
+            if self._positions is None:
+                self._positions = sum(1 for k in self.recorded if not k.startswith(_NOT_STEPS))
+            self._positions += 1
+            if compression.applies(self._positions, self.recorded):
+                strategy, level = compression.strategy, compression.level
+        return await _blobs.pack(record, self.storage, strategy=strategy, level=level)
+
+    async def unpacked(self, record: StepRecord) -> StepRecord:
+        """``record`` with its output read back (decompressed, fetched from the blob store)."""
+        if not _blobs.is_packed(record):
+            return record
+        plain = await _blobs.unpack(record, self.storage)
+        self.recorded[record.step_key] = plain
+        return plain
 
     async def delay_until(self, at: float, *, reason: str) -> None:
         """Sleep until ``at`` if it is near; park the run (release the worker) if not."""
@@ -263,6 +312,8 @@ class RunState:
             return live[1]  # revived when it was recorded, a moment ago
         return codec.revive(record.output, type_name, f"step {record.step_key!r}")
 
+
+_NOT_STEPS = ("wait:", "sleep:", "review:")  # keys of records that are not a step's output
 
 _SIBLING_PASSES = 8  # event-loop turns without progress before a replay is called divergent
 

@@ -31,6 +31,7 @@ from orchestrate.errors import (
 from orchestrate.observe.correlation import STEP
 from orchestrate.policies import MISSING, Fallback
 from orchestrate.review._outcomes import continue_with
+from orchestrate.store import _blobs
 from orchestrate.store.base import AttemptState, Event, StepRecord
 from orchestrate.types import StepStatus
 
@@ -57,6 +58,8 @@ async def run_step(ctx: RunState, spec: StepSpec, value: Any, key: str) -> tuple
             STEP.reset(token)
         if ctx.hooks is not None:
             _hooks.step_ended(ctx.hooks, ctx, spec, record)
+    if record.meta and _blobs.PACKED in record.meta:
+        record = await ctx.unpacked(record)  # compressed or offloaded: read back when needed
     output = ctx.output_of(record, spec)
     ctx.outputs[key] = output
     route = record.meta.get("route") if record.fallback else None
@@ -182,7 +185,8 @@ async def _execute_with_policy(ctx: RunState, spec: StepSpec, value: Any, key: s
             cached, type_name = spec.codec.from_cache(entry.value)
             try:
                 return await ctx.record(
-                    _step_record(ctx, key, spec, hashed, decide.cached(cached, now=now, type_name=type_name))
+                    _step_record(ctx, key, spec, hashed, decide.cached(cached, now=now, type_name=type_name)),
+                    pack=spec,
                 )
             except PayloadTooLargeError:
                 pass  # cached under a higher payload limit: run the step, as on a miss
@@ -293,7 +297,7 @@ async def _attempts(
         try:
             if cache_key is not None and route is None:
                 await engine.store.cache_put(cache_key, spec.codec.to_cache(stored, type_name), now=finished)
-            written = await ctx.record(record, event=event)
+            written = await ctx.record(record, event=event, pack=spec)
         except PayloadTooLargeError as exc:
             # Too large to store: the step failed, and another attempt would return as much.
             # (Without its traceback, whose frames hold the value and its JSON.)
@@ -512,7 +516,9 @@ async def _try_fallback(
         data["flag"] = fallback.flag
     try:
         stored = await ctx.record(
-            record, event=Event(run_id=ctx.run_id, kind="step_fallback", at=finished, step_key=key, data=data)
+            record,
+            event=Event(run_id=ctx.run_id, kind="step_fallback", at=finished, step_key=key, data=data),
+            pack=spec,
         )
     except PayloadTooLargeError as exc:
         tried.append({"fallback": fallback.label, "error": redact_text(f"{type(exc).__qualname__}: {exc}")})

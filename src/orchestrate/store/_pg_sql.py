@@ -15,11 +15,22 @@ from typing import Any
 
 from orchestrate.store import _sql
 from orchestrate.store._access_schema import PG_AUDIT_APPEND_ONLY
+from orchestrate.store._blobs import URL_OPTIONS as BLOB_OPTIONS
 from orchestrate.store._limits import URL_OPTIONS as LIMIT_OPTIONS
 from orchestrate.store.base import AttemptState, Event, RunUpdate, StepRecord
 
 URL_OPTIONS = frozenset(
-    {"schema", "clock", "migrate", "pool_min", "pool_max", "retry_seconds", "prepare_threshold", *LIMIT_OPTIONS}
+    {
+        "schema",
+        "clock",
+        "migrate",
+        "pool_min",
+        "pool_max",
+        "retry_seconds",
+        "prepare_threshold",
+        *LIMIT_OPTIONS,
+        *BLOB_OPTIONS,
+    }
 )
 """Query parameters of a ``postgresql://`` URL that the store reads (the rest go to libpq)."""
 
