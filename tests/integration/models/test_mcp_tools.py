@@ -19,7 +19,7 @@ import pytest
 from orchestrate import Engine, RunContext, workflow
 from orchestrate.agents import Agent, Secret
 from orchestrate.agents.mcp import MCPToolset
-from orchestrate.errors import AgentError
+from orchestrate.errors import AgentError, DefinitionError
 from orchestrate.store import open_store
 from orchestrate.testing.models import FakeModel
 
@@ -173,3 +173,27 @@ async def test_inside_a_run_each_mcp_call_is_a_step_with_the_step_idempotency_ke
     assert keys == ["agent:clerk:turn:1", "agent:clerk:approval:1:0", "agent:clerk:tool:1:0", "agent:clerk:turn:2"]
     (ran,) = calls_logged(log)
     assert ran["args"]["idempotency_key"] == f"{record.run_id}:agent:clerk:tool:1:0"
+
+
+async def test_http_headers_may_hold_secrets_and_reach_only_the_http_client(http_server) -> None:
+    url, _log = http_server
+    token = Secret("mcp-token-81f2aa", name="mcp_token")
+    tools = MCPToolset.http(url, headers={"Authorization": token}, include={"lookup_order"})
+    async with tools:
+        (only,) = tools.tools()
+        assert only.name == "lookup_order" and await only.fn(order_id="A-1") == {"order_id": "A-1", "status": "packed"}
+    assert "mcp-token" not in repr(tools.__dict__.get("_headers"))  # kept as a Secret, shown masked
+
+
+def test_toolset_options_are_checked() -> None:
+    with pytest.raises(DefinitionError, match="either command= .* or url="):
+        MCPToolset(command="x", url="http://127.0.0.1:1/mcp")
+    with pytest.raises(DefinitionError, match="timeout must be > 0 seconds"):
+        MCPToolset.stdio("x", timeout=0)
+
+
+async def test_credentials_for_a_tool_the_server_lacks_are_refused() -> None:
+    env = {"MCP_CALLS": ""}
+    with pytest.raises(DefinitionError, match=r"has no tool\(s\) \['nope'\] named in credentials="):
+        async with MCPToolset.stdio(sys.executable, SERVER, "stdio", env=env, credentials={"nope": {"a": "b"}}):
+            pass
