@@ -36,10 +36,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import urllib.parse
 from collections.abc import Iterable, Mapping
 from contextlib import AsyncExitStack
 from typing import Any
 
+from orchestrate import _redact
 from orchestrate.agents.tools import IDEMPOTENCY_PARAM, Tool, ToolArgumentError
 from orchestrate.errors import AgentError, DefinitionError
 from orchestrate.models.secrets import Secret, reveal
@@ -130,7 +132,11 @@ class MCPToolset:
     @property
     def label(self) -> str:
         """The server, as errors name it (never its secrets)."""
-        return self.url if self.url is not None else " ".join([str(self.command), *self.args])
+        if self.url is not None:
+            parts = urllib.parse.urlsplit(self.url)
+            host = parts.netloc.rpartition("@")[2]  # never a user:password in the address
+            return urllib.parse.urlunsplit((parts.scheme, host, parts.path, "", ""))
+        return " ".join([str(self.command), *self.args])
 
     async def __aenter__(self) -> MCPToolset:
         import mcp
@@ -145,9 +151,10 @@ class MCPToolset:
         except BaseException as exc:
             await stack.aclose()
             if isinstance(exc, Exception):
+                detail = _redact.redact(str(exc).replace(self.url, self.label) if self.url else str(exc))
                 raise AgentError(
-                    f"MCP server {self.label}: could not connect and list its tools: {type(exc).__name__}: {exc}"
-                ) from exc
+                    f"MCP server {self.label}: could not connect and list its tools: {type(exc).__name__}: {detail}"
+                ) from None
             raise
         self._stack, self._client = stack, client
         self._tools = [self._tool(item) for item in listed]

@@ -197,3 +197,12 @@ async def test_credentials_for_a_tool_the_server_lacks_are_refused() -> None:
     with pytest.raises(DefinitionError, match=r"has no tool\(s\) \['nope'\] named in credentials="):
         async with MCPToolset.stdio(sys.executable, SERVER, "stdio", env=env, credentials={"nope": {"a": "b"}}):
             pass
+
+
+async def test_a_server_address_with_a_password_never_shows_it() -> None:
+    port = free_port()  # nothing listens there
+    with pytest.raises(AgentError) as caught:
+        async with MCPToolset.http(f"http://ops:hunter2hunter2@127.0.0.1:{port}/mcp", connect_timeout=10):
+            pass
+    assert f"MCP server http://127.0.0.1:{port}/mcp: could not connect" in str(caught.value)
+    assert "hunter2" not in str(caught.value) and caught.value.__cause__ is None
