@@ -122,6 +122,9 @@ class Engine(WorkerLoop):
             (or an open one).
     """
 
+    diversions: Any = None
+    """Actions of alerts on this engine's steps (:class:`orchestrate.observe.alerts.Diversions`); ``None``: none."""
+
     def __init__(
         self,
         store: Store,

@@ -15,6 +15,7 @@ from typing import Any
 
 from orchestrate import _codec, _serde
 from orchestrate._engine import decisions as decide
+from orchestrate._engine import diversion as _diversion
 from orchestrate._engine import hooks as _hooks
 from orchestrate._engine.gates import await_review, open_flag
 from orchestrate._engine.isolation import call_in_process
@@ -43,6 +44,7 @@ async def run_step(ctx: RunState, spec: StepSpec, value: Any, key: str) -> tuple
     except NonDeterminismError:
         record = await ctx.replayed_after_siblings(key, spec.name)
     gate = spec.gate
+    diverted = None  # an alert's action on the step (_engine/diversion.py), when one took it
     if record is None:
         if key in ctx.overrides:
             value = ctx.overrides[key]
@@ -51,13 +53,20 @@ async def run_step(ctx: RunState, spec: StepSpec, value: Any, key: str) -> tuple
             value, route = await _gate_input(ctx, spec, key, value)
             if route is not None:
                 return value, route
+        if ctx.engine.diversions is not None:  # alert actions: asked only when attached to the engine
+            diverted = await _diversion.decide(ctx, spec, key, ctx.engine.diversions)
         token = STEP.set(key)  # the correlation ids of log lines written by the step
         try:
-            record = await _execute(ctx, spec, value, key)
+            if diverted == "fallback":
+                record = await _diverted_fallback(ctx, spec, value, key)
+            else:
+                record = await _execute(ctx, spec, value, key)
         finally:
             STEP.reset(token)
         if ctx.hooks is not None:
             _hooks.step_ended(ctx.hooks, ctx, spec, record)
+    else:
+        diverted = _diversion.recorded(ctx, key)  # what an alert decided on the first drive
     if record.meta and _blobs.PACKED in record.meta:
         record = await ctx.unpacked(record)  # compressed or offloaded: read back when needed
     output = ctx.output_of(record, spec)
@@ -69,7 +78,21 @@ async def run_step(ctx: RunState, spec: StepSpec, value: Any, key: str) -> tuple
         output, gate_route = await _gate(ctx, spec, key, output)
         ctx.outputs[key] = output
         route = gate_route or route
+    if diverted == "review" and record.status is StepStatus.SUCCEEDED:
+        output, divert_route = await _diversion.review(ctx, spec, key, output)  # people look first
+        ctx.outputs[key] = output
+        route = divert_route or route
     return output, route
+
+
+async def _diverted_fallback(ctx: RunState, spec: StepSpec, value: Any, key: str) -> StepRecord:
+    """Take the step's fallbacks without calling it: an alert diverted it (``fallback_reason`` ``alert``)."""
+    hashed = _serde.input_hash(value.for_hash() if isinstance(value, Args) else value)
+    cache_key = f"{spec.cache_prefix}:{hashed}" if decide.wants_cache(spec.policy) else None
+    error = _diversion.AlertDivertedError(f"step {key!r} was diverted to its fallback by an alert")
+    now = ctx.engine.clock.now()
+    gave_up = decide.GiveUp(error, reason="alert")
+    return await _fallbacks(ctx, spec, value, key, hashed, cache_key, 0, now, gave_up, None, [])
 
 
 async def _gate(ctx: RunState, spec: StepSpec, key: str, output: Any) -> tuple[Any, str | None]:

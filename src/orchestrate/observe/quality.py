@@ -104,7 +104,7 @@ class StepResult:
         found = meta.get("model")
         model: dict[str, Any] = found if isinstance(found, dict) else {}
         fallback = record.fallback if is_fallback(record) else None
-        diverted = meta.get("diverted")
+        diverted = meta.get("diverted") or ("fallback" if meta.get("fallback_reason") == "alert" else None)
         return cls(
             workflow=workflow,
             run_id=record.run_id,

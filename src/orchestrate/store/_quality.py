@@ -28,6 +28,10 @@ from orchestrate.store.base import StepRecord
 from orchestrate.types import StepStatus
 
 
+FEEDBACK_EVENT = "feedback_recorded"
+"""The kind of the event that records feedback in its run's history (data: feedback_id, by, outcome, score...)."""
+
+
 class AlertState(enum.StrEnum):
     """Where an alert stands."""
 
