@@ -170,8 +170,9 @@ async def stream_step(
         the complete answer, as recorded.
     """
     request = messages if isinstance(messages, ModelRequest) else ModelRequest.chat(messages, settings)
+    run = ctx
 
-    async def streamed(ctx: StepContext | None = None) -> dict[str, Any]:
+    async def streamed(ctx: StepContext | None = None) -> dict[str, Any]:  # the engine hands ``ctx`` by name
         result = await stream_into(
             model,
             request,
@@ -182,7 +183,6 @@ async def stream_step(
         )
         return result_record(result)
 
-    run = ctx
     recorded = await ctx.step(streamed, key=key, name=f"stream:{key}", **policy)
     return result_from_record(recorded)
 

@@ -26,7 +26,7 @@ import time
 from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
 
-from orchestrate.errors import ModelTimeoutError, ServerError
+from orchestrate.errors import DefinitionError, ModelTimeoutError, ServerError
 from orchestrate.models.base import Model, ModelRequest, ModelResult, report_call
 
 
@@ -78,7 +78,7 @@ async def stream(
     """
     for label, seconds in (("first_token_timeout", first_token_timeout), ("idle_timeout", idle_timeout)):
         if seconds is not None and not seconds > 0:
-            raise ValueError(f"{label} must be > 0 seconds, got {seconds!r}")
+            raise DefinitionError(f"stream(): {label} must be > 0 seconds, got {seconds!r}")
     started = time.perf_counter()
     chunks = _chunks_of(model, request)
     got_text = False
