@@ -148,9 +148,12 @@ class AgentResult:
 class AgentBudget:
     """Caps on what one run of an agent may spend, checked *before* each model call.
 
-    The check adds the coming request's input tokens (estimated) to what the recorded
-    turns spent, so a run stops before the call that would cross the cap instead of
-    after it; in a durable run the recorded turns survive restarts, and so does the count.
+    The check adds the coming request's input tokens to what the recorded turns spent,
+    so a run stops before the call that would cross the cap instead of after it; in a
+    durable run the recorded turns survive restarts, and so does the count. The coming
+    request is counted with the model's own tokenizer where it has one, else from the
+    provider's count of the last request (its recorded usage) plus an estimate of the
+    messages added since (see :mod:`orchestrate.models.tokens`).
 
     Args:
         max_tokens: most input plus output tokens over all turns.
