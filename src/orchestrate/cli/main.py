@@ -41,6 +41,7 @@ from orchestrate.cli._common import (
     store_option,
     with_client,
 )
+from orchestrate.cli.alerts import alerts
 from orchestrate.cli.dlq import dlq
 from orchestrate.cli.loading import JSON_VALUE
 from orchestrate.cli.metrics_command import metrics, metrics_port_option, start_metrics
@@ -48,6 +49,7 @@ from orchestrate.cli.reviews import reviews
 from orchestrate.cli.runs import drive_and_show, print_next_steps, runs
 from orchestrate.cli.schedules import load_all, schedules
 from orchestrate.cli.serve import serve_command
+from orchestrate.cli.stats import stats
 from orchestrate.cli.timeline import render_timeline
 from orchestrate.cli.tokens import tokens
 from orchestrate.cli.yaml_commands import COMMANDS, canonical, load_target
@@ -139,6 +141,8 @@ cli.add_command(reviews)
 cli.add_command(metrics)
 cli.add_command(serve_command)
 cli.add_command(tokens)
+cli.add_command(stats)
+cli.add_command(alerts)
 for _command in COMMANDS:  # validate, graph, schema
     cli.add_command(_command)
 

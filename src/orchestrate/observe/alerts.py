@@ -60,6 +60,21 @@ from orchestrate.store._quality import (
 from orchestrate.store._quality_sql import quality_for
 from orchestrate.store.base import StepRecord
 
+__all__ = [
+    "DIVERTED_EVENT",
+    "AlertEvaluator",
+    "AlertRecord",
+    "AlertSink",
+    "AlertState",
+    "Diversions",
+    "FeedbackRecord",
+    "LogSink",
+    "OutcomeMonitor",
+    "WebhookSink",
+    "acknowledge",
+    "sign",
+]
+
 OutcomeMetric = Literal["score_mean", "outcome_rate", "label_rate"]
 
 DIVERTED_EVENT = "step_diverted"
