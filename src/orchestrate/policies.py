@@ -677,7 +677,10 @@ class RateWindow:
         return grant, ((*kept, (grant.at, cost)) if grant.granted else kept)
 
 
-Isolation = Literal["thread", "process", "inline"]
+Isolation = Literal["auto", "thread", "process", "inline"]
+"""Where a sync step runs: ``"auto"`` (the default: on the event loop once its calls have
+proved quick, else a thread), ``"thread"`` (always a thread), ``"process"`` (a process, killed
+on timeout), ``"inline"`` (always on the loop). Async steps run on the loop whatever it says."""
 
 
 @dataclass(frozen=True)
@@ -689,7 +692,7 @@ class StepPolicy:
     fallback: tuple[Fallback, ...] = ()
     cache: Cache | None = None
     max_concurrency: int | None = None
-    isolation: Isolation = "thread"
+    isolation: Isolation = "auto"
     min_budget: float | None = None
     schema: StepSchema | None = None  # the fields of the output kept (orchestrate.state)
 
@@ -721,7 +724,7 @@ class StepPolicy:
         fallback: Fallback | Sequence[Fallback] | None = None,
         cache: Seconds | Cache | None = None,
         max_concurrency: int | None = None,
-        isolation: Isolation = "thread",
+        isolation: Isolation = "auto",
         min_budget: Seconds | None = None,
         schema: StepSchema | None = None,
         where: str = "step",
@@ -791,8 +794,8 @@ def _check_max_concurrency(value: Any) -> None:
 
 
 def _check_isolation(value: Any) -> None:
-    if value not in ("thread", "process", "inline"):
-        raise DefinitionError(f"isolation must be 'thread', 'process' or 'inline', got {value!r}")
+    if value not in ("auto", "thread", "process", "inline"):
+        raise DefinitionError(f"isolation must be 'auto', 'thread', 'process' or 'inline', got {value!r}")
 
 
 class _Missing:

@@ -209,7 +209,7 @@ def test_max_concurrency_must_be_a_positive_int(bad):
         ({"fallback": [Fallback.skip()]}, "StepPolicy.fallback must be a tuple of Fallback"),
         ({"cache": 60}, "StepPolicy.cache must be a Cache or None, got 60"),
         ({"max_concurrency": True}, "max_concurrency must be >= 1"),
-        ({"isolation": "fork"}, "isolation must be 'thread', 'process' or 'inline', got 'fork'"),
+        ({"isolation": "fork"}, "isolation must be 'auto', 'thread', 'process' or 'inline', got 'fork'"),
         ({"min_budget": NAN}, "StepPolicy.min_budget must be a finite number of seconds > 0, got nan"),
     ],
 )

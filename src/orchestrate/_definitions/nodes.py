@@ -80,8 +80,9 @@ class Step(Node):
         failover_model: name of a component to call when the step fails (a fallback).
         cache: a TTL in seconds or a :class:`Cache`.
         max_concurrency: most executions of this step at once in a process.
-        isolation: ``"thread"`` (default for sync functions), ``"process"`` (killable
-            on timeout) or ``"inline"`` (run on the event loop; for trivial sync code).
+        isolation: where a sync function runs: ``"auto"`` (default: on the event loop
+            once its calls have proved quick, else in a thread), ``"thread"`` (always a
+            thread), ``"process"`` (killable on timeout) or ``"inline"`` (always on the loop).
         min_budget: when less run time than this is left, go straight to the fallback.
         gate: a review gate; the run parks after the step until a person decides.
         schema: a :class:`~orchestrate.StepSchema`: the fields of the output that later
@@ -106,7 +107,7 @@ class Step(Node):
     failover_model: str | None = None
     cache: Seconds | Cache | None = None
     max_concurrency: int | None = None
-    isolation: Isolation = "thread"
+    isolation: Isolation = "auto"
     min_budget: Seconds | None = None
     gate: Any = None
     schema: StepSchema | None = None
@@ -128,7 +129,7 @@ class Step(Node):
         failover_model: str | None = None,
         cache: Seconds | Cache | None = None,
         max_concurrency: int | None = None,
-        isolation: Isolation = "thread",
+        isolation: Isolation = "auto",
         min_budget: Seconds | None = None,
         gate: HumanReviewGate | TieredGate | None = None,
         schema: StepSchema | None = None,

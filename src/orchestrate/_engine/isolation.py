@@ -1,4 +1,13 @@
-"""Where a sync step's call runs: a thread of the engine's pool, or a process it can kill.
+"""Where a sync step's call runs: on the loop, a thread of the engine's pool, or a process.
+
+A sync step in the default mode runs on the event loop, without a thread hop, once its
+function has shown itself quick (:class:`SyncPlacement`): its first call runs in a pool
+thread and is timed there; if it returned within :data:`QUICK_SECONDS`, its next calls
+run inline, each timed; one that takes longer sends the function back to the threads
+for the engine's life (``step_sync_threaded``). The loop is then held by a quick call at
+a time, as by an async step's code between two awaits; heartbeats and other runs wait
+for it no longer than that. A call that ran inline past its attempt's timeout is
+recorded as timed out (its result discarded, as when a thread's call outlives it).
 
 Threads cannot be stopped from outside: a sync step that times out in the default
 thread mode keeps running in its thread until it returns (its result is discarded).
@@ -31,6 +40,54 @@ from orchestrate.errors import IsolatedProcessError
 
 _REPORT_MAX_SECONDS = 600.0
 """The longest interval between two reports of the same stuck thread."""
+
+QUICK_SECONDS = 0.001
+"""A sync call that returned within this time lets its function's next calls run inline."""
+
+_BLOCKING_SECONDS = 0.1
+"""An inline call that held the loop this long is reported as a warning, not at info level."""
+
+
+class SyncPlacement:
+    """Where the next call of a sync step function runs (default isolation), learned per function.
+
+    A function is *quick* once a call of it, timed in its thread, returned within
+    :data:`QUICK_SECONDS`; a quick function's calls run inline on the loop. An inline call
+    that took longer (or past its timeout) makes the function *slow* for good: its calls
+    go to the threads again. Pure bookkeeping: no I/O, no clock of its own (the callers
+    time the calls with :func:`time.perf_counter`).
+    """
+
+    __slots__ = ("_quick", "_slow", "log")
+
+    def __init__(self, *, log: Any) -> None:
+        self.log = log
+        self._quick: set[Any] = set()
+        self._slow: set[Any] = set()
+
+    def inline(self, fn: Any) -> bool:
+        """Whether ``fn``'s next call runs on the loop."""
+        return fn in self._quick
+
+    def ran_in_thread(self, fn: Any, seconds: float) -> None:
+        """A call of ``fn`` took ``seconds`` in its thread: quick enough to run inline next time?"""
+        if seconds <= QUICK_SECONDS and fn not in self._slow:
+            self._quick.add(fn)
+
+    def ran_inline(self, fn: Any, seconds: float, about: dict[str, Any]) -> None:
+        """A call of ``fn`` held the loop for ``seconds``: past the bound, back to the threads."""
+        if seconds <= QUICK_SECONDS:
+            return
+        self._quick.discard(fn)
+        self._slow.add(fn)
+        report = self.log.warning if seconds >= _BLOCKING_SECONDS else self.log.info
+        report(
+            "step_sync_threaded",
+            **about,
+            held_loop_seconds=round(seconds, 6),
+            message=f"this sync step ran on the event loop for more than {QUICK_SECONDS * 1000:g} ms; "
+            "its calls run in the engine's threads from now on",
+        )
 
 
 class _Call:
@@ -109,6 +166,8 @@ class StepThreads:
         self._watch = threading.Condition(self._lock)
         self._watching = False
         self.closed = False
+        self.placement = SyncPlacement(log=log)
+        """Where the engine's sync steps of the default isolation run (learned per function)."""
         _POOLS.add(self)
 
     @property

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import time
 from collections.abc import Awaitable
 from typing import Any
 
@@ -18,7 +19,7 @@ from orchestrate._engine import decisions as decide
 from orchestrate._engine import diversion as _diversion
 from orchestrate._engine import hooks as _hooks
 from orchestrate._engine.gates import await_review, open_flag
-from orchestrate._engine.isolation import call_in_process
+from orchestrate._engine.isolation import QUICK_SECONDS, SyncPlacement, call_in_process
 from orchestrate._engine.state import Args, RunState, StepSpec, current_run
 from orchestrate.errors import (
     DeadlineExceededError,
@@ -133,18 +134,24 @@ async def _invoke(
         else:
             kwargs["ctx"] = step_ctx
     engine = ctx.engine
+    isolation = spec.policy.isolation
     if plan.is_async:
         call = plan.fn(*args, **kwargs)
-    elif spec.policy.isolation == "inline" and timeout is None:
+    elif isolation == "inline" and timeout is None:
         return plan.fn(*args, **kwargs)
-    elif spec.policy.isolation == "process":
+    elif isolation == "process":
         call = call_in_process(plan.fn, args, kwargs)
+    elif isolation == "auto" and engine._threads.placement.inline(plan.fn):
+        return _inline(ctx, plan.fn, args, kwargs, key, attempt, timeout)
     else:
         about = {"workflow": ctx.workflow, "run_id": ctx.run_id, "step": key, "attempt": attempt}
         # The thread runs in a copy of this task's context: log lines keep their ids.
+        fn = plan.fn
+        if isolation == "auto":  # timed in its thread: quick enough to run inline next time?
+            fn, args = _learning, (engine._threads.placement, fn, *args)
         call = engine._threads.call(
             _in_context,
-            (contextvars.copy_context(), plan.fn, args, kwargs),
+            (contextvars.copy_context(), fn, args, kwargs),
             {},
             owner=(ctx.workflow, spec.name),
             about=about,
@@ -152,6 +159,39 @@ async def _invoke(
     if timeout is None:
         return await call
     return await _timed(ctx, call, key, attempt, timeout)
+
+
+def _inline(
+    ctx: RunState, fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any], key: str, attempt: int, timeout: float | None
+) -> Any:
+    """Call a sync function known to be quick on the loop, timed (see :mod:`.isolation`).
+
+    A call that held the loop past the quick bound sends the function back to the
+    threads; one that returned past its timeout counts as timed out, its result
+    discarded, as a thread's would be.
+    """
+    started = time.perf_counter()
+    try:
+        return_value = fn(*args, **kwargs)
+    finally:
+        held = time.perf_counter() - started
+        if held > QUICK_SECONDS:
+            about = {"workflow": ctx.workflow, "run_id": ctx.run_id, "step": key, "attempt": attempt}
+            ctx.engine._threads.placement.ran_inline(fn, held, about)
+    if timeout is not None and held > timeout:
+        raise StepTimeoutError(
+            f"step {key!r} attempt {attempt} timed out: no result after {held:.3g}s (its limit is {timeout:g}s)"
+        )
+    return return_value
+
+
+def _learning(placement: SyncPlacement, fn: Any, *args: Any, **kwargs: Any) -> Any:
+    """Call ``fn`` in its thread, timed: a quick call lets its next ones run inline."""
+    started = time.perf_counter()
+    try:
+        return fn(*args, **kwargs)
+    finally:
+        placement.ran_in_thread(fn, time.perf_counter() - started)
 
 
 def _in_context(context: contextvars.Context, fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
