@@ -88,8 +88,8 @@ def test_validate_prints_one_line_per_problem_and_exits_2(tmp_path: Path, flow: 
         f"{bad}:2:10: timeout: expected a duration such as 30s, 5m, 1h30m, 250ms or 2d (or a number of seconds), "
         "got 'soon'",
         f"{bad}:5:5: steps[0].retires: unknown key 'retires'; did you mean 'retry'? (expected one of: cache, call, "
-        "failover_model, fallback, gate, isolation, max_concurrency, min_budget, model, options, pipeline, retry, "
-        "step, timeout)",
+        "compress, failover_model, fallback, gate, isolation, max_concurrency, min_budget, model, options, pipeline, "
+        "retry, schema, step, timeout)",
     ]
 
 

@@ -56,8 +56,8 @@ def test_every_schema_problem_is_listed_with_its_line_and_column():
         "flow.yaml:3:10: timeout: expected a duration such as 30s, 5m, 1h30m, 250ms or 2d (or a number of seconds), "
         "got 'soon'",
         "flow.yaml:7:5: steps[0].retires: unknown key 'retires'; did you mean 'retry'? (expected one of: cache, call, "
-        "failover_model, fallback, gate, isolation, max_concurrency, min_budget, model, options, pipeline, retry, "
-        "step, timeout)",
+        "compress, failover_model, fallback, gate, isolation, max_concurrency, min_budget, model, options, pipeline, "
+        "retry, schema, step, timeout)",
         "flow.yaml:8:27: steps[0].retry.max_attempts: expected a number >= 1, got 0",
         "flow.yaml:9:5: steps[1]: missing required key 'until'",
         "flow.yaml:9:5: steps[1]: missing required key 'max_iterations'",
@@ -75,7 +75,10 @@ def test_the_error_carries_the_problems_as_records():
 @pytest.mark.parametrize(
     ("snippet", "expected"),
     [
-        ("bogus: 1", "flow.yaml:3:1: bogus: unknown key 'bogus' (expected one of: components, description, "),
+        (
+            "bogus: 1",
+            "flow.yaml:3:1: bogus: unknown key 'bogus' (expected one of: components, compress_after, description, ",
+        ),
         ("max_concurrency: 0", "flow.yaml:3:18: max_concurrency: expected a number >= 1, got 0"),
         ("max_concurrency: '5'", "flow.yaml:3:18: max_concurrency: expected an integer, got '5'"),
         ("description: [a]", "flow.yaml:3:14: description: expected a string, got a list"),

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from orchestrate._engine.clock import Clock
 from orchestrate._engine.leases import owner_is_dead
 from orchestrate.errors import LeaseLostError, OrchestrateError, RunCrashedError, StoreError, error_info
+from orchestrate.store import _blobs
 from orchestrate.store.base import ClaimingStore, Event, RunRecord, RunUpdate, Store
 from orchestrate.types import RunStatus
 
@@ -228,6 +229,10 @@ class WorkerLoop:
             return pruned
         if pruned:
             self.log.info("runs_pruned", pruned=pruned, ended_before=before, retain_seconds=self.retain_seconds)
+            try:
+                await _blobs.sweep(self.store)  # the pruned runs' offloaded values go with them
+            except (StoreError, OSError) as exc:
+                self.log.warning("blobs_sweep_failed", error=str(exc))
         return pruned
 
     async def _idle(

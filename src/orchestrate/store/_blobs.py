@@ -367,3 +367,35 @@ async def sweep(store: Any) -> int:
             await blobs.delete_run(run_id)
             deleted += 1
     return deleted
+
+
+async def copy_blobs(store: Any, records: list[StepRecord], run_id: str) -> None:
+    """Give run ``run_id`` its own copy of the blobs ``records`` name (a replay reusing them).
+
+    The replay's records are copies of the source run's; with their blobs copied too, each
+    run keeps what it reads however long the other is retained.
+
+    Raises:
+        StoreError: a blob is missing.
+    """
+    blobs = storage_of(store).blobs
+    if blobs is None:
+        return
+    for record in records:
+        info = record.meta.get(PACKED) if record.meta else None
+        if not isinstance(info, dict) or info.get("blob") is None:
+            continue
+        data = await blobs.get(record.run_id, str(info["blob"]))
+        if data is None:
+            raise StoreError(f"step {record.step_key!r} of run {record.run_id}: its output's blob is missing")
+        await blobs.put(run_id, data)
+
+
+async def readable(record: StepRecord, store: Any) -> StepRecord:
+    """``record`` with its output read back, for people to see; as stored when that fails."""
+    if not is_packed(record):
+        return record
+    try:
+        return await unpack(record, storage_of(store))
+    except (StoreError, ValueError, OSError):
+        return record

@@ -28,6 +28,7 @@ from orchestrate.errors import DefinitionError
 from orchestrate.models.base import Model, ModelResult
 from orchestrate.policies import Cache, ExponentialBackoff, Fallback, FixedRetry, Retry, Timeout, parse_duration
 from orchestrate.review.gate import Default, Escalate, HumanReviewGate, RouteTo, Tier, TieredGate
+from orchestrate.state import Compression, StepSchema, compress_after
 from orchestrate.workflow import Branch, Loop, Map, Node, Parallel, Step, SubWorkflow, Workflow
 from orchestrate.yaml._errors import Problem, YamlDefinitionError, from_validation, is_tag, show_path
 from orchestrate.yaml._expr import Expression, ExpressionError
@@ -38,6 +39,7 @@ from orchestrate.yaml._schema import (
     CacheSpec,
     CallFallbackSpec,
     ComponentSpec,
+    CompressSpec,
     DefaultActionSpec,
     EscalateActionSpec,
     EscalateSpec,
@@ -97,7 +99,7 @@ def allowed_keys(loc: Sequence[Any]) -> list[str]:
             continue
         current = _unwrap(current)
         if isinstance(current, type) and issubclass(current, Spec):
-            field = current.model_fields.get(item) if isinstance(item, str) else None
+            field = _fields(current).get(item) if isinstance(item, str) else None
             if field is None:
                 return []
             current = field.annotation
@@ -108,7 +110,12 @@ def allowed_keys(loc: Sequence[Any]) -> list[str]:
         else:
             return []
     current = _unwrap(current)
-    return list(current.model_fields) if isinstance(current, type) and issubclass(current, Spec) else []
+    return list(_fields(current)) if isinstance(current, type) and issubclass(current, Spec) else []
+
+
+def _fields(spec: type[Spec]) -> dict[str, Any]:
+    """A spec's fields by the key written in a file (``schema``, not the attribute ``schema_``)."""
+    return {field.alias or name: field for name, field in spec.model_fields.items()}
 
 
 def _member(annotation: Any, tag: str) -> Any:
@@ -202,7 +209,7 @@ class Builder:
             if getattr(spec, key) is not None:
                 options[key] = getattr(spec, key)
         try:
-            return Workflow(
+            built = Workflow(
                 spec.name,
                 steps,
                 error_handler=handler,
@@ -210,6 +217,10 @@ class Builder:
                 description=spec.description,
                 **options,
             )
+            if spec.compress_after is not None:  # the run's values after that step, compressed
+                wanted = spec.compress_after
+                compress_after(step=wanted.step, strategy=wanted.strategy, level=wanted.level)(built)
+            return built
         except DefinitionError as exc:
             self.problem(("steps",), str(exc), key=True)
             raise YamlDefinitionError(self.problems) from None
@@ -451,7 +462,7 @@ class Builder:
                     "or pass it to load(components=...)",
                 )
             self.component(spec.failover_model)
-        reserved = sorted(set(spec.options) & {*StepSpec.model_fields, "name", "fn", "retries", "retry_policy"})
+        reserved = sorted(set(spec.options) & {*_fields(StepSpec), "name", "fn", "retries", "retry_policy"})
         if reserved:
             raise self.problem(
                 (*loc, "options", reserved[0]),
@@ -492,7 +503,16 @@ class Builder:
             policy["min_budget"] = spec.min_budget
         if spec.gate is not None:
             policy["gate"] = self.gate(spec.gate, (*loc, "gate"))
+        if spec.schema_ is not None:  # state that stays small (orchestrate.state)
+            kept = spec.schema_
+            policy["schema"] = self.attempt((*loc, "schema"), lambda: StepSchema(keep=kept.keep, discard=kept.discard))
+        if spec.compress is not None:
+            policy["compress"] = self.compression(spec.compress, (*loc, "compress"))
         return self.attempt(loc, lambda: Step(spec.step, fn, **policy, **options))
+
+    def compression(self, spec: CompressSpec, loc: Loc) -> Compression:
+        """``compress_after(step=..., strategy=..., level=...)``."""
+        return self.attempt(loc, lambda: compress_after(step=spec.step, strategy=spec.strategy, level=spec.level))
 
     def retry(self, spec: Any, loc: Loc) -> int | Retry:
         if isinstance(spec, int):

@@ -465,6 +465,25 @@ GateField = Annotated[
 ]
 
 
+class StepSchemaSpec(Spec):
+    """``StepSchema(keep=[...], discard=[...])``: the fields of a step's output later steps receive."""
+
+    keep: Annotated[list[Text], Field(min_length=1)] | None = Field(
+        None, description="The fields kept; every other field is dropped."
+    )
+    discard: Annotated[list[Text], Field(min_length=1)] | None = Field(None, description="The fields dropped.")
+
+
+class CompressSpec(Spec):
+    """``compress_after(step=..., strategy=...)``: values recorded after that step are stored compressed."""
+
+    step: Annotated[int, Field(ge=0)] | Text = Field(
+        description="A step number (values recorded after the run's n-th step) or a step's name."
+    )
+    strategy: Literal["gzip", "zstd"] = "gzip"
+    level: int | None = Field(None, description="The compression level; default the strategy's own.")
+
+
 # nodes ------------------------------------------------------------------------------------------
 
 
@@ -489,6 +508,12 @@ class StepSpec(Spec):
     isolation: Literal["thread", "process", "inline"] = "thread"
     min_budget: Duration | None = Field(None, description="With less run time left, go straight to the fallback.")
     gate: GateField | None = None
+    schema_: StepSchemaSpec | None = Field(
+        None, alias="schema", description="The fields of the output kept for the record and later steps."
+    )
+    compress: CompressSpec | None = Field(
+        None, description="The run stores values recorded after that step compressed."
+    )
 
 
 NODE_KINDS = ("step", "branch", "parallel", "map", "loop", "subworkflow")
@@ -665,6 +690,9 @@ class WorkflowSpec(Spec):
     )
     steps: Nodes
     error_handler: StepSpec | None = Field(None, description="A step run with a failure report when the run fails.")
+    compress_after: CompressSpec | None = Field(
+        None, description="The run stores the values it records after that step compressed."
+    )
 
 
 for _model in (RuleSpec, BranchTierSpec, BranchSpec, ParallelSpec, MapSpec, LoopSpec, SubWorkflowSpec, WorkflowSpec):
