@@ -35,7 +35,7 @@ from orchestrate.store import _pg_sql as q
 from orchestrate.store import _sql as shared_sql
 from orchestrate.store.base import AttemptState, BreakerRecord, Event, RunRecord, RunUpdate
 from orchestrate.store.postgres import PostgresStore
-from orchestrate.testing.store_suite import LEASE, T0, StoreConformance, make_run, make_step
+from orchestrate.testing.store_suite import LEASE, T0, Reopen, SetSchemaVersion, StoreConformance, make_run, make_step
 
 URL = os.environ.get("ORCHESTRATE_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/orchestrate_test")
 
@@ -87,6 +87,26 @@ class TestPostgresStore(StoreConformance):
         await store.open()
         yield store
         await store.close()
+
+    @pytest.fixture
+    def reopen(self, pg_url: str, schema: str) -> Reopen:
+        async def reopen() -> PostgresStore:
+            other = PostgresStore(pg_url, schema=schema, clock="caller", max_connections=2)
+            await other.open()
+            return other
+
+        return reopen
+
+    @pytest.fixture
+    def set_schema_version(self, pg_url: str, schema: str) -> SetSchemaVersion:
+        async def set_version(version: int) -> None:
+            statement = sql.SQL("UPDATE {} SET value = %s WHERE key = 'schema_version'").format(
+                _in(schema, "orchestrate_meta")
+            )
+            async with await psycopg.AsyncConnection.connect(pg_url, autocommit=True) as conn:
+                await conn.execute(statement, (str(version),))
+
+        return set_version
 
 
 @pytest.fixture

@@ -15,7 +15,16 @@ from orchestrate.store import SCHEMA_VERSION, open_store
 from orchestrate.store import _sql as shared_sql
 from orchestrate.store.retrying import RetryingStore
 from orchestrate.store.sqlite import SQLiteStore
-from orchestrate.testing.store_suite import LEASE, T0, StoreConformance, claimed, make_run, make_step
+from orchestrate.testing.store_suite import (
+    LEASE,
+    T0,
+    Reopen,
+    SetSchemaVersion,
+    StoreConformance,
+    claimed,
+    make_run,
+    make_step,
+)
 from orchestrate.types import RunStatus
 
 
@@ -26,6 +35,23 @@ class TestSQLiteStore(StoreConformance):
         await store.open()
         yield store
         await store.close()
+
+    @pytest.fixture
+    def reopen(self, tmp_path: Path) -> Reopen:
+        async def reopen() -> SQLiteStore:
+            other = SQLiteStore(f"sqlite:///{tmp_path / 'conformance.db'}")
+            await other.open()
+            return other
+
+        return reopen
+
+    @pytest.fixture
+    def set_schema_version(self, tmp_path: Path) -> SetSchemaVersion:
+        async def set_version(version: int) -> None:
+            with sqlite3.connect(tmp_path / "conformance.db") as conn:
+                conn.execute("UPDATE orchestrate_meta SET value = ? WHERE key = 'schema_version'", (str(version),))
+
+        return set_version
 
 
 @pytest.fixture

@@ -21,7 +21,7 @@ from orchestrate import (
 )
 from orchestrate.errors import ServerError
 from orchestrate.models.reliability import CircuitBreaker
-from orchestrate.policies import BreakerRules, BreakerState, Circuit, RateGrant, RateWindow
+from orchestrate.policies import BreakerRules, BreakerState, Circuit, RateGrant, RateWindow, decide_rate
 from orchestrate.policies_shared import SharedCircuitBreaker
 from orchestrate.store import InMemoryStore
 from orchestrate.testing.clock import FakeClock
@@ -271,3 +271,14 @@ def test_rate_window_validation():
         RateWindow(0, 10)
     with pytest.raises(DefinitionError, match="must be positive"):
         RateWindow(5, -1)
+
+
+def test_decide_rate_is_a_sliding_window() -> None:
+    window = [(T, 1.0), (T + 2, 1.0), (T + 4, 1.0)]
+    assert decide_rate(window[:2], limit=3, per_seconds=10, cost=1, now=T + 5) == RateGrant(True, T + 5)
+    # A caller whose clock lags is stamped at the latest grant, never before it.
+    assert decide_rate(window, limit=4, per_seconds=10, cost=1, now=T + 3) == RateGrant(True, T + 4)
+    assert decide_rate(window, limit=3, per_seconds=10, cost=1, now=T + 5) == RateGrant(False, T + 5, 5.0)
+    assert decide_rate(window, limit=3, per_seconds=10, cost=2, now=T + 5) == RateGrant(False, T + 5, 7.0)
+    assert decide_rate([], limit=3, per_seconds=10, cost=50, now=T) == RateGrant(True, T)  # waits, not forever
+    assert decide_rate(window, limit=3, per_seconds=10, cost=50, now=T + 5).granted is False

@@ -29,7 +29,25 @@ sets to small limits, and refuses values whose JSON is over them before writing 
 The suite is :class:`StoreConformance`, made of one part per concern, each in its own
 module: runs (:class:`RunsConformance`), claims and leases (:class:`ClaimsConformance`),
 step records, events and the cache (:class:`StepsConformance`), review items
-(:class:`ReviewsConformance`) and payload limits (:class:`PayloadsConformance`).
+(:class:`ReviewsConformance`), payload limits (:class:`PayloadsConformance`), claiming
+many runs at once and wake-up hints (:class:`ClaimingConformance`, for a store that
+declares :attr:`~orchestrate.store.base.Capability.CLAIMING`), shared rate windows and
+breakers (:class:`LimitsConformance`, for :attr:`~orchestrate.store.base.Capability.LIMITS`),
+and opening a store that holds data (:class:`MigrationsConformance`): give it a
+``reopen`` fixture (another store on the same data) and a ``set_schema_version`` fixture
+(write a version where your backend keeps it), or those tests are skipped::
+
+    class TestMyStore(StoreConformance):
+        ...
+
+        @pytest.fixture
+        def reopen(self, tmp_path):
+            async def reopen():
+                other = MyStore(f"my://{tmp_path}")
+                await other.open()
+                return other
+
+            return reopen
 """
 
 from __future__ import annotations
@@ -37,7 +55,10 @@ from __future__ import annotations
 import pytest
 
 from orchestrate.store.base import Store
+from orchestrate.testing.store_suite._claiming import ClaimingConformance
 from orchestrate.testing.store_suite._claims import ClaimsConformance
+from orchestrate.testing.store_suite._limits import LimitsConformance
+from orchestrate.testing.store_suite._migrations import MigrationsConformance, Reopen, SetSchemaVersion
 from orchestrate.testing.store_suite._payloads import PayloadsConformance
 from orchestrate.testing.store_suite._reviews import ReviewsConformance
 from orchestrate.testing.store_suite._runs import RunsConformance
@@ -57,10 +78,15 @@ __all__ = [
     "LEASE",
     "ODD_VALUE",
     "T0",
+    "ClaimingConformance",
     "ClaimsConformance",
+    "LimitsConformance",
+    "MigrationsConformance",
     "PayloadsConformance",
+    "Reopen",
     "ReviewsConformance",
     "RunsConformance",
+    "SetSchemaVersion",
     "StepsConformance",
     "StoreConformance",
     "claimed",
@@ -71,7 +97,16 @@ __all__ = [
 ]
 
 
-class StoreConformance(RunsConformance, ClaimsConformance, StepsConformance, ReviewsConformance, PayloadsConformance):
+class StoreConformance(
+    RunsConformance,
+    ClaimsConformance,
+    StepsConformance,
+    ReviewsConformance,
+    PayloadsConformance,
+    ClaimingConformance,
+    LimitsConformance,
+    MigrationsConformance,
+):
     """Tests every ``Store`` backend must pass. Subclasses provide the ``store`` fixture."""
 
     @pytest.fixture
