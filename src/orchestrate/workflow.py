@@ -43,6 +43,7 @@ from orchestrate._definitions.nodes import (
 from orchestrate._definitions.seam import block_on
 from orchestrate.errors import DefinitionError, InvalidInputError
 from orchestrate.policies import Seconds, to_seconds
+from orchestrate.state import Compression, StepSchema
 
 if TYPE_CHECKING:
     from orchestrate._engine.context import RunContext
@@ -413,7 +414,7 @@ def _describe(obj: Any, depth: int = 0) -> str:
         return f"Workflow({obj.name};{obj.timeout};[{inner}];{handler})"
     if isinstance(obj, type):
         return f"{obj.__module__}.{obj.__qualname__}"
-    if callable(obj) and not isinstance(obj, Node):
+    if callable(obj) and not isinstance(obj, Node | StepSchema | Compression):  # those two decorate, by their fields
         # A closure's captured numbers and strings are part of what it does
         # (``Branch.tiers`` thresholds): the same source with another threshold is another version.
         cells = getattr(obj, "__closure__", None) or ()
