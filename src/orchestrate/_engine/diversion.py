@@ -22,10 +22,10 @@ from orchestrate._engine.gates import await_review
 from orchestrate._engine.state import RunState, StepSpec
 from orchestrate.review._outcomes import continue_with
 from orchestrate.review.gate import HumanReviewGate
-from orchestrate.store.base import Event, StepRecord
+from orchestrate.store.base import Event, EventKind, StepRecord
 from orchestrate.types import StepStatus
 
-DIVERTED_EVENT = "step_diverted"
+DIVERTED_EVENT = EventKind.STEP_DIVERTED
 """The kind of the event that records a diversion in the run's history (data: alert_id, monitor, action)."""
 
 _GATE = HumanReviewGate()

@@ -553,6 +553,19 @@ def _run_ended(event: Event, state: str | None, axis: _Axis) -> _Described:
     return status, style, text, status
 
 
+def _step_diverted(event: Event, state: str | None, axis: _Axis) -> _Described:
+    data = event.data
+    where = "its fallback" if data.get("action") == "fallback" else "human review"
+    return "diverted", "bold yellow", f"to {where} by alert {data.get('alert_id')} ({data.get('monitor')})", state
+
+
+def _feedback_recorded(event: Event, state: str | None, axis: _Axis) -> _Described:
+    data = event.data
+    shown = {key: data[key] for key in ("outcome", "score", "label", "step") if data.get(key) is not None}
+    parts = [f"{key} {value if isinstance(value, str) else summarize(value, 40)}" for key, value in shown.items()]
+    return "feedback", "cyan", f"{', '.join(parts) or 'recorded'} by {data.get('by') or '?'}", state
+
+
 _DESCRIPTIONS: dict[str, Callable[[Event, str | None, _Axis], _Described]] = {
     EventKind.RUN_CREATED: _run_created,
     EventKind.RUN_RESUMED: _run_resumed,
@@ -572,6 +585,8 @@ _DESCRIPTIONS: dict[str, Callable[[Event, str | None, _Axis], _Described]] = {
     EventKind.SIGNAL_RECEIVED: _signal_received,
     EventKind.REPLAY_STARTED: _replay_started,
     EventKind.REPLAYED: _replayed,
+    EventKind.STEP_DIVERTED: _step_diverted,
+    EventKind.FEEDBACK_RECORDED: _feedback_recorded,
 }
 """How the history describes each kind of event; the other kinds show their data as ``key=value``."""
 

@@ -58,7 +58,7 @@ from orchestrate.store._quality import (
     is_fallback,
 )
 from orchestrate.store._quality_sql import quality_for
-from orchestrate.store.base import StepRecord
+from orchestrate.store.base import EventKind, StepRecord
 
 __all__ = [
     "DIVERTED_EVENT",
@@ -77,7 +77,7 @@ __all__ = [
 
 OutcomeMetric = Literal["score_mean", "outcome_rate", "label_rate"]
 
-DIVERTED_EVENT = "step_diverted"
+DIVERTED_EVENT = EventKind.STEP_DIVERTED
 """The kind of the event a diversion writes into the run's history (data: alert_id, action)."""
 
 

@@ -24,11 +24,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from orchestrate.store.base import StepRecord
+from orchestrate.store.base import EventKind, StepRecord
 from orchestrate.types import StepStatus
 
-
-FEEDBACK_EVENT = "feedback_recorded"
+FEEDBACK_EVENT = EventKind.FEEDBACK_RECORDED
 """The kind of the event that records feedback in its run's history (data: feedback_id, by, outcome, score...)."""
 
 

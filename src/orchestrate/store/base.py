@@ -84,6 +84,8 @@ class EventKind(enum.StrEnum):
     REVIEW_NOTIFY_FAILED = "review_notify_failed"  # a reviewer notification could not be delivered
     REVIEW_CANCELLED = "review_cancelled"  # the run was cancelled while the item waited
     MODEL_STREAM = "model_stream"  # a streaming model step's text, coalesced (data: text, seq, done, attempt)
+    STEP_DIVERTED = "step_diverted"  # an alert's action diverted the step (data: alert_id, monitor, action)
+    FEEDBACK_RECORDED = "feedback_recorded"  # feedback on the run (data: feedback_id, by, outcome, score, label, step)
 
 
 @dataclass(kw_only=True)
