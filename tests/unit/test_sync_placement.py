@@ -6,10 +6,12 @@ import io
 import json
 import threading
 import time
+from unittest.mock import ANY
 
 import pytest
 
 from orchestrate import Engine, Fallback, RunContext, Step, StepTimeoutError, Workflow, workflow
+from orchestrate._engine.isolation import SyncPlacement
 from orchestrate.observe import configure_logging
 from orchestrate.policies import StepPolicy
 from orchestrate.store import InMemoryStore
@@ -141,3 +143,49 @@ async def test_an_inline_call_that_returned_past_its_timeout_counts_as_timed_out
         assert record.output == -1
         [step] = await engine.store.get_steps(record.run_id)
         assert step.meta["fallback_reason"] == StepTimeoutError.__qualname__
+
+
+class Recorded:
+    """A logger that keeps what it was told."""
+
+    def __init__(self) -> None:
+        self.lines: list[tuple[str, str, dict]] = []
+
+    def info(self, event: str, **fields: object) -> None:
+        self.lines.append(("info", event, fields))
+
+    def warning(self, event: str, **fields: object) -> None:
+        self.lines.append(("warning", event, fields))
+
+
+def test_a_lone_overrun_is_forgiven_three_within_a_minute_are_not():
+    log = Recorded()
+    placement = SyncPlacement(log=log)
+
+    def fn() -> None: ...
+
+    placement.ran_in_thread(fn, 0.002)
+    assert not placement.inline(fn)  # not quick yet
+    placement.ran_in_thread(fn, 0.0005)
+    assert placement.inline(fn)
+    placement.ran_inline(fn, 0.002, {}, now=0.0)
+    placement.ran_inline(fn, 0.002, {}, now=100.0)  # a minute later: counted afresh
+    placement.ran_inline(fn, 0.002, {}, now=101.0)
+    assert placement.inline(fn) and not log.lines
+    placement.ran_inline(fn, 0.002, {"step": "s"}, now=102.0)
+    assert not placement.inline(fn)
+    assert log.lines == [("info", "step_sync_threaded", {"step": "s", "held_loop_seconds": 0.002, "message": ANY})]
+    placement.ran_in_thread(fn, 0.0001)
+    assert not placement.inline(fn)  # slow for good
+
+
+def test_one_call_that_held_the_loop_long_sends_the_function_back_at_once():
+    log = Recorded()
+    placement = SyncPlacement(log=log)
+
+    def fn() -> None: ...
+
+    placement.ran_in_thread(fn, 0.0001)
+    placement.ran_inline(fn, 0.25, {}, now=0.0)
+    assert not placement.inline(fn)
+    assert [(level, event) for level, event, _ in log.lines] == [("warning", "step_sync_threaded")]

@@ -3,8 +3,10 @@
 A sync step in the default mode runs on the event loop, without a thread hop, once its
 function has shown itself quick (:class:`SyncPlacement`): its first call runs in a pool
 thread and is timed there; if it returned within :data:`QUICK_SECONDS`, its next calls
-run inline, each timed; one that takes longer sends the function back to the threads
-for the engine's life (``step_sync_threaded``). The loop is then held by a quick call at
+run inline, each timed; one that holds the loop :data:`SLOW_SECONDS` or more, or three
+that each take longer than the quick bound within a minute, send the function back to
+the threads for the engine's life (``step_sync_threaded``): a quick call that the
+machine merely preempted once does not. The loop is then held by a quick call at
 a time, as by an async step's code between two awaits; heartbeats and other runs wait
 for it no longer than that. A call that ran inline past its attempt's timeout is
 recorded as timed out (its result discarded, as when a thread's call outlives it).
@@ -44,6 +46,15 @@ _REPORT_MAX_SECONDS = 600.0
 QUICK_SECONDS = 0.001
 """A sync call that returned within this time lets its function's next calls run inline."""
 
+SLOW_SECONDS = 0.01
+"""An inline call that held the loop this long sends its function back to the threads at once."""
+
+_STRIKES = 3
+"""Inline calls over the quick bound (and under :data:`SLOW_SECONDS`) that send a function back..."""
+
+_STRIKE_WINDOW_SECONDS = 60.0
+"""...when they fall within this time of each other."""
+
 _BLOCKING_SECONDS = 0.1
 """An inline call that held the loop this long is reported as a warning, not at info level."""
 
@@ -53,17 +64,20 @@ class SyncPlacement:
 
     A function is *quick* once a call of it, timed in its thread, returned within
     :data:`QUICK_SECONDS`; a quick function's calls run inline on the loop. An inline call
-    that took longer (or past its timeout) makes the function *slow* for good: its calls
-    go to the threads again. Pure bookkeeping: no I/O, no clock of its own (the callers
-    time the calls with :func:`time.perf_counter`).
+    that held the loop :data:`SLOW_SECONDS` or more, or the third over the quick bound
+    within a minute, makes the function *slow* for good: its calls go to the threads
+    again. A lone call a little over the bound is what a preempted process shows, not a
+    slow function. No I/O and no clock of its own: the callers time the calls with
+    :func:`time.perf_counter` and pass the times.
     """
 
-    __slots__ = ("_quick", "_slow", "log")
+    __slots__ = ("_quick", "_slow", "_strikes", "log")
 
     def __init__(self, *, log: Any) -> None:
         self.log = log
         self._quick: set[Any] = set()
         self._slow: set[Any] = set()
+        self._strikes: dict[Any, tuple[int, float]] = {}
 
     def inline(self, fn: Any) -> bool:
         """Whether ``fn``'s next call runs on the loop."""
@@ -74,10 +88,17 @@ class SyncPlacement:
         if seconds <= QUICK_SECONDS and fn not in self._slow:
             self._quick.add(fn)
 
-    def ran_inline(self, fn: Any, seconds: float, about: dict[str, Any]) -> None:
-        """A call of ``fn`` held the loop for ``seconds``: past the bound, back to the threads."""
+    def ran_inline(self, fn: Any, seconds: float, about: dict[str, Any], *, now: float) -> None:
+        """A call of ``fn`` ended at ``now`` after holding the loop ``seconds``: still quick?"""
         if seconds <= QUICK_SECONDS:
             return
+        if seconds < SLOW_SECONDS:
+            count, last = self._strikes.get(fn, (0, now))
+            count = count + 1 if now - last <= _STRIKE_WINDOW_SECONDS else 1
+            if count < _STRIKES:
+                self._strikes[fn] = (count, now)
+                return
+        self._strikes.pop(fn, None)
         self._quick.discard(fn)
         self._slow.add(fn)
         report = self.log.warning if seconds >= _BLOCKING_SECONDS else self.log.info
@@ -85,7 +106,7 @@ class SyncPlacement:
             "step_sync_threaded",
             **about,
             held_loop_seconds=round(seconds, 6),
-            message=f"this sync step ran on the event loop for more than {QUICK_SECONDS * 1000:g} ms; "
+            message="this sync step held the event loop too long to run there; "
             "its calls run in the engine's threads from now on",
         )
 

@@ -166,18 +166,19 @@ def _inline(
 ) -> Any:
     """Call a sync function known to be quick on the loop, timed (see :mod:`.isolation`).
 
-    A call that held the loop past the quick bound sends the function back to the
-    threads; one that returned past its timeout counts as timed out, its result
-    discarded, as a thread's would be.
+    A call that held the loop too long sends the function back to the threads
+    (:class:`~.isolation.SyncPlacement`); one that returned past its timeout counts as
+    timed out, its result discarded, as a thread's would be.
     """
     started = time.perf_counter()
     try:
         return_value = fn(*args, **kwargs)
     finally:
-        held = time.perf_counter() - started
+        ended = time.perf_counter()
+        held = ended - started
         if held > QUICK_SECONDS:
             about = {"workflow": ctx.workflow, "run_id": ctx.run_id, "step": key, "attempt": attempt}
-            ctx.engine._threads.placement.ran_inline(fn, held, about)
+            ctx.engine._threads.placement.ran_inline(fn, held, about, now=ended)
     if timeout is not None and held > timeout:
         raise StepTimeoutError(
             f"step {key!r} attempt {attempt} timed out: no result after {held:.3g}s (its limit is {timeout:g}s)"
