@@ -20,12 +20,14 @@ from orchestrate.testing.models import FakeModel
 
 MODELS: dict[str, FakeModel] = {}
 BARRIER: dict[str, asyncio.Barrier] = {}
+MET: list[str] = []
 
 
 async def meet() -> str:
     """Wait until the other worker is here too (only parallel workers both arrive)."""
     async with asyncio.timeout(10):
         await BARRIER["now"].wait()
+    MET.append("met")  # a sequential run times out here instead (the tool's failure goes to the model)
     return "met"
 
 
@@ -69,12 +71,14 @@ def step(tool: str | None = None, final: str | None = None) -> str:
 
 async def test_workers_run_in_parallel_as_child_steps(url: str) -> None:
     BARRIER["now"] = asyncio.Barrier(2)  # each worker's tool waits for the other's
+    MET.clear()
     MODELS["refund"] = FakeModel([step("meet"), step(final="refund issued")])
     MODELS["technical"] = FakeModel([step("meet"), step(final="firmware fixed")])
     async with Engine(open_store(url), workflows=[delegated_ticket]) as engine:
         record = await engine.run_record(delegated_ticket, "blender broken")
         keys = {s.step_key for s in await engine.store.get_steps(record.run_id)}
     assert record.output == {"output": "refund=refund issued | technical=firmware fixed", "attempts": [1, 1]}
+    assert MET == ["met", "met"]  # both tools met at the barrier: the workers ran at the same time
     assert {"agent:refund@0.1:tool:1:0", "agent:technical@1.1:tool:1:0", "agent:technical@1.1:turn:2"} <= keys
 
 
@@ -158,3 +162,16 @@ async def test_the_graph_style_goes_straight_to_the_synthesis_when_every_part_su
     async with Engine(open_store(url), workflows=[flow]) as engine:
         done = await engine.run_record(flow, "blender broken")
     assert done.status is RunStatus.SUCCEEDED and done.output == "refund=refund issued | technical=fixed"
+
+
+async def test_the_graph_style_runs_the_parts_in_parallel(url: str) -> None:
+    BARRIER["now"] = asyncio.Barrier(2)  # each worker's tool waits for the other's
+    MET.clear()
+    MODELS["refund"] = FakeModel([step("meet"), step(final="refund issued")])
+    MODELS["technical"] = FakeModel([step("meet"), step(final="firmware fixed")])
+    flow = supervisor().workflow(
+        "delegated_graph_parallel", decompose=split, synthesise=join, escalate_roles=["lead"], version="1"
+    )
+    async with Engine(open_store(url), workflows=[flow]) as engine:
+        done = await engine.run_record(flow, "blender broken")
+    assert done.output == "refund=refund issued | technical=firmware fixed" and MET == ["met", "met"]
