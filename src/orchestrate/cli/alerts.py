@@ -1,9 +1,20 @@
-"""``orchestrate alerts …``: the durable alerts of the monitors: list them, acknowledge one."""
+"""``orchestrate alerts …``: the durable alerts of the monitors: list them, acknowledge one.
+
+Also what ``orchestrate worker --monitors TARGET`` runs: the monitors a target names
+(``path/to/file.py:NAME`` or ``module:NAME``, a monitor or a list of them), evaluated from
+the store by an :class:`~orchestrate.observe.alerts.AlertEvaluator` beside the worker's
+runs, with their actions diverting this worker's steps. Any number of workers may run
+the same monitors: the store keeps one alert per incident.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import datetime
 import json
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
 
 import click
 from rich.table import Table
@@ -17,8 +28,74 @@ from orchestrate.cli._common import (
     store_option,
     with_client,
 )
+from orchestrate.cli.loading import _import_module, _load_file, is_file_target, split_target
 from orchestrate.client import Client
-from orchestrate.observe.alerts import AlertRecord
+from orchestrate.errors import InvalidInputError
+from orchestrate.observe.alerts import AlertEvaluator, AlertRecord, AnyMonitor, OutcomeMonitor
+from orchestrate.observe.logging import get_logger
+from orchestrate.observe.monitors import DriftMonitor, Monitor
+
+
+def load_monitors(targets: Sequence[str]) -> list[AnyMonitor]:
+    """The monitors the targets name (each a monitor or a list of them), names unique across them.
+
+    Raises:
+        InvalidInputError: a module or file does not load, lacks the name, holds
+            something that is not a monitor, or two monitors share a name.
+    """
+    found: list[AnyMonitor] = []
+    for target in targets:
+        location, name = split_target(target)
+        module = _load_file(location, target) if is_file_target(location) else _import_module(location, target)
+        obj: Any = module
+        for part in name.split("."):
+            if not hasattr(obj, part):
+                raise InvalidInputError(f"{location!r} has no attribute {name!r} (from --monitors {target!r})")
+            obj = getattr(obj, part)
+        items = list(obj) if isinstance(obj, list | tuple) else [obj]
+        for item in items:
+            if not isinstance(item, Monitor | DriftMonitor | OutcomeMonitor):
+                raise InvalidInputError(
+                    f"{name!r} in {location!r} holds a {type(item).__name__}, not a monitor "
+                    "(a Monitor, DriftMonitor or OutcomeMonitor, or a list of them)"
+                )
+            found.append(item)
+    names = [m.name for m in found]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise InvalidInputError(f"monitor names must be unique; used twice: {', '.join(twice)}")
+    return found
+
+
+@contextlib.asynccontextmanager
+async def evaluating(
+    client: Client, monitors: Sequence[AnyMonitor], *, interval_seconds: float = 5.0
+) -> AsyncIterator[AlertEvaluator | None]:
+    """Evaluate ``monitors`` from ``client``'s store every ``interval_seconds`` while the block runs.
+
+    The evaluator's actions divert ``client``'s steps. On the way out it makes one more
+    pass, so the records this worker wrote last are read before it stops. With no
+    monitors it does nothing (and yields ``None``).
+    """
+    if not monitors:
+        yield None
+        return
+    evaluator = AlertEvaluator(client.store, monitors, interval_seconds=interval_seconds)
+    evaluator.attach(client.engine)
+    stop = asyncio.Event()
+    task = asyncio.create_task(evaluator.run(stop))
+    try:
+        yield evaluator
+    except BaseException:
+        task.cancel()  # stopping at once (or failing): no last pass
+        await asyncio.gather(task, return_exceptions=True)
+        raise
+    stop.set()
+    await task
+    try:
+        await evaluator.evaluate()
+    except Exception as exc:  # noqa: BLE001 - the worker's own outcome stands; the log says why
+        get_logger().warning("monitor_evaluation_failed", error_class=type(exc).__name__, error=str(exc))
 
 
 @click.group("alerts", invoke_without_command=True, short_help="Monitors' alerts: list, acknowledge.")

@@ -41,7 +41,7 @@ from orchestrate.cli._common import (
     store_option,
     with_client,
 )
-from orchestrate.cli.alerts import alerts
+from orchestrate.cli.alerts import alerts, evaluating, load_monitors
 from orchestrate.cli.dlq import dlq
 from orchestrate.cli.loading import JSON_VALUE
 from orchestrate.cli.metrics_command import metrics, metrics_port_option, start_metrics
@@ -332,6 +332,22 @@ def signal_command(
     help="Also serve these triggers (cron schedules, NATS, Redis, RabbitMQ), path/to/file.py:NAME or module:NAME "
     "naming a trigger or a list of them (repeat for several). Webhooks are served by `orchestrate serve`.",
 )
+@click.option(
+    "--monitors",
+    "monitor_targets",
+    multiple=True,
+    metavar="TARGET",
+    help="Also evaluate these monitors from the store and take their alerts' actions, path/to/file.py:NAME or "
+    "module:NAME naming a monitor or a list of them (repeat for several). Workers share one alert per incident.",
+)
+@click.option(
+    "--monitor-interval",
+    "monitor_interval",
+    type=click.FloatRange(min=0.05),
+    default=5.0,
+    show_default=True,
+    help="Seconds between the monitors' passes over the store.",
+)
 @metrics_port_option
 @log_level_option("info")
 def worker_command(
@@ -346,6 +362,8 @@ def worker_command(
     retain: str | None,
     max_crashes: int,
     trigger_targets: tuple[str, ...],
+    monitor_targets: tuple[str, ...],
+    monitor_interval: float,
     metrics_port: int | None,
     log_level: str,
 ) -> int:
@@ -361,6 +379,7 @@ def worker_command(
     start_metrics(metrics_port)
     workflows = [load_target(app) for app in apps]
     triggers = [t for t in load_all(trigger_targets) if not isinstance(t, WebhookTrigger)]
+    monitors = load_monitors(monitor_targets)  # the alert evaluator: cli/alerts.py
     try:
         driven = run_async(
             _work(
@@ -375,6 +394,8 @@ def worker_command(
                 max_crashes=max_crashes,
                 retain_seconds=retain_seconds,
                 triggers=triggers,
+                monitors=monitors,
+                monitor_interval=monitor_interval,
             )
         )
     except asyncio.CancelledError:
@@ -397,6 +418,8 @@ async def _work(
     max_crashes: int = 3,
     retain_seconds: float | None = None,
     triggers: Sequence[Trigger] = (),
+    monitors: Sequence[Any] = (),
+    monitor_interval: float = 5.0,
 ) -> int:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
@@ -427,16 +450,19 @@ async def _work(
             echo(f"worker {client.engine.owner} serving {names} from {store}", err=True)
             if triggers:
                 echo(f"worker triggers: {', '.join(t.name for t in triggers)}", err=True)
-            return await _work_with_triggers(
-                client,
-                triggers,
-                stop,
-                concurrency=concurrency,
-                poll_seconds=poll_seconds,
-                until_idle=until_idle,
-                queues=queues,
-                drain_seconds=drain_seconds,
-            )
+            if monitors:
+                echo(f"worker monitors: {', '.join(m.name for m in monitors)}", err=True)
+            async with evaluating(client, monitors, interval_seconds=monitor_interval):
+                return await _work_with_triggers(
+                    client,
+                    triggers,
+                    stop,
+                    concurrency=concurrency,
+                    poll_seconds=poll_seconds,
+                    until_idle=until_idle,
+                    queues=queues,
+                    drain_seconds=drain_seconds,
+                )
     finally:
         for signum in installed:
             loop.remove_signal_handler(signum)
