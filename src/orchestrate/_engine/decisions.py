@@ -180,10 +180,14 @@ def success_meta(
     model: dict[str, Any] | None,
     attempt_log: list[dict[str, Any]],
     route: str | None,
+    output: Any = None,
+    drift_score: float | None = None,
 ) -> dict[str, Any]:
     """What the record of a step whose attempt returned holds besides its output: latency,
     the model's usage, the failed attempts before it, the route a returned
-    :class:`~orchestrate.Fallback` decision took, the output's declared type.
+    :class:`~orchestrate.Fallback` decision took, the output's declared type, and its
+    quality where known: ``confidence`` (the output's ``confidence`` field or attribute, a
+    model result's included) and ``drift_score`` (a drift monitor's latest score of the step).
 
     The one record decision on the path of every step: a dict, positional arguments,
     no :class:`Record` around it (the executor files the output with it).
@@ -197,6 +201,13 @@ def success_meta(
         meta["route"] = route
     if type_name is not None:
         meta[TYPE_KEY] = type_name
+    # quality: the output's confidence and the step's drift score, kept with the record
+    # (the output may be trimmed or offloaded); nothing when the output has no confidence.
+    confidence = output.get("confidence") if type(output) is dict else getattr(output, "confidence", None)
+    if confidence is not None and type(confidence) in (float, int) and confidence == confidence:
+        meta["confidence"] = float(confidence)
+    if drift_score is not None:
+        meta["drift_score"] = round(drift_score, 6)
     return meta
 
 

@@ -124,6 +124,9 @@ class Engine(WorkerLoop):
 
     diversions: Any = None
     """Actions of alerts on this engine's steps (:class:`orchestrate.observe.alerts.Diversions`); ``None``: none."""
+    drift: Any = None
+    """Drift scores written into this engine's step records (a :class:`orchestrate.observe.MonitorObserver`
+    attached with its ``attach``); ``None``: none."""
 
     def __init__(
         self,

@@ -339,7 +339,9 @@ async def _attempts(
             route, output = output.target, output.payload
         # Refused here, on the first drive, if it would not come back the same after a restart.
         stored, handed, type_name = spec.codec.settle(output, f"step {key!r}")
-        meta = decide.success_meta(first_started, finished, type_name, model, attempt_log, route)
+        drift = engine.drift  # quality: a drift monitor's score of the step, when one is attached
+        drift_score = None if drift is None else drift.score(ctx.workflow, spec.name)
+        meta = decide.success_meta(first_started, finished, type_name, model, attempt_log, route, output, drift_score)
         record = StepRecord(
             run_id=ctx.run_id,
             step_key=key,

@@ -293,7 +293,10 @@ class AlertEvaluator:
         return self._steps
 
     def attach(self, engine: Any, *, ttl_seconds: float = 2.0) -> Diversions:
-        """Let this evaluator's actions divert ``engine``'s steps (see :class:`Diversions`)."""
+        """Let this evaluator's actions divert ``engine``'s steps (see :class:`Diversions`), and
+        its drift monitors' latest scores go into the step records (``meta["drift_score"]``)."""
+        if any(isinstance(m, DriftMonitor) for m in self.monitors):
+            self._steps.attach(engine)
         return Diversions.attach(engine, self.store, ttl_seconds=ttl_seconds)
 
     async def run(self, stop: asyncio.Event | None = None) -> None:

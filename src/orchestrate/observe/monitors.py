@@ -319,6 +319,26 @@ class MonitorObserver(Observer):
             if detector.last is not None
         }
 
+    def score(self, workflow: str, step: str) -> float | None:
+        """The latest drift score of ``workflow``'s step ``step`` (the highest of its drift
+        monitors'), or ``None`` when none has scored it yet."""
+        scores = [
+            detector.last.score
+            for monitor in self._by_step.get(step, ())
+            if isinstance(monitor, DriftMonitor)
+            and (detector := self._detectors.get((workflow, monitor.name))) is not None
+            and detector.last is not None
+        ]
+        return max(scores) if scores else None
+
+    def attach(self, engine: Any) -> None:
+        """Write this observer's drift scores into ``engine``'s step records (``meta["drift_score"]``).
+
+        The score a record carries is the step's latest reading when the record is
+        written: the recent window up to the executions before it.
+        """
+        engine.drift = self
+
     def detector(self, monitor: str, *, workflow: str) -> DriftDetector:
         """The drift detector of ``monitor`` for ``workflow`` (to pin or re-baseline it).
 
