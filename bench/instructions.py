@@ -1,6 +1,6 @@
 """Run one chain N times, for counting the instructions per step with callgrind.
 
-``python -m bench.instructions CASE STORE RUNS`` (CASE: ``int``, ``def``, ``def_timeout``,
+``python -m bench.instructions CASE STORE RUNS`` (CASE: ``int``, ``def``, ``def_timeout``, ``def_inline``,
 ``payload``, ``payload10k``, ``payload_def``, ``typed``;
 STORE: ``memory`` or ``sqlite``) runs a 10-step chain RUNS times with the garbage collector
 off, so that the instructions callgrind counts do not depend on where a collection falls.
@@ -29,6 +29,7 @@ from bench.chain import (
     def_workflow,
     payload_def_workflow,
     payload_workflow,
+    sync_workflow,
     typed_workflow,
 )
 from orchestrate import Engine
@@ -38,6 +39,9 @@ CASES: dict[str, tuple[Any, Any]] = {
     "int": (async_workflow, 0),
     "def": (def_workflow, 0),
     "def_timeout": (lambda: def_workflow(timeout=30), 0),
+    # Under callgrind every call is ~50x slower, so ``isolation="auto"`` finds no call quick
+    # and keeps them in threads: the count of its inline path is this case's.
+    "def_inline": (lambda: sync_workflow("inline"), 0),
     "payload": (payload_workflow, PAYLOAD),
     "payload10k": (payload_workflow, PAYLOAD_10K),
     "payload_def": (payload_def_workflow, PAYLOAD),
