@@ -18,9 +18,9 @@ from orchestrate import (
     compress_after,
     workflow,
 )
-from orchestrate.errors import DefinitionError
+from orchestrate.errors import DefinitionError, InvalidInputError, StoreError
 from orchestrate.state import Compression, compression_in
-from orchestrate.store import InMemoryStore, _blobs
+from orchestrate.store import InMemoryStore, MemoryBlobStore, _blobs, use_blob_store
 
 
 def extraction(form_id: str) -> dict[str, Any]:
@@ -273,3 +273,34 @@ async def test_values_after_the_step_are_stored_compressed_and_read_back_the_sam
         assert isinstance(stored.output, str) and len(stored.output) < packed[key]["size"] / 3
         plain = await _blobs.unpack(stored, _blobs.storage_of(store))
         assert len(plain.output) == int(key[1]) + 1 and _blobs.PACKED not in plain.meta
+
+
+# offload -------------------------------------------------------------------------------------
+
+
+async def test_a_named_blob_store_takes_large_values_and_a_changed_blob_is_refused() -> None:
+    store = InMemoryStore()
+    blobs = MemoryBlobStore()
+    use_blob_store(store, blobs, offload_bytes=1024)
+
+    def big(_: Any) -> dict[str, Any]:
+        return {"text": "".join(f"{i:x}" for i in range(2000))}
+
+    wf = Workflow("big", [Step("big", big), Step("size", lambda r: len(r["text"]))])
+    async with Engine(store) as engine:
+        record = await engine.run_record(wf, None)
+    assert record.output == len(big(None)["text"])
+    stored = (await _steps(store, record.run_id))["big"]
+    info = stored.meta[_blobs.PACKED]
+    assert stored.output is None and info["encoding"] == "json" and info["size"] > 1024
+    assert (await _blobs.unpack(stored, _blobs.storage_of(store))).output == big(None)
+    blobs._blobs[record.run_id][info["blob"]] = b'{"text": "forged"}'
+    with pytest.raises(StoreError, match=f"blob {info['blob']} in .* was altered"):
+        await _blobs.unpack(stored, _blobs.storage_of(store))
+
+
+def test_an_offload_size_that_is_not_a_positive_number_is_refused() -> None:
+    with pytest.raises(InvalidInputError, match="offload_bytes must be a positive number of bytes"):
+        use_blob_store(InMemoryStore(), None, offload_bytes=0)
+    with pytest.raises(InvalidInputError, match="offload_bytes must be a number of bytes, got 'lots'"):
+        _blobs.storage_of(InMemoryStore("memory://?offload_bytes=lots"))

@@ -8,7 +8,9 @@ Pick one by URL with :func:`open_store`:
 * ``postgresql://…`` — the PostgreSQL store for many workers on many machines.
 
 Every store refuses a value whose JSON is over its :class:`PayloadLimits` (2 MiB by
-default; ``?max_payload_bytes=`` in the URL or ``$ORCHESTRATE_MAX_PAYLOAD_BYTES``).
+default; ``?max_payload_bytes=`` in the URL or ``$ORCHESTRATE_MAX_PAYLOAD_BYTES``), measured
+on what a step record holds after a large output went to the store's blob store (a
+directory next to a SQLite file, ``?blob_dir=``, or :func:`use_blob_store`).
 
 Backends are imported lazily so that a missing optional driver only matters when used.
 """
@@ -16,6 +18,7 @@ Backends are imported lazily so that a missing optional driver only matters when
 from __future__ import annotations
 
 from orchestrate.errors import InvalidInputError
+from orchestrate.store._blobs import BlobStore, FileBlobStore, MemoryBlobStore, use_blob_store
 from orchestrate.store._limits import PayloadLimits
 from orchestrate.store.base import (
     SCHEMA_VERSION,
@@ -37,15 +40,19 @@ __all__ = [
     "DEFAULT_URL",
     "SCHEMA_VERSION",
     "AttemptState",
+    "BlobStore",
     "CacheEntry",
     "Event",
+    "FileBlobStore",
     "InMemoryStore",
+    "MemoryBlobStore",
     "PayloadLimits",
     "RunRecord",
     "RunUpdate",
     "StepRecord",
     "Store",
     "open_store",
+    "use_blob_store",
 ]
 
 

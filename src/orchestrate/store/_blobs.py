@@ -18,7 +18,7 @@ back (:func:`unpack`) checks the blob's digest.
 Where blobs go, by the first that says: :func:`use_blob_store`; the store URL's
 ``?blob_dir=`` (and ``?offload_bytes=``); ``$ORCHESTRATE_BLOB_DIR`` (and
 ``$ORCHESTRATE_OFFLOAD_BYTES``); else a directory next to a SQLite file
-(``orchestrate.db.blobs/``), the process's memory for the in-memory store, and none for
+(``orchestrate.db.blobs/``); none for the in-memory store (its values stay in memory) or
 PostgreSQL (its workers run on several machines: name a directory they share).
 """
 
@@ -244,8 +244,9 @@ def _resolve(store: Any) -> Storage:
     path = getattr(store, "path", None)
     if scheme == "sqlite" and isinstance(path, str) and path != ":memory:":
         return Storage(FileBlobStore(os.path.abspath(path) + ".blobs"), offload)
-    if scheme == "memory" or (scheme == "sqlite" and path == ":memory:"):
-        return Storage(MemoryBlobStore(), offload)
+    # The in-memory store keeps values in memory anyway, and PostgreSQL's workers run on
+    # several machines (a directory here would be this machine's alone): no blob store
+    # unless one is named.
     return Storage(None, offload)
 
 
