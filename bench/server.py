@@ -2,8 +2,9 @@
 
     python -m bench.server [--quick] [--runs N] [--no-postgres]
 
-* **pages**: ``GET /api/v1/runs`` (the newest 50; by status; by workflow; a text search)
-  and a run's page ``GET /api/v1/runs/{id}`` (its steps, history, usage and graph), p50
+* **pages**: ``GET /api/v1/runs`` (the newest 50; by status; by workflow; a text search),
+  a run's page ``GET /api/v1/runs/{id}`` (its steps, history, usage and graph) and
+  ``GET /api/v1/usage`` (tokens and cost of the newest 1,000 runs, summed in SQL), p50
   and p99 over sequential requests, against ``orchestrate serve``'s app on uvicorn with
   a store of 10⁶ one-step runs, on SQLite and on PostgreSQL. Rows are inserted with SQL
   (as ``bench.retention`` does): the engine's own would take hours.
@@ -210,6 +211,7 @@ def pages(url: str, count: int, repeat: int) -> list[tuple[str, float, float]]:
         "GET /runs?workflow=wf42": lambda: "/api/v1/runs?workflow=wf42&limit=50",
         "GET /runs?q=timed (text)": lambda: "/api/v1/runs?q=timed&limit=50",
         "GET /runs/{id} (run page)": lambda: f"/api/v1/runs/{rng.randrange(count):032x}",
+        "GET /usage (newest 1,000 runs)": lambda: "/api/v1/usage?limit=1000",
     }
     out = []
     with Server(url) as server, httpx.Client(base_url=server.base, headers=headers, timeout=60) as http:
