@@ -25,7 +25,7 @@ from psycopg import sql
 from orchestrate import Client, Step, Workflow
 from orchestrate.review import HumanReviewGate
 from orchestrate.server import ServerSettings, create_app, create_token
-from orchestrate.store._feed import FeedCursor, events_after, read_feed
+from orchestrate.store._feed import SCAN_ROWS, FeedCursor, events_after, read_feed
 from tests.postgres import in_schema
 
 
@@ -189,3 +189,20 @@ def _parse(body: str) -> list[dict[str, str]]:
         if "data" in fields:
             events.append(fields)
     return events
+
+
+async def test_one_read_passes_any_number_of_other_runs_events(client: Client, pg_url: str) -> None:
+    mine, other = await client.run(PARKED, "mine"), await client.run(PARKED, "other")
+    cursor = FeedCursor(0, {}, 30.0)
+    await read_feed(client.store, cursor, now=time.time(), run_id=mine.run_id)
+    conn = await connect(pg_url)
+    try:
+        for n in range(SCAN_ROWS + 500):
+            await insert(conn, other.run_id, "step_ok", n)
+        wanted = await insert(conn, mine.run_id, "step_ok", 0)
+        await conn.commit()
+    finally:
+        await conn.close()
+    found = await read_feed(client.store, cursor, now=time.time(), run_id=mine.run_id)
+    assert [e.id for e, _ in found] == [wanted]
+    assert cursor.after == wanted and not cursor.gaps

@@ -147,16 +147,19 @@ async def read_feed(
             cursor.filled(event.id)
             if wanted(event):
                 sent.append((event, cursor.text()))
-    # One statement, one snapshot: every id present in the range, and the wanted rows among them.
-    present, rows = await _access_sql.feed_scan(base, cursor.after, kinds=kinds, run_id=run_id, rows=SCAN_ROWS)
-    by_id = {event.id: event for event in rows}
-    for event_id in present:
-        cursor.passed(event_id, now=now)
-        found = by_id.get(event_id)
-        if found is not None:
-            sent.append((found, cursor.text()))
-            if len(sent) >= limit:
-                break
+    while len(sent) < limit:
+        # One statement, one snapshot: every id present in the range, and the wanted rows among them.
+        present, rows = await _access_sql.feed_scan(base, cursor.after, kinds=kinds, run_id=run_id, rows=SCAN_ROWS)
+        by_id = {event.id: event for event in rows}
+        for event_id in present:
+            cursor.passed(event_id, now=now)
+            found = by_id.get(event_id)
+            if found is not None:
+                sent.append((found, cursor.text()))
+                if len(sent) >= limit:
+                    break
+        if len(present) < SCAN_ROWS:
+            break  # the end of the history as this snapshot saw it
     return sent
 
 
