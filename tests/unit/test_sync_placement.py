@@ -10,7 +10,7 @@ from unittest.mock import ANY
 
 import pytest
 
-from orchestrate import Engine, Fallback, RunContext, Step, StepTimeoutError, Workflow, workflow
+from orchestrate import Engine, RunContext, Step, Workflow, workflow
 from orchestrate._engine.isolation import SyncPlacement
 from orchestrate.observe import configure_logging
 from orchestrate.policies import StepPolicy
@@ -60,10 +60,9 @@ def test_the_default_isolation_is_auto():
     assert Step("s", lambda x: x).policy.isolation == "auto"
 
 
-@pytest.mark.parametrize("timeout", [None, 30])
-async def test_a_quick_def_step_runs_in_a_thread_once_then_on_the_loop(timeout):
+async def test_a_quick_def_step_runs_in_a_thread_once_then_on_the_loop():
     fn = Where()
-    wf = Workflow("quick_def", [Step("s", fn, timeout=timeout)])
+    wf = Workflow("quick_def", [Step("s", fn)])
     loop_thread = threading.get_ident()
     async with Engine(InMemoryStore()) as engine:
         assert await engine.run(wf, 0) == 1
@@ -78,7 +77,7 @@ async def test_a_durable_function_def_step_runs_on_the_loop_once_quick():
 
     @workflow(name="quick_def_fn")
     async def chain(ctx: RunContext, x: int) -> int:
-        return await ctx.step(fn, x, timeout=5)
+        return await ctx.step(fn, x)
 
     loop_thread = threading.get_ident()
     async with Engine(InMemoryStore(), workflows=[chain]) as engine:
@@ -90,6 +89,16 @@ async def test_a_durable_function_def_step_runs_on_the_loop_once_quick():
         assert [await engine.run(chain, i) for i in range(2)] == [1, 2]
     assert fn.threads[0] != loop_thread
     assert fn.threads[-3:] == [loop_thread] * 3
+
+
+async def test_a_step_with_a_timeout_always_runs_where_the_timeout_can_stop_waiting():
+    fn = Where()
+    wf = Workflow("timed_def", [Step("s", fn, timeout=30)])
+    loop_thread = threading.get_ident()
+    async with Engine(InMemoryStore()) as engine:
+        for i in range(25):
+            assert await engine.run(wf, i) == i + 1
+    assert loop_thread not in fn.threads
 
 
 async def test_isolation_thread_always_runs_in_a_thread():
@@ -130,19 +139,6 @@ async def test_an_inline_call_that_held_the_loop_sends_the_function_back_to_thre
     assert moved["step"] == "s" and moved["workflow"] == "turns_slow" and moved["attempt"] == 1
     assert moved["held_loop_seconds"] >= 0.01
     assert moved["level"] == "info"
-
-
-async def test_an_inline_call_that_returned_past_its_timeout_counts_as_timed_out():
-    fn = Where()
-    wf = Workflow("late_inline", [Step("s", fn, timeout=0.25, fallback=Fallback.value(-1))])
-    async with Engine(InMemoryStore()) as engine:
-        await until_inline(engine, wf, fn)
-        fn.sleep = 0.3
-        record = await engine.run_record(wf, 1)  # on the loop, back after its timeout
-        assert fn.threads[-1] == threading.get_ident()
-        assert record.output == -1
-        [step] = await engine.store.get_steps(record.run_id)
-        assert step.meta["fallback_reason"] == StepTimeoutError.__qualname__
 
 
 class Recorded:

@@ -141,8 +141,10 @@ async def _invoke(
         return plan.fn(*args, **kwargs)
     elif isolation == "process":
         call = call_in_process(plan.fn, args, kwargs)
-    elif isolation == "auto" and engine._threads.placement.inline(plan.fn):
-        return _inline(ctx, plan.fn, args, kwargs, key, attempt, timeout)
+    elif isolation == "auto" and timeout is None and engine._threads.placement.inline(plan.fn):
+        # Only a step without a timeout runs on the loop: a call there cannot be stopped,
+        # so a step with a timeout always runs where the engine can stop waiting for it.
+        return _inline(ctx, plan.fn, args, kwargs, key, attempt)
     else:
         about = {"workflow": ctx.workflow, "run_id": ctx.run_id, "step": key, "attempt": attempt}
         # The thread runs in a copy of this task's context: log lines keep their ids.
@@ -161,14 +163,11 @@ async def _invoke(
     return await _timed(ctx, call, key, attempt, timeout)
 
 
-def _inline(
-    ctx: RunState, fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any], key: str, attempt: int, timeout: float | None
-) -> Any:
+def _inline(ctx: RunState, fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any], key: str, attempt: int) -> Any:
     """Call a sync function known to be quick on the loop, timed (see :mod:`.isolation`).
 
     A call that held the loop too long sends the function back to the threads
-    (:class:`~.isolation.SyncPlacement`); one that returned past its timeout counts as
-    timed out, its result discarded, as a thread's would be.
+    (:class:`~.isolation.SyncPlacement`). Only steps without a timeout come here.
     """
     started = time.perf_counter()
     try:
@@ -179,10 +178,6 @@ def _inline(
         if held > QUICK_SECONDS:
             about = {"workflow": ctx.workflow, "run_id": ctx.run_id, "step": key, "attempt": attempt}
             ctx.engine._threads.placement.ran_inline(fn, held, about, now=ended)
-    if timeout is not None and held > timeout:
-        raise StepTimeoutError(
-            f"step {key!r} attempt {attempt} timed out: no result after {held:.3g}s (its limit is {timeout:g}s)"
-        )
     return return_value
 
 
