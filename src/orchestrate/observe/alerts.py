@@ -345,15 +345,18 @@ class AlertEvaluator:
             rows.sort(key=lambda r: (r[1].finished_at, r[1].run_id, r[1].step_key))
             self._feed(rows)
             self._after = rows[-1][1].finished_at if rows else self.clock() - self.lag_seconds
-        while True:
-            start = self._after - self.lag_seconds
+        start = self._after - self.lag_seconds
+        while True:  # pages on by time: a full page of records seen already is passed over, not stopped at
             self.queries += 1
             rows = await quality.steps_since(self._names, after=start, limit=self.batch)
-            fresh = self._feed(rows)
-            if rows:
-                self._after = max(self._after, rows[-1][1].finished_at)
-            if len(rows) < self.batch or not fresh:
+            self._feed(rows)
+            if not rows:
                 break
+            last = rows[-1][1].finished_at
+            self._after = max(self._after, last)
+            if len(rows) < self.batch or last <= start:  # the end, or a full page at one instant
+                break
+            start = last
         floor = self._after - self.lag_seconds
         self._seen = {k: at for k, at in self._seen.items() if at >= floor}
 
@@ -371,18 +374,20 @@ class AlertEvaluator:
 
     async def _read_feedback(self, quality: QualityStore) -> None:
         after = None if self._feedback_after is None else self._feedback_after - self.lag_seconds
-        while True:
+        while True:  # pages on by time, as the step records do
             self.queries += 1
             entries = await quality.list_feedback(after=after, limit=self.batch)
             fresh = [e for e in entries if e.feedback_id not in self._feedback_seen]
             for entry in fresh:
                 self._feedback_seen[entry.feedback_id] = entry.at
                 self._judge_feedback(entry)
-            if entries:
-                self._feedback_after = max(self._feedback_after or 0.0, entries[-1].at)
-                after = self._feedback_after - self.lag_seconds
-            if len(entries) < self.batch or not fresh:
+            if not entries:
                 break
+            last = entries[-1].at
+            self._feedback_after = max(self._feedback_after or 0.0, last)
+            if len(entries) < self.batch or (after is not None and last <= after):
+                break
+            after = last
         if self._feedback_after is not None:
             floor = self._feedback_after - self.lag_seconds
             self._feedback_seen = {k: at for k, at in self._feedback_seen.items() if at >= floor}
