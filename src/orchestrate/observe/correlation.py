@@ -16,10 +16,27 @@ from __future__ import annotations
 
 import contextvars
 import logging
-from typing import Any
+import weakref
+from typing import Any, Protocol
 
-FIELDS = ("workflow", "run_id", "step", "attempt")
-"""The correlation ids, as they are named on log records."""
+FIELDS = ("workflow", "run_id", "step", "attempt", "trace_id")
+"""The correlation ids, as they are named on log records (``trace_id``: with a tracing observer)."""
+
+
+class TraceSource(Protocol):
+    """What knows a run's trace (the OpenTelemetry observer): its id, 32 hex digits, or ``None``."""
+
+    def trace_id(self, run_id: str) -> str | None:
+        """The trace id of run ``run_id`` in this process, or ``None``."""
+
+
+_TRACES: weakref.WeakSet[Any] = weakref.WeakSet()
+
+
+def add_trace_source(source: TraceSource) -> None:
+    """Let log lines written in a run carry its ``trace_id`` from ``source`` (kept while it lives)."""
+    _TRACES.add(source)
+
 
 RUN: contextvars.ContextVar[Any] = contextvars.ContextVar("orchestrate_run", default=None)
 """The run being driven by this task (the engine's run context: ``workflow``, ``run_id``,
@@ -40,7 +57,9 @@ def step_of(value: str | tuple[str, int] | None) -> tuple[str | None, int | None
 
 
 def current_ids() -> dict[str, Any]:
-    """``{"workflow", "run_id", "step", "attempt"}`` of the code running now (empty outside a run).
+    """``{"workflow", "run_id", "step", "attempt"}`` of the code running now (empty outside a run),
+    with ``trace_id`` when a tracing observer (:class:`~orchestrate.observe.otel.OpenTelemetryObserver`)
+    traces the run in this process.
 
     ``step`` and ``attempt`` are ``None`` in a run's own code between steps.
     """
@@ -48,11 +67,18 @@ def current_ids() -> dict[str, Any]:
     if run is None:
         return {}
     step, attempt = step_of(STEP.get())
-    return {"workflow": run.workflow, "run_id": run.run_id, "step": step, "attempt": attempt}
+    ids = {"workflow": run.workflow, "run_id": run.run_id, "step": step, "attempt": attempt}
+    if _TRACES:  # a tracing observer lives: the run's trace id, so logs and traces meet
+        for source in list(_TRACES):
+            found = source.trace_id(run.run_id)
+            if found is not None:
+                ids["trace_id"] = found
+                break
+    return ids
 
 
 class CorrelationFilter(logging.Filter):
-    """Adds ``workflow``, ``run_id``, ``step`` and ``attempt`` to every record it sees.
+    """Adds ``workflow``, ``run_id``, ``step``, ``attempt`` and ``trace_id`` to every record it sees.
 
     Fields the record already has (the library's own records carry them) are kept;
     outside a run the fields are ``None``, so a format string naming them never fails.

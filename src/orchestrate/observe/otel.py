@@ -43,7 +43,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from orchestrate._redact import redact
-from orchestrate.observe.correlation import RUN, STEP, step_of
+from orchestrate.observe.correlation import RUN, STEP, add_trace_source, step_of
 from orchestrate.observe.observer import Observer
 
 try:
@@ -90,6 +90,15 @@ class OpenTelemetryObserver(Observer):
         self.tracer = trace.get_tracer("orchestrate", __version__, tracer_provider=tracer_provider)
         self.capture_content = capture_content
         self._drives: dict[str, _Drive] = {}
+        add_trace_source(self)  # log lines written in a run carry its trace id
+
+    def trace_id(self, run_id: str) -> str | None:
+        """The trace id (32 hex digits) of run ``run_id`` while this process drives it, else ``None``."""
+        drive = self._drives.get(run_id)
+        if drive is None:
+            return None
+        found: int = drive.span.get_span_context().trace_id
+        return format(found, "032x") if found else None
 
     # propagation --------------------------------------------------------------------------
     def carry(self, *, workflow: str, run_id: str, **future_kwargs: Any) -> Mapping[str, str] | None:
