@@ -65,6 +65,11 @@ class StepSpec:
             schema.check(self.plan.returns, f"step {self.name!r}")
         return _codec.plan_for(self.plan.fn, self.plan.returns, schema)
 
+    @cached_property
+    def compression(self) -> Compression | None:
+        """The ``compress_after`` the step's function carries, if any."""
+        return compression_of(self.plan.fn)
+
     @property
     def cache_prefix(self) -> str:
         """Cache keys: step name and a fingerprint of its code."""
@@ -223,7 +228,11 @@ class RunState:
         ):
             update = RunUpdate(status=RunStatus.SUCCEEDED, output=record.output)
             event = Event(run_id=self.run_id, kind="run_succeeded", at=record.finished_at)
-        written = record if pack is None or record.output is None else await self._pack(record, pack)
+        written = record
+        if pack is not None and record.output is not None:
+            # compressed or offloaded only when a setting asks (the common step pays three checks)
+            if self.compression is not None or pack.compression is not None or self.storage.blobs is not None:
+                written = await self._pack(record, pack)
         stored = await self.engine.store.record_step(
             written, fence=self.fence, now=record.finished_at, event=event, run_update=update
         )
@@ -250,7 +259,7 @@ class RunState:
     async def _pack(self, record: StepRecord, spec: StepSpec) -> StepRecord:
         compression = self.compression
         if compression is None:
-            compression = self.compression = compression_of(spec.plan.fn)
+            compression = self.compression = spec.compression
         strategy = level = None
         if compression is not None:
             if self._positions is None:
