@@ -304,3 +304,22 @@ def test_an_offload_size_that_is_not_a_positive_number_is_refused() -> None:
         use_blob_store(InMemoryStore(), None, offload_bytes=0)
     with pytest.raises(InvalidInputError, match="offload_bytes must be a number of bytes, got 'lots'"):
         _blobs.storage_of(InMemoryStore("memory://?offload_bytes=lots"))
+
+
+def _note(i: int) -> str:
+    return "the same words again and again " * 100
+
+
+@compress_after(step=1, strategy="zstd")
+@workflow(name="notes", version="1")
+async def _notes(ctx: RunContext, n: int) -> int:
+    return sum([len(await ctx.step(_note, i)) for i in range(n)])
+
+
+async def test_a_durable_function_decorated_with_compress_after_compresses_after_its_first_step() -> None:
+    store = InMemoryStore()
+    async with Engine(store) as engine:
+        record = await engine.run_record(_notes, 3)
+    assert record.output == 3 * len(_note(0))
+    packed = [(s.meta or {}).get(_blobs.PACKED) for s in await store.get_steps(record.run_id)]
+    assert packed == [None, {"encoding": "zstd", "size": 3102}, {"encoding": "zstd", "size": 3102}]
