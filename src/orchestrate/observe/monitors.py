@@ -355,18 +355,24 @@ class MonitorObserver(Observer):
         self, *, workflow: str, name: str, attempts: int, latency_s: float, at: float, **future_kwargs: Any
     ) -> None:
         """One execution that succeeded (``output``, when the engine passes it, feeds drift)."""
+        if name not in self._by_step:  # the common case: nothing watches this step
+            return
         self._add(workflow, name, _Execution(latency_s, False, False, attempts, future_kwargs.get("output")), at)
 
     def step_fallback(
         self, *, workflow: str, name: str, attempts: int, latency_s: float, at: float, **future_kwargs: Any
     ) -> None:
         """One execution answered by a fallback."""
+        if name not in self._by_step:
+            return
         self._add(workflow, name, _Execution(latency_s, False, True, attempts), at)
 
     def step_failed(
         self, *, workflow: str, name: str, attempts: int, latency_s: float, at: float, **future_kwargs: Any
     ) -> None:
         """One execution that failed."""
+        if name not in self._by_step:
+            return
         self._add(workflow, name, _Execution(latency_s, True, False, attempts), at)
 
     def _add(self, workflow: str, step: str, execution: _Execution, at: float) -> None:
