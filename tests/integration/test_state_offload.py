@@ -193,3 +193,19 @@ async def test_without_a_blob_store_compression_still_brings_a_value_under_the_l
             assert run.status is RunStatus.SUCCEEDED and run.output == 36 * 90_000
             (step, _) = await client.store.get_steps(run.run_id)
             assert step.meta[_blobs.PACKED]["encoding"] == "zstd" and len(step.output) < 64 * KiB
+
+
+async def test_a_workers_retention_deletes_the_blobs_of_the_runs_it_prunes(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'runs.db'}"
+    wf = intake()
+    store = open_store(url)
+    try:
+        async with Engine(store, workflows=[wf], retain_seconds=0.01) as engine:
+            record = await engine.run_record(wf, "F-3")
+            folder = tmp_path / "runs.db.blobs"
+            assert [p.name for p in folder.iterdir()] == [record.run_id]
+            await asyncio.sleep(0.02)
+            assert await engine.prune_ended() == 1
+            assert list(folder.iterdir()) == []
+    finally:
+        await store.close()
