@@ -105,14 +105,10 @@ async def test_map_and_reduce_record_steps_and_a_second_map_is_not_a_replay_of_t
     record = await client.run(batch, ["a.pdf", "b.jpg"])
 
     assert record.output == [["a.pdf", "b.jpg"], ["z.txt"], {"single.md": "md"}]
-    assert await _steps(client, record.run_id) == [
-        "extract[0]",
-        "extract[1]",
-        "merge",
-        "extract#2[0]",
-        "merge#2",
-        "extract",
-    ]
+    steps = await _steps(client, record.run_id)
+    # A map's children are recorded as they finish, in any order.
+    assert sorted(steps[:2]) == ["extract[0]", "extract[1]"]
+    assert steps[2:] == ["merge", "extract#2[0]", "merge#2", "extract"]
     assert calls["extract"] == 4 and calls["merge"] == 2
     assert len(await client.list()) == 1
 
