@@ -11,10 +11,28 @@ from orchestrate.store import InMemoryStore, open_store
 from orchestrate.store.base import Capability, capabilities_of
 from orchestrate.store.retrying import RetryingStore
 from orchestrate.testing import FaultyStore
-from orchestrate.testing.store_suite import StoreConformance
+from orchestrate.testing.store_suite import (
+    ClaimingConformance,
+    ClaimsConformance,
+    LimitsConformance,
+    PayloadsConformance,
+    ReviewsConformance,
+    RunsConformance,
+    StepsConformance,
+)
 
 
-class TestInMemoryStore(StoreConformance):
+class TestInMemoryStore(
+    RunsConformance,
+    ClaimsConformance,
+    StepsConformance,
+    ReviewsConformance,
+    PayloadsConformance,
+    ClaimingConformance,
+    LimitsConformance,
+):
+    """Every part of the suite but migrations: a memory store keeps nothing between openings."""
+
     @pytest.fixture
     async def store(self) -> AsyncIterator[InMemoryStore]:
         store = InMemoryStore()
