@@ -745,6 +745,9 @@ class Client:
         safe) and written into the run's history (a ``feedback_recorded`` event) as its
         audit. Outcome monitors (:class:`~orchestrate.observe.alerts.OutcomeMonitor`) watch it.
 
+        Returns:
+            The stored entry (the one stored before, for a ``feedback_id`` seen already).
+
         Raises:
             InvalidInputError: none of ``outcome``, ``score`` and ``label`` given, or ``by`` empty.
         """
@@ -778,7 +781,11 @@ class Client:
     async def list_feedback(
         self, *, run_id: str | None = None, workflow: str | None = None, limit: int = 100
     ) -> builtins.list[FeedbackRecord]:
-        """Feedback entries, oldest first, of one run or workflow (or all)."""
+        """Feedback entries, oldest first, of one run or workflow (or all).
+
+        Returns:
+            Up to ``limit`` feedback records.
+        """
         await self.engine.open()
         if run_id is not None:
             run_id = (await self._find_run(run_id)).run_id
@@ -787,7 +794,11 @@ class Client:
     async def alerts(
         self, *, state: str | None = None, workflow: str | None = None, limit: int = 50
     ) -> builtins.list[AlertRecord]:
-        """Durable alerts, newest first (``state``: ``firing``, ``acknowledged`` or ``resolved``)."""
+        """Durable alerts, newest first (``state``: ``firing``, ``acknowledged`` or ``resolved``).
+
+        Returns:
+            Up to ``limit`` alert records.
+        """
         await self.engine.open()
         try:
             states = None if state is None else [AlertState(state)]
@@ -797,6 +808,9 @@ class Client:
 
     async def acknowledge_alert(self, alert_id: str, *, by: str) -> AlertRecord:
         """Acknowledge an alert: a person has it, and its action stops diverting its step.
+
+        Returns:
+            The alert as it stands after the acknowledgement.
 
         Raises:
             InvalidInputError: no alert has that id.
