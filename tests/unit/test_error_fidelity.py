@@ -4,6 +4,7 @@ says what it measured; secrets in error texts are redacted before anything is st
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from typing import Any
 
@@ -42,7 +43,9 @@ async def test_the_engines_timer_says_it_fired_and_what_it_measured() -> None:
     assert record.status is RunStatus.DEAD
     error = steps["slow"].error
     assert error["name"] == "StepTimeoutError"
-    assert "attempt 1 timed out: no result after 0.05" in error["message"]
+    # What the timer measured is at least the limit (more on a loaded machine).
+    measured = re.search(r"attempt 1 timed out: no result after ([0-9.]+)s", error["message"])
+    assert measured is not None and float(measured.group(1)) >= 0.05, error["message"]
     assert "its limit is 0.05s" in error["message"]
 
 
