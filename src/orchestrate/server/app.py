@@ -13,7 +13,7 @@ from starlette.routing import BaseRoute
 
 from orchestrate import __version__
 from orchestrate.errors import OrchestrateError
-from orchestrate.server import _events, _reviews, _runs
+from orchestrate.server import _events, _quality, _reviews, _runs
 from orchestrate.server._auth import (
     SESSION_COOKIE,
     VIEWER,
@@ -259,6 +259,7 @@ def create_app(
     app.include_router(api)
     app.include_router(_runs.router)
     app.include_router(_reviews.router)
+    app.include_router(_quality.router)
     app.include_router(_events.router)
     app.include_router(probes)
     for route in [*extra_routes, *_dashboard_routes()]:
