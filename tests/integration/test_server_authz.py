@@ -7,13 +7,17 @@ run), so that what one allowed request changes does not decide the next one.
 
 from __future__ import annotations
 
+import time
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 from fastapi.routing import APIRoute
 from starlette.routing import Mount, Route
 
 from orchestrate.server import create_app
+from orchestrate.store._quality import AlertRecord, AlertState, alert_id
+from orchestrate.store._quality_sql import quality_for
 from tests.integration.test_server_api import PRINCIPALS, make_env
 
 # access: who may call it. public: anyone; open: the body's token signs in; auth: any valid
@@ -50,6 +54,12 @@ ROUTES: dict[tuple[str, str], tuple[str, int, Any]] = {
     ("GET", "/api/v1/stats/reviews"): ("viewer", 200, None),
     ("GET", "/api/v1/events/runs/{dead_id}"): ("viewer", 200, None),
     ("GET", "/api/v1/events/reviews"): ("viewer", 200, None),
+    ("GET", "/api/v1/steps/{step}/results"): ("viewer", 200, None),
+    ("GET", "/api/v1/steps/{step}/stats"): ("viewer", 200, None),
+    ("POST", "/api/v1/runs/{run_id}/feedback"): ("operator", 201, {"outcome": "complained", "score": 0.2}),
+    ("GET", "/api/v1/feedback"): ("viewer", 200, None),
+    ("GET", "/api/v1/alerts"): ("viewer", 200, None),
+    ("POST", "/api/v1/alerts/{alert_id}/acknowledge"): ("operator", 200, None),
 }
 
 RANK = {"viewer": 1, "operator": 2, "admin": 3, "reviewer_in": 1, "reviewer_out": 1}
@@ -100,6 +110,26 @@ def test_the_matrix_names_every_route_of_the_app() -> None:
     assert _app_routes() == {(m, _normal(p)) for m, p in ROUTES} - {("GET", "/docs")}
 
 
+async def _firing_alert(client: Any) -> str:
+    """An alert of the ``draft`` step, as a monitor's evaluation stores it: its id."""
+    now = time.time()
+    alert = AlertRecord(
+        alert_id=alert_id("reply", "draft.latency_p95", 1),
+        workflow="reply",
+        monitor="draft.latency_p95",
+        step="draft",
+        incident=1,
+        state=AlertState.FIRING,
+        value=2500.0,
+        reason="p95 latency 2500 ms is above 2000",
+        action="review",
+        fired_at=now,
+        updated_at=now,
+    )
+    assert await quality_for(client.store).insert_alert(alert)
+    return alert.alert_id
+
+
 CASES = [(method, path, who) for (method, path) in ROUTES for who in PRINCIPALS]
 
 
@@ -110,7 +140,10 @@ async def test_authorization_matrix(method: str, path: str, who: str) -> None:
     try:
         run_id, review_id = await env.waiting_run()
         dead_id = await env.dead_run()
-        url = path.format(run_id=run_id, dead_id=dead_id, review_id=review_id)
+        alert_id = await _firing_alert(env.client)
+        url = path.format(
+            run_id=run_id, dead_id=dead_id, review_id=review_id, step="draft", alert_id=quote(alert_id, safe="")
+        )
         headers = env.headers(who)
         if access == "open":
             headers = {}
@@ -125,5 +158,7 @@ async def test_authorization_matrix(method: str, path: str, who: str) -> None:
                 # Nothing changed: the run still waits and its review is still pending.
                 assert (await env.client.get(run_id)).status.value == "waiting"
                 assert (await env.client.get_review(review_id)).status.value == "pending"
+                assert (await env.client.alerts())[0].state.value == "firing"
+                assert await env.client.list_feedback(run_id=run_id) == []
     finally:
         await env.client.engine.close()
