@@ -119,7 +119,7 @@ async def start_run(
         if body.idempotency_key is not None:
             options["idempotency_key"] = body.idempotency_key
         found = await client.start(wf, body.input, run_id=run_id, options=options, queue=body.queue)
-        return run_summary(await client.get(found))
+        return _due(state, run_summary(await client.get(found)))
 
     return await audited(state, who, "run.start", body.workflow, body.model_dump(), go)
 
@@ -139,6 +139,13 @@ async def get_run(request: Request, run_id: str, _who: Annotated[Principal, Depe
 async def _mutate(request: Request, who: Principal, action: str, run_id: str, body: Any, call: Any) -> RunSummary:
     state: ServerState = state_of(request)
     return await audited(state, who, action, run_id, body, call)
+
+
+def _due(state: ServerState, run: RunSummary) -> RunSummary:
+    """``run`` may be due now: an embedded worker that has its workflow drives it at once."""
+    if state.client.engine.has_version(run.workflow, run.version):
+        state.wake_run(run.run_id)
+    return run
 
 
 @router.post("/runs/{run_id}/cancel", response_model=RunSummary, summary="Cancel a run")
@@ -168,7 +175,7 @@ async def retry_run(request: Request, run_id: str, who: Annotated[Principal, Dep
         if source.status is RunStatus.SUCCEEDED:
             raise RunStateError(f"run {source.run_id!r} succeeded; replay it to run it again")
         new = await client.replay(source.run_id, execute=False, options={"started_by": who.name})
-        return run_summary(new)
+        return _due(state_of(request), run_summary(new))
 
     return await _mutate(request, who, "run.retry", run_id, None, go)
 
@@ -185,7 +192,7 @@ async def resume_run(
         if run.status is not RunStatus.WAITING:
             raise RunStateError(f"run {run.run_id!r} is {run.status.value}; only waiting runs can be resumed")
         await client.store.wake_run(run.run_id, now=client.engine.clock.now())
-        return run_summary(await client.get(run.run_id))
+        return _due(state_of(request), run_summary(await client.get(run.run_id)))
 
     return await _mutate(request, who, "run.resume", run_id, None, go)
 
@@ -202,7 +209,7 @@ async def _replay(request: Request, who: Principal, run_id: str, body: ReplayRun
             execute=False,
             options={"started_by": who.name},
         )
-        return run_summary(new)
+        return _due(state_of(request), run_summary(new))
 
     return await _mutate(request, who, action, run_id, payload, go)
 
@@ -229,7 +236,7 @@ async def send_signal(
 
     async def go() -> RunSummary:
         await client.signal(run_id, body.key, body.value, by=who.name)
-        return run_summary(await client.get(run_id))
+        return _due(state_of(request), run_summary(await client.get(run_id)))
 
     return await _mutate(request, who, "run.signal", run_id, body.model_dump(), go)
 
