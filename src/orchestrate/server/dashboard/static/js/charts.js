@@ -1,4 +1,4 @@
-// Simple SVG charts drawn here: horizontal bars and a stacked column series over time.
+// Simple SVG charts drawn here: horizontal bars, a stacked column series over time, and lines over windows.
 
 import { s, h, fmtCost } from "./dom.js";
 
@@ -58,5 +58,50 @@ export function stackedColumns(buckets, { format = fmtCost, width = 720, height 
     }
   });
   const legend = h("div.legend", {}, series.map((name, k) => h("span", {}, s("svg", { width: 12, height: 12 }, s("rect", { width: 12, height: 12, rx: 2, class: `c${k % PALETTE}` })), ` ${name}`)));
+  return h("div", {}, svg, legend);
+}
+
+/**
+ * A small line chart of values over windows: series [{name, values: [number|null]}] sharing the
+ * x axis (one point per window, oldest first). A missing value leaves a gap in its line.
+ */
+export function lineChart(series, { format = (v) => String(v), width = 300, height = 120, label = "chart", min = 0, max: ceiling } = {}) {
+  const count = Math.max(0, ...series.map((x) => x.values.length));
+  const known = series.flatMap((x) => x.values.filter((v) => v !== null && v !== undefined && Number.isFinite(v)));
+  if (!count || !known.length) return h("p.muted", {}, "No data in these windows.");
+  const left = 46;
+  const right = 8;
+  const pad = 8;
+  const bottom = 18;
+  const hi = ceiling ?? Math.max(...known, min + 1e-9);
+  const lo = Math.min(min, ...known);
+  const span = hi - lo || 1;
+  const plotW = width - left - right;
+  const plotH = height - pad - bottom;
+  const x = (i) => left + (count === 1 ? plotW / 2 : (plotW * i) / (count - 1));
+  const y = (v) => pad + plotH - (plotH * (v - lo)) / span;
+  const svg = s("svg", { class: "chart lines", viewBox: `0 0 ${width} ${height}`, width, height, role: "img", "aria-label": label });
+  for (const v of [lo, hi]) {
+    svg.append(s("line", { x1: left, x2: width - right, y1: y(v), y2: y(v), class: "grid" }),
+      s("text", { x: left - 5, y: y(v) + 4, "text-anchor": "end", class: "axis-label" }, format(v)));
+  }
+  svg.append(s("text", { x: left, y: height - 4, class: "axis-label" }, "oldest"),
+    s("text", { x: width - right, y: height - 4, "text-anchor": "end", class: "axis-label" }, "newest"));
+  series.forEach((one, k) => {
+    let path = "";
+    let pen = false;
+    one.values.forEach((v, i) => {
+      if (v === null || v === undefined || !Number.isFinite(v)) { pen = false; return; }
+      path += `${pen ? "L" : "M"}${x(i).toFixed(1)},${y(v).toFixed(1)} `;
+      pen = true;
+    });
+    if (path) svg.append(s("path", { d: path.trim(), class: `line l${k % PALETTE}` }));
+    one.values.forEach((v, i) => {
+      if (v === null || v === undefined || !Number.isFinite(v)) return;
+      svg.append(s("circle", { cx: x(i), cy: y(v), r: 2.5, class: `c${k % PALETTE}` }, s("title", {}, `${one.name}, window ${i + 1}: ${format(v)}`)));
+    });
+  });
+  if (series.length < 2) return svg;
+  const legend = h("div.legend", {}, series.map((one, k) => h("span", {}, s("svg", { width: 12, height: 12 }, s("rect", { width: 12, height: 12, rx: 2, class: `c${k % PALETTE}` })), ` ${one.name}`)));
   return h("div", {}, svg, legend);
 }

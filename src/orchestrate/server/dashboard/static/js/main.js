@@ -1,4 +1,4 @@
-// Boot, sign-in and the fragment router (#/runs, #/runs/<id>, #/reviews, #/dlq, #/cost).
+// Boot, sign-in and the fragment router (#/runs, #/runs/<id>, #/reviews, #/dlq, #/cost, #/alerts).
 
 import { ApiError, loadSession, signIn, signOut, subscribe, get } from "./api.js";
 import { h, clear } from "./dom.js";
@@ -8,6 +8,7 @@ import { renderRun } from "./run.js";
 import { renderReviews } from "./reviews.js";
 import { renderDlq } from "./dlq.js";
 import { renderCost } from "./cost.js";
+import { renderAlerts } from "./alerts.js";
 
 const main = document.getElementById("main");
 let cleanup = null;
@@ -21,6 +22,7 @@ const ROUTES = [
   [/^#\/reviews(?:\/([^/?]+))?$/, () => renderReviews],
   [/^#\/dlq$/, () => renderDlq],
   [/^#\/cost$/, () => renderCost],
+  [/^#\/alerts$/, () => renderAlerts],
 ];
 
 function splitHash() {

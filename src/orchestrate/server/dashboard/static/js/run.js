@@ -6,6 +6,7 @@ import { h, clear, fmtTime, fmtDuration, fmtCost, fmtInt, toMs, jsonBlock, statu
 import { timeline } from "./timeline.js";
 import { drawGraph } from "./graph.js";
 import { jsonEditor } from "./form.js";
+import { feedbackSection } from "./feedback.js";
 import { dialog, flash, reportError, liveDot, section } from "./ui.js";
 
 const TERMINAL = new Set(["succeeded", "failed", "cancelled", "dead"]);
@@ -24,6 +25,7 @@ export async function renderRun(root, [runId]) {
   };
   const body = h("div.run-page");
   root.append(body);
+  const feedback = feedbackSection(runId); // one element, moved into each redraw
 
   const draw = () => {
     clear(body);
@@ -40,6 +42,7 @@ export async function renderRun(root, [runId]) {
     if ((run.reviews || []).length) body.append(section("Reviews", runReviews(run)));
     body.append(h("div.three-col", {}, section("Input", jsonBlock(run.input)), section(run.error_info || run.error ? "Error" : "Output",
       run.error_info || run.error ? errorBlock(run.error_info || run.error, tracebackOf(run)) : jsonBlock(run.output)), usage(run)));
+    body.append(feedback);
     body.append(section("History", history(run)));
   };
   const select = (key) => {
