@@ -206,3 +206,28 @@ async def test_one_read_passes_any_number_of_other_runs_events(client: Client, p
     found = await read_feed(client.store, cursor, now=time.time(), run_id=mine.run_id)
     assert [e.id for e, _ in found] == [wanted]
     assert cursor.after == wanted and not cursor.gaps
+
+
+async def test_a_new_stream_of_an_old_run_reads_its_events_once_among_many_others(client: Client, pg_url: str) -> None:
+    mine, other = await client.run(PARKED, "mine"), await client.run(PARKED, "other")
+    conn = await connect(pg_url)
+    held = await connect(pg_url)
+    try:
+        expected = [e.id for e in await client.store.list_events(mine.run_id)]
+        for n in range(3):
+            expected.append(await insert(conn, mine.run_id, "step_ok", n))
+            for m in range(SCAN_ROWS + 300):
+                await insert(conn, other.run_id, "step_ok", m)
+        await conn.commit()
+        late = await insert(held, mine.run_id, "step_ok", 99)  # in flight among the newest ids
+        newer = await insert(conn, mine.run_id, "step_ok", 100)
+        await conn.commit()
+        cursor = FeedCursor(0, {}, 30.0)
+        first = [e.id for e, _ in await read_feed(client.store, cursor, now=time.time(), run_id=mine.run_id)]
+        assert first == [*expected, newer]
+        await held.commit()
+        second = [e.id for e, _ in await read_feed(client.store, cursor, now=time.time(), run_id=mine.run_id)]
+        assert second == [late]
+    finally:
+        await conn.close()
+        await held.close()

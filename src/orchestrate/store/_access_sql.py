@@ -210,14 +210,24 @@ def access_for(store: Any) -> AccessStore:
 
 
 async def events_after(
-    store: Any, after: int, *, kinds: Sequence[str] | None = None, run_id: str | None = None, limit: int = 200
+    store: Any,
+    after: int,
+    *,
+    kinds: Sequence[str] | None = None,
+    run_id: str | None = None,
+    limit: int = 200,
+    upto: int | None = None,
 ) -> list[Event] | None:
-    """Events after ``after`` read with SQL (the events' primary key); ``None`` when ``store`` is no SQL store."""
+    """Events after ``after`` (up to id ``upto``) read with SQL (the events' primary key, or
+    the run's index); ``None`` when ``store`` is no SQL store."""
     dialect = _dialect(store)
     if dialect is None:
         return None
     where = ["id > ?"]
     params: list[Any] = [after]
+    if upto is not None:
+        where.append("id <= ?")
+        params.append(upto)
     if run_id is not None:
         where.append("run_id = ?")
         params.append(run_id)

@@ -8,7 +8,10 @@ passed, the ids below it that were missing when it passed them (*gaps*: an event
 being written, or one rolled back). Each read looks for its gaps again and sends any
 that committed since, until a gap is older than the lag window and is given up (a write
 that took that id was rolled back). The cursor's text (the SSE ``id``) carries its gaps,
-so a stream resumed with ``Last-Event-ID`` misses none of them either.
+so a stream resumed with ``Last-Event-ID`` misses none of them either. A write still
+uncommitted once :data:`SCAN_ROWS` newer events are in is taken for rolled back too: a
+reader far behind (a new stream of an old run) reads that settled part of the history by
+index, the wanted events only, and passes every id of the newest part.
 
 SQLite commits one writer at a time, in id order, and the memory store appends in
 order: a gap there can only be a rolled-back or deleted event, and their feeds keep no
@@ -31,7 +34,7 @@ MAX_GAPS = 256
 """The most missing ids a cursor keeps (the newest ones, most likely still being written)."""
 
 SCAN_ROWS = 2000
-"""The most event ids one read of a PostgreSQL feed passes."""
+"""The most event ids one scan of a PostgreSQL feed passes; ids further below the newest are settled."""
 
 
 @dataclass
@@ -142,6 +145,20 @@ async def read_feed(
         return (run_id is None or event.run_id == run_id) and (wanted_kinds is None or event.kind in wanted_kinds)
 
     sent: list[tuple[Event, str]] = []
+    # Far behind (a new stream, or one resumed long after): ids more than SCAN_ROWS below
+    # the newest are settled, so the wanted events among them are read by index, without
+    # passing every id of every run.
+    settled = (await _access_sql.last_event_id(base) or 0) - SCAN_ROWS
+    while cursor.after < settled and len(sent) < limit:
+        wanted_now = limit - len(sent)
+        old = await _access_sql.events_after(
+            base, cursor.after, kinds=kinds, run_id=run_id, limit=wanted_now, upto=settled
+        )
+        for event in old or []:
+            cursor.after = event.id
+            sent.append((event, cursor.text()))
+        if len(old or []) < wanted_now:
+            cursor.after = settled
     if cursor.gaps:
         for event in await _access_sql.events_by_id(base, sorted(cursor.gaps)):
             cursor.filled(event.id)
