@@ -45,6 +45,11 @@ def load_monitors(targets: Sequence[str]) -> list[AnyMonitor]:
     """
     found: list[AnyMonitor] = []
     for target in targets:
+        if target.lower().endswith((".yaml", ".yml")):  # a YAML workflow file: its monitors
+            from orchestrate.cli.yaml_commands import declared_monitors, load_target
+
+            found += [m for m in declared_monitors([load_target(target)]) if m not in found]
+            continue
         location, name = split_target(target)
         module = _load_file(location, target) if is_file_target(location) else _import_module(location, target)
         obj: Any = module

@@ -52,7 +52,7 @@ from orchestrate.cli.serve import serve_command
 from orchestrate.cli.stats import stats
 from orchestrate.cli.timeline import render_timeline
 from orchestrate.cli.tokens import tokens
-from orchestrate.cli.yaml_commands import COMMANDS, canonical, load_target
+from orchestrate.cli.yaml_commands import COMMANDS, canonical, declared_monitors, load_target
 from orchestrate.client import Client, RunDetail
 from orchestrate.errors import InvalidInputError, OrchestrateError
 from orchestrate.policies import parse_duration
@@ -202,7 +202,8 @@ def run_command(
         return EXIT_OK
 
     async def drive(client: Client) -> RunDetail:
-        record = await client.run(wf, input_, run_id=run_id, options=options)
+        async with evaluating(client, declared_monitors([wf])):  # the YAML file's monitors
+            record = await client.run(wf, input_, run_id=run_id, options=options)
         return await client.detail(record.run_id)
 
     detail = shown(run_async(with_client(store, drive, workflows=[wf], create=True)))
@@ -338,7 +339,8 @@ def signal_command(
     multiple=True,
     metavar="TARGET",
     help="Also evaluate these monitors from the store and take their alerts' actions, path/to/file.py:NAME or "
-    "module:NAME naming a monitor or a list of them (repeat for several). Workers share one alert per incident.",
+    "module:NAME naming a monitor or a list of them, or FILE.yaml (its monitors:); repeat for several. A YAML "
+    "--app's own monitors: are evaluated without it. Workers share one alert per incident.",
 )
 @click.option(
     "--monitor-interval",
@@ -379,7 +381,7 @@ def worker_command(
     start_metrics(metrics_port)
     workflows = [load_target(app) for app in apps]
     triggers = [t for t in load_all(trigger_targets) if not isinstance(t, WebhookTrigger)]
-    monitors = load_monitors(monitor_targets)  # the alert evaluator: cli/alerts.py
+    monitors = declared_monitors(workflows, load_monitors(monitor_targets))  # and the YAML apps' own
     try:
         driven = run_async(
             _work(

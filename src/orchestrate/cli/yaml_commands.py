@@ -51,6 +51,24 @@ def load_target(target: str) -> AnyWorkflow:
         raise InvalidInputError(f"{exc.problems[0]}{suffix}") from None
 
 
+def declared_monitors(workflows: Sequence[AnyWorkflow], monitors: Sequence[Any] = ()) -> list[Any]:
+    """``monitors`` and the ones the YAML files of ``workflows`` declare, each once.
+
+    Raises:
+        InvalidInputError: two different monitors share a name.
+    """
+    from orchestrate.yaml import monitors_of
+
+    found = list(monitors)
+    for wf in workflows:
+        found += [m for m in monitors_of(wf) if m not in found]
+    names = [m.name for m in found]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise InvalidInputError(f"monitor names must be unique; used twice: {', '.join(twice)}")
+    return found
+
+
 def canonical(target: str) -> str:
     """The target with an absolute path, so later commands find it from any directory."""
     return os.path.abspath(target) if is_yaml_target(target) else canonical_target(target)

@@ -15,7 +15,9 @@ of a file is reported at once in a :class:`YamlDefinitionError`, one line each w
 file, line and column: unknown keys, wrong types, bad durations and expressions,
 functions that cannot be found. A YAML workflow and its Python twin (the same nodes,
 functions and expressions) have the same version. :func:`json_schema` gives the JSON
-Schema of the format, for editors. The format is described in ``docs/yaml.md``.
+Schema of the format, for editors. A file's ``monitors:`` (the observation layer's
+``Monitor``, ``DriftMonitor`` and ``OutcomeMonitor``) are kept beside the workflow it
+builds: :func:`monitors_of`. The format is described in ``docs/yaml.md``.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from orchestrate.workflow import Workflow
 from orchestrate.yaml._build import build, load_file, model_step
 from orchestrate.yaml._errors import Problem, YamlDefinitionError
 from orchestrate.yaml._expr import FUNCTIONS, EvaluationError, Expression, ExpressionError
+from orchestrate.yaml._monitors import monitors_of
 
 __all__ = [
     "FUNCTIONS",
@@ -41,6 +44,7 @@ __all__ = [
     "load",
     "loads",
     "model_step",
+    "monitors_of",
 ]
 
 

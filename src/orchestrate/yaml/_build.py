@@ -32,6 +32,7 @@ from orchestrate.state import Compression, StepSchema, compress_after
 from orchestrate.workflow import Branch, Loop, Map, Node, Parallel, Step, SubWorkflow, Workflow
 from orchestrate.yaml._errors import Problem, YamlDefinitionError, from_validation, is_tag, show_path
 from orchestrate.yaml._expr import Expression, ExpressionError
+from orchestrate.yaml._monitors import build_monitor, declare, step_names
 from orchestrate.yaml._schema import (
     TAGS,
     BranchSpec,
@@ -202,6 +203,7 @@ class Builder:
                 handler = self.step(spec.error_handler, ("error_handler",))
             except _Failed:
                 pass
+        monitors = self.monitors(spec, steps)
         if self.problems:
             raise YamlDefinitionError(self.problems)
         options: dict[str, Any] = {}
@@ -220,10 +222,36 @@ class Builder:
             if spec.compress_after is not None:  # the run's values after that step, compressed
                 wanted = spec.compress_after
                 compress_after(step=wanted.step, strategy=wanted.strategy, level=wanted.level)(built)
+            declare(built, monitors)
             return built
         except DefinitionError as exc:
             self.problem(("steps",), str(exc), key=True)
             raise YamlDefinitionError(self.problems) from None
+
+    def monitors(self, spec: WorkflowSpec, steps: Sequence[Node]) -> list[Any]:
+        """The file's monitors, each watching a step of ``steps`` (problems recorded)."""
+        names = [*step_names(steps), *([spec.error_handler.step] if spec.error_handler is not None else [])]
+
+        def resolve(ref: str, loc: Loc) -> Any:
+            return self.resolve(ref, loc, "function")
+
+        built: list[Any] = []
+        for i, entry in enumerate(spec.monitors):
+            loc = ("monitors", i)
+            try:
+                monitor = build_monitor(
+                    entry, workflow=spec.name, steps=names, problem=self.problem, loc=loc, resolve=resolve
+                )
+            except _Failed:
+                continue
+            if monitor is None:
+                continue
+            if any(m.name == monitor.name for m in built):
+                where = (*loc, "name") if entry.name is not None else loc
+                self.problem(where, f"two monitors are named {monitor.name!r}; give one a different name")
+                continue
+            built.append(monitor)
+        return built
 
     def callables(self) -> dict[str, Callable[..., Any]]:
         """Every component as a step function (models are asked with :func:`model_step`)."""
