@@ -220,6 +220,12 @@ class _Collector(MonitorObserver):
         self.pending.append(alert)
 
 
+def _diverted(record: StepRecord) -> bool:
+    """A diversion's record (``wait:diverted:<key>``) or a fallback an alert's action took."""
+    meta = record.meta
+    return record.step_key.startswith("wait:") or bool(meta.get("diverted")) or meta.get("fallback_reason") == "alert"
+
+
 def _execution(record: StepRecord) -> _Execution:
     latency = record.meta.get("latency_ms")
     latency_s = float(latency) / 1000 if isinstance(latency, int | float) else 0.0
@@ -368,6 +374,8 @@ class AlertEvaluator:
                 continue
             self._seen[key] = record.finished_at
             fresh += 1
+            if _diverted(record):  # an alert's own doing says nothing of the step's health
+                continue
             self._steps._add(workflow, record.name, _execution(record), record.finished_at)
         self.records_read += fresh
         return fresh
