@@ -13,6 +13,7 @@ Every command is a thin layer over :class:`orchestrate.Client`. Exit codes:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import sys
@@ -398,6 +399,7 @@ def worker_command(
                 triggers=triggers,
                 monitors=monitors,
                 monitor_interval=monitor_interval,
+                queue_metrics=metrics_port is not None,
             )
         )
     except asyncio.CancelledError:
@@ -422,6 +424,7 @@ async def _work(
     triggers: Sequence[Trigger] = (),
     monitors: Sequence[Any] = (),
     monitor_interval: float = 5.0,
+    queue_metrics: bool = False,
 ) -> int:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
@@ -454,7 +457,12 @@ async def _work(
                 echo(f"worker triggers: {', '.join(t.name for t in triggers)}", err=True)
             if monitors:
                 echo(f"worker monitors: {', '.join(m.name for m in monitors)}", err=True)
-            async with evaluating(client, monitors, interval_seconds=monitor_interval):
+            watching: Any = contextlib.nullcontext()
+            if queue_metrics:  # --metrics-port: the queue gauges, read from the store
+                from orchestrate.observe.prometheus import watch_queues
+
+                watching = watch_queues(client.engine)
+            async with evaluating(client, monitors, interval_seconds=monitor_interval), watching:
                 return await _work_with_triggers(
                     client,
                     triggers,

@@ -34,7 +34,13 @@ family                                    type       labels
 ``model_tokens_total``                    counter    model, kind (input, output)
 ``model_cost_total``                      counter    model
 ``model_latency_seconds``                 histogram  model
+``queue_depth``                           gauge      queue (runs due, not yet claimed)
+``queue_oldest_due_seconds``              gauge      queue (the claim wait of the oldest)
 ========================================  =========  =======================================
+
+The two queue gauges are read from the store every few seconds by :func:`watch_queues`
+(``orchestrate worker --metrics-port`` runs it), not counted from events: they say how
+deep the backlog is and how long the run at its head has waited for a claim.
 
 Many worker processes on one host: set ``PROMETHEUS_MULTIPROC_DIR`` to an empty directory
 shared by them (and by the process serving the endpoint) *before* they start, as
@@ -47,9 +53,11 @@ multiprocess mode, and summed over the processes of a host otherwise.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from orchestrate.observe.observer import Observer, add_observer
@@ -124,6 +132,21 @@ class _Families:
         self.model_tokens = counter("model_tokens", "Tokens consumed.", ("model", "kind"))
         self.model_cost = counter("model_cost", "Cost of model calls (the price table's unit).", ("model",))
         self.model_latency = histogram("model_latency_seconds", "Model call latency.", ("model",), "model")
+        # Read from the store (every worker reads the same): the live processes' largest value.
+        self.queue_depth = Gauge(
+            "orchestrate_queue_depth",
+            "Runs due and waiting for a worker to claim them.",
+            ("queue",),
+            registry=registry,
+            multiprocess_mode="livemax",
+        )
+        self.queue_oldest_due = Gauge(
+            "orchestrate_queue_oldest_due_seconds",
+            "How long the longest-waiting due run of the queue has waited for a claim.",
+            ("queue",),
+            registry=registry,
+            multiprocess_mode="livemax",
+        )
 
 
 _FAMILIES: dict[int, tuple[CollectorRegistry, _Families]] = {}
@@ -295,3 +318,62 @@ def serve_metrics(port: int, *, addr: str = "0.0.0.0", observe: bool = True) -> 
     observer = PrometheusObserver()
     add_observer(observer)
     return observer
+
+
+async def read_queues(store: Any, *, now: float, registry: CollectorRegistry | None = None) -> dict[str, int]:
+    """Set the queue gauges from ``store`` once; the due runs per queue (a queue gone empty reads 0)."""
+    from orchestrate.store._quality_sql import quality_for
+
+    families = _families(registry if registry is not None else REGISTRY, _DEFAULT_BUCKETS)
+    depths = await quality_for(store).queue_depths(now=now)
+    seen = {d.queue: d for d in depths}
+    for queue in _QUEUES_SHOWN.setdefault(id(families), set()) - set(seen):
+        families.queue_depth.labels(queue).set(0)
+        families.queue_oldest_due.labels(queue).set(0)
+    for depth in depths:
+        families.queue_depth.labels(depth.queue).set(depth.due)
+        waited = 0.0 if depth.oldest_due_at is None else max(now - depth.oldest_due_at, 0.0)
+        families.queue_oldest_due.labels(depth.queue).set(waited)
+    _QUEUES_SHOWN[id(families)].update(seen)
+    return {d.queue: d.due for d in depths}
+
+
+@contextlib.asynccontextmanager
+async def watch_queues(
+    engine: Any, *, interval_seconds: float = 5.0, registry: CollectorRegistry | None = None
+) -> AsyncIterator[None]:
+    """Keep the queue gauges current from ``engine``'s store while the block runs (every ``interval_seconds``).
+
+    A read that fails (the store is away) is logged and the next one tries again.
+    """
+    from orchestrate.observe.logging import get_logger
+
+    stop = asyncio.Event()
+
+    async def loop() -> None:
+        while not stop.is_set():
+            try:
+                await read_queues(engine.store, now=engine.clock.now(), registry=registry)
+            except Exception as exc:  # noqa: BLE001 - the gauges wait for the store to come back
+                get_logger().warning("queue_metrics_failed", error_class=type(exc).__name__, error=str(exc))
+            try:
+                await asyncio.wait_for(stop.wait(), interval_seconds)
+            except TimeoutError:
+                pass
+
+    task = asyncio.create_task(loop())
+    try:
+        yield
+    finally:
+        stop.set()
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+_DEFAULT_BUCKETS: dict[str, Sequence[float]] = {
+    "step": STEP_BUCKETS,
+    "run": RUN_BUCKETS,
+    "review": REVIEW_BUCKETS,
+    "model": MODEL_BUCKETS,
+}
+_QUEUES_SHOWN: dict[int, set[str]] = {}

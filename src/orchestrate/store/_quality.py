@@ -122,13 +122,41 @@ class AlertRecord:
         return data
 
 
+def _due_at(status: str, wake_at: float | None, created_at: float, now: float) -> float | None:
+    """When a run became due for a claim, or ``None`` when it is not due at ``now``."""
+    if status == "pending" and (wake_at is None or wake_at <= now):
+        return created_at if wake_at is None else wake_at
+    if status == "waiting" and wake_at is not None and wake_at <= now:
+        return wake_at
+    return None
+
+
 def alert_id(workflow: str, monitor: str, incident: int) -> str:
     """The id of ``monitor``'s ``incident``-th alert in ``workflow``."""
     return f"{workflow}:{monitor}#{incident}"
 
 
+@dataclass(frozen=True, kw_only=True)
+class QueueDepth:
+    """The runs of one queue that are due and wait for a worker to claim them.
+
+    Attributes:
+        queue: the queue's name.
+        due: pending runs due now (created, or their delayed start passed) and waiting
+            runs whose timer or signal made them due.
+        oldest_due_at: when the longest-waiting of them became due (``None``: none is).
+    """
+
+    queue: str
+    due: int
+    oldest_due_at: float | None
+
+
 class QualityStore(Protocol):
     """Step results, feedback and alerts of one store."""
+
+    async def queue_depths(self, *, now: float) -> list[QueueDepth]:
+        """Each queue with runs due at ``now``, by name."""
 
     async def step_results(
         self, name: str, *, last: int, workflow: str | None = None, before: float | None = None
@@ -181,6 +209,15 @@ class MemoryQualityStore:
         self._store = store
         self._feedback: dict[str, FeedbackRecord] = {}
         self._alerts: dict[str, AlertRecord] = {}
+
+    async def queue_depths(self, *, now: float) -> list[QueueDepth]:
+        """Due runs per queue, from the memory store's runs."""
+        oldest: dict[str, list[float]] = {}
+        for run in self._store._runs.values():
+            due = _due_at(run.status.value, run.wake_at, run.created_at, now)
+            if due is not None:
+                oldest.setdefault(run.queue, []).append(due)
+        return [QueueDepth(queue=q, due=len(at), oldest_due_at=min(at)) for q, at in sorted(oldest.items())]
 
     def _steps(self, names: Sequence[str], workflow: str | None = None) -> list[tuple[str, StepRecord]]:
         runs = self._store._runs

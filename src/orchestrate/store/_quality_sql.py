@@ -13,7 +13,14 @@ from typing import Any
 
 from orchestrate.store import _sql
 from orchestrate.store._access_sql import _dialect, _Sql, unwrap
-from orchestrate.store._quality import AlertRecord, AlertState, FeedbackRecord, MemoryQualityStore, QualityStore
+from orchestrate.store._quality import (
+    AlertRecord,
+    AlertState,
+    FeedbackRecord,
+    MemoryQualityStore,
+    QualityStore,
+    QueueDepth,
+)
 from orchestrate.store.base import StepRecord
 
 _MEMORY: weakref.WeakKeyDictionary[Any, MemoryQualityStore] = weakref.WeakKeyDictionary()
@@ -40,6 +47,12 @@ UPDATE_ALERT = (
 ALERT_BY_ID = f"SELECT {_ALERT_COLUMNS} FROM orchestrate_alerts WHERE alert_id = ?"
 LAST_ALERT = (
     f"SELECT {_ALERT_COLUMNS} FROM orchestrate_alerts WHERE workflow = ? AND monitor = ? ORDER BY incident DESC LIMIT 1"
+)
+
+QUEUE_DEPTHS = (
+    "SELECT queue, COUNT(*), MIN(COALESCE(wake_at, created_at)) FROM orchestrate_runs"
+    " WHERE (status = 'pending' AND (wake_at IS NULL OR wake_at <= ?))"
+    " OR (status = 'waiting' AND wake_at <= ?) GROUP BY queue ORDER BY queue"
 )
 
 
@@ -103,6 +116,11 @@ class SqlQualityStore:
         )
         rows = await self._db.fetch(sql, (*params, last))
         return [(str(r[0]), _sql.step_from_row(r[1:])) for r in rows]
+
+    async def queue_depths(self, *, now: float) -> list[QueueDepth]:
+        """Due runs per queue: two ranges of the ``(status, wake_at)`` index."""
+        rows = await self._db.fetch(QUEUE_DEPTHS, (now, now))
+        return [QueueDepth(queue=str(r[0]), due=int(r[1]), oldest_due_at=float(r[2])) for r in rows]
 
     async def steps_since(self, names: Sequence[str], *, after: float, limit: int) -> list[tuple[str, StepRecord]]:
         """Oldest first: a range of the ``(name, finished_at)`` index per name."""
