@@ -12,6 +12,7 @@ import json
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import click
@@ -157,28 +158,54 @@ def schema_command() -> int:
 # graph ------------------------------------------------------------------------------------------
 
 
-@click.command("graph", short_help="Draw a workflow's graph as text, Mermaid or Graphviz DOT.")
+@click.command("graph", short_help="Draw a workflow's graph: text, Mermaid, Graphviz DOT, SVG or PNG.")
 @click.argument("target", metavar="TARGET")
 @click.option(
     "--format",
     "format_",
-    type=click.Choice(["text", "mermaid", "dot"]),
+    type=click.Choice(["text", "mermaid", "dot", "svg", "png"]),
     default="text",
     show_default=True,
-    help="text: an indented tree; mermaid: a flowchart for Markdown; dot: Graphviz source (dot -Tsvg renders it).",
+    help="text: an indented tree; mermaid: a flowchart for Markdown; dot: Graphviz source; svg: a picture "
+    "drawn here; png: the same picture through a headless Chromium (needs --output).",
 )
-def graph_command(target: str, format_: str) -> int:
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, writable=True),
+    default=None,
+    metavar="FILE",
+    help="Write the drawing to FILE instead of printing it.",
+)
+def graph_command(target: str, format_: str, output: str | None) -> int:
     """Draw the workflow TARGET (FILE.yaml, path/to/file.py:NAME or package.module:NAME)."""
+    if format_ == "png" and output is None:
+        raise click.UsageError("--format png writes an image: give it a file with --output graph.png")
     wf = load_target(target)
     if not isinstance(wf, Workflow):
         raise InvalidInputError(
             f"{wf.name!r} is a durable function: its steps are decided by its code as it runs, so it has no graph"
         )
     if format_ == "text":
-        click.echo("\n".join(render_text(wf)))
+        drawing = "\n".join(render_text(wf)) + "\n"
+    elif format_ in ("svg", "png"):
+        drawing = flow_graph(wf).svg(title=f"workflow {wf.name} (version {wf.version})")
     else:
         graph = flow_graph(wf)
-        click.echo(graph.mermaid() if format_ == "mermaid" else graph.dot())
+        drawing = (graph.mermaid() if format_ == "mermaid" else graph.dot()) + "\n"
+    if output is None:
+        click.echo(drawing, nl=False)
+        return EXIT_OK
+    try:
+        if format_ == "png":
+            from orchestrate.cli._svg import svg_to_png
+
+            Path(output).write_bytes(svg_to_png(drawing))
+        else:
+            Path(output).write_text(drawing, encoding="utf-8")
+    except OSError as exc:
+        raise InvalidInputError(f"cannot write {output!r}: {exc.strerror or exc}") from None
+    click.echo(f"wrote {output}", err=True)
     return EXIT_OK
 
 
@@ -290,9 +317,9 @@ def _inside(node: Node, indent: str) -> list[str]:
 
 @dataclass
 class FlowGraph:
-    """A workflow as boxes and arrows, for Mermaid and Graphviz."""
+    """A workflow as boxes and arrows, for Mermaid, Graphviz and SVG."""
 
-    nodes: list[tuple[str, str, str]] = field(default_factory=list)  # (id, label, shape)
+    nodes: list[tuple[str, str, str]] = field(default_factory=list)  # (id, label, shape); gate: a reviewed step
     edges: list[tuple[str, str, str, bool]] = field(default_factory=list)  # (from, to, label, dashed)
 
     def add(self, label: str, shape: str = "box") -> str:
@@ -306,7 +333,13 @@ class FlowGraph:
 
     def mermaid(self) -> str:
         """The graph as a Mermaid flowchart."""
-        shapes = {"box": ('["', '"]'), "diamond": ('{"', '"}'), "round": ('(["', '"])'), "circle": ('(("', '"))')}
+        shapes = {
+            "box": ('["', '"]'),
+            "diamond": ('{"', '"}'),
+            "round": ('(["', '"])'),
+            "circle": ('(("', '"))'),
+            "gate": ('{{"', '"}}'),
+        }
         lines = ["flowchart TD"]
         for ident, label, shape in self.nodes:
             opening, closing = shapes[shape]
@@ -318,7 +351,13 @@ class FlowGraph:
 
     def dot(self) -> str:
         """The graph as Graphviz DOT source."""
-        shapes = {"box": "box", "diamond": "diamond", "round": "box, style=rounded", "circle": "circle"}
+        shapes = {
+            "box": "box",
+            "diamond": "diamond",
+            "round": "box, style=rounded",
+            "circle": "circle",
+            "gate": "hexagon",
+        }
         lines = ["digraph workflow {", "    rankdir=TB;", '    node [fontname="Helvetica"];']
         for ident, label, shape in self.nodes:
             lines.append(f"    {ident} [label={json.dumps(label)}, shape={shapes[shape]}];")
@@ -330,6 +369,12 @@ class FlowGraph:
             lines.append(f"    {source} -> {target}{suffix};")
         lines.append("}")
         return "\n".join(lines)
+
+    def svg(self, *, title: str) -> str:
+        """The graph as an SVG document, laid out here (see :mod:`orchestrate.cli._svg`)."""
+        from orchestrate.cli._svg import render_svg
+
+        return render_svg(self.nodes, self.edges, title=title)
 
 
 def _mermaid_text(text: str) -> str:
@@ -413,7 +458,7 @@ def _one(
         first[node.name] = head
         graph.link(entries, head)
         return _flow(graph, node.workflow.nodes, [(head, "")])
-    ident = graph.add(_label(node), "box")
+    ident = graph.add(_label(node), "gate" if isinstance(node, Step) and node.gate is not None else "box")
     first[node.name] = ident
     graph.link(entries, ident)
     return [(ident, "")]
