@@ -27,11 +27,12 @@ def invoke(*args: str) -> Any:
 
 
 def test_every_example_validates():
-    assert [p.name for p in FILES] == ["image_moderation.yaml", "moderation.yaml", "support_router.yaml"]
+    assert [p.name for p in FILES] == ["image_moderation.yaml", "loans.yaml", "moderation.yaml", "support_router.yaml"]
     result = invoke("validate", *map(str, FILES))
     assert result.exit_code == 0, result.output
     assert result.output.splitlines() == [
         "ok: workflow image_moderation version 1, 4 steps",
+        "ok: workflow loans version 1, 6 steps",
         "ok: workflow content_moderation version 1, 7 steps",
         "ok: workflow support_router version 1, 7 steps",
     ]

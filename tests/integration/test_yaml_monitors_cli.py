@@ -32,10 +32,10 @@ name: loans
 version: "1"
 steps:
   - step: fraud_check
-    call: loan_steps:fraud_check
+    call: fraud_steps:fraud_check
     fallback: {value: {decision: manual}}
   - step: decide
-    call: loan_steps:decide
+    call: fraud_steps:decide
 monitors:
   - step: fraud_check
     metric: fallback_rate
@@ -55,7 +55,7 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
 
 @pytest.fixture
 def flow(tmp_path: Path) -> Path:
-    (tmp_path / "loan_steps.py").write_text(textwrap.dedent(STEPS))
+    (tmp_path / "fraud_steps.py").write_text(textwrap.dedent(STEPS))
     path = tmp_path / "loans.yaml"
     path.write_text(textwrap.dedent(FLOW))
     return path
@@ -104,4 +104,19 @@ def test_a_worker_serving_the_file_evaluates_its_monitors(store_url: str, flow: 
 def test_monitors_option_takes_a_yaml_file(flow: Path) -> None:
     assert load_monitors([str(flow)]) == [
         Monitor("fraud_check", "fallback_rate", Threshold(above=0.5), window=3, workflow="loans", action="review")
+    ]
+
+
+def test_the_loans_example_runs_to_its_review_and_declares_five_monitors(tmp_path: Path) -> None:
+    example = Path(__file__).resolve().parents[2] / "examples" / "yaml" / "loans.yaml"
+    application = '{"name": "Ada", "id": "A-1", "amount": 20000, "documents": [{"monthly": 6000}, {"monthly": 6500}]}'
+    result = invoke("run", str(example), "--store", f"sqlite:///{tmp_path / 'runs.db'}", "--input", application)
+    assert result.exit_code == 3, result.output  # waiting for the credit officer
+    assert "credit_officer" in result.output
+    assert [m.name for m in load_monitors([str(example)])] == [
+        "fraud_check.fallback_rate",
+        "fraud_check.latency_p95",
+        "score.confidence",
+        "score.score.drift",
+        "loans.corrected_rate",
     ]
