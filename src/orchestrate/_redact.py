@@ -29,7 +29,10 @@ import functools
 import re
 import threading
 from collections.abc import Callable, Mapping, MutableMapping
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
 
 MIN_SECRET_LENGTH = 8
 """Shortest ``Secret`` value matched by value (shorter ones would mask ordinary words)."""
@@ -254,3 +257,17 @@ def redact_event(_logger: Any, _method: str, event_dict: MutableMapping[str, Any
         if masked is not value:
             event_dict[key] = masked
     return event_dict
+
+
+_Record = TypeVar("_Record", bound="DataclassInstance")
+
+
+def masked_fields(record: _Record, *fields: str) -> _Record:
+    """``record`` with secrets masked in the named fields; the record itself when none held one."""
+    changes = {}
+    for name in fields:
+        value = getattr(record, name)
+        masked = redact_data(value)
+        if masked is not value:
+            changes[name] = masked
+    return dataclasses.replace(record, **changes) if changes else record
