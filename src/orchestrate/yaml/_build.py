@@ -33,6 +33,7 @@ from orchestrate.workflow import Branch, Loop, Map, Node, Parallel, Step, SubWor
 from orchestrate.yaml._errors import Problem, YamlDefinitionError, from_validation, is_tag, show_path
 from orchestrate.yaml._expr import Expression, ExpressionError
 from orchestrate.yaml._monitors import build_monitor, declare, step_names
+from orchestrate.yaml._scalars import Spec
 from orchestrate.yaml._schema import (
     TAGS,
     BranchSpec,
@@ -52,7 +53,6 @@ from orchestrate.yaml._schema import (
     ParallelSpec,
     RouteActionSpec,
     SkipFallbackSpec,
-    Spec,
     StepSpec,
     SubWorkflowSpec,
     TieredGateSpec,

@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 from orchestrate.errors import OrchestrateError
 from orchestrate.workflow import Branch, Loop, Map, Node, Parallel, Step, SubWorkflow, Workflow
-from orchestrate.yaml._schema import RULES, DriftMonitorSpec, MetricMonitorSpec, OutcomeMonitorSpec, Spec
+from orchestrate.yaml._monitor_schema import RULES, DriftMonitorSpec, MetricMonitorSpec, OutcomeMonitorSpec
+from orchestrate.yaml._scalars import Spec
 
 if TYPE_CHECKING:
     from orchestrate.observe.alerts import AnyMonitor
