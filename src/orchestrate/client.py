@@ -42,6 +42,7 @@ from orchestrate.review import _decisions
 from orchestrate.review._decisions import ReviewStats
 from orchestrate.review.gate import refuse_self_approval
 from orchestrate.store import Store, _blobs, open_store
+from orchestrate.store._access_policy import check_server
 from orchestrate.store.base import (
     PRUNED_BY_DEFAULT,
     REPLAYED_EVENT,
@@ -374,6 +375,8 @@ class Client(QualityMethods):
         """
         run = await self.get(run_id)
         run_id = run.run_id
+        if key.startswith("review:"):
+            await check_server(self.store, f"the decision {key!r} on run {run_id}")
         if run.status.terminal:
             raise RunStateError(f"run {run_id!r} is {run.status.value}; it takes no more signals")
         now = self.engine.clock.now()

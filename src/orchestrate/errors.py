@@ -25,6 +25,7 @@ Every error the library raises derives from :class:`OrchestrateError`::
     │   └── IsolatedProcessError   a process-isolated step died or could not be pickled
     ├── RejectedError              a reviewer rejected a gated step
     ├── ReviewPermissionError      a decision by a role that may not decide the item
+    │   └── ServerRequiredError    a decision made without the server on a store that requires it
     ├── ReviewNotFoundError        no review item with that id
     ├── DeadlineExceededError      the run's deadline or time budget ran out
     ├── ModelError                 a model call failed; provider SDK errors are mapped into these
@@ -167,6 +168,14 @@ class RejectedError(OrchestrateError):
 
 class ReviewPermissionError(OrchestrateError):
     """A decision by someone whose role may not decide this item (or whose approval check said no)."""
+
+
+class ServerRequiredError(ReviewPermissionError):
+    """A review decision made without the server on a store that requires it.
+
+    ``orchestrate tokens require-server on`` makes a store take review decisions only
+    through ``orchestrate serve``, from a principal authenticated by a token.
+    """
 
 
 class ReviewNotFoundError(OrchestrateError):

@@ -1,4 +1,5 @@
-"""``orchestrate tokens …``: API tokens for ``orchestrate serve``: create, list, revoke.
+"""``orchestrate tokens …``: API tokens for ``orchestrate serve``: create, list, revoke,
+and whether the store takes review decisions only through the server.
 
 A token is printed once, when created; the store keeps only its SHA-256.
 """
@@ -13,10 +14,12 @@ from rich import box
 from rich.table import Table
 
 from orchestrate.cli._common import EXIT_OK, console, dump_json, echo, json_option, run_async, store_option, with_client
+from orchestrate.cli.reviews import _default_user
 from orchestrate.client import Client
 from orchestrate.errors import OrchestrateError
 from orchestrate.policies import parse_duration
 from orchestrate.store._access import TokenRecord
+from orchestrate.store._access_policy import ServerRequirement
 
 
 @click.group("tokens", invoke_without_command=True)
@@ -137,4 +140,45 @@ def revoke_command(token_id: str, store: str) -> int:
 
     record = run_async(with_client(store, go))
     echo(f"token {record.token_id} of {record.name} revoked")
+    return EXIT_OK
+
+
+def _local_user() -> str:
+    return "local:" + _default_user()
+
+
+@tokens.command("require-server", short_help="Take review decisions only through the server (on|off).")
+@click.argument("state", required=False, type=click.Choice(["on", "off"]))
+@click.option(
+    "--by",
+    default=None,
+    metavar="WHO",
+    help="Who changes it, for the audit.",
+    show_default="local:$ORCHESTRATE_USER or local:<login>",
+)
+@store_option
+@json_option
+def require_server_command(state: str | None, by: str | None, store: str, as_json: bool) -> int:
+    """Show, or turn on or off, whether the store requires the server for review decisions.
+
+    When on, approve, reject, edit, decide and review: signals made with the CLI or the
+    Python client are refused: decide through `orchestrate serve`, where the reviewer and
+    role come from the token. The change is recorded in the audit trail.
+    """
+    from orchestrate.server.tokens import require_server, server_requirement
+
+    async def go(client: Client) -> ServerRequirement:
+        if state is None:
+            return await server_requirement(client.store)
+        return await require_server(client.store, state == "on", by=by or _local_user())
+
+    setting = run_async(with_client(store, go, read_only=state is None))
+    if as_json:
+        dump_json({"require_server": setting.on, "by": setting.by, "at": setting.at})
+        return EXIT_OK
+    since = f" (set by {setting.by}, {_when(setting.at)})" if setting.by is not None else ""
+    if setting.on:
+        echo(f"require-server: on{since}: review decisions are taken only through orchestrate serve")
+    else:
+        echo(f"require-server: off{since}: review decisions are taken from the CLI and the Python client too")
     return EXIT_OK

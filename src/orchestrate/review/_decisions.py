@@ -29,6 +29,7 @@ from orchestrate.errors import (
 from orchestrate.observe._dispatch import Dispatch, process_dispatch
 from orchestrate.review._outcomes import review_id_for, signal_record
 from orchestrate.review.gate import APPROVERS
+from orchestrate.store._access_policy import check_server
 from orchestrate.store.base import Event, ReviewRecord, ReviewStatus, RunRecord, Store
 
 Action = Literal["approve", "reject", "edit"]
@@ -127,6 +128,7 @@ async def decide(
     """
     if not isinstance(by, str) or not by.strip():
         raise InvalidInputError("a decision needs to say who decides (by=...)")
+    await check_server(store, f"the {action} of review {review_id}")
     if action == "reject" and not (isinstance(reason, str) and reason.strip()):
         raise InvalidInputError("a rejection needs a reason")
     if action == "edit":

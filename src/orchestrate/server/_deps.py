@@ -29,6 +29,7 @@ from orchestrate.server._changes import Changes
 from orchestrate.server._http import status_of
 from orchestrate.server.settings import ServerSettings
 from orchestrate.store._access import AccessStore, AuditEntry, payload_hash
+from orchestrate.store._access_policy import acting_as
 
 T = TypeVar("T")
 
@@ -107,9 +108,18 @@ async def record(state: ServerState, who: Principal, action: str, target: str | 
 async def audited(
     state: ServerState, who: Principal, action: str, target: str | None, body: Any, call: Callable[[], Awaitable[T]]
 ) -> T:
-    """Run the mutation ``call`` and audit it, whatever its outcome."""
+    """Run the mutation ``call`` and audit it, whatever its outcome.
+
+    A principal authenticated by a token or a session is marked as such for the call (a
+    store that requires the server takes review decisions only from one); ``local``, the
+    principal of a server without auth, is not.
+    """
     try:
-        result = await call()
+        if who.via == "local":
+            result = await call()
+        else:
+            with acting_as(who.name):
+                result = await call()
     except OrchestrateError as exc:
         await record(state, who, action, target, body, status_of(exc))
         raise

@@ -12,10 +12,19 @@ from typing import Any
 
 from orchestrate.errors import InvalidInputError
 from orchestrate.server._auth import create_token as _create
-from orchestrate.store._access import TokenRecord
+from orchestrate.store._access import AuditEntry, TokenRecord
+from orchestrate.store._access_policy import ServerRequirement, get_requirement, set_requirement
 from orchestrate.store._access_sql import access_for
 
-__all__ = ["TokenRecord", "create_token", "list_tokens", "revoke_token"]
+__all__ = [
+    "ServerRequirement",
+    "TokenRecord",
+    "create_token",
+    "list_tokens",
+    "require_server",
+    "revoke_token",
+    "server_requirement",
+]
 
 
 async def create_token(
@@ -54,3 +63,35 @@ async def revoke_token(store: Any, token_id: str) -> TokenRecord:
     if found is None:
         raise InvalidInputError(f"no token {token_id!r}; see `orchestrate tokens list`")
     return found
+
+
+async def server_requirement(store: Any) -> ServerRequirement:
+    """Whether ``store`` requires the server for review decisions (and who set it, when)."""
+    return await get_requirement(store)
+
+
+async def require_server(store: Any, on: bool, *, by: str) -> ServerRequirement:
+    """Make ``store`` take review decisions only through the server (``on``), or from anyone again.
+
+    While it is on, approve, reject, edit, decide and ``review:`` signals made through
+    :class:`~orchestrate.client.Client` or the CLI are refused with
+    :class:`~orchestrate.errors.ServerRequiredError`; ``orchestrate serve`` decides for the
+    principal of the request's token. The change is written to the audit trail as
+    ``settings.require_server`` by ``by``.
+
+    Args:
+        store: an opened store.
+        on: require the server (``True``) or not.
+        by: who changes it (recorded in the audit and the setting).
+
+    Raises:
+        InvalidInputError: ``by`` is empty.
+    """
+    if not isinstance(by, str) or not by.strip():
+        raise InvalidInputError("say who changes the setting (by=...)")
+    now = time.time()
+    setting = await set_requirement(store, on=bool(on), by=by, now=now)
+    await access_for(store).append_audit(
+        AuditEntry(principal=by, at=now, action="settings.require_server", target="on" if on else "off")
+    )
+    return setting
