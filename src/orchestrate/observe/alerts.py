@@ -292,6 +292,7 @@ class AlertEvaluator:
         self.passes = 0
         self.records_read = 0
         self.queries = 0
+        self._attached: list[Diversions] = []
 
     @property
     def detectors(self) -> MonitorObserver:
@@ -303,7 +304,11 @@ class AlertEvaluator:
         its drift monitors' latest scores go into the step records (``meta["drift_score"]``)."""
         if any(isinstance(m, DriftMonitor) for m in self.monitors):
             self._steps.attach(engine)
-        return Diversions.attach(engine, self.store, ttl_seconds=ttl_seconds)
+        diversions = Diversions.attach(engine, self.store, ttl_seconds=ttl_seconds)
+        # An alert this evaluator writes takes effect in the attached engines at once, not
+        # when their cache of diverting alerts next expires.
+        self._attached.append(diversions)
+        return diversions
 
     async def run(self, stop: asyncio.Event | None = None) -> None:
         """Evaluate every ``interval_seconds`` until ``stop`` is set (or the task is cancelled).
@@ -469,6 +474,8 @@ class AlertEvaluator:
         return last
 
     async def _tell(self, record: AlertRecord, transition: str) -> None:
+        for diversions in self._attached:
+            diversions.invalidate()
         for sink in self.sinks:
             try:
                 await sink.send(record, transition=transition)
