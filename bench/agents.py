@@ -30,7 +30,7 @@ from tests.integration.models.wire_servers import OpenAIWire, Said
 
 from orchestrate import Engine, RunContext, workflow
 from orchestrate.agents import Agent
-from orchestrate.agents.context import ContextWindow
+from orchestrate.agents.context import ContextWindow, SharedContext
 from orchestrate.agents.streaming import StreamEvents, stream_step
 from orchestrate.models.base import Message, Model, ModelRequest
 from orchestrate.models.openai_compat import OpenAICompatModel
@@ -183,12 +183,44 @@ def _counter() -> tuple[Model | None, str]:
         return None, f"estimate (no llama.cpp: {type(exc).__name__})"
 
 
+@workflow(name="bench_shared_context", version="1")
+async def _shared_run(ctx: RunContext, _: Any = None) -> Any:
+    shared = SharedContext.of(ctx, "case-7", ttl_seconds=600)
+    await shared.put("order", "A-17 ships tomorrow", ctx=ctx)
+    return await shared.get("order", ctx=ctx)
+
+
+@workflow(name="bench_shared_floor", version="1")
+async def _shared_floor(ctx: RunContext, _: Any = None) -> Any:
+    async def write() -> None:
+        return None
+
+    async def read() -> str:
+        return "A-17 ships tomorrow"
+
+    await ctx.step(write, name="write")
+    return await ctx.step(read, name="read")
+
+
+async def shared_context(runs: int) -> dict[str, float]:
+    """A run that writes an entry to a ``SharedContext`` and reads it back (two durable steps)
+    against a run of two durable steps that touch nothing, both on SQLite."""
+    with tempfile.TemporaryDirectory() as tmp:
+        store = open_store(f"sqlite:///{tmp}/shared.db")
+        async with Engine(store, workflows=[_shared_run, _shared_floor]) as engine:
+            return await _interleaved(
+                {"shared": lambda: engine.run(_shared_run, None), "floor": lambda: engine.run(_shared_floor, None)},
+                runs,
+            )
+
+
 async def main_async(quick: bool) -> str:
     runs = 30 if quick else 200
     turns = await turn_overhead(runs)
     ttft = await first_token(runs)
     counter, counted_by = _counter()
     tokens = await summariser(counter)
+    shared = await shared_context(runs)
     us = 1e6
     lines = [
         "| measurement | result |",
@@ -203,6 +235,9 @@ async def main_async(quick: bool) -> str:
         f"| 10-step pipeline, prompt tokens per step without / with `ContextWindow(4000)` ({counted_by}) | "
         f"max {max(tokens['without'])} / **{max(tokens['with'])}**, total {sum(tokens['without'])} / "
         f"**{sum(tokens['with'])}** ({1 - sum(tokens['with']) / sum(tokens['without']):.0%} fewer) |",
+        f"| a run that writes a `SharedContext` entry and reads it back (two durable steps, SQLite) vs a run "
+        f"of two durable steps that touch nothing | {shared['shared'] * us:.0f} µs vs {shared['floor'] * us:.0f} µs: "
+        f"**{shared['shared'] / shared['floor']:.2f}x** |",
     ]
     detail = f"per step without: {tokens['without']}\nper step with:    {tokens['with']}"
     return "\n".join(lines) + "\n\n" + detail
