@@ -302,5 +302,6 @@ DOCS = EXAMPLES.parent / "docs"
 def test_seeds_doc_links_every_example_and_only_existing_ones():
     text = (DOCS / "seeds.md").read_text()
     linked = set(re.findall(r"\(\.\./(examples/[\w/]+\.py)\)", text))
-    on_disk = {str(p.relative_to(EXAMPLES.parent)) for p in [*SEEDS, *EXAMPLES.glob("*.py")]}
+    examples = [*SEEDS, *EXAMPLES.glob("*.py"), *EXAMPLES.glob("*/main.py")]
+    on_disk = {str(p.relative_to(EXAMPLES.parent)) for p in examples}
     assert linked == on_disk
